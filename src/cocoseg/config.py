@@ -1,0 +1,234 @@
+"""params.yaml -> typed, frozen dataclasses.
+
+One dataclass per params.yaml section. Loading is strict: an unknown key, a missing key or a value of
+the wrong type or range raises ``ConfigError`` with the dotted key and what is allowed, so a typo in
+``dvc exp run -S`` fails before any work is done instead of being silently ignored.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+
+
+class ConfigError(ValueError):
+    """A params.yaml value is unknown, missing or invalid; the message names the key."""
+
+
+def _check(ok: bool, key: str, value: Any, allowed: str) -> None:
+    if not ok:
+        raise ConfigError(f"{key}: {value!r} is not allowed; expected {allowed}")
+
+
+# --- sections -------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class BaseConfig:
+    seed: int = 42  # one seed for sampling, splitting, previews and training
+
+
+@dataclass(frozen=True)
+class SampleConfig:
+    num_images: int = 64  # small enough for a 10-minute CPU run, large enough to learn from
+    min_size: int = 112  # image sides are drawn from [min_size, max_size] so resizing is exercised
+    max_size: int = 160
+
+    def __post_init__(self) -> None:
+        _check(self.num_images >= 16, "data.sample.num_images", self.num_images, "an integer >= 16")
+        _check(32 <= self.min_size <= self.max_size, "data.sample.min_size", self.min_size,
+               "32 <= min_size <= max_size")
+
+
+COCO_MD5 = {
+    "annotations_trainval2017": "f4bbac642086de4f52a3fdda2de5fa2c",
+    "val2017": "442b8da7639aecaf257c1dceb8ba8c80",
+    "train2017": "cced6f7f71b7629ddf16f17bbcfab6b2",
+}
+
+
+@dataclass(frozen=True)
+class CocoConfig:
+    base_url: str = "http://images.cocodataset.org"  # any mirror with the official layout works
+    max_images: int | None = None  # None: whole archives; N: subset mode, N images fetched one by one
+    subset_categories_only: bool = True  # subset mode picks only images holding a selected category
+    workers: int = 16  # parallel connections in subset mode
+    verify_checksums: bool = True  # turning the MD5 check off must be explicit
+    md5: Mapping[str, str] = field(default_factory=lambda: dict(COCO_MD5))
+
+    def __post_init__(self) -> None:
+        _check(self.base_url.startswith(("http://", "https://", "file://")), "data.coco.base_url",
+               self.base_url, "an http(s):// or file:// URL")
+        _check(self.max_images is None or self.max_images > 0, "data.coco.max_images",
+               self.max_images, "null (whole archives) or a positive integer")
+        _check(self.workers >= 1, "data.coco.workers", self.workers, "an integer >= 1")
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    source: Literal["sample", "coco2017"] = "sample"
+    splits: tuple[str, ...] = ("val2017",)  # COCO splits to fetch and turn into masks
+    sample: SampleConfig = SampleConfig()
+    coco: CocoConfig = CocoConfig()
+
+    def __post_init__(self) -> None:
+        allowed = ("train2017", "val2017")
+        for split in self.splits:
+            _check(split in allowed, "data.splits", split, f"a list drawn from {list(allowed)}")
+        _check(len(self.splits) > 0, "data.splits", self.splits, "a non-empty list")
+        if self.source == "sample":
+            _check(self.splits == ("val2017",), "data.splits", list(self.splits),
+                   "['val2017'] with data.source: sample (the sample has one split)")
+
+
+@dataclass(frozen=True)
+class MasksConfig:
+    categories: str | tuple[str, ...] = "all"  # "all", "voc", or a list of COCO category names
+    overlap: Literal["priority_area", "smaller_on_top", "void"] = "priority_area"
+    priority: tuple[str, ...] = ()  # highest first; unlisted classes share the lowest priority
+    crowd: Literal["void", "background"] = "void"  # crowd pixels: ignored (255) or background (0)
+    keep_empty_images: bool = False  # images without kept annotations: skip, or keep all-background
+    val_fraction: float = 0.2
+    preview: int = 4  # how many seeded random images get a preview panel
+    workers: int = 0  # processes for the masks stage; 0 = one per CPU core
+
+    def __post_init__(self) -> None:
+        if isinstance(self.categories, str):
+            _check(self.categories in ("all", "voc"), "masks.categories", self.categories,
+                   "'all', 'voc' or a list of COCO category names")
+        else:
+            _check(len(self.categories) > 0, "masks.categories", list(self.categories),
+                   "'all', 'voc' or a non-empty list of COCO category names")
+        _check(0.0 < self.val_fraction < 1.0, "masks.val_fraction", self.val_fraction,
+               "a number strictly between 0 and 1")
+        _check(self.preview >= 0, "masks.preview", self.preview, "an integer >= 0")
+        _check(self.workers >= 0, "masks.workers", self.workers, "an integer >= 0 (0 = all cores)")
+
+
+# --- loading --------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Params:
+    base: BaseConfig = BaseConfig()
+    data: DataConfig = DataConfig()
+    masks: MasksConfig = MasksConfig()
+    # Sections that later stages own are kept as raw mappings until their dataclasses parse them.
+    extra: Mapping[str, Any] = field(default_factory=dict)
+
+
+_SECTIONS = {"base": BaseConfig, "data": DataConfig, "masks": MasksConfig}
+_EXTRA_SECTIONS: dict[str, type] = {}
+
+
+def register_section(name: str, cls: type) -> None:
+    """Let a later module (training, evaluation) add its own typed section."""
+    _EXTRA_SECTIONS[name] = cls
+
+
+def load_params(path: str | Path = "params.yaml") -> Params:
+    path = Path(path)
+    try:
+        raw = yaml.safe_load(path.read_text()) or {}
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: file not found") from None
+    except yaml.YAMLError as err:
+        raise ConfigError(f"{path}: not valid YAML: {err}") from None
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: expected a mapping of sections at the top level")
+    try:
+        return parse_params(raw)
+    except ConfigError as err:
+        raise ConfigError(f"{path}: {err}") from None
+
+
+def parse_params(raw: Mapping[str, Any]) -> Params:
+    known = {**_SECTIONS, **_EXTRA_SECTIONS}
+    unknown = sorted(set(raw) - set(known))
+    if unknown:
+        raise ConfigError(f"unknown section {unknown[0]!r}; allowed sections: {sorted(known)}")
+    core = {name: convert(cls, raw.get(name) or {}, name) for name, cls in _SECTIONS.items()}
+    extra = {name: convert(cls, raw.get(name) or {}, name) for name, cls in _EXTRA_SECTIONS.items()}
+    return Params(**core, extra=extra)
+
+
+def convert(tp: Any, value: Any, key: str) -> Any:
+    """Convert a YAML value to type ``tp``, naming ``key`` in any error."""
+    origin = typing.get_origin(tp)
+    if dataclasses.is_dataclass(tp):
+        return _convert_dataclass(tp, value, key)
+    if tp is Any:
+        return value
+    if origin is Literal:
+        allowed = typing.get_args(tp)
+        _check(value in allowed, key, value, f"one of {list(allowed)}")
+        return value
+    if origin in (typing.Union, types.UnionType):
+        errors = []
+        for option in typing.get_args(tp):
+            if option is type(None):
+                if value is None:
+                    return None
+                continue
+            try:
+                return convert(option, value, key)
+            except ConfigError as err:
+                errors.append(str(err))
+        raise ConfigError(f"{key}: {value!r} is not allowed; expected {_describe(tp)}")
+    if origin is tuple:
+        _check(isinstance(value, (list, tuple)), key, value, f"a list ({_describe(tp)})")
+        item_type = typing.get_args(tp)[0]
+        return tuple(convert(item_type, v, f"{key}[{i}]") for i, v in enumerate(value))
+    if origin in (Mapping, dict):
+        _check(isinstance(value, dict), key, value, "a mapping")
+        key_type, value_type = typing.get_args(tp)
+        return {str(k): convert(value_type, v, f"{key}.{k}") for k, v in value.items()}
+    if tp is bool:
+        _check(isinstance(value, bool), key, value, "true or false")
+        return value
+    if tp is int:
+        _check(isinstance(value, int) and not isinstance(value, bool), key, value, "an integer")
+        return value
+    if tp is float:
+        _check(isinstance(value, (int, float)) and not isinstance(value, bool), key, value, "a number")
+        return float(value)
+    if tp is str:
+        _check(isinstance(value, str), key, value, "a string")
+        return value
+    raise TypeError(f"config type {tp!r} of {key} is not supported")  # a bug in this module, not user input
+
+
+def _convert_dataclass(cls: type, value: Any, key: str) -> Any:
+    if dataclasses.is_dataclass(value) and isinstance(value, cls):
+        return value
+    _check(isinstance(value, dict), key, value, "a mapping")
+    hints = typing.get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls) if f.init}
+    unknown = sorted(set(value) - set(fields))
+    if unknown:
+        raise ConfigError(f"unknown key {_join(key, unknown[0])!r}; allowed keys: {sorted(fields)}")
+    kwargs = {name: convert(hints[name], value[name], _join(key, name)) for name in fields if name in value}
+    return cls(**kwargs)
+
+
+def _join(prefix: str, name: str) -> str:
+    return f"{prefix}.{name}" if prefix else name
+
+
+def _describe(tp: Any) -> str:
+    origin = typing.get_origin(tp)
+    if origin is Literal:
+        return f"one of {list(typing.get_args(tp))}"
+    if origin in (typing.Union, types.UnionType):
+        return " or ".join("null" if t is type(None) else _describe(t) for t in typing.get_args(tp))
+    if origin is tuple:
+        return f"list of {_describe(typing.get_args(tp)[0])}"
+    return {bool: "true/false", int: "integer", float: "number", str: "string"}.get(tp, str(tp))
+

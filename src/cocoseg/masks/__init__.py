@@ -1,0 +1,1 @@
+"""COCO annotations -> semantic and instance masks (numpy and pycocotools only; no torch)."""

@@ -1,0 +1,144 @@
+"""The masks stage: every image of every split -> masks, labels, report, split and previews.
+
+Images are independent, so they are spread over a process pool (``masks.workers``, default one per
+core) and streamed with ``imap``: memory holds a few images at a time, whatever the dataset size.
+Everything is written into a temporary folder that replaces the output folder only at the end, so
+an interrupted run leaves the previous masks untouched.
+"""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing
+import os
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from tqdm import tqdm
+
+from cocoseg.coco import CocoIndex, load_coco
+from cocoseg.config import MasksConfig
+from cocoseg.io import atomic_dir, write_json
+from cocoseg.masks.image_job import ImageResult, MaskSettings, process_image
+from cocoseg.masks.labels import LabelMap, build_label_map
+from cocoseg.masks.preview import write_previews
+
+log = logging.getLogger(__name__)
+
+_settings: MaskSettings | None = None  # set once per worker process by _init_worker
+
+
+def build_masks(coco_root: Path, out_root: Path, splits: tuple[str, ...], cfg: MasksConfig,
+                seed: int) -> dict[str, Any]:
+    """Build all outputs under ``out_root``; return the report (also written as report.json)."""
+    indexes = {split: load_coco(coco_root / "annotations" / f"instances_{split}.json") for split in splits}
+    first = indexes[splits[0]]
+    labels = build_label_map(first.categories, cfg.categories, cfg.priority)
+    for split, index in indexes.items():
+        if [c["id"] for c in index.categories] != [c["id"] for c in first.categories]:
+            raise ValueError(f"{index.path}: categories differ from {first.path}")
+
+    report = _Report()
+    written: list[str] = []  # "<split>/<file_name>" of every image that got masks
+    with atomic_dir(out_root) as tmp:
+        for split, index in indexes.items():
+            settings = MaskSettings(
+                split=split, image_dir=coco_root / split, semantic_dir=tmp / "semantic" / split,
+                instance_dir=tmp / "instance" / split, labels=labels,
+                known_category_ids=frozenset(c["id"] for c in index.categories), overlap=cfg.overlap,
+                crowd_mode=cfg.crowd, keep_empty_images=cfg.keep_empty_images)
+            settings.semantic_dir.mkdir(parents=True)
+            settings.instance_dir.mkdir(parents=True)
+            report.add_orphans(split, index)
+            for result in _run(settings, index, cfg.workers):
+                report.add(split, result)
+                if result.written:
+                    written.append(f"{split}/{result.file_name}")
+        if not written:
+            raise ValueError(f"no image produced a mask; see the skipped images in the report: "
+                             f"{report.skipped_images[:3]}")
+        write_json(tmp / "labels.json", labels.to_json())
+        write_json(tmp / "split.json", split_images(written, cfg.val_fraction, seed))
+        write_json(tmp / "report.json", report.to_json())
+        write_previews(coco_root, tmp, written, labels, cfg.preview, seed)
+    return report.to_json()
+
+
+def split_images(written: list[str], val_fraction: float, seed: int) -> dict[str, list[str]]:
+    """A seeded train/val split of the images; both parts non-empty when there are 2+ images."""
+    items = sorted(written)
+    order = np.random.default_rng(seed).permutation(len(items))
+    n_val = min(max(1, round(val_fraction * len(items))), max(len(items) - 1, 1))
+    val = sorted(items[i] for i in order[:n_val])
+    train = sorted(items[i] for i in order[n_val:])
+    return {"train": train, "val": val}
+
+
+def _run(settings: MaskSettings, index: CocoIndex, workers: int) -> Iterator[ImageResult]:
+    tasks = [(image, index.annotations_by_image.get(image["id"], [])) for image in index.images]
+    workers = workers or os.cpu_count() or 1
+    bar = dict(total=len(tasks), desc=f"masks {settings.split}", unit="img", mininterval=1.0)
+    if workers == 1 or len(tasks) < 2 * workers:
+        _init_worker(settings)
+        yield from tqdm((_work(t) for t in tasks), **bar)
+        return
+    with multiprocessing.get_context().Pool(workers, _init_worker, (settings,)) as pool:
+        yield from tqdm(pool.imap(_work, tasks, chunksize=8), **bar)  # imap keeps the order stable
+
+
+def _init_worker(settings: MaskSettings) -> None:
+    global _settings
+    _settings = settings
+
+
+def _work(task: tuple[dict, list[dict]]) -> ImageResult:
+    assert _settings is not None
+    return process_image(_settings, *task)
+
+
+class _Report:
+    def __init__(self) -> None:
+        self.counts: Counter[str] = Counter()
+        self.skipped_images: list[dict] = []
+        self.skipped_annotations: list[dict] = []
+        self.notices: list[dict] = []
+
+    def add_orphans(self, split: str, index: CocoIndex) -> None:
+        for ann in index.orphan_annotations:
+            self.counts["annotations"] += 1
+            self.counts["annotations_skipped"] += 1
+            self.skipped_annotations.append({"split": split, "annotation_id": ann["id"],
+                                             "image_id": ann.get("image_id"),
+                                             "reason": f"image_id {ann.get('image_id')!r} is not in images"})
+
+    def add(self, split: str, r: ImageResult) -> None:
+        c = self.counts
+        c["images"] += 1
+        c["images_written" if r.written else "images_skipped"] += 1
+        c["annotations"] += r.painted + r.crowd + r.unselected + len(r.skipped_annotations) + r.not_processed
+        c["annotations_in_skipped_images"] += r.not_processed
+        c["annotations_painted"] += r.painted
+        c["annotations_crowd"] += r.crowd
+        c["annotations_unselected"] += r.unselected
+        c["annotations_skipped"] += len(r.skipped_annotations)
+        if r.reason:
+            self.skipped_images.append({"split": split, "image_id": r.image_id, "file_name": r.file_name,
+                                        "reason": r.reason})
+            log.info("skipped image %s/%s (id %d): %s", split, r.file_name, r.image_id, r.reason)
+        for ann_id, reason in r.skipped_annotations:
+            self.skipped_annotations.append({"split": split, "annotation_id": ann_id, "image_id": r.image_id,
+                                             "reason": reason})
+        for notice in r.notices:
+            c["size_mismatches"] += 1
+            self.notices.append({"split": split, "image_id": r.image_id, "file_name": r.file_name,
+                                 "notice": notice})
+
+    def to_json(self) -> dict[str, Any]:
+        keys = ["images", "images_written", "images_skipped", "annotations", "annotations_painted",
+                "annotations_crowd", "annotations_unselected", "annotations_skipped",
+                "annotations_in_skipped_images", "size_mismatches"]
+        return {"counts": {k: self.counts[k] for k in keys}, "skipped_images": self.skipped_images,
+                "skipped_annotations": self.skipped_annotations, "notices": self.notices}

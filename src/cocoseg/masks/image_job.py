@@ -1,0 +1,130 @@
+"""Turn one COCO image and its annotations into mask files. Runs inside a worker process."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PIL import Image
+
+from cocoseg.io import write_png, write_text
+from cocoseg.masks.decode import MalformedAnnotation, Region, decode_region
+from cocoseg.masks.labels import LabelMap
+from cocoseg.masks.paint import PaintObject, paint_masks
+
+
+@dataclass(frozen=True)
+class MaskSettings:
+    """What every image of one split needs; sent once to each worker."""
+
+    split: str
+    image_dir: Path
+    semantic_dir: Path
+    instance_dir: Path
+    labels: LabelMap
+    known_category_ids: frozenset[int]
+    overlap: str
+    crowd_mode: str
+    keep_empty_images: bool
+
+
+@dataclass
+class ImageResult:
+    image_id: int
+    file_name: str
+    written: bool = False
+    reason: str | None = None  # why the image was skipped
+    notices: list[str] = field(default_factory=list)
+    skipped_annotations: list[tuple[int, str]] = field(default_factory=list)  # (annotation id, reason)
+    painted: int = 0
+    crowd: int = 0
+    unselected: int = 0
+    not_processed: int = 0  # annotations of an image that was skipped before decoding
+
+
+def read_image_size(path: Path) -> tuple[int, int]:
+    """(height, width) of the image as stored, decoding it fully so a truncated file is caught.
+
+    EXIF orientation is deliberately not applied: COCO's coordinates refer to the stored pixels.
+    Decoding at 1/8 scale (JPEG draft mode) still parses every byte, at a fraction of the cost.
+    """
+    with Image.open(path) as im:
+        width, height = im.size
+        im.draft("RGB", (max(1, width // 8), max(1, height // 8)))
+        im.load()
+    return height, width
+
+
+def process_image(settings: MaskSettings, image: dict[str, Any], anns: list[dict[str, Any]]) -> ImageResult:
+    result = ImageResult(image["id"], image["file_name"], not_processed=len(anns))
+    path = settings.image_dir / image["file_name"]
+    if not path.is_file():
+        result.reason = "image file missing"
+        return result
+    try:
+        height, width = read_image_size(path)
+    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as err:
+        result.reason = f"image file unreadable ({err})"
+        return result
+    if (image.get("height"), image.get("width")) != (height, width):
+        result.notices.append(f"JSON size {image.get('height')}x{image.get('width')} differs from the file's "
+                              f"{height}x{width}; masks use the file's size")
+
+    result.not_processed = 0
+    objects, crowd, table = _decode_annotations(settings, anns, height, width, result)
+    if not objects and not settings.keep_empty_images:
+        result.reason = "no kept annotations"
+        return result
+
+    semantic, instance = paint_masks(objects, crowd, height, width, settings.overlap, settings.crowd_mode)
+    visible = [int(v) for v in np.bincount(instance.ravel(), minlength=len(objects) + 1)[1:]]
+    for row, pixels in zip(table, visible):
+        row["pixels"] = pixels  # visible pixels after overlaps were resolved
+    stem = Path(image["file_name"]).stem
+    write_png(settings.semantic_dir / f"{stem}.png", semantic)
+    write_png(settings.instance_dir / f"{stem}.png", instance)
+    write_text(settings.instance_dir / f"{stem}.json",
+               json.dumps({"image_id": image["id"], "instances": table}, indent=1) + "\n")
+    result.written = True
+    result.painted = len(objects)
+    return result
+
+
+def _decode_annotations(settings: MaskSettings, anns: list[dict[str, Any]], height: int, width: int,
+                        result: ImageResult) -> tuple[list[PaintObject], list[Region], list[dict]]:
+    objects: list[PaintObject] = []
+    crowd: list[Region] = []
+    table: list[dict] = []
+    for ann in anns:
+        cat = ann.get("category_id")
+        if not isinstance(cat, int) or cat not in settings.known_category_ids:
+            result.skipped_annotations.append((ann["id"], f"unknown category id {cat!r}"))
+            continue
+        class_id = settings.labels.class_of(cat)
+        if class_id is None:
+            result.unselected += 1
+            continue
+        iscrowd = ann.get("iscrowd", 0)
+        if iscrowd not in (0, 1):
+            result.skipped_annotations.append((ann["id"], f"iscrowd must be 0 or 1, got {iscrowd!r}"))
+            continue
+        try:
+            region = decode_region(ann.get("segmentation"), height, width)
+        except MalformedAnnotation as err:
+            result.skipped_annotations.append((ann["id"], f"malformed segmentation: {err}"))
+            continue
+        if region.area == 0:
+            result.skipped_annotations.append((ann["id"], "mask is empty"))
+            continue
+        if iscrowd:
+            crowd.append(region)
+            result.crowd += 1
+            continue
+        priority = settings.labels.priorities.get(cat, 0)
+        objects.append(PaintObject(region, class_id, priority))
+        table.append({"instance": len(objects), "annotation_id": ann["id"], "category_id": cat,
+                      "class_id": class_id, "area": region.area})
+    return objects, crowd, table

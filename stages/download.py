@@ -1,0 +1,27 @@
+"""Stage download: put the raw COCO archives in --out (the offline sample, or real COCO 2017)."""
+
+import argparse
+from pathlib import Path
+
+from cocoseg.cli import run_stage
+from cocoseg.config import load_params
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--params", default="params.yaml")
+    parser.add_argument("--out", type=Path, default=Path("data/raw"))
+    args = parser.parse_args()
+    params = load_params(args.params)
+    if params.data.source == "sample":
+        from cocoseg.sample import write_sample_archives
+
+        write_sample_archives(args.out, params.data.sample, params.base.seed)
+    else:
+        from cocoseg.coco_fetch import fetch_coco
+
+        fetch_coco(params, args.out)
+
+
+if __name__ == "__main__":
+    run_stage(main)

@@ -1,0 +1,22 @@
+"""Stage extract: unpack the archives in --raw into --out (data/coco), refusing unsafe paths."""
+
+import argparse
+from pathlib import Path
+
+from cocoseg.cli import run_stage
+from cocoseg.config import load_params
+from cocoseg.extract import extract_coco
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--params", default="params.yaml")
+    parser.add_argument("--raw", type=Path, default=Path("data/raw"))
+    parser.add_argument("--out", type=Path, default=Path("data/coco"))
+    args = parser.parse_args()
+    params = load_params(args.params)
+    extract_coco(args.raw, args.out, params.data.splits)
+
+
+if __name__ == "__main__":
+    run_stage(main)
