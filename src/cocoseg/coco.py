@@ -62,7 +62,8 @@ def load_coco(path: Path) -> CocoIndex:
     for i, ann in enumerate(data["annotations"]):
         if not isinstance(ann, dict) or not isinstance(ann.get("id"), int):
             raise CocoFormatError(f"{path}: annotations[{i}] is not an object with an integer 'id'")
-        (by_image[ann["image_id"]] if ann.get("image_id") in known else orphans).append(ann)
+        image_id = ann.get("image_id")  # may be anything, even an unhashable list: check the type first
+        (by_image[image_id] if isinstance(image_id, int) and image_id in known else orphans).append(ann)
     for anns in by_image.values():
         anns.sort(key=lambda a: a["id"])
     return CocoIndex(path, sorted(images, key=lambda im: im["id"]), sorted(categories, key=lambda c: c["id"]),

@@ -59,14 +59,16 @@ def extract_archive(archive: Path, target: Path) -> int:
     return count
 
 
-def verify_extracted(root: Path, splits: tuple[str, ...]) -> None:
+def verify_extracted(root: Path, splits: tuple[str, ...], shown_root: Path | None = None) -> None:
+    """Check ``root``; messages name paths under ``shown_root`` (the final folder, not a temporary one)."""
+    shown = shown_root or root
     for split in splits:
-        ann = root / "annotations" / f"instances_{split}.json"
-        if not ann.is_file():
-            raise ExtractError(f"{ann}: expected annotation file is missing after extraction")
+        ann = Path("annotations") / f"instances_{split}.json"
+        if not (root / ann).is_file():
+            raise ExtractError(f"{shown / ann}: expected annotation file is missing after extraction")
         images = root / split
         if not images.is_dir() or not any(images.iterdir()):
-            raise ExtractError(f"{images}: expected image folder is missing or empty after extraction")
+            raise ExtractError(f"{shown / split}: expected image folder is missing or empty after extraction")
 
 
 def extract_coco(raw_dir: Path, out_dir: Path, splits: tuple[str, ...]) -> dict[str, int]:
@@ -86,5 +88,5 @@ def extract_coco(raw_dir: Path, out_dir: Path, splits: tuple[str, ...]) -> dict[
             else:
                 counts[name] = extract_archive(archive, tmp)
             log.info("extract: %s -> %d files", name, counts[name])
-        verify_extracted(tmp, splits)
+        verify_extracted(tmp, splits, shown_root=out_dir)
     return counts

@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
-from cocoseg.coco import CocoIndex, load_coco
+from cocoseg.coco import CocoFormatError, CocoIndex, load_coco
 from cocoseg.config import MasksConfig
 from cocoseg.io import atomic_dir, write_json
 from cocoseg.masks.image_job import ImageResult, MaskSettings, process_image
@@ -39,7 +39,7 @@ def build_masks(coco_root: Path, out_root: Path, splits: tuple[str, ...], cfg: M
     labels = build_label_map(first.categories, cfg.categories, cfg.priority)
     for split, index in indexes.items():
         if [c["id"] for c in index.categories] != [c["id"] for c in first.categories]:
-            raise ValueError(f"{index.path}: categories differ from {first.path}")
+            raise CocoFormatError(f"{index.path}: categories differ from {first.path}")
 
     report = _Report()
     written: list[str] = []  # "<split>/<file_name>" of every image that got masks
@@ -58,8 +58,9 @@ def build_masks(coco_root: Path, out_root: Path, splits: tuple[str, ...], cfg: M
                 if result.written:
                     written.append(f"{split}/{result.file_name}")
         if not written:
-            raise ValueError(f"no image produced a mask; see the skipped images in the report: "
-                             f"{report.skipped_images[:3]}")
+            # a user error (wrong category selection, images not extracted), not a bug: no traceback
+            raise CocoFormatError(f"{coco_root}: no image produced a mask; see the skipped images: "
+                                  f"{report.skipped_images[:3]}")
         write_json(tmp / "labels.json", labels.to_json())
         write_json(tmp / "split.json", split_images(written, cfg.val_fraction, seed))
         write_json(tmp / "report.json", report.to_json())

@@ -40,6 +40,7 @@ def read_image(path: Path) -> np.ndarray:
 
 def write_previews(coco_root: Path, out_root: Path, written: list[str], labels: LabelMap, count: int,
                    seed: int) -> list[Path]:
+    (out_root / "preview").mkdir(parents=True, exist_ok=True)  # a DVC output: must exist even when empty
     if count == 0 or not written:
         return []
     rng = np.random.default_rng(seed)
