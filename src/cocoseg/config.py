@@ -1,6 +1,6 @@
 """params.yaml -> typed, frozen dataclasses.
 
-One dataclass per params.yaml section. Loading is strict: an unknown key, a missing key or a value of
+One dataclass per params.yaml section. Loading is strict: an unknown key, or a value of
 the wrong type or range raises ``ConfigError`` with the dotted key and what is allowed, so a typo in
 ``dvc exp run -S`` fails before any work is done instead of being silently ignored.
 """
@@ -43,8 +43,9 @@ class SampleConfig:
 
     def __post_init__(self) -> None:
         _check(self.num_images >= 16, "data.sample.num_images", self.num_images, "an integer >= 16")
-        _check(32 <= self.min_size <= self.max_size, "data.sample.min_size", self.min_size,
-               "32 <= min_size <= max_size")
+        # random shapes have radius >= 12 and fit in a quarter of the shorter side: 48 px at least
+        _check(48 <= self.min_size <= self.max_size, "data.sample.min_size", self.min_size,
+               "48 <= min_size <= max_size")
 
 
 COCO_MD5 = {
@@ -112,6 +113,54 @@ class MasksConfig:
         _check(self.workers >= 0, "masks.workers", self.workers, "an integer >= 0 (0 = all cores)")
 
 
+@dataclass(frozen=True)
+class TrainConfig:
+    """Settings shared by every model; a model's own section may override lr, epochs, batch_size."""
+
+    epochs: int = 12
+    batch_size: int = 8
+    lr: float = 0.002
+    weight_decay: float = 0.0001
+    image_size: tuple[int, ...] = (128, 128)  # (height, width) the images are resized to
+    dice_weight: float = 0.5  # loss = cross-entropy + dice_weight * Dice; 0 turns Dice off
+    hflip: bool = True  # train-split augmentation: random horizontal flip ...
+    scale: tuple[float, ...] = (0.75, 1.25)  # ... and a random rescale then crop back to image_size
+    accelerator: str = "auto"  # auto | cpu | gpu | cuda | mps (Lightning's names)
+    devices: int | str | tuple[int, ...] = "auto"  # e.g. 1, 4, [0] (the seed's --gpu 0), "auto"
+    strategy: str = "auto"  # auto | ddp | fsdp | ... (Lightning's strategies)
+    num_nodes: int = 1
+    precision: str = "auto"  # auto = bf16-mixed on CUDA, 32-true elsewhere; or any Lightning value
+    workers: int = 2  # DataLoader worker processes
+    deterministic: bool = True  # bit-for-bit repeatable on the CPU with the same seed
+
+    def __post_init__(self) -> None:
+        for key in ("epochs", "batch_size", "num_nodes"):
+            _check(getattr(self, key) >= 1, f"train.{key}", getattr(self, key), "an integer >= 1")
+        _check(self.lr > 0, "train.lr", self.lr, "a positive number")
+        _check(len(self.image_size) == 2 and min(self.image_size) >= 32, "train.image_size",
+               list(self.image_size), "[height, width], each >= 32")
+        _check(len(self.scale) == 2 and 0 < self.scale[0] <= self.scale[1], "train.scale", list(self.scale),
+               "[min, max] with 0 < min <= max")
+        _check(self.dice_weight >= 0, "train.dice_weight", self.dice_weight, "a number >= 0")
+        _check(self.workers >= 0, "train.workers", self.workers, "an integer >= 0")
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    arch: Literal["unet", "deeplabv3", "fastscnn"] = "unet"
+    encoder: str = "resnet18"  # segmentation-models-pytorch encoder (unet, deeplabv3); unused by fastscnn
+    encoder_weights: str | None = None  # None trains from scratch, offline; "imagenet" needs a network
+    lr: float | None = None  # None: use train.lr
+    epochs: int | None = None  # None: use train.epochs
+    batch_size: int | None = None  # None: use train.batch_size
+
+
+@dataclass(frozen=True)
+class EvaluateConfig:
+    overlays: int = 4  # prediction overlays written for the first N val images
+    speed_batches: int = 10  # forward passes timed for images per second (after a warm-up pass)
+
+
 # --- loading --------------------------------------------------------------------------------------
 
 
@@ -120,17 +169,18 @@ class Params:
     base: BaseConfig = BaseConfig()
     data: DataConfig = DataConfig()
     masks: MasksConfig = MasksConfig()
-    # Sections that later stages own are kept as raw mappings until their dataclasses parse them.
-    extra: Mapping[str, Any] = field(default_factory=dict)
+    train: TrainConfig = TrainConfig()
+    models: Mapping[str, ModelConfig] = field(default_factory=dict)  # name -> model; one DVC stage each
+    evaluate: EvaluateConfig = EvaluateConfig()
+
+    def model(self, name: str) -> ModelConfig:
+        if name not in self.models:
+            raise ConfigError(f"models.{name}: no such model; defined models: {sorted(self.models)}")
+        return self.models[name]
 
 
-_SECTIONS = {"base": BaseConfig, "data": DataConfig, "masks": MasksConfig}
-_EXTRA_SECTIONS: dict[str, type] = {}
-
-
-def register_section(name: str, cls: type) -> None:
-    """Let a later module (training, evaluation) add its own typed section."""
-    _EXTRA_SECTIONS[name] = cls
+_SECTIONS = {"base": BaseConfig, "data": DataConfig, "masks": MasksConfig, "train": TrainConfig,
+             "models": Mapping[str, ModelConfig], "evaluate": EvaluateConfig}
 
 
 def load_params(path: str | Path = "params.yaml") -> Params:
@@ -150,13 +200,10 @@ def load_params(path: str | Path = "params.yaml") -> Params:
 
 
 def parse_params(raw: Mapping[str, Any]) -> Params:
-    known = {**_SECTIONS, **_EXTRA_SECTIONS}
-    unknown = sorted(set(raw) - set(known))
+    unknown = sorted(set(raw) - set(_SECTIONS))
     if unknown:
-        raise ConfigError(f"unknown section {unknown[0]!r}; allowed sections: {sorted(known)}")
-    core = {name: convert(cls, raw.get(name) or {}, name) for name, cls in _SECTIONS.items()}
-    extra = {name: convert(cls, raw.get(name) or {}, name) for name, cls in _EXTRA_SECTIONS.items()}
-    return Params(**core, extra=extra)
+        raise ConfigError(f"unknown section {unknown[0]!r}; allowed sections: {sorted(_SECTIONS)}")
+    return Params(**{name: convert(tp, raw.get(name) or {}, name) for name, tp in _SECTIONS.items()})
 
 
 def convert(tp: Any, value: Any, key: str) -> Any:

@@ -1,0 +1,68 @@
+"""The LightningModule: loss, metrics and optimiser around any registered model. It opens no files."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import lightning as L
+import torch
+import torch.nn.functional as F
+from segmentation_models_pytorch.losses import DiceLoss
+from torchmetrics import MetricCollection
+from torchmetrics.classification import MulticlassAccuracy, MulticlassF1Score, MulticlassJaccardIndex
+
+from cocoseg.masks.paint import VOID
+from cocoseg.models import build_model
+
+
+def build_metrics(num_classes: int, prefix: str) -> MetricCollection:
+    """Dataset-level metrics; absent classes are left out of the macro means (torchmetrics >= 1.4)."""
+    return MetricCollection({
+        "miou": MulticlassJaccardIndex(num_classes, average="macro", ignore_index=VOID),
+        "dice": MulticlassF1Score(num_classes, average="macro", ignore_index=VOID),  # Dice == F1
+        "pixel_accuracy": MulticlassAccuracy(num_classes, average="micro", ignore_index=VOID),
+    }, prefix=prefix)
+
+
+class SegmentationModule(L.LightningModule):
+    def __init__(self, arch: str, num_classes: int, encoder: str = "resnet18", encoder_weights: str | None = None,
+                 lr: float = 1e-3, weight_decay: float = 1e-4, dice_weight: float = 0.5) -> None:
+        super().__init__()
+        self.save_hyperparameters(logger=False)  # params live in params.yaml; DVC tracks them
+        self.model = build_model(arch, num_classes, encoder, encoder_weights)
+        self.dice_loss = DiceLoss(mode="multiclass", ignore_index=VOID) if dice_weight > 0 else None
+        self.train_metrics = build_metrics(num_classes, "train/")
+        self.val_metrics = build_metrics(num_classes, "val/")
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.model(x)  # (N, K, H, W) logits
+
+    def loss(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        loss = F.cross_entropy(logits, target, ignore_index=VOID)
+        if self.dice_loss is not None:
+            loss = loss + self.hparams.dice_weight * self.dice_loss(logits, target)
+        return loss
+
+    def _step(self, batch: tuple[torch.Tensor, torch.Tensor], stage: str) -> torch.Tensor:
+        images, target = batch  # (N, 3, H, W) float, (N, H, W) long
+        logits = self(images)
+        loss = self.loss(logits, target)
+        metrics = self.train_metrics if stage == "train" else self.val_metrics
+        metrics.update(logits.argmax(dim=1), target)
+        self.log(f"{stage}/loss", loss, on_step=False, on_epoch=True, batch_size=images.shape[0],
+                 prog_bar=stage == "val", sync_dist=True)
+        self.log_dict(metrics, on_step=False, on_epoch=True, prog_bar=stage == "val")
+        return loss
+
+    def training_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
+        return self._step(batch, "train")
+
+    def validation_step(self, batch: Any, batch_idx: int) -> None:
+        self._step(batch, "val")
+
+    def configure_optimizers(self) -> Any:
+        optimizer = torch.optim.AdamW(self.parameters(), lr=self.hparams.lr, weight_decay=self.hparams.weight_decay)
+        # One cycle: warm up, then anneal; gets far on a few epochs, which is what a CPU run has.
+        scheduler = torch.optim.lr_scheduler.OneCycleLR(
+            optimizer, max_lr=self.hparams.lr, total_steps=self.trainer.estimated_stepping_batches, pct_start=0.15)
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}

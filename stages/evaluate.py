@@ -1,0 +1,28 @@
+"""Stage evaluate@<model>: score models/<model>/model.pt on the val split at the masks' resolution."""
+
+import argparse
+from pathlib import Path
+
+import torch
+
+from cocoseg.cli import run_stage
+from cocoseg.config import load_params
+from cocoseg.evaluate import evaluate_model
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--model", required=True)
+    parser.add_argument("--params", default="params.yaml")
+    parser.add_argument("--coco", type=Path, default=Path("data/coco"))
+    parser.add_argument("--masks", type=Path, default=Path("data/masks"))
+    parser.add_argument("--out", type=Path, help="default: results/evaluate/<model>")
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    args = parser.parse_args()
+    params = load_params(args.params)
+    evaluate_model(Path("models") / args.model / "model.pt", args.coco, args.masks,
+                   args.out or Path("results/evaluate") / args.model, params.evaluate, args.device)
+
+
+if __name__ == "__main__":
+    run_stage(main)

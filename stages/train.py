@@ -1,0 +1,29 @@
+"""Stage train@<model>: train one model on the masks stage's split; export its best weights."""
+
+import argparse
+from pathlib import Path
+
+from cocoseg.cli import run_stage
+from cocoseg.config import load_params
+from cocoseg.train import TrainPaths, train_model
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--model", required=True, help="a key of the models section of params.yaml")
+    parser.add_argument("--params", default="params.yaml")
+    parser.add_argument("--coco", type=Path, default=Path("data/coco"))
+    parser.add_argument("--masks", type=Path, default=Path("data/masks"))
+    parser.add_argument("--out", type=Path, help="default: models/<model>")
+    parser.add_argument("--live", type=Path, help="dvclive folder, default: results/train/<model>")
+    parser.add_argument("--tensorboard", type=Path, help="default: results/tensorboard/<model>")
+    args = parser.parse_args()
+    params = load_params(args.params)
+    paths = TrainPaths(args.coco, args.masks, args.out or Path("models") / args.model,
+                       args.live or Path("results/train") / args.model,
+                       args.tensorboard or Path("results/tensorboard") / args.model)
+    train_model(params, args.model, paths)
+
+
+if __name__ == "__main__":
+    run_stage(main)
