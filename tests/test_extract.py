@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from cocoseg.extract import ExtractError, extract_archive, extract_coco, safe_member_path
+from cocoseg.extract import ExtractError, extract_archive, extract_coco, safe_member_path, write_manifest
 
 SPLITS = ("val2017",)
 
@@ -50,15 +50,24 @@ def test_replaces_an_older_extraction_whole(tmp_path: Path) -> None:
     assert sorted(p.name for p in tmp_path.iterdir()) == ["coco", "raw"]
 
 
-def test_unpacked_layout_is_copied(tmp_path: Path) -> None:
-    raw = tmp_path / "raw"
-    (raw / "annotations").mkdir(parents=True)
+def test_manifest_folders_are_copied_and_leftover_archives_ignored(tmp_path: Path) -> None:
+    raw = good_archives(tmp_path / "raw", {"val2017/old.jpg": b"OLD"})  # left by an earlier archives run
+    (raw / "annotations").mkdir()
     (raw / "annotations" / "instances_val2017.json").write_text("{}")
     (raw / "val2017").mkdir()
     (raw / "val2017" / "a.jpg").write_bytes(b"A")
+    write_manifest(raw, "coco2017-subset", [], ["annotations", "val2017"])
     counts = extract_coco(raw, tmp_path / "coco", SPLITS)
-    assert counts == {"annotations_trainval2017.zip": 1, "val2017.zip": 1}
-    assert (tmp_path / "coco" / "val2017" / "a.jpg").read_bytes() == b"A"
+    assert counts == {"annotations": 1, "val2017": 1}
+    assert sorted(p.name for p in (tmp_path / "coco" / "val2017").iterdir()) == ["a.jpg"]
+
+
+def test_manifest_naming_a_missing_folder_fails_clearly(tmp_path: Path) -> None:
+    raw = tmp_path / "raw"
+    raw.mkdir()
+    write_manifest(raw, "coco2017-subset", [], ["annotations"])
+    with pytest.raises(ExtractError, match=r"raw/annotations: folder listed in .*manifest.json is missing"):
+        extract_coco(raw, tmp_path / "coco", SPLITS)
 
 
 @pytest.mark.parametrize("member", ["../evil.txt", "/abs.txt", "val2017/../../evil.txt", "C:/evil.txt",

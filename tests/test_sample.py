@@ -39,6 +39,8 @@ def test_archives_are_byte_identical_for_a_seed_and_differ_for_another(tmp_path:
         assert pa.read_bytes() == pb.read_bytes()
         assert pa.read_bytes() != pc.read_bytes()
     assert sorted(p.name for p in (tmp_path / "a").iterdir()) == [
+        "annotations_trainval2017.zip", "manifest.json", "val2017.zip"]
+    assert json.loads((tmp_path / "a" / "manifest.json").read_text())["archives"] == [
         "annotations_trainval2017.zip", "val2017.zip"]
 
 

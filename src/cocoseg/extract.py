@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import shutil
 import zipfile
 from pathlib import Path, PurePosixPath
 
-from cocoseg.io import atomic_dir
+from cocoseg.io import atomic_dir, write_json
 
 log = logging.getLogger(__name__)
+MANIFEST = "manifest.json"
 
 
 class ExtractError(RuntimeError):
@@ -72,21 +74,40 @@ def verify_extracted(root: Path, splits: tuple[str, ...], shown_root: Path | Non
 
 
 def extract_coco(raw_dir: Path, out_dir: Path, splits: tuple[str, ...]) -> dict[str, int]:
-    """Unpack the archives of ``splits`` from ``raw_dir`` into ``out_dir`` (replaced whole, atomically).
+    """Unpack what ``raw_dir/manifest.json`` lists into ``out_dir`` (replaced whole, atomically).
 
-    A raw folder that already holds the unpacked layout (subset mode writes ``annotations/`` and
-    ``<split>/`` directly) is copied instead of unzipped.
+    The manifest, written by the download stage, names the archives to unzip and the folders to
+    copy (subset mode writes ``annotations/`` and ``<split>/`` directly); without one, the official
+    archives of ``splits`` are expected.
     """
+    manifest = _read_manifest(raw_dir, splits)
     counts: dict[str, int] = {}
     with atomic_dir(out_dir) as tmp:
-        for name in archive_names(splits):
-            archive = raw_dir / name
-            unpacked = raw_dir / ("annotations" if name.startswith("annotations") else name[:-4])
-            if not archive.exists() and unpacked.is_dir():
-                shutil.copytree(unpacked, tmp / unpacked.name, dirs_exist_ok=True)
-                counts[name] = sum(1 for p in unpacked.rglob("*") if p.is_file())
-            else:
-                counts[name] = extract_archive(archive, tmp)
+        for name in manifest["archives"]:
+            counts[name] = extract_archive(raw_dir / name, tmp)
             log.info("extract: %s -> %d files", name, counts[name])
+        for name in manifest["folders"]:
+            folder = raw_dir / name
+            if not folder.is_dir():
+                raise ExtractError(f"{folder}: folder listed in {raw_dir / MANIFEST} is missing")
+            shutil.copytree(folder, tmp / name, dirs_exist_ok=True)
+            counts[name] = sum(1 for p in folder.rglob("*") if p.is_file())
+            log.info("extract: copied %s/ -> %d files", name, counts[name])
         verify_extracted(tmp, splits, shown_root=out_dir)
     return counts
+
+
+def write_manifest(raw_dir: Path, source: str, archives: list[str], folders: list[str]) -> None:
+    """The download stage's note to extract: which archives to unzip, which folders to copy."""
+    write_json(raw_dir / MANIFEST, {"source": source, "archives": archives, "folders": folders})
+
+
+def _read_manifest(raw_dir: Path, splits: tuple[str, ...]) -> dict:
+    path = raw_dir / MANIFEST
+    if not path.is_file():
+        return {"archives": archive_names(splits), "folders": []}
+    try:
+        manifest = json.loads(path.read_text())
+        return {"archives": list(manifest["archives"]), "folders": list(manifest["folders"])}
+    except (json.JSONDecodeError, KeyError, TypeError) as err:
+        raise ExtractError(f"{path}: unreadable manifest ({err}); rerun the download stage") from None

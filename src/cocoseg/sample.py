@@ -19,6 +19,7 @@ import numpy as np
 from pycocotools import mask as mask_utils
 
 from cocoseg.config import SampleConfig
+from cocoseg.extract import write_manifest
 from cocoseg.io import atomic_path
 
 log = logging.getLogger(__name__)
@@ -85,6 +86,7 @@ def write_sample_archives(raw_dir: Path, cfg: SampleConfig, seed: int) -> list[P
     _write_zip(images_zip, {f"{ARCHIVE_SPLIT}/{name}": data for name, data in sorted(files.items())},
                folder=f"{ARCHIVE_SPLIT}/")
     _write_zip(ann_zip, {f"annotations/instances_{ARCHIVE_SPLIT}.json": ann_bytes}, folder="annotations/")
+    write_manifest(raw_dir, "sample", [ann_zip.name, images_zip.name], [])
     log.info("sample: %d images, %d annotations -> %s, %s", len(coco["images"]),
              len(coco["annotations"]), images_zip, ann_zip)
     return [images_zip, ann_zip]

@@ -1,0 +1,76 @@
+"""The download stage for real COCO 2017: whole archives, or only the images a subset needs.
+
+Either way the stage ends by writing ``manifest.json`` in the raw folder: what the extract stage
+must unpack (archives) or copy (subset folders). The raw folder is a persistent DVC output, so a
+rerun after an interruption resumes partial downloads and skips archives already verified.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import zipfile
+from pathlib import Path
+from typing import Any
+
+from cocoseg.coco_remote import (ANNOTATIONS_ARCHIVE, ARCHIVE_MD5S, ARCHIVE_SIZES, download_archives,
+                                 download_subset)
+from cocoseg.config import ConfigError, Params
+from cocoseg.extract import write_manifest
+from cocoseg.masks.labels import VOC_CATEGORIES
+
+log = logging.getLogger(__name__)
+
+
+def fetch_coco(params: Params, raw_dir: Path) -> None:
+    coco, splits = params.data.coco, list(params.data.splits)
+    md5s = _checksums(params, [ANNOTATIONS_ARCHIVE, *(f"{s}.zip" for s in splits)])
+    # Official sizes are checked only for the official archives (a mirror may serve others).
+    sizes = {name: ARCHIVE_SIZES.get(name) if md5s.get(name) == ARCHIVE_MD5S.get(name) else None for name in md5s}
+    if coco.max_images is None:
+        download_archives(coco.base_url, splits, raw_dir, md5s, sizes)
+        write_manifest(raw_dir, "coco2017", [ANNOTATIONS_ARCHIVE, *(f"{s}.zip" for s in splits)], [])
+        return
+
+    # Subset mode: the annotations archive only, then N images one by one, in parallel.
+    download_archives(coco.base_url, [], raw_dir, {ANNOTATIONS_ARCHIVE: md5s[ANNOTATIONS_ARCHIVE]},
+                      {ANNOTATIONS_ARCHIVE: sizes[ANNOTATIONS_ARCHIVE]})
+    for split in splits:
+        annotations = read_annotations(raw_dir / ANNOTATIONS_ARCHIVE, split)
+        category_ids = _category_filter(params, annotations) if coco.subset_categories_only else None
+        result = download_subset(coco.base_url, split, raw_dir, annotations, coco.max_images,
+                                 params.base.seed, category_ids, coco.workers)
+        log.info("%s: %d images requested, %d fetched, %d already here, %d failed", split, result.requested,
+                 result.fetched, result.reused, result.failed)
+    write_manifest(raw_dir, "coco2017-subset", [], ["annotations", *splits])
+
+
+def read_annotations(archive: Path, split: str) -> dict[str, Any]:
+    member = f"annotations/instances_{split}.json"
+    try:
+        with zipfile.ZipFile(archive) as zf, zf.open(member) as f:
+            return json.load(f)
+    except KeyError:
+        raise ConfigError(f"{archive}: has no member {member!r}") from None
+    except (zipfile.BadZipFile, json.JSONDecodeError) as err:
+        raise ConfigError(f"{archive}: cannot read {member} ({err})") from None
+
+
+def _checksums(params: Params, names: list[str]) -> dict[str, str | None]:
+    coco = params.data.coco
+    if not coco.verify_checksums:
+        log.warning("data.coco.verify_checksums is false: archives are NOT checked against their MD5")
+        return {name: None for name in names}
+    missing = [n for n in names if n[: -len(".zip")] not in coco.md5]
+    if missing:
+        raise ConfigError(f"data.coco.md5: no checksum for {missing[0][:-4]!r}; give one, or set "
+                          f"data.coco.verify_checksums: false explicitly")
+    return {name: coco.md5[name[: -len(".zip")]] for name in names}
+
+
+def _category_filter(params: Params, annotations: dict[str, Any]) -> set[int] | None:
+    selection = params.masks.categories
+    if selection == "all":
+        return None
+    names = set(VOC_CATEGORIES if selection == "voc" else selection)
+    return {c["id"] for c in annotations["categories"] if c["name"] in names}
