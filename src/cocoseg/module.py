@@ -7,10 +7,10 @@ from typing import Any
 import lightning as L
 import torch
 import torch.nn.functional as F
-from segmentation_models_pytorch.losses import DiceLoss
 from torchmetrics import MetricCollection
 from torchmetrics.classification import MulticlassAccuracy, MulticlassF1Score, MulticlassJaccardIndex
 
+from cocoseg.losses import soft_dice_loss
 from cocoseg.masks.paint import VOID
 from cocoseg.models import build_model
 
@@ -30,7 +30,6 @@ class SegmentationModule(L.LightningModule):
         super().__init__()
         self.save_hyperparameters(logger=False)  # params live in params.yaml; DVC tracks them
         self.model = build_model(arch, num_classes, encoder, encoder_weights)
-        self.dice_loss = DiceLoss(mode="multiclass", ignore_index=VOID) if dice_weight > 0 else None
         self.train_metrics = build_metrics(num_classes, "train/")
         self.val_metrics = build_metrics(num_classes, "val/")
 
@@ -39,8 +38,8 @@ class SegmentationModule(L.LightningModule):
 
     def loss(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         loss = F.cross_entropy(logits, target, ignore_index=VOID)
-        if self.dice_loss is not None:
-            loss = loss + self.hparams.dice_weight * self.dice_loss(logits, target)
+        if self.hparams.dice_weight > 0:
+            loss = loss + self.hparams.dice_weight * soft_dice_loss(logits, target, ignore_index=VOID)
         return loss
 
     def _step(self, batch: tuple[torch.Tensor, torch.Tensor], stage: str) -> torch.Tensor:
