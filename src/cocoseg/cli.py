@@ -8,10 +8,12 @@ from collections.abc import Callable
 
 from cocoseg.coco import CocoFormatError
 from cocoseg.config import ConfigError
+from cocoseg.download import DownloadError
 from cocoseg.extract import ExtractError
 
 # Errors caused by the user's data, parameters or network: one clear line, no traceback.
-USER_ERRORS: tuple[type[BaseException], ...] = (ConfigError, CocoFormatError, ExtractError, FileNotFoundError)
+USER_ERRORS: tuple[type[BaseException], ...] = (ConfigError, CocoFormatError, ExtractError, DownloadError,
+                                                FileNotFoundError)
 
 
 def register_user_error(*types: type[BaseException]) -> None:

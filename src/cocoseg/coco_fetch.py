@@ -24,7 +24,9 @@ log = logging.getLogger(__name__)
 
 def fetch_coco(params: Params, raw_dir: Path) -> None:
     coco, splits = params.data.coco, list(params.data.splits)
-    md5s = _checksums(params, [ANNOTATIONS_ARCHIVE, *(f"{s}.zip" for s in splits)])
+    # Subset mode never fetches the image archives, so it needs no checksum for them.
+    image_zips = [f"{s}.zip" for s in splits] if coco.max_images is None else []
+    md5s = _checksums(params, [ANNOTATIONS_ARCHIVE, *image_zips])
     # Official sizes are checked only for the official archives (a mirror may serve others).
     sizes = {name: ARCHIVE_SIZES.get(name) if md5s.get(name) == ARCHIVE_MD5S.get(name) else None for name in md5s}
     if coco.max_images is None:
@@ -42,6 +44,7 @@ def fetch_coco(params: Params, raw_dir: Path) -> None:
                                  params.base.seed, category_ids, coco.workers)
         log.info("%s: %d images requested, %d fetched, %d already here, %d failed", split, result.requested,
                  result.fetched, result.reused, result.failed)
+        _remove_unlisted_images(raw_dir, split)
     write_manifest(raw_dir, "coco2017-subset", [], ["annotations", *splits])
 
 
@@ -54,6 +57,17 @@ def read_annotations(archive: Path, split: str) -> dict[str, Any]:
         raise ConfigError(f"{archive}: has no member {member!r}") from None
     except (zipfile.BadZipFile, json.JSONDecodeError) as err:
         raise ConfigError(f"{archive}: cannot read {member} ({err})") from None
+
+
+def _remove_unlisted_images(raw_dir: Path, split: str) -> None:
+    """Delete images left by an earlier subset (another seed or size): extract copies the whole folder."""
+    listed = json.loads((raw_dir / "annotations" / f"instances_{split}.json").read_text())["images"]
+    keep = {image["file_name"] for image in listed}
+    stale = [p for p in (raw_dir / split).iterdir() if p.is_file() and p.name not in keep]
+    for path in stale:
+        path.unlink()
+    if stale:
+        log.info("%s: removed %d images of an earlier subset", split, len(stale))
 
 
 def _checksums(params: Params, names: list[str]) -> dict[str, str | None]:
