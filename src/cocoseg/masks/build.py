@@ -87,7 +87,8 @@ def _run(settings: MaskSettings, index: CocoIndex, workers: int) -> Iterator[Ima
         yield from tqdm((_work(t) for t in tasks), **bar)
         return
     with multiprocessing.get_context().Pool(workers, _init_worker, (settings,)) as pool:
-        yield from tqdm(pool.imap(_work, tasks, chunksize=8), **bar)  # imap keeps the order stable
+        chunksize = max(1, min(8, len(tasks) // (4 * workers)))  # small sets: keep both cores busy
+        yield from tqdm(pool.imap(_work, tasks, chunksize), **bar)  # imap keeps the order stable
 
 
 def _init_worker(settings: MaskSettings) -> None:

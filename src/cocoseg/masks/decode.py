@@ -21,15 +21,33 @@ class MalformedAnnotation(ValueError):
 
 @dataclass(frozen=True)
 class Region:
-    """A decoded mask with its tight box, so painting touches only the pixels it needs."""
+    """A decoded mask kept as its tight box only, so painting and memory scale with the object."""
 
-    mask: np.ndarray  # (H, W) uint8 in {0, 1}
+    pixels: np.ndarray  # (y1 - y0, x1 - x0) uint8 in {0, 1}: the mask inside the box
     box: tuple[int, int, int, int]  # y0, y1, x0, x1 (half-open); empty region: all zeros
     area: int  # decoded pixel count
+    shape: tuple[int, int]  # (H, W) of the image
 
     def crop(self) -> np.ndarray:
+        return self.pixels
+
+    @property
+    def mask(self) -> np.ndarray:
+        """The full (H, W) mask, built on demand."""
+        full = np.zeros(self.shape, np.uint8)
         y0, y1, x0, x1 = self.box
-        return self.mask[y0:y1, x0:x1]
+        full[y0:y1, x0:x1] = self.pixels
+        return full
+
+    @classmethod
+    def from_mask(cls, mask: np.ndarray) -> Region:
+        ys = np.flatnonzero(mask.any(axis=1))
+        xs = np.flatnonzero(mask.any(axis=0))
+        if len(ys) == 0:
+            return cls(np.zeros((0, 0), np.uint8), (0, 0, 0, 0), 0, mask.shape)
+        box = (int(ys[0]), int(ys[-1]) + 1, int(xs[0]), int(xs[-1]) + 1)
+        pixels = np.ascontiguousarray(mask[box[0]:box[1], box[2]:box[3]], dtype=np.uint8)
+        return cls(pixels, box, int(pixels.sum()), mask.shape)
 
 
 def to_rle(segmentation: Any, height: int, width: int) -> dict:
@@ -71,12 +89,14 @@ def decode_region(segmentation: Any, height: int, width: int) -> Region:
         raise MalformedAnnotation(f"RLE cannot be decoded ({err})") from None
     if mask.shape != (height, width):
         raise MalformedAnnotation(f"decoded mask is {mask.shape}, image is {(height, width)}")
-    x, y, w, h = (int(math.ceil(v)) if i >= 2 else int(v) for i, v in enumerate(mask_utils.toBbox(rle)))
     area = int(mask_utils.area(rle))
     if area == 0:
-        return Region(mask, (0, 0, 0, 0), 0)
-    # toBbox is exact for RLEs (integer run bounds); clamp anyway so slicing never goes out of range
-    return Region(mask, (max(y, 0), min(y + h, height), max(x, 0), min(x + w, width)), area)
+        return Region(np.zeros((0, 0), np.uint8), (0, 0, 0, 0), 0, (height, width))
+    # The RLE's box is exact (integer run bounds) and costs nothing, unlike scanning the frame.
+    x, y, w, h = (int(v) for v in mask_utils.toBbox(rle))
+    box = (max(y, 0), min(y + h, height), max(x, 0), min(x + w, width))
+    pixels = np.ascontiguousarray(mask[box[0]:box[1], box[2]:box[3]])
+    return Region(pixels, box, area, (height, width))
 
 
 def _is_finite_number(v: Any) -> bool:

@@ -51,12 +51,12 @@ def paint_masks(
     if len(objects) > np.iinfo(np.uint16).max:
         raise ValueError(f"{len(objects)} objects do not fit a uint16 instance map")
     instance = np.zeros((height, width), np.uint16)
-    for i in paint_order(objects, overlap):
+    semantic = np.zeros((height, width), np.uint8)
+    for i in paint_order(objects, overlap):  # each object touches only its own box
         y0, y1, x0, x1 = objects[i].region.box
-        instance[y0:y1, x0:x1][objects[i].region.crop() > 0] = i + 1
-
-    class_of = np.array([0] + [o.class_id for o in objects], np.uint8)  # instance index -> class
-    semantic = class_of[instance]
+        inside = objects[i].region.crop() > 0
+        instance[y0:y1, x0:x1][inside] = i + 1
+        semantic[y0:y1, x0:x1][inside] = objects[i].class_id
 
     if overlap == "void":
         contested = _contested_pixels(objects, height, width)

@@ -1,0 +1,210 @@
+"""Time and size the masks stage against the simple pycocotools loop, on real COCO val2017 images.
+
+Variants, each run in a fresh subprocess, interleaved round by round so machine noise hits all alike
+(the fastest of ``--repeat`` runs is reported, all run times are printed):
+- baseline: ``COCO(ann_file)``, then per image a zeros (H, W) uint8 canvas, one ``annToMask`` per
+  non-crowd annotation painted as ``mask[m > 0] = class_id`` (ids 1..80 by COCO id), crowd pixels
+  set to 255, ``cv2.imwrite`` of the semantic PNG; one process.
+- stage: ``build_masks(..., MasksConfig(preview=0, workers=W))`` with W=1 and W=0 (all cores); it
+  also verifies each JPEG, writes an instance PNG and a JSON table per image, atomically.
+Timed from the JSON load to the last file written (interpreter start and imports excluded), in wall
+time and in CPU time of the process and its workers (which other load on the machine barely moves).
+Peak memory: ru_maxrss of the timed process and of its largest worker, and the whole process tree's
+RSS summed every 10 ms by the driver with psutil (shared pages count once per process: an upper bound).
+All of it runs on the real set and on a set ``--scale`` times larger, made of hard or symbolic links
+to the same JPEGs under new names, with the JSON records replicated under new ids.
+
+    .venv/bin/python benchmarks/bench_masks.py [--coco-root DIR] [--repeat 3] [--scale 10]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import psutil
+
+DEFAULT_ROOT = Path("/work/shared/data/coco2017-val-mini")
+SPLIT = "val2017"
+VARIANTS = {"baseline": "baseline (pycocotools loop)", "stage1": "stage workers=1",
+            "stage0": "stage workers=0"}
+
+
+def run_baseline(coco_root: Path, out_dir: Path) -> None:
+    import cv2
+    import numpy as np
+    from pycocotools.coco import COCO
+
+    coco = COCO(str(coco_root / "annotations" / f"instances_{SPLIT}.json"))
+    class_of = {cat_id: k for k, cat_id in enumerate(sorted(coco.getCatIds()), start=1)}
+    for img_id in sorted(coco.getImgIds()):
+        info = coco.imgs[img_id]
+        mask = np.zeros((info["height"], info["width"]), np.uint8)
+        anns = coco.loadAnns(coco.getAnnIds(imgIds=[img_id], iscrowd=None))
+        for ann in anns:
+            if not ann["iscrowd"]:
+                mask[coco.annToMask(ann) > 0] = class_of[ann["category_id"]]
+        for ann in anns:
+            if ann["iscrowd"]:
+                mask[coco.annToMask(ann) > 0] = 255
+        cv2.imwrite(str(out_dir / f"{Path(info['file_name']).stem}.png"), mask)
+
+
+def run_stage(coco_root: Path, out_dir: Path, workers: int) -> None:
+    from cocoseg.config import MasksConfig
+    from cocoseg.masks.build import build_masks
+
+    build_masks(coco_root, out_dir / "masks", (SPLIT,), MasksConfig(preview=0, workers=workers), seed=42)
+
+
+def measure(variant: str, coco_root: Path) -> dict:
+    """Run one variant in this (fresh) process; return its seconds and ru_maxrss peaks in MiB."""
+    import cv2, pycocotools.coco, cocoseg.masks.build  # noqa: E401,F401  imports stay out of the timing
+
+    with tempfile.TemporaryDirectory(prefix="bench_masks_out.") as out:
+        start, cpu_start = time.perf_counter(), _cpu_seconds()
+        if variant == "baseline":
+            run_baseline(coco_root, Path(out))
+        else:
+            run_stage(coco_root, Path(out), workers=int(variant.removeprefix("stage")))
+        seconds, cpu = time.perf_counter() - start, _cpu_seconds() - cpu_start
+    kib = 1 / 1024  # ru_maxrss is in KiB on Linux
+    return {"seconds": seconds, "cpu": cpu, "main": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * kib,
+            "child": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * kib}
+
+
+def _cpu_seconds() -> float:
+    """User + system CPU time of this process and its reaped children (the stage joins its workers)."""
+    usage = [resource.getrusage(who) for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN)]
+    return sum(u.ru_utime + u.ru_stime for u in usage)
+
+
+def spawn(variant: str, coco_root: Path) -> dict:
+    """Run ``measure`` in a fresh process while summing the RSS of its process tree from out here."""
+    cmd = [sys.executable, __file__, "--coco-root", str(coco_root), "--child", variant]
+    with tempfile.TemporaryFile("w+") as log:  # the stage's progress bar goes to stderr
+        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=log, text=True)
+        root, tree, peak, polls = psutil.Process(proc.pid), [], 0, 0
+        while proc.poll() is None:
+            if polls % 25 == 0:  # listing children scans /proc (~1 ms): refresh it every 0.25 s only
+                try:
+                    tree = [root, *root.children(recursive=True)]
+                except psutil.Error:  # the process just exited
+                    pass
+            peak = max(peak, sum(_rss(p) for p in tree))
+            polls += 1
+            time.sleep(0.01)
+        stdout = proc.stdout.read()
+        if proc.wait():
+            log.seek(0)
+            sys.exit(f"{variant} failed on {coco_root}:\n{log.read()[-3000:]}")
+    return {**json.loads(stdout.splitlines()[-1]), "tree": peak / 2**20}
+
+
+def _rss(process: psutil.Process) -> int:
+    try:
+        return process.memory_info().rss
+    except psutil.Error:  # a worker that just exited
+        return 0
+
+
+def build_scaled(src: Path, dst: Path, scale: int) -> None:
+    """Write a COCO folder with every image ``scale`` times (linked, renamed) and the JSON to match."""
+    data = json.loads((src / "annotations" / f"instances_{SPLIT}.json").read_text())
+    image_stride = max(im["id"] for im in data["images"]) + 1
+    ann_stride = max(a["id"] for a in data["annotations"]) + 1
+    (dst / "annotations").mkdir(parents=True)
+    (dst / SPLIT).mkdir()
+    images, anns = [], []
+    for k in range(scale):
+        for im in data["images"]:
+            name = f"{Path(im['file_name']).stem}_x{k}.jpg"
+            try:
+                os.link(src / SPLIT / im["file_name"], dst / SPLIT / name)
+            except OSError:  # another filesystem, or protected_hardlinks on a file we do not own
+                os.symlink(src / SPLIT / im["file_name"], dst / SPLIT / name)
+            images.append({**im, "id": im["id"] + k * image_stride, "file_name": name})
+        anns += [{**a, "id": a["id"] + k * ann_stride, "image_id": a["image_id"] + k * image_stride}
+                 for a in data["annotations"]]
+    data.update(images=images, annotations=anns)
+    (dst / "annotations" / f"instances_{SPLIT}.json").write_text(json.dumps(data))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--coco-root", type=Path, default=DEFAULT_ROOT, help="COCO layout with val2017")
+    parser.add_argument("--repeat", type=int, default=3, help="runs per variant; the fastest is shown")
+    parser.add_argument("--scale", type=int, default=10, help="larger set = this many copies")
+    parser.add_argument("--child", choices=VARIANTS, help=argparse.SUPPRESS)  # internal: one measured run
+    args = parser.parse_args()
+    if args.repeat < 1 or args.scale < 2:
+        parser.error("--repeat must be >= 1 and --scale >= 2")
+    ann_file = args.coco_root / "annotations" / f"instances_{SPLIT}.json"
+    if not ann_file.is_file() or not (args.coco_root / SPLIT).is_dir():
+        sys.exit(f"no COCO data at {args.coco_root}: expected {ann_file} and {args.coco_root / SPLIT}/; "
+                 f"pass --coco-root")
+    if args.child:
+        print(json.dumps(measure(args.child, args.coco_root)))
+        return
+
+    cores = len(os.sched_getaffinity(0))
+    real = json.loads(ann_file.read_text())
+    n_images, n_anns = len(real["images"]), len(real["annotations"])
+    print(f"masks benchmark: {args.coco_root} ({SPLIT}), {n_images} images, {n_anns} annotations, "
+          f"{cores} cores, best of {args.repeat} interleaved runs, each in a fresh process")
+    load_before = os.getloadavg()[0]
+    with tempfile.TemporaryDirectory(prefix="bench_masks_scaled.") as tmp:
+        build_scaled(args.coco_root, Path(tmp), args.scale)
+        sets = {"1x": (args.coco_root, n_images), f"{args.scale}x": (Path(tmp), n_images * args.scale)}
+        runs: dict[tuple[str, str], list[dict]] = {(s, v): [] for s in sets for v in VARIANTS}
+        for _ in range(args.repeat):
+            for set_name, (root, _n) in sets.items():
+                for variant in VARIANTS:
+                    runs[set_name, variant].append(spawn(variant, root))
+
+    report(runs, sets, cores, load_before)
+
+
+def report(runs: dict[tuple[str, str], list[dict]], sets: dict[str, tuple[Path, int]], cores: int,
+           load_before: float) -> None:
+    print(f"\n{'set':>4} {'images':>6}  {'variant':<28} {'img/s':>6} {'vs base':>7} {'cpu ms/img':>10}"
+          f"  {'runs (s)':<20}  peak MiB: {'main':>4} {'child':>5} {'tree':>5}")
+    speed = {key: sets[key[0]][1] / min(r["seconds"] for r in results)  # noise only adds time: take the best
+             for key, results in runs.items()}
+    for (set_name, variant), results in runs.items():
+        worst = {key: max(r[key] for r in results) for key in ("main", "child", "tree")}
+        label = VARIANTS[variant] + (f" ({cores} procs)" if variant == "stage0" else "")
+        times = " ".join(f"{r['seconds']:.2f}" for r in results)
+        cpu_ms = 1000 * min(r["cpu"] for r in results) / sets[set_name][1]
+        print(f"{set_name:>4} {sets[set_name][1]:>6}  {label:<28} {speed[set_name, variant]:>6.1f} "
+              f"{speed[set_name, variant] / speed[set_name, 'baseline']:>6.2f}x {cpu_ms:>10.1f}  {times:<20}"
+              f"  {'':>9} {worst['main']:>4.0f} {worst['child']:>5.0f} {worst['tree']:>5.0f}")
+    print(f"\nload average (1 min) before the runs: {load_before:.2f} (about 0 on an idle machine; "
+          f"more means other processes shared the {cores} cores)")
+    print("speed, ratios of images/s (best runs):")
+    for set_name in sets:
+        s = {v: speed[set_name, v] for v in VARIANTS}
+        print(f"  {set_name:>4}: stage/baseline {s['stage0'] / s['baseline']:.2f}x on {cores} cores"
+              f" = per image {s['stage1'] / s['baseline']:.2f}x (workers=1 vs baseline)"
+              f" x parallel {s['stage0'] / s['stage1']:.2f}x (workers=0 vs workers=1)")
+    (small, n_small), (large, n_large) = ((name, n) for name, (_root, n) in sets.items())
+    print(f"peak memory in MiB, {n_small} -> {n_large} images (worst run):")
+    for variant in VARIANTS:
+        peaks = {key: [max(r[key] for r in runs[name, variant]) for name in (small, large)]
+                 for key in ("main", "tree")}
+        print(f"  {VARIANTS[variant]:<28}" + "".join(f"  {key} {a:4.0f} -> {b:4.0f} ({b - a:+3.0f})"
+                                                     for key, (a, b) in peaks.items()))
+    print("  cpu ms/img: user + system CPU of the process and its workers, per image (least of the runs);\n"
+          "  main: ru_maxrss of the timed process; child: largest ru_maxrss among its workers;\n"
+          "  tree: RSS summed over the process tree every 10 ms (shared pages counted once per process)")
+
+
+if __name__ == "__main__":
+    main()
