@@ -88,7 +88,7 @@ def download_file(
     dest.parent.mkdir(parents=True, exist_ok=True)
     part = _part_path(dest)
     resumed = _size(part) > 0
-    log.info("downloading %s -> %s%s", url, dest, f" (resuming at byte {_size(part)})" if resumed else "")
+    log.debug("downloading %s -> %s%s", url, dest, f" (resuming at byte {_size(part)})" if resumed else "")
 
     def fetch() -> None:
         _fetch_with_retries(url, part, expected_size, retries, backoff, timeout, progress)
@@ -109,7 +109,7 @@ def download_file(
     if sidecar:
         stat = dest.stat()
         write_json(_sidecar_path(dest), {"md5": md5, "mtime_ns": stat.st_mtime_ns, "size": stat.st_size})
-    log.info("downloaded %s -> %s (%d bytes)", url, dest, dest.stat().st_size)
+    log.debug("downloaded %s -> %s (%d bytes)", url, dest, dest.stat().st_size)
     return dest
 
 
