@@ -102,7 +102,12 @@ def instance(out: Path, image_id: int) -> np.ndarray:
 
 
 def table(out: Path, image_id: int) -> dict:
-    return json.loads((out / "instance" / SPLIT / f"{image_id:03d}.json").read_text())
+    lines = (out / "instance" / SPLIT / "instances.jsonl").read_text().splitlines()
+    rows = [json.loads(line) for line in lines]
+    assert [r["image_id"] for r in rows] == sorted(r["image_id"] for r in rows)  # image order, stable
+    (row,) = [r for r in rows if r["image_id"] == image_id]
+    assert row["image"] == f"{image_id:03d}"
+    return {"image_id": row["image_id"], "instances": row["instances"]}
 
 
 def files_of(root: Path) -> dict[str, bytes]:
@@ -146,7 +151,9 @@ def test_skipped_images_get_no_files(coco_root: Path, tmp_path: Path) -> None:
     assert sorted(p.name for p in (out / "semantic" / SPLIT).iterdir()) == [
         f"{i:03d}.png" for i in (1, 2, 3, 4, 5, 7, 8, 11)]
     assert sorted(p.name for p in (out / "instance" / SPLIT).iterdir()) == sorted(
-        f"{i:03d}.{ext}" for i in (1, 2, 3, 4, 5, 7, 8, 11) for ext in ("png", "json"))
+        [*(f"{i:03d}.png" for i in (1, 2, 3, 4, 5, 7, 8, 11)), "instances.jsonl"])
+    tables = (out / "instance" / SPLIT / "instances.jsonl").read_text().splitlines()
+    assert [json.loads(line)["image_id"] for line in tables] == [1, 2, 3, 4, 5, 7, 8, 11]
 
 
 def test_polygon_with_several_parts(coco_root: Path, tmp_path: Path) -> None:
@@ -382,13 +389,15 @@ def test_sample_masks_equal_ann_to_mask(sample_coco: Path, tmp_path: Path) -> No
     classes = {cat_id: k + 1 for k, cat_id in enumerate(cat_ids)}
     skipped = {e["annotation_id"] for e in report["skipped_annotations"]}
     checked_pixels = checked_images = 0
+    tables = {json.loads(line)["image"]: json.loads(line)["instances"]
+              for line in (out / "instance" / SPLIT / "instances.jsonl").read_text().splitlines()}
     for image_id, img in coco.imgs.items():
         stem = Path(img["file_name"]).stem
         if not (out / "semantic" / SPLIT / f"{stem}.png").exists():
             continue
         sem = cv2.imread(str(out / "semantic" / SPLIT / f"{stem}.png"), cv2.IMREAD_UNCHANGED)
         inst = cv2.imread(str(out / "instance" / SPLIT / f"{stem}.png"), cv2.IMREAD_UNCHANGED)
-        rows = json.loads((out / "instance" / SPLIT / f"{stem}.json").read_text())["instances"]
+        rows = tables[stem]
         kept = {r["annotation_id"]: r["instance"] for r in rows}
         h, w = sem.shape
         cover = np.zeros((h, w), np.int32)

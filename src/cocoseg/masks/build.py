@@ -8,6 +8,7 @@ an interrupted run leaves the previous masks untouched.
 
 from __future__ import annotations
 
+import json
 import logging
 import multiprocessing
 import os
@@ -53,10 +54,12 @@ def build_masks(coco_root: Path, out_root: Path, splits: tuple[str, ...], cfg: M
             settings.semantic_dir.mkdir(parents=True)
             settings.instance_dir.mkdir(parents=True)
             report.add_orphans(split, index)
-            for result in _run(settings, index, cfg.workers):
-                report.add(split, result)
-                if result.written:
-                    written.append(f"{split}/{result.file_name}")
+            with open(settings.instance_dir / "instances.jsonl", "w") as tables:
+                for result in _run(settings, index, cfg.workers):
+                    report.add(split, result)
+                    if result.written:
+                        written.append(f"{split}/{result.file_name}")
+                        tables.write(_table_line(result))
         if not written:
             # a user error (wrong category selection, images not extracted), not a bug: no traceback
             raise CocoFormatError(f"{coco_root}: no image produced a mask; see the skipped images: "
@@ -66,6 +69,13 @@ def build_masks(coco_root: Path, out_root: Path, splits: tuple[str, ...], cfg: M
         write_json(tmp / "report.json", report.to_json())
         write_previews(coco_root, tmp, written, labels, cfg.preview, seed)
     return report.to_json()
+
+
+def _table_line(result: ImageResult) -> str:
+    """One line of instances.jsonl: an image's instance index -> annotation id and category."""
+    stem = Path(result.file_name).stem
+    return json.dumps({"image": stem, "image_id": result.image_id, "instances": result.instances},
+                      separators=(",", ":")) + "\n"
 
 
 def split_images(written: list[str], val_fraction: float, seed: int) -> dict[str, list[str]]:

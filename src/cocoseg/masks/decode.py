@@ -14,6 +14,8 @@ from typing import Any
 import numpy as np
 from pycocotools import mask as mask_utils
 
+from cocoseg.masks.rle import decode_box
+
 
 class MalformedAnnotation(ValueError):
     """The segmentation cannot be decoded; str(err) is the reason for the report."""
@@ -84,18 +86,19 @@ def to_rle(segmentation: Any, height: int, width: int) -> dict:
 def decode_region(segmentation: Any, height: int, width: int) -> Region:
     rle = to_rle(segmentation, height, width)
     try:
-        mask = mask_utils.decode(rle)
+        area = int(mask_utils.area(rle))
+        x, y, w, h = (int(v) for v in mask_utils.toBbox(rle))  # exact: integer run bounds
     except Exception as err:  # pycocotools raises bare errors on a corrupt compressed string
         raise MalformedAnnotation(f"RLE cannot be decoded ({err})") from None
-    if mask.shape != (height, width):
-        raise MalformedAnnotation(f"decoded mask is {mask.shape}, image is {(height, width)}")
-    area = int(mask_utils.area(rle))
     if area == 0:
         return Region(np.zeros((0, 0), np.uint8), (0, 0, 0, 0), 0, (height, width))
-    # The RLE's box is exact (integer run bounds) and costs nothing, unlike scanning the frame.
-    x, y, w, h = (int(v) for v in mask_utils.toBbox(rle))
     box = (max(y, 0), min(y + h, height), max(x, 0), min(x + w, width))
-    pixels = np.ascontiguousarray(mask[box[0]:box[1], box[2]:box[3]])
+    try:
+        pixels = decode_box(rle["counts"], height, box)
+    except ValueError as err:  # run lengths that do not add up to the image
+        raise MalformedAnnotation(f"RLE cannot be decoded ({err})") from None
+    if int(pixels.sum()) != area:
+        raise MalformedAnnotation(f"RLE runs do not fit a {height}x{width} image")
     return Region(pixels, box, area, (height, width))
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import json
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -40,6 +40,7 @@ class ImageResult:
     notices: list[str] = field(default_factory=list)
     skipped_annotations: list[tuple[int, str]] = field(default_factory=list)  # (annotation id, reason)
     painted: int = 0
+    instances: list[dict] = field(default_factory=list)  # the instance table of a written image
     crowd: int = 0
     unselected: int = 0
     not_processed: int = 0  # annotations of an image that was skipped before decoding
@@ -52,13 +53,13 @@ def read_image_size(path: Path) -> tuple[int, int]:
     A JPEG is checked by its header and its end-of-image marker (a truncated file has none), which
     costs 0.05 ms against 1.5 ms for a decode; other formats are decoded in full.
     """
-    with Image.open(path) as im:
+    with open(path, "rb") as f, Image.open(f) as im:  # one open: file opens are costly on some disks
         width, height = im.size
         if im.format != "JPEG":
             im.load()
             return height, width
-    with open(path, "rb") as f:
-        f.seek(max(0, path.stat().st_size - 1024))
+        f.seek(0, os.SEEK_END)
+        f.seek(max(0, f.tell() - 1024))
         if b"\xff\xd9" not in f.read():
             raise OSError("image file is truncated (no JPEG end-of-image marker)")
     return height, width
@@ -94,8 +95,7 @@ def process_image(settings: MaskSettings, image: dict[str, Any], anns: list[dict
     # data/masks atomically only once every image is done (see build.py).
     (settings.semantic_dir / f"{stem}.png").write_bytes(encode_png(semantic))
     (settings.instance_dir / f"{stem}.png").write_bytes(encode_png(instance))
-    (settings.instance_dir / f"{stem}.json").write_text(
-        json.dumps({"image_id": image["id"], "instances": table}, indent=1) + "\n")
+    result.instances = table  # the parent streams every table into one instances.jsonl per split
     result.written = True
     result.painted = len(objects)
     return result
