@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Callable
 from pathlib import Path
 
@@ -10,8 +11,12 @@ import cv2
 import numpy as np
 import pytest
 
-from cocoseg.config import SampleConfig
-from cocoseg.sample import build_sample
+# One compute thread for torch here and in the stage subprocesses the DVC tests start: the models
+# are tiny, and on a busy 2-core machine competing threads made steps 5-10x slower.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+from cocoseg.config import SampleConfig  # noqa: E402
+from cocoseg.sample import build_sample  # noqa: E402
 
 # Non-contiguous ids, as in real COCO; the masks stage maps them to classes 1..3 by id.
 CATEGORIES = [{"id": 1, "name": "cat"}, {"id": 3, "name": "dog"}, {"id": 7, "name": "car"}]
