@@ -8,8 +8,9 @@ from typing import Any
 
 from cocoseg.io import write_json, write_text
 
-COLUMNS = [("miou", "mIoU"), ("dice", "mean Dice"), ("pixel_accuracy", "pixel acc."), ("params", "params"),
-           ("images_per_second", "images/s")]
+# (key, header, format): scores to 4 decimals, counts with thousands separators, speed to 0.1
+COLUMNS = [("miou", "mIoU", "{:.4f}"), ("dice", "mean Dice", "{:.4f}"), ("pixel_accuracy", "pixel acc.", "{:.4f}"),
+           ("params", "params", "{:,}"), ("images_per_second", "images/s", "{:.1f}")]
 
 
 def collect(evaluate_dir: Path) -> list[dict[str, Any]]:
@@ -27,11 +28,11 @@ def collect(evaluate_dir: Path) -> list[dict[str, Any]]:
 
 def render_markdown(rows: list[dict[str, Any]]) -> str:
     classes = sorted({c for r in rows for c in r.get("per_class", {})})
-    header = ["model", *(label for _, label in COLUMNS), *(f"IoU {c}" for c in classes)]
+    header = ["model", *(label for _, label, _ in COLUMNS), *(f"IoU {c}" for c in classes)]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for r in rows:
-        cells = [r["model"], *(_fmt(r.get(key)) for key, _ in COLUMNS),
-                 *(_fmt(r.get("per_class", {}).get(c, {}).get("iou")) for c in classes)]
+        cells = [r["model"], *(_fmt(r.get(key), fmt) for key, _, fmt in COLUMNS),
+                 *(_fmt(r.get("per_class", {}).get(c, {}).get("iou"), "{:.4f}") for c in classes)]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
@@ -43,9 +44,5 @@ def write_comparison(evaluate_dir: Path, out_md: Path, out_json: Path) -> list[d
     return rows
 
 
-def _fmt(value: Any) -> str:
-    if value is None:
-        return "-"
-    if isinstance(value, float):
-        return f"{value:.4f}" if value <= 1 else f"{value:.1f}"
-    return f"{value:,}" if isinstance(value, int) else str(value)
+def _fmt(value: Any, fmt: str) -> str:
+    return "-" if value is None else fmt.format(value)

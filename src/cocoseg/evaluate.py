@@ -64,16 +64,22 @@ def evaluate_model(model_path: Path, coco_root: Path, masks_root: Path, out_dir:
 
 
 def measure_speed(model: torch.nn.Module, size: tuple[int, int], cfg: EvaluateConfig, device: str) -> float:
-    """Inference images per second at batch size 1 and the model's input size, after one warm-up pass."""
+    """Inference images per second at batch size 1 and the model's input size, after one warm-up pass.
+
+    The median pass time is used, so a pass slowed by another process on a shared machine does not
+    drag the figure down.
+    """
     x = torch.randn(1, 3, *size, device=device)
+    times = []
     with torch.no_grad():
         model(x)
-        _sync(device)
-        start = time.perf_counter()
         for _ in range(cfg.speed_batches):
+            _sync(device)
+            start = time.perf_counter()
             model(x)
-        _sync(device)
-    return cfg.speed_batches / (time.perf_counter() - start)
+            _sync(device)
+            times.append(time.perf_counter() - start)
+    return 1.0 / float(np.median(times))
 
 
 def _sync(device: str) -> None:
