@@ -276,3 +276,13 @@ def test_stage_errors(tmp_path: Path, stage: str, fragments: list[str]) -> None:
     line = assert_one_error(result, *fragments)
     assert line.startswith("ERROR cocoseg: ")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["params.yaml"]  # failed before writing anything
+
+
+def test_compare_table_leaves_per_class_columns_out_beyond_twelve_classes(tmp_path: Path) -> None:
+    from cocoseg.compare import render_markdown
+
+    row = {"model": "m", "miou": 0.5, "per_class": {f"c{i}": {"iou": 0.5} for i in range(13)}}
+    header = render_markdown([row]).splitlines()[0]
+    assert header == "| model | mIoU | mean Dice | pixel acc. | params | images/s |"
+    row["per_class"] = {f"c{i}": {"iou": 0.5} for i in range(12)}
+    assert render_markdown([row]).splitlines()[0].count("IoU c") == 12

@@ -26,8 +26,13 @@ def collect(evaluate_dir: Path) -> list[dict[str, Any]]:
     return sorted(rows, key=lambda r: (-(r.get("miou") or 0.0), r["model"]))
 
 
+MAX_CLASS_COLUMNS = 12  # beyond this (COCO has 80) per-class IoU stays in compare.json only
+
+
 def render_markdown(rows: list[dict[str, Any]]) -> str:
     classes = sorted({c for r in rows for c in r.get("per_class", {})})
+    if len(classes) > MAX_CLASS_COLUMNS:
+        classes = []
     header = ["model", *(label for _, label, _ in COLUMNS), *(f"IoU {c}" for c in classes)]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for r in rows:
