@@ -16,11 +16,6 @@ USER_ERRORS: tuple[type[BaseException], ...] = (ConfigError, CocoFormatError, Ex
                                                 FileNotFoundError)
 
 
-def register_user_error(*types: type[BaseException]) -> None:
-    global USER_ERRORS
-    USER_ERRORS = (*USER_ERRORS, *types)
-
-
 def setup_logging(level: int = logging.INFO) -> None:
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
 

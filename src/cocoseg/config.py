@@ -218,7 +218,6 @@ def convert(tp: Any, value: Any, key: str) -> Any:
         _check(value in allowed, key, value, f"one of {list(allowed)}")
         return value
     if origin in (typing.Union, types.UnionType):
-        errors = []
         for option in typing.get_args(tp):
             if option is type(None):
                 if value is None:
@@ -226,8 +225,8 @@ def convert(tp: Any, value: Any, key: str) -> Any:
                 continue
             try:
                 return convert(option, value, key)
-            except ConfigError as err:
-                errors.append(str(err))
+            except ConfigError:
+                continue  # try the next option; the message below names them all
         raise ConfigError(f"{key}: {value!r} is not allowed; expected {_describe(tp)}")
     if origin is tuple:
         _check(isinstance(value, (list, tuple)), key, value, f"a list ({_describe(tp)})")
