@@ -1,23 +1,21 @@
 """Does the training input pipeline starve the model? Training images/s, real loader vs tensors in memory.
 
-Per model of params.yaml (built as the train stage builds it: SegmentationModule with the model's
-arch, encoder, lr, train.weight_decay and train.dice_weight; image_size and batch_size as configured;
-AdamW; torch.use_deterministic_algorithms(train.deterministic); torch's default thread count), the
-same optimisation step (zero_grad, forward, ``module.loss``, backward, AdamW step) is timed when fed by
+Per model of params.yaml, built as the train stage builds it (SegmentationModule with the model's arch,
+encoder and lr, train.weight_decay and dice_weight, image_size and batch_size; AdamW; deterministic
+algorithms as train.deterministic; torch's default threads), one optimisation step (zero_grad, forward,
+``module.loss``, backward, AdamW step) is timed in a plain loop, not the Lightning Trainer, fed by
 - the real pipeline: ``SegmentationDataModule(...).train_dataloader()``, once per ``--workers`` value
   (default: train.workers and 0), iterated epoch after epoch as Lightning does (persistent workers);
 - tensors in memory: ``--steps`` batches drawn once from the first of those loaders into a list.
-A plain loop, not the Lightning Trainer, so only the feeding differs. The ``--steps`` timed steps per
-variant are split into ``--rounds`` blocks, alternated round by round in a rotating order so machine
-noise hits every variant. Each block starts with 2 untimed warm-up steps, plus, for a loader with
-workers, as many more as its prefetch buffer holds (workers x prefetch_factor): batches the workers
-made while another variant ran would otherwise come for free. A 1 s pause between blocks lets
-background prefetch finish before the next block. "wait" is the share of a variant's time spent in
-``next()`` on the loader. images/s is the median over a variant's blocks: other processes on a shared
-2-core machine stall torch's threads in bursts, and a median of alternated blocks shrugs those off;
-with the defaults a block is 6 steps = one epoch of the sample (49 images, batch 8, drop_last), so
-every block holds one epoch start, where a loader with workers restarts its prefetch. Each model also
-prints its per-block images/s and the load average. ratio = real / in memory (target >= 0.9).
+The ``--steps`` timed steps per variant are split into ``--rounds`` blocks, alternated in a rotating
+order. Each block starts with 2 untimed warm-up steps plus, for a loader with workers, one per batch
+its prefetch buffer holds (workers x prefetch_factor), made for free while another variant ran; blocks
+are 1 s apart so that background prefetch is done. "wait": share of the time spent in ``next()``.
+images/s: median over a variant's blocks, since other processes on a shared 2-core machine stall
+torch's threads in bursts (per-block figures and the load average are printed as a noise check). With
+the defaults a block is 6 steps = one epoch of the sample (49 images, batch 8, drop_last), so each
+block holds one epoch start, where a loader with workers restarts its prefetch.
+ratio = real / in memory (target >= 0.9).
 
     .venv/bin/python benchmarks/bench_train_input.py [--models unet fastscnn] [--steps 30]
         [--rounds 5] [--workers 2 0] [--params params.yaml] [--coco data/coco] [--masks data/masks]
@@ -43,6 +41,7 @@ from cocoseg.data import SegmentationDataModule, load_split
 from cocoseg.module import SegmentationModule
 
 Batch = tuple[torch.Tensor, torch.Tensor]
+Blocks = dict[str, list[tuple[float, float, int]]]  # variant -> per block (seconds, wait, images)
 WARMUP = 2
 
 
@@ -73,7 +72,7 @@ def run_block(module: SegmentationModule, optimizer: torch.optim.Optimizer, batc
     return time.perf_counter() - start, wait
 
 
-def bench_model(params: Params, name: str, args: argparse.Namespace) -> dict[str, list[tuple[float, float, int]]]:
+def bench_model(params: Params, name: str, args: argparse.Namespace) -> Blocks:
     """Variant -> per block (seconds, seconds waiting on the loader, images), for one model."""
     cfg, model_cfg = params.train, params.model(name)
     batch_size = model_cfg.batch_size or cfg.batch_size
@@ -86,25 +85,29 @@ def bench_model(params: Params, name: str, args: argparse.Namespace) -> dict[str
     module = SegmentationModule(model_cfg.arch, dms[first].num_classes, model_cfg.encoder,
                                 model_cfg.encoder_weights, model_cfg.lr or cfg.lr, cfg.weight_decay,
                                 cfg.dice_weight).train()
-    optimizer = torch.optim.AdamW(module.parameters(), lr=model_cfg.lr or cfg.lr, weight_decay=cfg.weight_decay)
+    optimizer = torch.optim.AdamW(module.parameters(), lr=model_cfg.lr or cfg.lr,
+                                  weight_decay=cfg.weight_decay)
 
     feeds = {key: cycle(loader) for key, loader in loaders.items()}
-    warmups = {key: WARMUP + loader.num_workers * (loader.prefetch_factor or 0) for key, loader in loaders.items()}
+    warmups = {key: WARMUP + loader.num_workers * (loader.prefetch_factor or 0)
+               for key, loader in loaders.items()}
     memory = [next(feeds[first]) for _ in range(args.steps)]  # materialised once, from the same loader
     feeds["memory"], warmups["memory"] = itertools.cycle(memory), WARMUP
 
     per_block = [args.steps // args.rounds + (r < args.steps % args.rounds) for r in range(args.rounds)]
-    blocks: dict[str, list[tuple[float, float, int]]] = {key: [] for key in feeds}  # (seconds, wait, images)
+    blocks: Blocks = {key: [] for key in feeds}
     order = list(feeds)
     for r, steps in enumerate(per_block):
         for key in order[r % len(order):] + order[:r % len(order)]:  # rotate who goes first
             time.sleep(1.0)  # let background prefetch of the previous block settle
-            blocks[key].append((*run_block(module, optimizer, feeds[key], warmups[key], steps), steps * batch_size))
+            seconds, wait = run_block(module, optimizer, feeds[key], warmups[key], steps)
+            blocks[key].append((seconds, wait, steps * batch_size))
     return blocks
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--params", type=Path, default=Path("params.yaml"))
     parser.add_argument("--coco", type=Path, default=Path("data/coco"))
     parser.add_argument("--masks", type=Path, default=Path("data/masks"))
@@ -128,7 +131,8 @@ def main() -> None:
           f"{args.steps} timed steps per variant in {args.rounds} alternated blocks; "
           f"load avg {os.getloadavg()[0]:.1f} (other processes share these cores)")
     keys = [f"w={w}" for w in args.workers]
-    header = ["model", "batch"] + [f"{k} img/s (wait)" for k in keys] + ["memory img/s"] + [f"{k}/mem" for k in keys]
+    header = (["model", "batch"] + [f"{k} img/s (wait)" for k in keys] + ["memory img/s"]
+              + [f"{k}/mem" for k in keys])
     rows = []
     for name in models:
         blocks = bench_model(params, name, args)
