@@ -20,19 +20,19 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from cocoseg.masks.paint import VOID
+from cocoseg.masks.preview import read_image
 
 MEAN = (0.485, 0.456, 0.406)  # ImageNet statistics (RGB): what pretrained encoders expect
 STD = (0.229, 0.224, 0.225)
+_MEAN = torch.tensor(MEAN).view(3, 1, 1)  # built once: to_tensor runs for every sample
+_STD = torch.tensor(STD).view(3, 1, 1)
 
 Pair = tuple[np.ndarray, np.ndarray]  # (H, W, 3) uint8 RGB image, (H, W) uint8 mask
 
 
 def read_rgb(path: Path) -> np.ndarray:
     """(H, W, 3) uint8 RGB as stored: no EXIF rotation, since COCO coordinates refer to stored pixels."""
-    image = cv2.imread(str(path), cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION)
-    if image is None:
-        raise OSError(f"{path}: cannot read image")
-    return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+    return cv2.cvtColor(read_image(path), cv2.COLOR_BGR2RGB)
 
 
 def read_mask(path: Path) -> np.ndarray:
@@ -45,7 +45,7 @@ def read_mask(path: Path) -> np.ndarray:
 def to_tensor(image: np.ndarray) -> torch.Tensor:
     """(H, W, 3) uint8 RGB -> (3, H, W) float32, normalised."""
     x = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1).float().div_(255)
-    return (x - torch.tensor(MEAN).view(3, 1, 1)) / torch.tensor(STD).view(3, 1, 1)
+    return (x - _MEAN) / _STD
 
 
 def resize_pair(image: np.ndarray, mask: np.ndarray, size: tuple[int, int]) -> Pair:

@@ -8,7 +8,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-import cv2
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -17,7 +16,7 @@ from cocoseg.checkpoint import load_checkpoint
 from cocoseg.config import EvaluateConfig
 from cocoseg.data import SegmentationDataset, load_split
 from cocoseg.io import write_json, write_png
-from cocoseg.masks.preview import colourise
+from cocoseg.masks.preview import colourise, read_image
 from cocoseg.metrics import confusion_matrix, scores
 from cocoseg.models import count_parameters
 from cocoseg.plots import write_confusion_plot
@@ -89,7 +88,7 @@ def _sync(device: str) -> None:
 
 def _write_overlay(path: Path, image_path: Path, target: np.ndarray, pred: np.ndarray, num_classes: int) -> None:
     """Panel: image | ground truth | prediction (void pixels white)."""
-    image = cv2.imread(str(image_path), cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION)
+    image = read_image(image_path)
     gap = np.full((image.shape[0], 4, 3), 255, np.uint8)
     blend = lambda m: (image * 0.4 + colourise(m.astype(np.uint8), num_classes) * 0.6).astype(np.uint8)  # noqa: E731
     write_png(path, np.concatenate([image, gap, blend(target), gap, blend(pred)], axis=1))

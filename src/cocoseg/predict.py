@@ -18,7 +18,7 @@ from cocoseg.cli import run_stage
 from cocoseg.data import read_rgb, resize_pair, to_tensor
 from cocoseg.evaluate import predict_full_res
 from cocoseg.io import write_png
-from cocoseg.masks.preview import colourise
+from cocoseg.masks.preview import overlay
 
 log = logging.getLogger(__name__)
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp"}
@@ -50,9 +50,8 @@ def predict_images(model_path: Path, inputs: list[Path], out_dir: Path, device: 
         image = to_tensor(resize_pair(rgb, np.zeros(rgb.shape[:2], np.uint8), size)[0]).to(device)
         pred = predict_full_res(model, image, rgb.shape[:2]).cpu().numpy().astype(np.uint8)
         bgr = cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR)
-        overlay = np.where((pred > 0)[..., None], (bgr * 0.5 + colourise(pred, num_classes) * 0.5).astype(np.uint8), bgr)
         write_png(out_dir / f"{path.stem}_mask.png", pred)
-        write_png(out_dir / f"{path.stem}_overlay.png", overlay)
+        write_png(out_dir / f"{path.stem}_overlay.png", overlay(bgr, pred, num_classes))
         written.append(out_dir / f"{path.stem}_mask.png")
         present = [ckpt["classes"][k] for k in np.unique(pred) if k > 0]
         log.info("%s -> %s (classes: %s)", path, written[-1], ", ".join(present) or "none")

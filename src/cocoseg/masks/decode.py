@@ -41,15 +41,6 @@ class Region:
         full[y0:y1, x0:x1] = self.pixels
         return full
 
-    @classmethod
-    def from_mask(cls, mask: np.ndarray) -> Region:
-        ys = np.flatnonzero(mask.any(axis=1))
-        xs = np.flatnonzero(mask.any(axis=0))
-        if len(ys) == 0:
-            return cls(np.zeros((0, 0), np.uint8), (0, 0, 0, 0), 0, mask.shape)
-        box = (int(ys[0]), int(ys[-1]) + 1, int(xs[0]), int(xs[-1]) + 1)
-        pixels = np.ascontiguousarray(mask[box[0]:box[1], box[2]:box[3]], dtype=np.uint8)
-        return cls(pixels, box, int(pixels.sum()), mask.shape)
 
 
 def to_rle(segmentation: Any, height: int, width: int) -> dict:

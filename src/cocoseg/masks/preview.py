@@ -22,12 +22,17 @@ def colourise(semantic: np.ndarray, num_classes: int) -> np.ndarray:
     return lut[semantic]
 
 
-def render_panel(image: np.ndarray, semantic: np.ndarray, num_classes: int, alpha: float = 0.5) -> np.ndarray:
+def overlay(image: np.ndarray, semantic: np.ndarray, num_classes: int, alpha: float = 0.5) -> np.ndarray:
+    """BGR image with the class colours blended in where a class is labelled (background untouched)."""
     colour = colourise(semantic, num_classes)
     labelled = (semantic > 0)[..., None]
-    overlay = np.where(labelled, (image * (1 - alpha) + colour * alpha).astype(np.uint8), image)
+    return np.where(labelled, (image * (1 - alpha) + colour * alpha).astype(np.uint8), image)
+
+
+def render_panel(image: np.ndarray, semantic: np.ndarray, num_classes: int, alpha: float = 0.5) -> np.ndarray:
     gap = np.full((image.shape[0], 4, 3), 255, np.uint8)
-    return np.concatenate([image, gap, colour, gap, overlay], axis=1)
+    return np.concatenate([image, gap, colourise(semantic, num_classes), gap,
+                           overlay(image, semantic, num_classes, alpha)], axis=1)
 
 
 def read_image(path: Path) -> np.ndarray:
