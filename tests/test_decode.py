@@ -66,7 +66,7 @@ def test_box_is_tight_and_area_is_pixel_count() -> None:
     region = decode_region(encode_compressed_rle(mask), H, W)
     assert region.box == (3, 9, 2, 10)  # y0, y1, x0, x1, half-open
     assert region.area == 13
-    np.testing.assert_array_equal(region.crop(), mask[3:9, 2:10])
+    np.testing.assert_array_equal(region.pixels, mask[3:9, 2:10])
 
 
 def test_polygon_box_matches_pixels() -> None:

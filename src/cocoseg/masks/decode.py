@@ -1,20 +1,22 @@
-"""Decode one COCO segmentation (polygons, compressed RLE or uncompressed RLE) into a binary mask.
+"""Decode COCO segmentations (polygons, compressed RLE or uncompressed RLE) into binary masks.
 
-Decoding goes through pycocotools exactly as ``COCO.annToMask`` does, so every kept pixel equals
-the official rasterisation. Anything that cannot be decoded raises ``MalformedAnnotation`` with a
+Polygons and uncompressed RLE become pycocotools' compressed RLE exactly as ``COCO.annToRLE`` makes
+it, and the strings are decoded bit-exactly (``cocoseg.masks.rle``), so every kept pixel equals the
+official rasterisation. Anything that cannot be decoded becomes a ``MalformedAnnotation`` with a
 reason the report can quote.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 from pycocotools import mask as mask_utils
 
-from cocoseg.masks.rle import decode_box
+from cocoseg.masks.rle import decode_boxes
 
 
 class MalformedAnnotation(ValueError):
@@ -29,9 +31,6 @@ class Region:
     box: tuple[int, int, int, int]  # y0, y1, x0, x1 (half-open); empty region: all zeros
     area: int  # decoded pixel count
     shape: tuple[int, int]  # (H, W) of the image
-
-    def crop(self) -> np.ndarray:
-        return self.pixels
 
     @property
     def mask(self) -> np.ndarray:
@@ -49,11 +48,12 @@ def to_rle(segmentation: Any, height: int, width: int) -> dict:
         if not segmentation:
             raise MalformedAnnotation("empty segmentation list")
         for i, poly in enumerate(segmentation):
-            if not isinstance(poly, list) or not all(_is_finite_number(v) for v in poly):
+            if not _is_number_list(poly):
                 raise MalformedAnnotation(f"polygon {i} is not a list of numbers")
             if len(poly) < 6 or len(poly) % 2:
                 raise MalformedAnnotation(f"polygon {i} has {len(poly)} coordinates (need an even number >= 6)")
-        return mask_utils.merge(mask_utils.frPyObjects(segmentation, height, width))
+        parts = mask_utils.frPyObjects(segmentation, height, width)
+        return parts[0] if len(parts) == 1 else mask_utils.merge(parts)  # merging one part copies it
     if isinstance(segmentation, dict):
         size, counts = segmentation.get("size"), segmentation.get("counts")
         if not (isinstance(size, list) and len(size) == 2 and all(isinstance(v, int) for v in size)):
@@ -74,24 +74,43 @@ def to_rle(segmentation: Any, height: int, width: int) -> dict:
     raise MalformedAnnotation(f"segmentation must be a polygon list or an RLE object, got {type(segmentation).__name__}")
 
 
+def decode_regions(segmentations: Sequence[Any], height: int, width: int) -> list[Region | MalformedAnnotation]:
+    """Decode the segmentations of one image: a Region each, or the error that says why not.
+
+    Batched because the RLE strings of one image are parsed together (see ``cocoseg.masks.rle``).
+    """
+    results: list[Region | MalformedAnnotation] = []
+    counts: list[bytes] = []
+    for segmentation in segmentations:
+        try:
+            counts.append(to_rle(segmentation, height, width)["counts"])
+            results.append(None)  # type: ignore[arg-type]  # filled in below
+        except MalformedAnnotation as err:
+            results.append(err)
+    decoded = iter(decode_boxes(counts, height, width))
+    for i, result in enumerate(results):
+        if result is None:
+            one = next(decoded)
+            results[i] = (MalformedAnnotation(f"RLE cannot be decoded ({one})") if isinstance(one, str)
+                          else Region(*one, shape=(height, width)))
+    return results
+
+
 def decode_region(segmentation: Any, height: int, width: int) -> Region:
-    rle = to_rle(segmentation, height, width)
-    try:
-        area = int(mask_utils.area(rle))
-        x, y, w, h = (int(v) for v in mask_utils.toBbox(rle))  # exact: integer run bounds
-    except Exception as err:  # pycocotools raises bare errors on a corrupt compressed string
-        raise MalformedAnnotation(f"RLE cannot be decoded ({err})") from None
-    if area == 0:
-        return Region(np.zeros((0, 0), np.uint8), (0, 0, 0, 0), 0, (height, width))
-    box = (max(y, 0), min(y + h, height), max(x, 0), min(x + w, width))
-    try:
-        pixels = decode_box(rle["counts"], height, box)
-    except ValueError as err:  # run lengths that do not add up to the image
-        raise MalformedAnnotation(f"RLE cannot be decoded ({err})") from None
-    if int(pixels.sum()) != area:
-        raise MalformedAnnotation(f"RLE runs do not fit a {height}x{width} image")
-    return Region(pixels, box, area, (height, width))
+    """Decode one segmentation; raises MalformedAnnotation with the reason."""
+    (result,) = decode_regions([segmentation], height, width)
+    if isinstance(result, MalformedAnnotation):
+        raise result
+    return result
 
 
-def _is_finite_number(v: Any) -> bool:
-    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+_NUMBER_TYPES = frozenset({int, float})  # bool is a subclass of int, but not a coordinate
+
+
+def _is_number_list(poly: Any) -> bool:
+    if not isinstance(poly, list) or not _NUMBER_TYPES.issuperset(map(type, poly)):
+        return False
+    try:
+        return all(map(math.isfinite, poly))
+    except OverflowError:  # an integer too large for a float
+        return False

@@ -10,10 +10,12 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from cocoseg.io import encode_png
-from cocoseg.masks.decode import MalformedAnnotation, Region, decode_region
+from cocoseg.masks.decode import MalformedAnnotation, Region, decode_regions
 from cocoseg.masks.labels import LabelMap
 from cocoseg.masks.paint import PaintObject, paint_masks
+from cocoseg.masks.png import encode_label_png
+
+Image.preinit()  # import PIL's common format plugins now, once, rather than in every worker process
 
 
 @dataclass(frozen=True)
@@ -93,8 +95,8 @@ def process_image(settings: MaskSettings, image: dict[str, Any], anns: list[dict
     stem = Path(image["file_name"]).stem
     # Plain writes: these folders live inside the stage's temporary output folder, which replaces
     # data/masks atomically only once every image is done (see build.py).
-    (settings.semantic_dir / f"{stem}.png").write_bytes(encode_png(semantic))
-    (settings.instance_dir / f"{stem}.png").write_bytes(encode_png(instance))
+    (settings.semantic_dir / f"{stem}.png").write_bytes(encode_label_png(semantic))
+    (settings.instance_dir / f"{stem}.png").write_bytes(encode_label_png(instance))
     result.instances = table  # the parent streams every table into one instances.jsonl per split
     result.written = True
     result.painted = len(objects)
@@ -103,36 +105,33 @@ def process_image(settings: MaskSettings, image: dict[str, Any], anns: list[dict
 
 def _decode_annotations(settings: MaskSettings, anns: list[dict[str, Any]], height: int, width: int,
                         result: ImageResult) -> tuple[list[PaintObject], list[Region], list[dict]]:
-    objects: list[PaintObject] = []
-    crowd: list[Region] = []
-    table: list[dict] = []
+    kept: list[dict[str, Any]] = []  # annotations with a selected category and a valid iscrowd
     for ann in anns:
         cat = ann.get("category_id")
         if not isinstance(cat, int) or cat not in settings.known_category_ids:
             result.skipped_annotations.append((ann["id"], f"unknown category id {cat!r}"))
-            continue
-        class_id = settings.labels.class_of(cat)
-        if class_id is None:
+        elif settings.labels.class_of(cat) is None:
             result.unselected += 1
-            continue
-        iscrowd = ann.get("iscrowd", 0)
-        if iscrowd not in (0, 1):
-            result.skipped_annotations.append((ann["id"], f"iscrowd must be 0 or 1, got {iscrowd!r}"))
-            continue
-        try:
-            region = decode_region(ann.get("segmentation"), height, width)
-        except MalformedAnnotation as err:
-            result.skipped_annotations.append((ann["id"], f"malformed segmentation: {err}"))
-            continue
-        if region.area == 0:
+        elif ann.get("iscrowd", 0) not in (0, 1):
+            result.skipped_annotations.append((ann["id"], f"iscrowd must be 0 or 1, got {ann['iscrowd']!r}"))
+        else:
+            kept.append(ann)
+
+    objects: list[PaintObject] = []
+    crowd: list[Region] = []
+    table: list[dict] = []
+    for ann, region in zip(kept, decode_regions([a.get("segmentation") for a in kept], height, width)):
+        if isinstance(region, MalformedAnnotation):
+            result.skipped_annotations.append((ann["id"], f"malformed segmentation: {region}"))
+        elif region.area == 0:
             result.skipped_annotations.append((ann["id"], "mask is empty"))
-            continue
-        if iscrowd:
+        elif ann.get("iscrowd", 0):
             crowd.append(region)
             result.crowd += 1
-            continue
-        priority = settings.labels.priorities.get(cat, 0)
-        objects.append(PaintObject(region, class_id, priority))
-        table.append({"instance": len(objects), "annotation_id": ann["id"], "category_id": cat,
-                      "class_id": class_id, "area": region.area})
+        else:
+            cat = ann["category_id"]
+            objects.append(PaintObject(region, settings.labels.class_of(cat), settings.labels.priorities.get(cat, 0)))
+            table.append({"instance": len(objects), "annotation_id": ann["id"], "category_id": cat,
+                          "class_id": objects[-1].class_id, "area": region.area})
+    result.skipped_annotations.sort(key=lambda skipped: skipped[0])  # in id order, as the annotations
     return objects, crowd, table
