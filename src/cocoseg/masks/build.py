@@ -2,22 +2,25 @@
 
 Images are independent, so they are spread over a process pool (``masks.workers``, default one per
 core) and streamed with ``imap``: memory holds a few images at a time, whatever the dataset size.
-Everything is written into a temporary folder that replaces the output folder only at the end, so
-an interrupted run leaves the previous masks untouched.
+The pool starts before the annotation files are read, so the workers start while the JSON loads
+and never hold a copy of it (with fork, a worker's garbage collector would otherwise touch, and so
+copy, every page of the parent's annotations). Everything is written into a temporary folder that
+replaces the output folder only at the end, so an interrupted run leaves the previous masks untouched.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import multiprocessing
 import os
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-import numpy as np
+from numpy.random import default_rng
 from tqdm import tqdm
 
 from cocoseg.coco import CocoFormatError, CocoIndex, load_coco
@@ -29,12 +32,19 @@ from cocoseg.masks.preview import write_previews
 
 log = logging.getLogger(__name__)
 
-_settings: MaskSettings | None = None  # set once per worker process by _init_worker
+Task = tuple[MaskSettings, dict[str, Any], list[dict[str, Any]]]  # one image and its annotations
+RunImages = Callable[[list[Task]], Iterator[ImageResult]]
 
 
 def build_masks(coco_root: Path, out_root: Path, splits: tuple[str, ...], cfg: MasksConfig,
                 seed: int) -> dict[str, Any]:
     """Build all outputs under ``out_root``; return the report (also written as report.json)."""
+    with _image_runner(cfg.workers) as run_images:
+        return _build(coco_root, out_root, splits, cfg, seed, run_images)
+
+
+def _build(coco_root: Path, out_root: Path, splits: tuple[str, ...], cfg: MasksConfig, seed: int,
+           run_images: RunImages) -> dict[str, Any]:
     indexes = {split: load_coco(coco_root / "annotations" / f"instances_{split}.json") for split in splits}
     first = indexes[splits[0]]
     labels = build_label_map(first.categories, cfg.categories, cfg.priority)
@@ -54,8 +64,11 @@ def build_masks(coco_root: Path, out_root: Path, splits: tuple[str, ...], cfg: M
             settings.semantic_dir.mkdir(parents=True)
             settings.instance_dir.mkdir(parents=True)
             report.add_orphans(split, index)
+            tasks = [(settings, image, index.annotations_by_image.get(image["id"], [])) for image in index.images]
+            progress = tqdm(run_images(tasks), total=len(tasks), desc=f"masks {split}", unit="img",
+                            mininterval=1.0)
             with open(settings.instance_dir / "instances.jsonl", "w") as tables:
-                for result in _run(settings, index, cfg.workers):
+                for result in progress:
                     report.add(split, result)
                     if result.written:
                         written.append(f"{split}/{result.file_name}")
@@ -81,34 +94,41 @@ def _table_line(result: ImageResult) -> str:
 def split_images(written: list[str], val_fraction: float, seed: int) -> dict[str, list[str]]:
     """A seeded train/val split of the images; both parts non-empty when there are 2+ images."""
     items = sorted(written)
-    order = np.random.default_rng(seed).permutation(len(items))
+    order = default_rng(seed).permutation(len(items))
     n_val = min(max(1, round(val_fraction * len(items))), max(len(items) - 1, 1))
     val = sorted(items[i] for i in order[:n_val])
     train = sorted(items[i] for i in order[n_val:])
     return {"train": train, "val": val}
 
 
-def _run(settings: MaskSettings, index: CocoIndex, workers: int) -> Iterator[ImageResult]:
-    tasks = [(image, index.annotations_by_image.get(image["id"], [])) for image in index.images]
-    workers = workers or os.cpu_count() or 1
-    bar = dict(total=len(tasks), desc=f"masks {settings.split}", unit="img", mininterval=1.0)
-    if workers == 1 or len(tasks) < 2 * workers:
-        _init_worker(settings)
-        yield from tqdm((_work(t) for t in tasks), **bar)
+@contextlib.contextmanager
+def _image_runner(workers: int) -> Iterator[RunImages]:
+    """Yield a function that turns tasks into results, in order: in a pool of ``workers`` processes
+    (0: one per core), or in this process for ``workers=1``."""
+    workers = workers or _cpu_count()
+    if workers == 1:
+        yield lambda tasks: map(_work, tasks)
         return
-    with multiprocessing.get_context().Pool(workers, _init_worker, (settings,)) as pool:
-        chunksize = max(1, min(8, len(tasks) // (4 * workers)))  # small sets: keep both cores busy
-        yield from tqdm(pool.imap(_work, tasks, chunksize), **bar)  # imap keeps the order stable
+    with multiprocessing.get_context().Pool(workers) as pool:
+        def run(tasks: list[Task]) -> Iterator[ImageResult]:
+            # Chunks of up to 8 images: few round trips, yet both cores stay busy to the end of a
+            # small set. A chunk pickles its split's settings once (pickle memoises repeats).
+            chunksize = max(1, min(8, len(tasks) // (4 * workers)))
+            return pool.imap(_work, tasks, chunksize)  # imap keeps the order stable
+
+        yield run
 
 
-def _init_worker(settings: MaskSettings) -> None:
-    global _settings
-    _settings = settings
+def _cpu_count() -> int:
+    """The cores this process may use (a container or ``taskset`` may allow fewer than the machine has)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # macOS and Windows
+        return os.cpu_count() or 1
 
 
-def _work(task: tuple[dict, list[dict]]) -> ImageResult:
-    assert _settings is not None
-    return process_image(_settings, *task)
+def _work(task: Task) -> ImageResult:
+    return process_image(*task)
 
 
 class _Report:

@@ -54,9 +54,9 @@ def paint_masks(
     semantic = np.zeros((height, width), np.uint8)
     for i in paint_order(objects, overlap):  # each object touches only its own box
         y0, y1, x0, x1 = objects[i].region.box
-        inside = objects[i].region.crop() > 0
-        instance[y0:y1, x0:x1][inside] = i + 1
-        semantic[y0:y1, x0:x1][inside] = objects[i].class_id
+        inside = objects[i].region.pixels > 0
+        np.copyto(instance[y0:y1, x0:x1], i + 1, where=inside)
+        np.copyto(semantic[y0:y1, x0:x1], objects[i].class_id, where=inside)
 
     if overlap == "void":
         contested = _contested_pixels(objects, height, width)
@@ -66,7 +66,7 @@ def paint_masks(
         crowd_union = np.zeros((height, width), bool)
         for region in crowd:
             y0, y1, x0, x1 = region.box
-            crowd_union[y0:y1, x0:x1] |= region.crop() > 0
+            crowd_union[y0:y1, x0:x1] |= region.pixels > 0
         semantic[crowd_union & (semantic == 0)] = VOID
     return semantic, instance
 
@@ -79,6 +79,6 @@ def _contested_pixels(objects: Sequence[PaintObject], height: int, width: int) -
         for o in objects:
             if o.class_id == class_id:
                 y0, y1, x0, x1 = o.region.box
-                union[y0:y1, x0:x1] |= o.region.crop() > 0
+                union[y0:y1, x0:x1] |= o.region.pixels > 0
         classes_here += union
     return classes_here > 1
