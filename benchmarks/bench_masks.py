@@ -14,7 +14,17 @@ RSS summed every 10 ms by the driver with psutil (shared pages count once per pr
 All of it runs on the real set and on a set ``--scale`` times larger, made of hard or symbolic links
 to the same JPEGs under new names, with the JSON records replicated under new ids.
 
-    .venv/bin/python benchmarks/bench_masks.py [--coco-root DIR] [--repeat 3] [--scale 10]
+Outputs go to one temporary folder under ``--work-dir`` (default: the repository, the filesystem
+where the stage writes data/masks), each run in its own subfolder, and are deleted only at the
+end. Two things on our 2-core test machines (ext4 without a journal) make this matter: creating a
+file costs about 0.02 ms of CPU normally, but up to 1 ms for the next 30 s after many files were
+deleted nearby (the kernel's ``recently_deleted`` scan), so deleting each run's output would tax
+the next run; and /tmp may be a tmpfs elsewhere, where writes cost nothing. Either would misstate
+a stage that writes two files per image against a baseline that writes one. The script prints
+what creating a file costs before and after the runs; on such a disk, give it a few quiet minutes
+(the kernel counts an inode as recent for 60 s, or 5 min while its block is unwritten).
+
+    .venv/bin/python benchmarks/bench_masks.py [--coco-root DIR] [--repeat 3] [--scale 10] [--work-dir DIR]
 """
 
 from __future__ import annotations
@@ -32,6 +42,7 @@ from pathlib import Path
 import psutil
 
 DEFAULT_ROOT = Path("/work/shared/data/coco2017-val-mini")
+REPO = Path(__file__).resolve().parents[1]
 SPLIT = "val2017"
 VARIANTS = {"baseline": "baseline (pycocotools loop)", "stage1": "stage workers=1",
             "stage0": "stage workers=0"}
@@ -64,17 +75,17 @@ def run_stage(coco_root: Path, out_dir: Path, workers: int) -> None:
     build_masks(coco_root, out_dir / "masks", (SPLIT,), MasksConfig(preview=0, workers=workers), seed=42)
 
 
-def measure(variant: str, coco_root: Path) -> dict:
+def measure(variant: str, coco_root: Path, out: Path) -> dict:
     """Run one variant in this (fresh) process; return its seconds and ru_maxrss peaks in MiB."""
     import cv2, pycocotools.coco, cocoseg.masks.build  # noqa: E401,F401  imports stay out of the timing
 
-    with tempfile.TemporaryDirectory(prefix="bench_masks_out.") as out:
-        start, cpu_start = time.perf_counter(), _cpu_seconds()
-        if variant == "baseline":
-            run_baseline(coco_root, Path(out))
-        else:
-            run_stage(coco_root, Path(out), workers=int(variant.removeprefix("stage")))
-        seconds, cpu = time.perf_counter() - start, _cpu_seconds() - cpu_start
+    out.mkdir(parents=True)
+    start, cpu_start = time.perf_counter(), _cpu_seconds()
+    if variant == "baseline":
+        run_baseline(coco_root, out)
+    else:
+        run_stage(coco_root, out, workers=int(variant.removeprefix("stage")))
+    seconds, cpu = time.perf_counter() - start, _cpu_seconds() - cpu_start
     kib = 1 / 1024  # ru_maxrss is in KiB on Linux
     return {"seconds": seconds, "cpu": cpu, "main": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * kib,
             "child": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * kib}
@@ -86,9 +97,9 @@ def _cpu_seconds() -> float:
     return sum(u.ru_utime + u.ru_stime for u in usage)
 
 
-def spawn(variant: str, coco_root: Path) -> dict:
+def spawn(variant: str, coco_root: Path, out: Path) -> dict:
     """Run ``measure`` in a fresh process while summing the RSS of its process tree from out here."""
-    cmd = [sys.executable, __file__, "--coco-root", str(coco_root), "--child", variant]
+    cmd = [sys.executable, __file__, "--coco-root", str(coco_root), "--out", str(out), "--child", variant]
     with tempfile.TemporaryFile("w+") as log:  # the stage's progress bar goes to stderr
         proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=log, text=True)
         root, tree, peak, polls = psutil.Process(proc.pid), [], 0, 0
@@ -113,6 +124,16 @@ def _rss(process: psutil.Process) -> int:
         return process.memory_info().rss
     except psutil.Error:  # a worker that just exited
         return 0
+
+
+def file_creation_ms(folder: Path, n: int = 300) -> float:
+    """CPU milliseconds to create one small file in a new ``folder`` (the files stay until the end)."""
+    folder.mkdir(parents=True)
+    data = bytes(4096)
+    start = time.process_time()
+    for i in range(n):
+        (folder / f"{i}.png").write_bytes(data)
+    return 1000 * (time.process_time() - start) / n
 
 
 def build_scaled(src: Path, dst: Path, scale: int) -> None:
@@ -142,6 +163,8 @@ def main() -> None:
     parser.add_argument("--coco-root", type=Path, default=DEFAULT_ROOT, help="COCO layout with val2017")
     parser.add_argument("--repeat", type=int, default=3, help="runs per variant; the fastest is shown")
     parser.add_argument("--scale", type=int, default=10, help="larger set = this many copies")
+    parser.add_argument("--work-dir", type=Path, default=REPO, help="where outputs and the larger set go")
+    parser.add_argument("--out", type=Path, help=argparse.SUPPRESS)  # internal: one measured run's output
     parser.add_argument("--child", choices=VARIANTS, help=argparse.SUPPRESS)  # internal: one measured run
     args = parser.parse_args()
     if args.repeat < 1 or args.scale < 2:
@@ -151,29 +174,33 @@ def main() -> None:
         sys.exit(f"no COCO data at {args.coco_root}: expected {ann_file} and {args.coco_root / SPLIT}/; "
                  f"pass --coco-root")
     if args.child:
-        print(json.dumps(measure(args.child, args.coco_root)))
+        print(json.dumps(measure(args.child, args.coco_root, args.out)))
         return
 
     cores = len(os.sched_getaffinity(0))
     real = json.loads(ann_file.read_text())
     n_images, n_anns = len(real["images"]), len(real["annotations"])
     print(f"masks benchmark: {args.coco_root} ({SPLIT}), {n_images} images, {n_anns} annotations, "
-          f"{cores} cores, best of {args.repeat} interleaved runs, each in a fresh process")
+          f"{cores} cores, best of {args.repeat} interleaved runs, each in a fresh process; "
+          f"outputs under {args.work_dir}")
     load_before = os.getloadavg()[0]
-    with tempfile.TemporaryDirectory(prefix="bench_masks_scaled.") as tmp:
-        build_scaled(args.coco_root, Path(tmp), args.scale)
-        sets = {"1x": (args.coco_root, n_images), f"{args.scale}x": (Path(tmp), n_images * args.scale)}
+    with tempfile.TemporaryDirectory(prefix=".bench_masks.", dir=args.work_dir) as tmp:
+        build_scaled(args.coco_root, Path(tmp) / "scaled", args.scale)
+        creation = [file_creation_ms(Path(tmp) / "probe-before")]
+        sets = {"1x": (args.coco_root, n_images), f"{args.scale}x": (Path(tmp) / "scaled", n_images * args.scale)}
         runs: dict[tuple[str, str], list[dict]] = {(s, v): [] for s in sets for v in VARIANTS}
-        for _ in range(args.repeat):
+        for i in range(args.repeat):
             for set_name, (root, _n) in sets.items():
                 for variant in VARIANTS:
-                    runs[set_name, variant].append(spawn(variant, root))
+                    out = Path(tmp) / "runs" / f"{set_name}-{variant}-{i}"
+                    runs[set_name, variant].append(spawn(variant, root, out))
+        creation.append(file_creation_ms(Path(tmp) / "probe-after"))
 
-    report(runs, sets, cores, load_before)
+    report(runs, sets, cores, load_before, creation)
 
 
 def report(runs: dict[tuple[str, str], list[dict]], sets: dict[str, tuple[Path, int]], cores: int,
-           load_before: float) -> None:
+           load_before: float, creation: list[float]) -> None:
     print(f"\n{'set':>4} {'images':>6}  {'variant':<28} {'img/s':>6} {'vs base':>7} {'cpu ms/img':>10}"
           f"  {'runs (s)':<20}  peak MiB: {'main':>4} {'child':>5} {'tree':>5}")
     speed = {key: sets[key[0]][1] / min(r["seconds"] for r in results)  # noise only adds time: take the best
@@ -188,6 +215,8 @@ def report(runs: dict[tuple[str, str], list[dict]], sets: dict[str, tuple[Path, 
               f"  {'':>9} {worst['main']:>4.0f} {worst['child']:>5.0f} {worst['tree']:>5.0f}")
     print(f"\nload average (1 min) before the runs: {load_before:.2f} (about 0 on an idle machine; "
           f"more means other processes shared the {cores} cores)")
+    print(f"creating a file under the work dir: {creation[0]:.3f} ms CPU before the runs, {creation[1]:.3f} after "
+          f"(about 0.02 on a quiet disk; the stage writes 2 files per image, the baseline 1)")
     print("speed, ratios of images/s (best runs):")
     for set_name in sets:
         s = {v: speed[set_name, v] for v in VARIANTS}
