@@ -6,12 +6,11 @@ individual bad records are the masks stage's business: it skips and reports them
 
 from __future__ import annotations
 
+import json
 from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-
-import orjson
 
 
 class CocoFormatError(ValueError):
@@ -29,10 +28,11 @@ class CocoIndex:
 
 def load_coco(path: Path) -> CocoIndex:
     try:
-        data = orjson.loads(path.read_bytes())  # 2-3x faster than json: seconds on train2017
+        with open(path, "rb") as f:
+            data = json.load(f)
     except FileNotFoundError:
         raise CocoFormatError(f"{path}: annotation file not found") from None
-    except orjson.JSONDecodeError as err:  # also invalid UTF-8, and NaN, which is not JSON
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
         raise CocoFormatError(f"{path}: not valid JSON ({err})") from None
     if not isinstance(data, dict):
         raise CocoFormatError(f"{path}: expected a JSON object with images, annotations, categories")

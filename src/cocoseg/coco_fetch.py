@@ -7,12 +7,11 @@ rerun after an interruption resumes partial downloads and skips archives already
 
 from __future__ import annotations
 
+import json
 import logging
 import zipfile
 from pathlib import Path
 from typing import Any
-
-import orjson
 
 from cocoseg.coco_remote import (ANNOTATIONS_ARCHIVE, ARCHIVE_MD5S, ARCHIVE_SIZES, download_archives,
                                  download_subset)
@@ -52,17 +51,17 @@ def fetch_coco(params: Params, raw_dir: Path) -> None:
 def read_annotations(archive: Path, split: str) -> dict[str, Any]:
     member = f"annotations/instances_{split}.json"
     try:
-        with zipfile.ZipFile(archive) as zf:
-            return orjson.loads(zf.read(member))
+        with zipfile.ZipFile(archive) as zf, zf.open(member) as f:
+            return json.load(f)
     except KeyError:
         raise ConfigError(f"{archive}: has no member {member!r}") from None
-    except (zipfile.BadZipFile, orjson.JSONDecodeError) as err:
+    except (zipfile.BadZipFile, json.JSONDecodeError) as err:
         raise ConfigError(f"{archive}: cannot read {member} ({err})") from None
 
 
 def _remove_unlisted_images(raw_dir: Path, split: str) -> None:
     """Delete images left by an earlier subset (another seed or size): extract copies the whole folder."""
-    listed = orjson.loads((raw_dir / "annotations" / f"instances_{split}.json").read_bytes())["images"]
+    listed = json.loads((raw_dir / "annotations" / f"instances_{split}.json").read_text())["images"]
     keep = {image["file_name"] for image in listed}
     stale = [p for p in (raw_dir / split).iterdir() if p.is_file() and p.name not in keep]
     for path in stale:
