@@ -6,7 +6,8 @@ Variants, each run in a fresh subprocess, interleaved round by round so machine 
   non-crowd annotation painted as ``mask[m > 0] = class_id`` (ids 1..80 by COCO id), crowd pixels
   set to 255, ``cv2.imwrite`` of the semantic PNG; one process.
 - stage: ``build_masks(..., MasksConfig(preview=0, workers=W))`` with W=1 and W=0 (all cores); it
-  also verifies each JPEG, writes an instance PNG and a JSON table per image, atomically.
+  also checks each JPEG, writes an instance PNG per image and an instance table per split, and
+  swaps its output folder in atomically.
 Timed from the JSON load to the last file written (interpreter start and imports excluded), in wall
 time and in CPU time of the process and its workers (which other load on the machine barely moves).
 Peak memory: ru_maxrss of the timed process and of its largest worker, and the whole process tree's
@@ -24,7 +25,7 @@ a stage that writes two files per image against a baseline that writes one. The 
 what creating a file costs before and after the runs; on such a disk, give it a few quiet minutes
 (the kernel counts an inode as recent for 60 s, or 5 min while its block is unwritten).
 
-    .venv/bin/python benchmarks/bench_masks.py [--coco-root DIR] [--repeat 3] [--scale 10] [--work-dir DIR]
+    .venv/bin/python benchmarks/bench_masks.py [--coco-root DIR] [--repeat 5] [--scale 10] [--work-dir DIR]
 """
 
 from __future__ import annotations
@@ -161,7 +162,7 @@ def build_scaled(src: Path, dst: Path, scale: int) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--coco-root", type=Path, default=DEFAULT_ROOT, help="COCO layout with val2017")
-    parser.add_argument("--repeat", type=int, default=3, help="runs per variant; the fastest is shown")
+    parser.add_argument("--repeat", type=int, default=5, help="runs per variant; the fastest is shown")
     parser.add_argument("--scale", type=int, default=10, help="larger set = this many copies")
     parser.add_argument("--work-dir", type=Path, default=REPO, help="where outputs and the larger set go")
     parser.add_argument("--out", type=Path, help=argparse.SUPPRESS)  # internal: one measured run's output
@@ -202,7 +203,7 @@ def main() -> None:
 def report(runs: dict[tuple[str, str], list[dict]], sets: dict[str, tuple[Path, int]], cores: int,
            load_before: float, creation: list[float]) -> None:
     print(f"\n{'set':>4} {'images':>6}  {'variant':<28} {'img/s':>6} {'vs base':>7} {'cpu ms/img':>10}"
-          f"  {'runs (s)':<20}  peak MiB: {'main':>4} {'child':>5} {'tree':>5}")
+          f"  {'runs (s)':<30}  peak MiB: {'main':>4} {'child':>5} {'tree':>5}")
     speed = {key: sets[key[0]][1] / min(r["seconds"] for r in results)  # noise only adds time: take the best
              for key, results in runs.items()}
     for (set_name, variant), results in runs.items():
@@ -211,7 +212,7 @@ def report(runs: dict[tuple[str, str], list[dict]], sets: dict[str, tuple[Path, 
         times = " ".join(f"{r['seconds']:.2f}" for r in results)
         cpu_ms = 1000 * min(r["cpu"] for r in results) / sets[set_name][1]
         print(f"{set_name:>4} {sets[set_name][1]:>6}  {label:<28} {speed[set_name, variant]:>6.1f} "
-              f"{speed[set_name, variant] / speed[set_name, 'baseline']:>6.2f}x {cpu_ms:>10.1f}  {times:<20}"
+              f"{speed[set_name, variant] / speed[set_name, 'baseline']:>6.2f}x {cpu_ms:>10.1f}  {times:<30}"
               f"  {'':>9} {worst['main']:>4.0f} {worst['child']:>5.0f} {worst['tree']:>5.0f}")
     print(f"\nload average (1 min) before the runs: {load_before:.2f} (about 0 on an idle machine; "
           f"more means other processes shared the {cores} cores)")
