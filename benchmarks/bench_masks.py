@@ -186,9 +186,10 @@ def main() -> None:
           f"outputs under {args.work_dir}")
     load_before = os.getloadavg()[0]
     with tempfile.TemporaryDirectory(prefix=".bench_masks.", dir=args.work_dir) as tmp:
-        build_scaled(args.coco_root, Path(tmp) / "scaled", args.scale)
+        scaled = Path(tmp) / "scaled"
+        build_scaled(args.coco_root, scaled, args.scale)
         creation = [file_creation_ms(Path(tmp) / "probe-before")]
-        sets = {"1x": (args.coco_root, n_images), f"{args.scale}x": (Path(tmp) / "scaled", n_images * args.scale)}
+        sets = {"1x": (args.coco_root, n_images), f"{args.scale}x": (scaled, n_images * args.scale)}
         runs: dict[tuple[str, str], list[dict]] = {(s, v): [] for s in sets for v in VARIANTS}
         for i in range(args.repeat):
             for set_name, (root, _n) in sets.items():
@@ -216,7 +217,8 @@ def report(runs: dict[tuple[str, str], list[dict]], sets: dict[str, tuple[Path, 
               f"  {'':>9} {worst['main']:>4.0f} {worst['child']:>5.0f} {worst['tree']:>5.0f}")
     print(f"\nload average (1 min) before the runs: {load_before:.2f} (about 0 on an idle machine; "
           f"more means other processes shared the {cores} cores)")
-    print(f"creating a file under the work dir: {creation[0]:.3f} ms CPU before the runs, {creation[1]:.3f} after "
+    print(f"creating a file under the work dir: {creation[0]:.3f} ms CPU before the runs, "
+          f"{creation[1]:.3f} after "
           f"(about 0.02 on a quiet disk; the stage writes 2 files per image, the baseline 1)")
     print("speed, ratios of images/s (best runs):")
     for set_name in sets:

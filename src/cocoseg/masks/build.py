@@ -64,7 +64,8 @@ def _build(coco_root: Path, out_root: Path, splits: tuple[str, ...], cfg: MasksC
             settings.semantic_dir.mkdir(parents=True)
             settings.instance_dir.mkdir(parents=True)
             report.add_orphans(split, index)
-            tasks = [(settings, image, index.annotations_by_image.get(image["id"], [])) for image in index.images]
+            by_image = index.annotations_by_image
+            tasks = [(settings, image, by_image.get(image["id"], [])) for image in index.images]
             progress = tqdm(run_images(tasks), total=len(tasks), desc=f"masks {split}", unit="img",
                             mininterval=1.0)
             with open(settings.instance_dir / "instances.jsonl", "w") as tables:

@@ -74,25 +74,27 @@ def to_rle(segmentation: Any, height: int, width: int) -> dict:
     raise MalformedAnnotation(f"segmentation must be a polygon list or an RLE object, got {type(segmentation).__name__}")
 
 
-def decode_regions(segmentations: Sequence[Any], height: int, width: int) -> list[Region | MalformedAnnotation]:
+def decode_regions(segmentations: Sequence[Any], height: int,
+                   width: int) -> list[Region | MalformedAnnotation]:
     """Decode the segmentations of one image: a Region each, or the error that says why not.
 
     Batched because the RLE strings of one image are parsed together (see ``cocoseg.masks.rle``).
     """
-    results: list[Region | MalformedAnnotation] = []
-    counts: list[bytes] = []
+    rles: list[bytes | MalformedAnnotation] = []
     for segmentation in segmentations:
         try:
-            counts.append(to_rle(segmentation, height, width)["counts"])
-            results.append(None)  # type: ignore[arg-type]  # filled in below
+            rles.append(to_rle(segmentation, height, width)["counts"])
         except MalformedAnnotation as err:
-            results.append(err)
-    decoded = iter(decode_boxes(counts, height, width))
-    for i, result in enumerate(results):
-        if result is None:
-            one = next(decoded)
-            results[i] = (MalformedAnnotation(f"RLE cannot be decoded ({one})") if isinstance(one, str)
-                          else Region(*one, shape=(height, width)))
+            rles.append(err)
+    decoded = iter(decode_boxes([rle for rle in rles if isinstance(rle, bytes)], height, width))
+    results: list[Region | MalformedAnnotation] = []
+    for rle in rles:
+        if isinstance(rle, MalformedAnnotation):
+            results.append(rle)
+            continue
+        one = next(decoded)
+        results.append(MalformedAnnotation(f"RLE cannot be decoded ({one})") if isinstance(one, str)
+                       else Region(*one, shape=(height, width)))
     return results
 
 

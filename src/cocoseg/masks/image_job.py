@@ -130,8 +130,9 @@ def _decode_annotations(settings: MaskSettings, anns: list[dict[str, Any]], heig
             result.crowd += 1
         else:
             cat = ann["category_id"]
-            objects.append(PaintObject(region, settings.labels.class_of(cat), settings.labels.priorities.get(cat, 0)))
+            class_id = settings.labels.class_of(cat)
+            objects.append(PaintObject(region, class_id, settings.labels.priorities.get(cat, 0)))
             table.append({"instance": len(objects), "annotation_id": ann["id"], "category_id": cat,
-                          "class_id": objects[-1].class_id, "area": region.area})
+                          "class_id": class_id, "area": region.area})
     result.skipped_annotations.sort(key=lambda skipped: skipped[0])  # in id order, as the annotations
     return objects, crowd, table
