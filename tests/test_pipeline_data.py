@@ -3,41 +3,22 @@
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import yaml
-
-REPO = Path(__file__).resolve().parents[1]
+from dvc_project import copy_project, run
 
 
 def dvc(repo: Path, *args: str) -> str:
-    """Run the venv's dvc in ``repo``; return stdout and stderr together."""
-    venv_bin = str(Path(sys.executable).parent)  # so `python` in stage commands is the venv's too
-    env = {**os.environ, "PATH": os.pathsep.join([venv_bin, os.environ.get("PATH", "")]),
-           "DVC_NO_ANALYTICS": "1", "GIT_TERMINAL_PROMPT": "0"}
-    result = subprocess.run([str(Path(venv_bin) / "dvc"), *args], cwd=repo, env=env, capture_output=True,
-                            text=True, timeout=120)
-    output = result.stdout + result.stderr
-    assert result.returncode == 0, output
-    return output
+    return run(repo, "dvc", *args, timeout=120)
 
 
 @pytest.mark.slow
 def test_dvc_repro_masks(tmp_path: Path) -> None:
     repo = tmp_path / "repo"
-    repo.mkdir()
-    for name in ("dvc.yaml", "params.yaml"):
-        shutil.copy(REPO / name, repo / name)
-    shutil.copytree(REPO / "stages", repo / "stages", ignore=shutil.ignore_patterns("__pycache__"))
-    # dvc.yaml names library files as deps; the stages import the editable install all the same
-    shutil.copytree(REPO / "src" / "cocoseg", repo / "src" / "cocoseg",
-                    ignore=shutil.ignore_patterns("__pycache__"))
-    subprocess.run(["git", "init", "-q"], cwd=repo, check=True)
+    copy_project(repo)
+    run(repo, "git", "init", "-q")
     dvc(repo, "init", "-q")
     dvc(repo, "config", "core.check_update", "false")
     params = yaml.safe_load((repo / "params.yaml").read_text())

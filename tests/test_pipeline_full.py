@@ -5,35 +5,17 @@ from __future__ import annotations
 import csv
 import io
 import json
-import os
 import re
-import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import yaml
+from dvc_project import copy_project, run
 
-REPO = Path(__file__).resolve().parents[1]
 MODELS = ("unet", "deeplabv3", "fastscnn")
 STAGES = ("download", "extract", "masks", *(f"train@{m}" for m in MODELS), *(f"evaluate@{m}" for m in MODELS),
           "compare")
 GIT = ("-c", "user.name=test", "-c", "user.email=test@example.com", "-c", "commit.gpgsign=false")
-
-
-def run(repo: Path, *args: str) -> str:
-    """Run a command of the venv (dvc, or git) in ``repo``; return stdout and stderr together."""
-    venv_bin = str(Path(sys.executable).parent)  # so `python` in stage commands is the venv's too
-    # One torch thread per stage: the tiny tensors gain nothing from two, and on a busy 2-core machine an
-    # oversubscribed thread pool made a DeepLabV3 step 5-10x slower.
-    env = {**os.environ, "PATH": os.pathsep.join([venv_bin, os.environ.get("PATH", "")]),
-           "DVC_NO_ANALYTICS": "1", "GIT_TERMINAL_PROMPT": "0", "OMP_NUM_THREADS": "1"}
-    exe = str(Path(venv_bin) / "dvc") if args[0] == "dvc" else args[0]
-    result = subprocess.run([exe, *args[1:]], cwd=repo, env=env, capture_output=True, text=True, timeout=300)
-    output = result.stdout + result.stderr
-    assert result.returncode == 0, output
-    return output
 
 
 def commit(repo: Path, message: str) -> None:
@@ -48,12 +30,7 @@ def ran(output: str) -> set[str]:
 @pytest.mark.slow
 def test_dvc_repro_whole_pipeline(tmp_path: Path) -> None:
     repo = tmp_path / "repo"
-    repo.mkdir()
-    for name in ("dvc.yaml", "params.yaml"):
-        shutil.copy(REPO / name, repo / name)
-    ignore = shutil.ignore_patterns("__pycache__", "*.egg-info")
-    shutil.copytree(REPO / "stages", repo / "stages", ignore=ignore)
-    shutil.copytree(REPO / "src", repo / "src", ignore=ignore)  # deps of the stages; imports use the venv's
+    copy_project(repo)
     params = yaml.safe_load((repo / "params.yaml").read_text())
     params["data"]["sample"].update(num_images=16, min_size=64, max_size=80)  # evaluate scores at full size
     params["masks"].update(preview=1, workers=2)
