@@ -70,7 +70,7 @@ def run_baseline(coco_root: Path, out_dir: Path) -> None:
 
 
 def run_stage(coco_root: Path, out_dir: Path, workers: int) -> None:
-    from cocoseg.config import MasksConfig
+    from cocoseg.core.params import MasksConfig
     from cocoseg.masks.build import build_masks
 
     build_masks(coco_root, out_dir / "masks", (SPLIT,), MasksConfig(preview=0, workers=workers), seed=42)

@@ -36,9 +36,10 @@ import lightning as L
 import torch
 from torch.utils.data import DataLoader
 
-from cocoseg.config import Params, load_params
-from cocoseg.data import SegmentationDataModule, load_split
-from cocoseg.module import SegmentationModule
+from cocoseg.core.params import Params, load_params
+from cocoseg.core.splits import load_split
+from cocoseg.training.data import SegmentationDataModule
+from cocoseg.training.module import SegmentationModule
 
 Batch = tuple[torch.Tensor, torch.Tensor]
 Blocks = dict[str, list[tuple[float, float, int]]]  # variant -> per block (seconds, wait, images)

@@ -4,8 +4,8 @@ import argparse
 import logging
 from pathlib import Path
 
-from cocoseg.cli import run_stage
-from cocoseg.compare import render_markdown, write_comparison
+from cocoseg.core.stage import run_stage
+from cocoseg.evaluation.compare import render_markdown, write_comparison
 
 
 def main() -> None:

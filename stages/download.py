@@ -3,8 +3,8 @@
 import argparse
 from pathlib import Path
 
-from cocoseg.cli import run_stage
-from cocoseg.config import load_params
+from cocoseg.core.stage import run_stage
+from cocoseg.core.params import load_params
 
 
 def main() -> None:
@@ -14,11 +14,11 @@ def main() -> None:
     args = parser.parse_args()
     params = load_params(args.params)
     if params.data.source == "sample":
-        from cocoseg.sample import write_sample_archives
+        from cocoseg.acquire.sample import write_sample_archives
 
         write_sample_archives(args.out, params.data.sample, params.base.seed)
     else:
-        from cocoseg.coco_fetch import fetch_coco
+        from cocoseg.acquire.fetch import fetch_coco
 
         fetch_coco(params, args.out)
 

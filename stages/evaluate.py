@@ -5,9 +5,9 @@ from pathlib import Path
 
 import torch
 
-from cocoseg.cli import run_stage
-from cocoseg.config import load_params
-from cocoseg.evaluate import evaluate_model
+from cocoseg.core.stage import run_stage
+from cocoseg.core.params import load_params
+from cocoseg.evaluation.evaluate import evaluate_model
 
 
 def main() -> None:

@@ -3,9 +3,9 @@
 import argparse
 from pathlib import Path
 
-from cocoseg.cli import run_stage
-from cocoseg.config import load_params
-from cocoseg.extract import extract_coco
+from cocoseg.core.stage import run_stage
+from cocoseg.core.params import load_params
+from cocoseg.acquire.extract import extract_coco
 
 
 def main() -> None:

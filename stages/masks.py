@@ -4,9 +4,10 @@ import argparse
 import logging
 from pathlib import Path
 
-from cocoseg.cli import run_stage
-from cocoseg.config import load_params
+from cocoseg.core.stage import run_stage
+from cocoseg.core.params import load_params
 from cocoseg.masks.build import build_masks
+from cocoseg.masks.paint import check_params
 
 log = logging.getLogger("cocoseg.stages.masks")
 
@@ -17,7 +18,7 @@ def main() -> None:
     parser.add_argument("--coco", type=Path, default=Path("data/coco"))
     parser.add_argument("--out", type=Path, default=Path("data/masks"))
     args = parser.parse_args()
-    params = load_params(args.params)
+    params = load_params(args.params, check_params)
     report = build_masks(args.coco, args.out, params.data.splits, params.masks, params.base.seed)
     counts = report["counts"]
     log.info("wrote masks for %d of %d images (%d skipped); %d annotations painted, %d skipped; see %s",

@@ -3,9 +3,10 @@
 import argparse
 from pathlib import Path
 
-from cocoseg.cli import run_stage
-from cocoseg.config import load_params
-from cocoseg.train import TrainPaths, train_model
+from cocoseg.core.stage import run_stage
+from cocoseg.core.params import load_params
+from cocoseg.models import check_model
+from cocoseg.training.train import TrainPaths, train_model
 
 
 def main() -> None:
@@ -18,7 +19,7 @@ def main() -> None:
     parser.add_argument("--live", type=Path, help="dvclive folder, default: results/train/<model>")
     parser.add_argument("--tensorboard", type=Path, help="default: results/tensorboard/<model>")
     args = parser.parse_args()
-    params = load_params(args.params)
+    params = load_params(args.params, lambda p: check_model(p, args.model))
     paths = TrainPaths(args.coco, args.masks, args.out or Path("models") / args.model,
                        args.live or Path("results/train") / args.model,
                        args.tensorboard or Path("results/tensorboard") / args.model)

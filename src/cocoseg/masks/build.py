@@ -23,11 +23,14 @@ from typing import Any
 from numpy.random import default_rng
 from tqdm import tqdm
 
-from cocoseg.coco import CocoFormatError, CocoIndex, load_coco
-from cocoseg.config import MasksConfig
-from cocoseg.io import atomic_dir, write_json
+from cocoseg.masks.coco import CocoFormatError, CocoIndex, load_coco
+from cocoseg.core.params import MasksConfig
+from cocoseg.core.files import atomic_dir, write_json
+from cocoseg.core.layout import (INSTANCE, INSTANCE_TABLE, LABELS_FILE, REPORT_FILE, SEMANTIC, SPLIT_FILE,
+                                 annotation_file, make_item, mask_name)
 from cocoseg.masks.image_job import ImageResult, MaskSettings, process_image
 from cocoseg.masks.labels import LabelMap, build_label_map
+from cocoseg.masks.paint import check_overlap
 from cocoseg.masks.preview import write_previews
 
 log = logging.getLogger(__name__)
@@ -39,13 +42,14 @@ RunImages = Callable[[list[Task]], Iterator[ImageResult]]
 def build_masks(coco_root: Path, out_root: Path, splits: tuple[str, ...], cfg: MasksConfig,
                 seed: int) -> dict[str, Any]:
     """Build all outputs under ``out_root``; return the report (also written as report.json)."""
+    check_overlap(cfg.overlap)  # before any work, also when called without the stage script
     with _image_runner(cfg.workers) as run_images:
         return _build(coco_root, out_root, splits, cfg, seed, run_images)
 
 
 def _build(coco_root: Path, out_root: Path, splits: tuple[str, ...], cfg: MasksConfig, seed: int,
            run_images: RunImages) -> dict[str, Any]:
-    indexes = {split: load_coco(coco_root / "annotations" / f"instances_{split}.json") for split in splits}
+    indexes = {split: load_coco(annotation_file(coco_root, split)) for split in splits}
     first = indexes[splits[0]]
     labels = build_label_map(first.categories, cfg.categories, cfg.priority)
     for split, index in indexes.items():
@@ -57,8 +61,8 @@ def _build(coco_root: Path, out_root: Path, splits: tuple[str, ...], cfg: MasksC
     with atomic_dir(out_root) as tmp:
         for split, index in indexes.items():
             settings = MaskSettings(
-                split=split, image_dir=coco_root / split, semantic_dir=tmp / "semantic" / split,
-                instance_dir=tmp / "instance" / split, labels=labels,
+                split=split, image_dir=coco_root / split, semantic_dir=tmp / SEMANTIC / split,
+                instance_dir=tmp / INSTANCE / split, labels=labels,
                 known_category_ids=frozenset(c["id"] for c in index.categories), overlap=cfg.overlap,
                 crowd_mode=cfg.crowd, keep_empty_images=cfg.keep_empty_images)
             settings.semantic_dir.mkdir(parents=True)
@@ -68,26 +72,26 @@ def _build(coco_root: Path, out_root: Path, splits: tuple[str, ...], cfg: MasksC
             tasks = [(settings, image, by_image.get(image["id"], [])) for image in index.images]
             progress = tqdm(run_images(tasks), total=len(tasks), desc=f"masks {split}", unit="img",
                             mininterval=1.0)
-            with open(settings.instance_dir / "instances.jsonl", "w") as tables:
+            with open(settings.instance_dir / INSTANCE_TABLE, "w") as tables:
                 for result in progress:
                     report.add(split, result)
                     if result.written:
-                        written.append(f"{split}/{result.file_name}")
+                        written.append(make_item(split, result.file_name))
                         tables.write(_table_line(result))
         if not written:
             # a user error (wrong category selection, images not extracted), not a bug: no traceback
             raise CocoFormatError(f"{coco_root}: no image produced a mask; see the skipped images: "
                                   f"{report.skipped_images[:3]}")
-        write_json(tmp / "labels.json", labels.to_json())
-        write_json(tmp / "split.json", split_images(written, cfg.val_fraction, seed))
-        write_json(tmp / "report.json", report.to_json())
+        write_json(tmp / LABELS_FILE, labels.to_json())
+        write_json(tmp / SPLIT_FILE, split_images(written, cfg.val_fraction, seed))
+        write_json(tmp / REPORT_FILE, report.to_json())
         write_previews(coco_root, tmp, written, labels, cfg.preview, seed)
     return report.to_json()
 
 
 def _table_line(result: ImageResult) -> str:
     """One line of instances.jsonl: an image's instance index -> annotation id and category."""
-    stem = Path(result.file_name).stem
+    stem = Path(result.file_name).stem  # the instance map is <stem>.png beside this table
     return json.dumps({"image": stem, "image_id": result.image_id, "instances": result.instances},
                       separators=(",", ":")) + "\n"
 

@@ -10,6 +10,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
+from cocoseg.core.layout import mask_name
 from cocoseg.masks.decode import MalformedAnnotation, Region, decode_regions
 from cocoseg.masks.labels import LabelMap
 from cocoseg.masks.paint import PaintObject, paint_masks
@@ -92,11 +93,11 @@ def process_image(settings: MaskSettings, image: dict[str, Any], anns: list[dict
     for i, (row, obj) in enumerate(zip(table, objects)):
         y0, y1, x0, x1 = obj.region.box
         row["pixels"] = int(np.count_nonzero(instance[y0:y1, x0:x1] == i + 1))  # visible after overlaps
-    stem = Path(image["file_name"]).stem
+    name = mask_name(image["file_name"])
     # Plain writes: these folders live inside the stage's temporary output folder, which replaces
     # data/masks atomically only once every image is done (see build.py).
-    (settings.semantic_dir / f"{stem}.png").write_bytes(encode_label_png(semantic))
-    (settings.instance_dir / f"{stem}.png").write_bytes(encode_label_png(instance))
+    (settings.semantic_dir / name).write_bytes(encode_label_png(semantic))
+    (settings.instance_dir / name).write_bytes(encode_label_png(instance))
     result.instances = table  # the parent streams every table into one instances.jsonl per split
     result.written = True
     result.painted = len(objects)

@@ -6,15 +6,9 @@ import functools
 from dataclasses import dataclass
 from typing import Any
 
-from cocoseg.config import ConfigError
-
-# The 20 PASCAL VOC classes under their COCO names, in VOC order (as torchvision's segmentation
-# reference maps COCO), so results can be set beside published VOC-on-COCO figures.
-VOC_CATEGORIES = (
-    "airplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "cat", "chair", "cow",
-    "dining table", "dog", "horse", "motorcycle", "person", "potted plant", "sheep", "couch",
-    "train", "tv",
-)
+from cocoseg.core.images import palette
+from cocoseg.core.layout import VOC_CATEGORIES, VOID
+from cocoseg.core.params import ConfigError
 
 
 @dataclass(frozen=True)
@@ -38,7 +32,7 @@ class LabelMap:
     def to_json(self) -> dict[str, Any]:
         colours = palette(self.num_classes)
         return {
-            "void": 255,
+            "void": VOID,
             "classes": [
                 {"id": k, "coco_id": self.coco_ids[k] or None, "name": self.names[k], "color": colours[k]}
                 for k in range(self.num_classes)
@@ -70,18 +64,3 @@ def build_label_map(categories: list[dict], selection: str | tuple[str, ...],
     # The first name listed gets the highest priority; unlisted categories share 0, the lowest.
     priorities = {by_name[n]["id"]: len(priority) - i for i, n in enumerate(priority)}
     return LabelMap(("background", *(c["name"] for c in chosen)), (0, *(c["id"] for c in chosen)), priorities)
-
-
-def palette(n: int) -> list[list[int]]:
-    """The PASCAL VOC colour map (RGB): distinct, stable colours, background black."""
-    colours = []
-    for k in range(n):
-        r = g = b = 0
-        c = k
-        for shift in range(7, -1, -1):
-            r |= ((c >> 0) & 1) << shift
-            g |= ((c >> 1) & 1) << shift
-            b |= ((c >> 2) & 1) << shift
-            c >>= 3
-        colours.append([r, g, b])
-    return colours

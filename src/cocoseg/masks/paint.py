@@ -1,25 +1,21 @@
 """Paint decoded objects into a semantic label map and an instance map. Pure numpy.
 
-The overlap rules, stated once:
-- same class: the union of the regions (which object "wins" only matters for the instance map);
-- ``priority_area``: a contested pixel goes to the class with the higher priority, ties to the
-  object with more decoded pixels; the loser is clipped;
-- ``smaller_on_top``: objects are painted by decreasing area, so the smallest one is visible;
-- ``void``: a pixel claimed by two or more different classes becomes ``VOID`` (and instance 0).
-Crowd regions are never painted as a class: with ``crowd="void"`` their pixels that no kept object
+The overlap rules are the table ``OVERLAP_POLICIES`` below, stated once; config validation reads it.
+Objects of the same class take the union of their regions (which object "wins" only matters for the
+instance map). Crowd regions are never painted as a class: with ``crowd="void"`` their pixels that no kept object
 claims become ``VOID``; with ``crowd="background"`` they stay 0.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 
+from cocoseg.core.layout import VOID
+from cocoseg.core.params import ConfigError, Params
 from cocoseg.masks.decode import Region
-
-VOID = 255  # ignored by the loss and the metrics
 
 
 @dataclass(frozen=True)
@@ -29,14 +25,41 @@ class PaintObject:
     priority: int  # larger wins; classes not listed in masks.priority share 0
 
 
+@dataclass(frozen=True)
+class OverlapPolicy:
+    rule: str  # what happens to a pixel claimed by objects of different classes
+    order: Callable[[PaintObject, int], tuple]  # sort key of (object, index): later objects overwrite
+    void_contested: bool = False  # finally set pixels claimed by two or more classes to VOID
+
+
+OVERLAP_POLICIES = {
+    "priority_area": OverlapPolicy(
+        "the class with the higher masks.priority wins; ties go to the object with more pixels",
+        lambda o, i: (o.priority, o.region.area, i)),
+    "smaller_on_top": OverlapPolicy(
+        "objects are painted by decreasing area, so the smallest one stays visible",
+        lambda o, i: (-o.region.area, i)),
+    "void": OverlapPolicy(
+        "a pixel claimed by two or more classes becomes VOID (255, ignored) and instance 0",
+        lambda o, i: (-o.region.area, i), void_contested=True),
+}
+
+
+def check_overlap(name: str) -> OverlapPolicy:
+    if name not in OVERLAP_POLICIES:
+        raise ConfigError(f"masks.overlap: {name!r} is not allowed; expected one of {list(OVERLAP_POLICIES)}")
+    return OVERLAP_POLICIES[name]
+
+
+def check_params(params: Params) -> None:
+    """The masks stage's own checks of params.yaml, beyond its types."""
+    check_overlap(params.masks.overlap)
+
+
 def paint_order(objects: Sequence[PaintObject], overlap: str) -> list[int]:
     """Indices of ``objects`` in painting order: later objects overwrite earlier ones."""
-    idx = range(len(objects))
-    if overlap == "priority_area":  # low priority first; within a priority, small first so large wins
-        return sorted(idx, key=lambda i: (objects[i].priority, objects[i].region.area, i))
-    if overlap in ("smaller_on_top", "void"):
-        return sorted(idx, key=lambda i: (-objects[i].region.area, i))
-    raise ValueError(f"unknown overlap policy {overlap!r}")
+    key = check_overlap(overlap).order
+    return sorted(range(len(objects)), key=lambda i: key(objects[i], i))
 
 
 def paint_masks(
@@ -58,7 +81,7 @@ def paint_masks(
         np.copyto(instance[y0:y1, x0:x1], i + 1, where=inside)
         np.copyto(semantic[y0:y1, x0:x1], objects[i].class_id, where=inside)
 
-    if overlap == "void":
+    if OVERLAP_POLICIES[overlap].void_contested:
         contested = _contested_pixels(objects, height, width)
         semantic[contested] = VOID
         instance[contested] = 0

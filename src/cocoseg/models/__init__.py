@@ -1,50 +1,82 @@
-"""Model registry: every architecture is built by its short name from one mapping."""
+"""The model registry: every architecture is built by its short name from one mapping.
+
+Importing this package is cheap (torch and segmentation-models-pytorch load when a model is built), so
+a stage can check ``models.<name>.arch`` against the registry before any heavy import.
+
+Adding a model: every segmentation-models-pytorch architecture is already here by its smp name (a
+params.yaml entry with ``arch: fpn`` is all it takes); another network needs one entry in
+``ARCHITECTURES`` with a builder that takes ``(num_classes, encoder, encoder_weights, **options)``.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
-from torch import nn
+from cocoseg.core.params import ConfigError, Params
 
-from cocoseg.models.fastscnn import FastSCNN
+if TYPE_CHECKING:
+    from torch import nn
 
-
-def _build_unet(num_classes: int, encoder: str, encoder_weights: str | None) -> nn.Module:
-    import segmentation_models_pytorch as smp
-
-    return smp.Unet(encoder_name=encoder, encoder_weights=encoder_weights, classes=num_classes)
-
-
-def _build_deeplabv3(num_classes: int, encoder: str, encoder_weights: str | None) -> nn.Module:
-    import segmentation_models_pytorch as smp
-
-    return smp.DeepLabV3(encoder_name=encoder, encoder_weights=encoder_weights, classes=num_classes)
+# smp's own names (segmentation_models_pytorch.MODEL_ARCHITECTURES_MAPPING; a test keeps them in step)
+SMP_ARCHITECTURES = ("unet", "unetplusplus", "manet", "linknet", "fpn", "pspnet", "deeplabv3",
+                     "deeplabv3plus", "pan", "upernet", "segformer", "dpt")
 
 
-def _build_fastscnn(num_classes: int, encoder: str, encoder_weights: str | None) -> nn.Module:
+@dataclass(frozen=True)
+class Architecture:
+    build: Callable[..., nn.Module]  # (num_classes, encoder, encoder_weights, **options) -> logits model
+    uses_encoder: bool  # whether ``encoder`` and ``encoder_weights`` mean anything to it
+
+
+def _smp_builder(arch: str) -> Callable[..., nn.Module]:
+    def build(num_classes: int, encoder: str, encoder_weights: str | None, **options: Any) -> nn.Module:
+        import segmentation_models_pytorch as smp
+
+        return smp.create_model(arch, encoder_name=encoder, encoder_weights=encoder_weights,
+                                classes=num_classes, **options)
+
+    return build
+
+
+def _build_fastscnn(num_classes: int, encoder: str, encoder_weights: str | None, **options: Any) -> nn.Module:
     # Fast-SCNN has no separate encoder and no published weights: trained from scratch by design.
-    return FastSCNN(num_classes=num_classes)
+    from cocoseg.models.fastscnn import FastSCNN
+
+    return FastSCNN(num_classes=num_classes, **options)
 
 
-ARCHITECTURES: dict[str, Callable[[int, str, str | None], nn.Module]] = {
-    "unet": _build_unet,
-    "deeplabv3": _build_deeplabv3,
-    "fastscnn": _build_fastscnn,
+ARCHITECTURES: dict[str, Architecture] = {
+    **{arch: Architecture(_smp_builder(arch), uses_encoder=True) for arch in SMP_ARCHITECTURES},
+    "fastscnn": Architecture(_build_fastscnn, uses_encoder=False),
 }
 
 
-def build_model(arch: str, num_classes: int, encoder: str = "resnet18",
-                encoder_weights: str | None = None) -> nn.Module:
+def check_arch(arch: str, key: str = "arch") -> Architecture:
+    """The registry entry for ``arch``; a ConfigError naming ``key`` and every valid name otherwise."""
     if arch not in ARCHITECTURES:
-        raise ValueError(f"unknown architecture {arch!r}; valid names: {sorted(ARCHITECTURES)}")
-    return ARCHITECTURES[arch](num_classes, encoder, encoder_weights)
+        raise ConfigError(f"{key}: unknown architecture {arch!r}; valid names: {sorted(ARCHITECTURES)}")
+    return ARCHITECTURES[arch]
+
+
+def check_model(params: Params, name: str) -> None:
+    """A train or evaluate stage's checks of ``models.<name>`` beyond its types."""
+    check_arch(params.model(name).arch, f"models.{name}.arch")
+
+
+def build_model(arch: str, num_classes: int, encoder: str = "resnet18", encoder_weights: str | None = None,
+                **options: Any) -> nn.Module:
+    return check_arch(arch).build(num_classes, encoder, encoder_weights, **options)
 
 
 def count_parameters(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
 
 
-def model_spec(arch: str, num_classes: int, encoder: str, **extra: Any) -> dict[str, Any]:
-    """What a checkpoint stores to rebuild its model alone (plain types only: weights_only-safe)."""
-    return {"arch": arch, "num_classes": num_classes, "encoder": encoder, **extra}
+def model_spec(arch: str, num_classes: int, encoder: str, **options: Any) -> dict[str, Any]:
+    """What a checkpoint stores to rebuild its model alone (plain types only: weights_only-safe).
+
+    ``build_model(**spec)`` rebuilds it; options beyond the three keys go to the architecture's builder.
+    """
+    return {"arch": arch, "num_classes": num_classes, "encoder": encoder, **options}

@@ -1,0 +1,282 @@
+"""Fetch one file over HTTP: resume, retry, verify, and only then rename it into place.
+
+Bytes stream into ``<dest>.part`` beside the destination. Only a part that passed the size and MD5
+checks is renamed onto ``dest`` (``os.replace`` in the same folder, so atomic): the final name never
+holds a partial or unverified file, whenever the process dies. A later run resumes the part with a
+``Range`` request. A small ``<dest>.verified`` sidecar records a verified file's size, mtime and MD5,
+so a rerun skips a multi-GB archive without hashing it again.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import http.client
+import json
+import logging
+import os
+import re
+import shutil
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import BinaryIO
+
+from tqdm import tqdm
+
+from cocoseg.core.errors import UserError
+from cocoseg.core.files import write_json
+
+log = logging.getLogger(__name__)
+
+CHUNK = 1 << 20
+
+
+class DownloadError(UserError, RuntimeError):
+    """A download that cannot complete; the message names the URL and the HTTP status or network error."""
+
+
+class ChecksumError(DownloadError):
+    """A downloaded file whose size or MD5 is not the expected one; the bad bytes have been deleted."""
+
+
+class InsufficientSpaceError(DownloadError):
+    """Too little free disk space for the bytes still to download."""
+
+
+class _TransientError(Exception):
+    """A failure worth retrying: network error, cut body, HTTP 5xx or 429."""
+
+
+def md5_file(path: str | os.PathLike[str], chunk: int = 1 << 20) -> str:
+    digest = hashlib.md5()
+    with open(path, "rb") as f:
+        while block := f.read(chunk):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def check_free_space(folder: str | os.PathLike[str], needed_bytes: int) -> None:
+    free = shutil.disk_usage(folder).free
+    if needed_bytes > free:
+        raise InsufficientSpaceError(
+            f"not enough disk space in {folder}: need {needed_bytes / 1e9:.2f} GB ({needed_bytes} bytes), "
+            f"only {free / 1e9:.2f} GB ({free} bytes) available"
+        )
+
+
+def download_file(
+    url: str,
+    dest: str | os.PathLike[str],
+    *,
+    expected_size: int | None = None,
+    expected_md5: str | None = None,
+    retries: int = 5,
+    backoff: float = 0.5,
+    timeout: float = 60,
+    progress: bool = True,
+    sidecar: bool = True,
+) -> Path:
+    """Download ``url`` to ``dest`` unless a verified copy is already there; return ``dest``.
+
+    ``retries`` counts retries after the first attempt. An attempt that still extended the part does
+    not use one up, so a long download over a flaky link goes on while it makes progress. ``sidecar``
+    false writes no ``.verified`` file (for folders of images that other tools glob).
+    """
+    dest = Path(dest)
+    if _accept_existing(dest, expected_size, expected_md5, sidecar):
+        return dest
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    part = _part_path(dest)
+    resumed = _size(part) > 0
+    log.debug("downloading %s -> %s%s", url, dest, f" (resuming at byte {_size(part)})" if resumed else "")
+
+    def fetch() -> None:
+        _fetch_with_retries(url, part, expected_size, retries, backoff, timeout, progress)
+
+    if expected_size is not None:
+        check_free_space(dest.parent, expected_size - _size(part))
+    fetch()
+    try:
+        md5 = _verify(part, dest, expected_size, expected_md5, need_md5=sidecar)
+    except ChecksumError:
+        if not resumed:
+            raise
+        # Bytes from an earlier run may be stale (the file changed on the server): one clean restart.
+        log.warning("%s: part left by an earlier run failed verification; downloading from the start", dest)
+        fetch()
+        md5 = _verify(part, dest, expected_size, expected_md5, need_md5=sidecar)
+    os.replace(part, dest)
+    if sidecar:
+        stat = dest.stat()
+        write_json(_sidecar_path(dest), {"md5": md5, "mtime_ns": stat.st_mtime_ns, "size": stat.st_size})
+    log.debug("downloaded %s -> %s (%d bytes)", url, dest, dest.stat().st_size)
+    return dest
+
+
+def _part_path(dest: Path) -> Path:
+    return dest.with_name(dest.name + ".part")
+
+
+def _sidecar_path(dest: Path) -> Path:
+    return dest.with_name(dest.name + ".verified")
+
+
+def _size(path: Path) -> int:
+    return path.stat().st_size if path.exists() else 0
+
+
+def _accept_existing(dest: Path, expected_size: int | None, expected_md5: str | None, sidecar: bool) -> bool:
+    """True when ``dest`` is already verified; a known-bad ``dest`` is deleted."""
+    if not dest.exists():
+        return False
+    stat = dest.stat()
+    try:
+        record = json.loads(_sidecar_path(dest).read_text())
+    except (OSError, ValueError):
+        record = None
+    if (
+        isinstance(record, dict)
+        and record.get("size") == stat.st_size
+        and record.get("mtime_ns") == stat.st_mtime_ns
+        and (expected_size is None or expected_size == stat.st_size)
+        and (expected_md5 is None or expected_md5.lower() == record.get("md5"))
+    ):
+        log.info("%s is already downloaded and verified; skipping", dest)
+        return True
+    _sidecar_path(dest).unlink(missing_ok=True)
+    if expected_size is None and expected_md5 is None:
+        return False  # nothing tells a whole file from a stray one: download again, replace it at the end
+    # A file without a current sidecar (say, copied in by hand): verify it the slow way, once.
+    md5 = md5_file(dest) if expected_md5 is not None or sidecar else None
+    if (expected_size is None or stat.st_size == expected_size) and (
+        expected_md5 is None or expected_md5.lower() == md5
+    ):
+        if sidecar:
+            write_json(_sidecar_path(dest), {"md5": md5, "mtime_ns": stat.st_mtime_ns, "size": stat.st_size})
+        log.info("%s exists and matches its expected size/MD5; skipping", dest)
+        return True
+    log.warning("%s exists but fails verification; deleting it and downloading again", dest)
+    dest.unlink()
+    return False
+
+
+def _verify(
+    part: Path, dest: Path, expected_size: int | None, expected_md5: str | None, need_md5: bool
+) -> str | None:
+    """Check the finished part; delete it and raise ChecksumError when wrong. Returns its MD5 if hashed."""
+    size = _size(part)
+    if expected_size is not None and size != expected_size:
+        part.unlink(missing_ok=True)
+        raise ChecksumError(f"size mismatch for {dest}: expected {expected_size} bytes, got {size}")
+    if expected_md5 is None and not need_md5:
+        return None
+    md5 = md5_file(part)
+    if expected_md5 is not None and md5 != expected_md5.lower():
+        part.unlink(missing_ok=True)
+        raise ChecksumError(f"MD5 mismatch for {dest}: expected {expected_md5.lower()}, got {md5}")
+    return md5
+
+
+def _fetch_with_retries(
+    url: str,
+    part: Path,
+    expected_size: int | None,
+    retries: int,
+    backoff: float,
+    timeout: float,
+    progress: bool,
+) -> None:
+    failures = 0
+    while True:
+        before = _size(part)
+        try:
+            _fetch_once(url, part, expected_size, timeout, progress)
+            return
+        except _TransientError as err:
+            if _size(part) > before:
+                log.warning("%s: %s; resuming at byte %d", url, err, _size(part))
+                continue
+            failures += 1
+            if failures > retries:
+                raise DownloadError(f"failed to download {url} after {failures} attempts: {err}") from None
+            delay = backoff * 2 ** (failures - 1)
+            log.warning("%s: %s; retry %d of %d in %.1f s", url, err, failures, retries, delay)
+            time.sleep(delay)
+
+
+def _fetch_once(url: str, part: Path, expected_size: int | None, timeout: float, progress: bool) -> None:
+    """One request: append to the part (206) or rewrite it (200) until the body ends."""
+    offset = _size(part)
+    response = _open(url, offset, timeout)
+    if isinstance(response, int):  # 416: the server's total size; the part may already hold it all
+        if offset == (response if response >= 0 else expected_size):
+            return  # the caller verifies it
+        part.unlink()
+        raise _TransientError(f"HTTP 416 for a {offset}-byte part; starting over")
+    with response:
+        length = response.headers.get("Content-Length")
+        length = int(length) if length is not None else None
+        content_range = response.headers.get("Content-Range")
+        if response.status == 206 and _parse_content_range(content_range)[0] != offset:
+            part.unlink()
+            raise _TransientError(f"HTTP 206 for the wrong range ({content_range})")
+        if response.status != 206 and offset:
+            log.info("%s ignored the Range request; starting over from byte 0", url)
+            offset = 0
+        total = offset + length if length is not None else expected_size
+        with open(part, "ab" if offset else "wb") as f:  # "wb" truncates first, so its space counts as free
+            if expected_size is None and length is not None:  # else download_file checked it already
+                check_free_space(part.parent, length)
+            _stream(response, f, length, offset, total, progress, part.name.removesuffix(".part"))
+            os.fsync(f.fileno())
+
+
+def _open(url: str, offset: int, timeout: float) -> http.client.HTTPResponse | int:
+    """Open ``url`` from byte ``offset``; on 416 return the server's total size (-1 when not given)."""
+    headers = {"Range": f"bytes={offset}-"} if offset else {}
+    try:
+        return urllib.request.urlopen(urllib.request.Request(url, headers=headers), timeout=timeout)
+    except urllib.error.HTTPError as err:
+        err.close()
+        if err.code == 416 and offset:
+            return _parse_content_range(err.headers.get("Content-Range"))[1]
+        if err.code == 429 or err.code >= 500:
+            raise _TransientError(f"HTTP {err.code} {err.reason}") from None
+        raise DownloadError(f"failed to download {url}: HTTP {err.code} {err.reason}") from None
+    except (urllib.error.URLError, http.client.HTTPException, OSError) as err:
+        raise _TransientError(f"network error: {getattr(err, 'reason', err)}") from None
+
+
+def _parse_content_range(value: str | None) -> tuple[int, int]:
+    """``bytes 100-199/200`` -> (100, 200); ``bytes */200`` -> (-1, 200); -1 for what is missing."""
+    match = re.fullmatch(r"bytes (?:(\d+)-\d+|\*)/(\d+|\*)", (value or "").strip())
+    if match is None:
+        return -1, -1
+    start, total = match.groups()
+    return int(start) if start else -1, int(total) if total and total != "*" else -1
+
+
+def _stream(
+    response: http.client.HTTPResponse,
+    f: BinaryIO,
+    length: int | None,
+    offset: int,
+    total: int | None,
+    progress: bool,
+    label: str,
+) -> None:
+    received = 0
+    with tqdm(total=total, initial=offset, unit="B", unit_scale=True, unit_divisor=1024, desc=label,
+              disable=not progress) as bar:
+        try:
+            # read1 returns what has arrived, so a stalled server still leaves its bytes in the part
+            while chunk := response.read1(CHUNK):
+                f.write(chunk)
+                f.flush()  # a killed process must leave every received byte in the part, ready to resume
+                received += len(chunk)
+                bar.update(len(chunk))
+        except (OSError, http.client.HTTPException) as err:
+            raise _TransientError(f"connection lost after {offset + received} bytes: {err}") from None
+    if length is not None and received < length:
+        raise _TransientError(f"connection closed after {received} of {length} bytes")

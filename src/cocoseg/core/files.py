@@ -1,0 +1,84 @@
+"""Atomic file writes: every file a stage produces appears complete under its final name or not at all.
+
+Each writer goes to a hidden temporary file in the destination folder (same filesystem, so the
+final ``os.replace`` is atomic) and renames it into place; a killed run leaves at most a stray
+``.*.tmp`` file, never a truncated file under the real name.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
+    """Yield a temporary path beside ``path``; rename it onto ``path`` if the block succeeds."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    tmp_path = Path(tmp)
+    try:
+        yield tmp_path
+        os.chmod(tmp_path, 0o644)  # mkstemp makes 0600 files; outputs should be readable like any other
+        os.replace(tmp_path, path)
+    finally:
+        tmp_path.unlink(missing_ok=True)
+
+
+def write_bytes(path: str | os.PathLike[str], data: bytes) -> None:
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(data)
+
+
+def write_text(path: str | os.PathLike[str], text: str) -> None:
+    write_bytes(path, text.encode("utf-8"))
+
+
+def write_json(path: str | os.PathLike[str], obj: Any) -> None:
+    """Write JSON with sorted keys and a trailing newline, so equal content gives equal bytes."""
+    write_text(path, json.dumps(obj, indent=2, sort_keys=True) + "\n")
+
+
+def encode_png(array: np.ndarray) -> bytes:
+    """Encode a uint8 (H, W), uint8 (H, W, 3) BGR or uint16 (H, W) array as PNG bytes."""
+    import cv2  # local import: keeps `import cocoseg.core.files` light for tools that only write JSON
+
+    ok, buf = cv2.imencode(".png", array)
+    if not ok:
+        raise ValueError(f"could not encode array of shape {array.shape} and dtype {array.dtype} as PNG")
+    return buf.tobytes()
+
+
+def write_png(path: str | os.PathLike[str], array: np.ndarray) -> None:
+    write_bytes(path, encode_png(array))
+
+
+@contextlib.contextmanager
+def atomic_dir(path: str | os.PathLike[str]) -> Iterator[Path]:
+    """Yield a temporary folder beside ``path``; on success it replaces ``path`` whole."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
+    try:
+        yield tmp
+        os.chmod(tmp, 0o755)
+        if path.exists():
+            old = path.with_name(f".{path.name}.old")
+            shutil.rmtree(old, ignore_errors=True)
+            os.replace(path, old)
+            os.replace(tmp, path)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(tmp, path)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)

@@ -1,0 +1,105 @@
+"""Every on-disk name and convention the stages share, defined once.
+
+The stages talk to each other only through files; this module is the contract between them:
+
+    data/raw/      annotations_trainval2017.zip, <split>.zip, manifest.json  (download -> extract)
+    data/coco/     annotations/instances_<split>.json, <split>/<file_name>   (extract -> masks, train)
+    data/masks/    semantic/<split>/<stem>.png, instance/<split>/..., labels.json, split.json,
+                   report.json, preview/                                      (masks -> train, evaluate)
+
+Images are named across stages by an *item*, the string ``"<split>/<file_name>"`` of ``split.json``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+VOID = 255  # label of pixels that are ignored by the loss and the metrics (crowds, contested pixels)
+
+# --- data/raw: the official COCO 2017 archives ------------------------------------------------------
+
+ANNOTATIONS_ARCHIVE = "annotations_trainval2017.zip"
+SPLITS = ("train2017", "val2017")
+COCO_MD5 = {  # archive stem -> MD5 published by COCO (the params.yaml defaults)
+    "annotations_trainval2017": "f4bbac642086de4f52a3fdda2de5fa2c",
+    "val2017": "442b8da7639aecaf257c1dceb8ba8c80",
+    "train2017": "cced6f7f71b7629ddf16f17bbcfab6b2",
+}
+COCO_SIZES: dict[str, int | None] = {  # archive name -> bytes; train2017.zip's size is not published
+    ANNOTATIONS_ARCHIVE: 252907541,
+    "val2017.zip": 815585330,
+    "train2017.zip": None,
+}
+MANIFEST = "manifest.json"  # the download stage's note to extract: archives to unzip, folders to copy
+
+
+def image_archive(split: str) -> str:
+    return f"{split}.zip"
+
+
+def archive_stem(archive: str) -> str:
+    return archive.removesuffix(".zip")
+
+
+def archive_names(splits: tuple[str, ...] | list[str]) -> list[str]:
+    """The annotations archive, then one image archive per split."""
+    return [ANNOTATIONS_ARCHIVE, *(image_archive(split) for split in splits)]
+
+
+# --- data/coco: the unpacked COCO layout --------------------------------------------------------------
+
+
+def annotation_member(split: str) -> str:
+    """Path of a split's instances file inside the annotations archive and under a COCO root."""
+    return f"annotations/instances_{split}.json"
+
+
+def annotation_file(coco_root: Path, split: str) -> Path:
+    return Path(coco_root) / annotation_member(split)
+
+
+def make_item(split: str, file_name: str) -> str:
+    return f"{split}/{file_name}"
+
+
+def split_item(item: str) -> tuple[str, str]:
+    """``"<split>/<file_name>"`` -> (split, file_name)."""
+    split, file_name = item.split("/", 1)
+    return split, file_name
+
+
+def image_path(coco_root: Path, item: str) -> Path:
+    split, file_name = split_item(item)
+    return Path(coco_root) / split / file_name
+
+
+# --- data/masks: what the masks stage writes ---------------------------------------------------------
+
+SEMANTIC = "semantic"  # (H, W) uint8 class ids, VOID where ignored
+INSTANCE = "instance"  # (H, W) uint16 instance ids, plus one instances.jsonl table per split
+PREVIEW = "preview"
+LABELS_FILE = "labels.json"
+SPLIT_FILE = "split.json"
+REPORT_FILE = "report.json"
+INSTANCE_TABLE = "instances.jsonl"
+
+
+def mask_name(file_name: str) -> str:
+    """The PNG name of an image's masks: its stem, so 000000139.jpg -> 000000139.png."""
+    return f"{Path(file_name).stem}.png"
+
+
+def semantic_mask_path(masks_root: Path, item: str) -> Path:
+    split, file_name = split_item(item)
+    return Path(masks_root) / SEMANTIC / split / mask_name(file_name)
+
+
+# --- category presets ---------------------------------------------------------------------------------
+
+# The 20 PASCAL VOC classes under their COCO names, in VOC order (as torchvision's segmentation
+# reference maps COCO), so results can be set beside published VOC-on-COCO figures.
+VOC_CATEGORIES = (
+    "airplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "cat", "chair", "cow",
+    "dining table", "dog", "horse", "motorcycle", "person", "potted plant", "sheep", "couch",
+    "train", "tv",
+)

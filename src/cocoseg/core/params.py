@@ -1,0 +1,306 @@
+"""params.yaml -> typed, frozen dataclasses.
+
+One dataclass per params.yaml section. Loading is strict: an unknown key, or a value of
+the wrong type or range raises ``ConfigError`` with the dotted key and what is allowed, so a typo in
+``dvc exp run -S`` fails before any work is done instead of being silently ignored.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+
+from cocoseg.core.errors import UserError
+from cocoseg.core.layout import COCO_MD5, SPLITS
+
+
+class ConfigError(UserError, ValueError):
+    """A params.yaml value is unknown, missing or invalid; the message names the key."""
+
+
+def _check(ok: bool, key: str, value: Any, allowed: str) -> None:
+    if not ok:
+        raise ConfigError(f"{key}: {value!r} is not allowed; expected {allowed}")
+
+
+# --- sections -------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class BaseConfig:
+    seed: int = 42  # one seed for sampling, splitting, previews and training
+
+
+@dataclass(frozen=True)
+class SampleConfig:
+    num_images: int = 64  # small enough for a 10-minute CPU run, large enough to learn from
+    min_size: int = 112  # image sides are drawn from [min_size, max_size] so resizing is exercised
+    max_size: int = 160
+
+    def __post_init__(self) -> None:
+        _check(self.num_images >= 16, "data.sample.num_images", self.num_images, "an integer >= 16")
+        # random shapes have radius >= 12 and fit in a quarter of the shorter side: 48 px at least
+        _check(48 <= self.min_size <= self.max_size, "data.sample.min_size", self.min_size,
+               "48 <= min_size <= max_size")
+
+
+@dataclass(frozen=True)
+class CocoConfig:
+    base_url: str = "http://images.cocodataset.org"  # any mirror with the official layout works
+    max_images: int | None = None  # None: whole archives; N: subset mode, N images fetched one by one
+    subset_categories_only: bool = True  # subset mode picks only images holding a selected category
+    workers: int = 16  # parallel connections in subset mode
+    verify_checksums: bool = True  # turning the MD5 check off must be explicit
+    md5: Mapping[str, str] = field(default_factory=lambda: dict(COCO_MD5))
+
+    def __post_init__(self) -> None:
+        _check(self.base_url.startswith(("http://", "https://", "file://")), "data.coco.base_url",
+               self.base_url, "an http(s):// or file:// URL")
+        _check(self.max_images is None or self.max_images > 0, "data.coco.max_images",
+               self.max_images, "null (whole archives) or a positive integer")
+        _check(self.workers >= 1, "data.coco.workers", self.workers, "an integer >= 1")
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    source: Literal["sample", "coco2017"] = "sample"
+    splits: tuple[str, ...] = ("val2017",)  # COCO splits to fetch and turn into masks
+    sample: SampleConfig = SampleConfig()
+    coco: CocoConfig = CocoConfig()
+
+    def __post_init__(self) -> None:
+        for split in self.splits:
+            _check(split in SPLITS, "data.splits", split, f"a list drawn from {list(SPLITS)}")
+        _check(len(self.splits) > 0, "data.splits", self.splits, "a non-empty list")
+        if self.source == "sample":
+            _check(self.splits == ("val2017",), "data.splits", list(self.splits),
+                   "['val2017'] with data.source: sample (the sample has one split)")
+
+
+@dataclass(frozen=True)
+class MasksConfig:
+    categories: str | tuple[str, ...] = "all"  # "all", "voc", or a list of COCO category names
+    overlap: str = "priority_area"  # a name of cocoseg.masks.paint.OVERLAP_POLICIES (checked there)
+    priority: tuple[str, ...] = ()  # highest first; unlisted classes share the lowest priority
+    crowd: Literal["void", "background"] = "void"  # crowd pixels: ignored (255) or background (0)
+    keep_empty_images: bool = False  # images without kept annotations: skip, or keep all-background
+    val_fraction: float = 0.2
+    preview: int = 4  # how many seeded random images get a preview panel
+    workers: int = 0  # processes for the masks stage; 0 = one per CPU core
+
+    def __post_init__(self) -> None:
+        if isinstance(self.categories, str):
+            _check(self.categories in ("all", "voc"), "masks.categories", self.categories,
+                   "'all', 'voc' or a list of COCO category names")
+        else:
+            _check(len(self.categories) > 0, "masks.categories", list(self.categories),
+                   "'all', 'voc' or a non-empty list of COCO category names")
+        _check(0.0 < self.val_fraction < 1.0, "masks.val_fraction", self.val_fraction,
+               "a number strictly between 0 and 1")
+        _check(self.preview >= 0, "masks.preview", self.preview, "an integer >= 0")
+        _check(self.workers >= 0, "masks.workers", self.workers, "an integer >= 0 (0 = all cores)")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Settings shared by every model; a model's own section may override lr, epochs, batch_size."""
+
+    epochs: int = 12
+    batch_size: int = 8
+    lr: float = 0.002
+    weight_decay: float = 0.0001
+    image_size: tuple[int, ...] = (128, 128)  # (height, width) the images are resized to
+    dice_weight: float = 0.5  # loss = cross-entropy + dice_weight * Dice; 0 turns Dice off
+    hflip: bool = True  # train-split augmentation: random horizontal flip ...
+    scale: tuple[float, ...] = (0.75, 1.25)  # ... and a random rescale then crop back to image_size
+    accelerator: str = "auto"  # auto | cpu | gpu | cuda | mps (Lightning's names)
+    devices: int | str | tuple[int, ...] = "auto"  # e.g. 1, 4, [0] (the seed's --gpu 0), "auto"
+    strategy: str = "auto"  # auto | ddp | fsdp | ... (Lightning's strategies)
+    num_nodes: int = 1
+    precision: str = "auto"  # auto = bf16-mixed on CUDA, 32-true elsewhere; or any Lightning value
+    workers: int = 2  # DataLoader worker processes
+    deterministic: bool = True  # bit-for-bit repeatable on the CPU with the same seed
+
+    def __post_init__(self) -> None:
+        for key in ("epochs", "batch_size", "num_nodes"):
+            _check(getattr(self, key) >= 1, f"train.{key}", getattr(self, key), "an integer >= 1")
+        _check(self.lr > 0, "train.lr", self.lr, "a positive number")
+        _check(len(self.image_size) == 2 and min(self.image_size) >= 32, "train.image_size",
+               list(self.image_size), "[height, width], each >= 32")
+        _check(len(self.scale) == 2 and 0 < self.scale[0] <= self.scale[1], "train.scale", list(self.scale),
+               "[min, max] with 0 < min <= max")
+        _check(self.dice_weight >= 0, "train.dice_weight", self.dice_weight, "a number >= 0")
+        _check(self.workers >= 0, "train.workers", self.workers, "an integer >= 0")
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    arch: str = "unet"  # a name of the model registry, cocoseg.models.ARCHITECTURES (checked by train)
+    encoder: str = "resnet18"  # segmentation-models-pytorch encoder; unused by fastscnn
+    encoder_weights: str | None = None  # None trains from scratch, offline; "imagenet" needs a network
+    lr: float | None = None  # None: use train.lr
+    epochs: int | None = None  # None: use train.epochs
+    batch_size: int | None = None  # None: use train.batch_size
+    options: Mapping[str, Any] = field(default_factory=dict)  # extra arguments of the architecture
+
+
+@dataclass(frozen=True)
+class EvaluateConfig:
+    overlays: int = 4  # prediction overlays written for the first N val images
+    speed_batches: int = 10  # forward passes timed for images per second (after a warm-up pass)
+    batch_size: int = 8  # val images per forward pass
+    workers: int = 2  # DataLoader worker processes reading the val images
+
+    def __post_init__(self) -> None:
+        _check(self.overlays >= 0, "evaluate.overlays", self.overlays, "an integer >= 0")
+        _check(self.speed_batches >= 1, "evaluate.speed_batches", self.speed_batches, "an integer >= 1")
+        _check(self.batch_size >= 1, "evaluate.batch_size", self.batch_size, "an integer >= 1")
+        _check(self.workers >= 0, "evaluate.workers", self.workers, "an integer >= 0")
+
+
+# --- loading --------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Params:
+    base: BaseConfig = BaseConfig()
+    data: DataConfig = DataConfig()
+    masks: MasksConfig = MasksConfig()
+    train: TrainConfig = TrainConfig()
+    models: Mapping[str, ModelConfig] = field(default_factory=dict)  # name -> model; one DVC stage each
+    evaluate: EvaluateConfig = EvaluateConfig()
+
+    def __post_init__(self) -> None:
+        for name, model in self.models.items():
+            _check(name.isidentifier(), f"models.{name}", name, "a model name made of letters, digits and _")
+            for key in ("lr", "epochs", "batch_size"):
+                value = getattr(model, key)
+                _check(value is None or value > 0, f"models.{name}.{key}", value,
+                       f"null (inherit train.{key}) or a positive number")
+
+    def model(self, name: str) -> ModelConfig:
+        if name not in self.models:
+            raise ConfigError(f"models.{name}: no such model; defined models: {sorted(self.models)}")
+        return self.models[name]
+
+    def model_settings(self, name: str) -> tuple[float, int, int]:
+        """(lr, epochs, batch_size) of one model: its own value where set, else the train section's."""
+        model = self.model(name)
+        pick = lambda own, shared: shared if own is None else own  # noqa: E731
+        return (pick(model.lr, self.train.lr), pick(model.epochs, self.train.epochs),
+                pick(model.batch_size, self.train.batch_size))
+
+
+_SECTIONS = {"base": BaseConfig, "data": DataConfig, "masks": MasksConfig, "train": TrainConfig,
+             "models": Mapping[str, ModelConfig], "evaluate": EvaluateConfig}
+
+
+def load_params(path: str | Path = "params.yaml", *checks: Callable[[Params], object]) -> Params:
+    """Read and validate params.yaml; ``checks`` are the stage's own (names against its registries).
+
+    Every error message starts with the file's path.
+    """
+    path = Path(path)
+    try:
+        raw = yaml.safe_load(path.read_text()) or {}
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: file not found") from None
+    except yaml.YAMLError as err:
+        raise ConfigError(f"{path}: not valid YAML: {err}") from None
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: expected a mapping of sections at the top level")
+    try:
+        params = parse_params(raw)
+        for check in checks:
+            check(params)
+        return params
+    except ConfigError as err:
+        raise ConfigError(f"{path}: {err}") from None
+
+
+def parse_params(raw: Mapping[str, Any]) -> Params:
+    unknown = sorted(set(raw) - set(_SECTIONS))
+    if unknown:
+        raise ConfigError(f"unknown section {unknown[0]!r}; allowed sections: {sorted(_SECTIONS)}")
+    return Params(**{name: convert(tp, raw.get(name) or {}, name) for name, tp in _SECTIONS.items()})
+
+
+def convert(tp: Any, value: Any, key: str) -> Any:
+    """Convert a YAML value to type ``tp``, naming ``key`` in any error."""
+    origin = typing.get_origin(tp)
+    if dataclasses.is_dataclass(tp):
+        return _convert_dataclass(tp, value, key)
+    if tp is Any:
+        return value
+    if origin is Literal:
+        allowed = typing.get_args(tp)
+        _check(value in allowed, key, value, f"one of {list(allowed)}")
+        return value
+    if origin in (typing.Union, types.UnionType):
+        for option in typing.get_args(tp):
+            if option is type(None):
+                if value is None:
+                    return None
+                continue
+            try:
+                return convert(option, value, key)
+            except ConfigError:
+                continue  # try the next option; the message below names them all
+        raise ConfigError(f"{key}: {value!r} is not allowed; expected {_describe(tp)}")
+    if origin is tuple:
+        _check(isinstance(value, (list, tuple)), key, value, f"a list ({_describe(tp)})")
+        item_type = typing.get_args(tp)[0]
+        return tuple(convert(item_type, v, f"{key}[{i}]") for i, v in enumerate(value))
+    if origin in (Mapping, dict):
+        _check(isinstance(value, dict), key, value, "a mapping")
+        key_type, value_type = typing.get_args(tp)
+        return {str(k): convert(value_type, v, f"{key}.{k}") for k, v in value.items()}
+    if tp is bool:
+        _check(isinstance(value, bool), key, value, "true or false")
+        return value
+    if tp is int:
+        _check(isinstance(value, int) and not isinstance(value, bool), key, value, "an integer")
+        return value
+    if tp is float:
+        _check(isinstance(value, (int, float)) and not isinstance(value, bool), key, value, "a number")
+        return float(value)
+    if tp is str:
+        _check(isinstance(value, str), key, value, "a string")
+        return value
+    raise TypeError(f"config type {tp!r} of {key} is not supported")  # a bug in this module, not user input
+
+
+def _convert_dataclass(cls: type, value: Any, key: str) -> Any:
+    if dataclasses.is_dataclass(value) and isinstance(value, cls):
+        return value
+    _check(isinstance(value, dict), key, value, "a mapping")
+    hints = typing.get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls) if f.init}
+    unknown = sorted(set(value) - set(fields))
+    if unknown:
+        raise ConfigError(f"unknown key {_join(key, unknown[0])!r}; allowed keys: {sorted(fields)}")
+    kwargs = {name: convert(hints[name], value[name], _join(key, name)) for name in fields if name in value}
+    return cls(**kwargs)
+
+
+def _join(prefix: str, name: str) -> str:
+    return f"{prefix}.{name}" if prefix else name
+
+
+def _describe(tp: Any) -> str:
+    origin = typing.get_origin(tp)
+    if origin is Literal:
+        return f"one of {list(typing.get_args(tp))}"
+    if origin in (typing.Union, types.UnionType):
+        return " or ".join("null" if t is type(None) else _describe(t) for t in typing.get_args(tp))
+    if origin is tuple:
+        return f"list of {_describe(typing.get_args(tp)[0])}"
+    return {bool: "true/false", int: "integer", float: "number", str: "string"}.get(tp, str(tp))
+

@@ -1,0 +1,29 @@
+"""The stage runner: logging set-up and clean failure on bad user input, for every stage script."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from collections.abc import Callable
+
+from cocoseg.core.errors import UserError
+
+# Errors caused by the user's data, parameters or network: one clear line, no traceback.
+USER_ERRORS: tuple[type[BaseException], ...] = (UserError, FileNotFoundError)
+
+
+def setup_logging(level: int = logging.INFO) -> None:
+    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+
+
+def run_stage(main: Callable[[], None]) -> None:
+    """Run a stage's main(); user errors exit 1 with one line, bugs keep their traceback."""
+    setup_logging()
+    try:
+        main()
+    except USER_ERRORS as err:
+        logging.getLogger("cocoseg").error("%s", err)
+        sys.exit(1)
+    except KeyboardInterrupt:
+        logging.getLogger("cocoseg").error("interrupted; finished files are intact, nothing half-written")
+        sys.exit(130)

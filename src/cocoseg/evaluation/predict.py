@@ -1,0 +1,75 @@
+"""Apply a trained model to your own images: writes <stem>_mask.png (class ids) and <stem>_overlay.png.
+
+    cocoseg-predict --model models/unet/model.pt --out predictions photo1.jpg photos/
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+
+from cocoseg.core.files import write_png
+from cocoseg.core.images import overlay, read_rgb
+from cocoseg.core.stage import run_stage
+from cocoseg.models.checkpoint import load_checkpoint
+from cocoseg.models.inference import Preprocessing, predict_batch, to_chw
+
+log = logging.getLogger(__name__)
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp"}
+
+
+def list_images(inputs: list[Path]) -> list[Path]:
+    images: list[Path] = []
+    for item in inputs:
+        if item.is_dir():
+            images += sorted(p for p in item.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+        elif item.is_file():
+            images.append(item)
+        else:
+            raise FileNotFoundError(f"{item}: no such image or folder")
+    return images
+
+
+def predict_images(model_path: Path, inputs: list[Path], out_dir: Path, device: str = "cpu") -> list[Path]:
+    model, ckpt = load_checkpoint(model_path, device)
+    prep = Preprocessing.from_checkpoint(ckpt)
+    num_classes = len(ckpt["classes"])
+    written = []
+    for path in list_images(inputs):
+        try:
+            rgb = read_rgb(path)
+        except OSError as err:
+            log.warning("skipped %s: %s", path, err)
+            continue
+        inputs = prep.normalise(to_chw(prep.resize(rgb))[None].to(device))
+        pred = predict_batch(model, inputs, [rgb.shape[:2]])[1][0].cpu().numpy().astype(np.uint8)
+        bgr = cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR)
+        write_png(out_dir / f"{path.stem}_mask.png", pred)
+        write_png(out_dir / f"{path.stem}_overlay.png", overlay(bgr, pred, num_classes))
+        written.append(out_dir / f"{path.stem}_mask.png")
+        present = [ckpt["classes"][k] for k in np.unique(pred) if k > 0]
+        log.info("%s -> %s (classes: %s)", path, written[-1], ", ".join(present) or "none")
+    return written
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", type=Path, required=True, help="a models/<name>/model.pt file")
+    parser.add_argument("--out", type=Path, default=Path("predictions"))
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("inputs", type=Path, nargs="+", help="image files or folders of images")
+    args = parser.parse_args()
+    predict_images(args.model, args.inputs, args.out, args.device)
+
+
+def cli() -> None:
+    run_stage(main)
+
+
+if __name__ == "__main__":
+    cli()

@@ -1,0 +1,94 @@
+"""Lightning callbacks: keep the best weights, record first-iteration metrics, TensorBoard runs."""
+
+from __future__ import annotations
+
+import copy
+import json
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import torch
+
+from cocoseg.core.files import write_text
+from cocoseg.models.inference import predict_batch
+from cocoseg.training.module import build_metrics, exact_counting
+
+
+class BestWeights(L.Callback):
+    """Keep, in memory, the weights of the epoch with the best ``monitor`` value (higher is better)."""
+
+    def __init__(self, monitor: str = "val/miou") -> None:
+        self.monitor = monitor
+        self.best_score = float("-inf")
+        self.best_epoch = -1
+        self.best_state: dict[str, torch.Tensor] | None = None
+        self.best_metrics: dict[str, float] = {}
+
+    def on_validation_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if trainer.sanity_checking or self.monitor not in trainer.callback_metrics:
+            return
+        score = float(trainer.callback_metrics[self.monitor])
+        if score > self.best_score:
+            self.best_score, self.best_epoch = score, trainer.current_epoch
+            self.best_state = copy.deepcopy({k: v.detach().cpu() for k, v in pl_module.model.state_dict().items()})
+            self.best_metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("val/")}
+
+
+class FirstIterationMetrics(L.Callback):
+    """After the first optimiser step, score the val split once (the seed's metrics_first_iter.txt)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+
+    def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any,
+                           batch_idx: int) -> None:
+        if trainer.global_step != 1 or not trainer.is_global_zero:
+            return
+        metrics = build_metrics(pl_module.hparams.num_classes, "val/").to(pl_module.device)
+        losses = []
+        was_training = pl_module.training
+        pl_module.eval()
+        with torch.no_grad():
+            for images, target in trainer.datamodule.val_dataloader():
+                images, target = images.to(pl_module.device), target.to(pl_module.device)
+                logits, classes = predict_batch(pl_module, images)
+                losses.append(float(pl_module.loss(logits, target)) * images.shape[0])
+                with exact_counting():
+                    metrics.update(torch.stack(classes), target)
+        pl_module.train(was_training)
+        n_val = len(trainer.datamodule.split["val"])
+        result = {"step": 1, "train/loss": float(outputs["loss"]), "val/loss": sum(losses) / n_val,
+                  **{k: float(v) for k, v in metrics.compute().items()}}
+        write_text(self.path, json.dumps(result, indent=2, sort_keys=True) + "\n")
+
+
+class TensorBoardRuns(L.Callback):
+    """Per-epoch scalars as two TensorBoard runs, ``train`` and ``val``, so their curves overlay."""
+
+    def __init__(self, log_dir: Path) -> None:
+        self.log_dir = Path(log_dir)
+        self.writers: dict[str, Any] = {}
+
+    def _write(self, trainer: L.Trainer, run: str) -> None:
+        if not trainer.is_global_zero:
+            return
+        if run not in self.writers:
+            from torch.utils.tensorboard import SummaryWriter
+
+            self.writers[run] = SummaryWriter(str(self.log_dir / run))
+        for name, value in trainer.callback_metrics.items():
+            if name.startswith(f"{run}/"):
+                self.writers[run].add_scalar(name.split("/", 1)[1], float(value), trainer.current_epoch)
+        self.writers[run].flush()
+
+    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._write(trainer, "train")
+
+    def on_validation_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if not trainer.sanity_checking:
+            self._write(trainer, "val")
+
+    def on_fit_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        for writer in self.writers.values():
+            writer.close()

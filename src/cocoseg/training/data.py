@@ -1,0 +1,119 @@
+"""Images and masks from the masks stage, as a Lightning DataModule.
+
+The DataModule owns every file access: it reads ``split.json`` and ``labels.json`` written by the
+masks stage, the images under ``data/coco/<split>/`` and the semantic masks under
+``data/masks/semantic/<split>/``. Transforms are numpy/OpenCV on (image, mask) pairs: bilinear for
+images, nearest for masks, so labels are never blended and 255 (void) stays 255.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import cv2
+import lightning as L
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from cocoseg.core.images import read_mask, read_rgb
+from cocoseg.core.layout import VOID, image_path, semantic_mask_path
+from cocoseg.core.splits import load_labels, load_split
+from cocoseg.models.inference import MEAN, STD, Preprocessing, to_chw
+
+__all__ = ["MEAN", "STD", "SegmentationDataModule", "SegmentationDataset", "train_transform"]
+
+Pair = tuple[np.ndarray, np.ndarray]  # (H, W, 3) uint8 RGB image, (H, W) uint8 mask
+_NORMALISE = Preprocessing((0, 0), MEAN, STD).normalise  # the statistics every checkpoint records
+
+
+def to_tensor(image: np.ndarray) -> torch.Tensor:
+    """(H, W, 3) uint8 RGB -> (3, H, W) float32, normalised."""
+    return _NORMALISE(to_chw(image))
+
+
+def resize_pair(image: np.ndarray, mask: np.ndarray, size: tuple[int, int]) -> Pair:
+    h, w = size
+    return (cv2.resize(image, (w, h), interpolation=cv2.INTER_LINEAR),
+            cv2.resize(mask, (w, h), interpolation=cv2.INTER_NEAREST))
+
+
+def train_transform(size: tuple[int, int], scale: tuple[float, float], hflip: bool) -> Callable[[Pair, np.random.Generator], Pair]:
+    """Random rescale of the target size, then a random crop (padded with void) back to ``size``."""
+    h, w = size
+
+    def apply(pair: Pair, rng: np.random.Generator) -> Pair:
+        s = rng.uniform(*scale)
+        image, mask = resize_pair(*pair, (max(1, round(h * s)), max(1, round(w * s))))
+        pad_h, pad_w = max(h - image.shape[0], 0), max(w - image.shape[1], 0)
+        if pad_h or pad_w:
+            image = cv2.copyMakeBorder(image, 0, pad_h, 0, pad_w, cv2.BORDER_CONSTANT, value=(0, 0, 0))
+            mask = cv2.copyMakeBorder(mask, 0, pad_h, 0, pad_w, cv2.BORDER_CONSTANT, value=VOID)
+        y = int(rng.integers(0, image.shape[0] - h + 1))
+        x = int(rng.integers(0, image.shape[1] - w + 1))
+        image, mask = image[y:y + h, x:x + w], mask[y:y + h, x:x + w]
+        if hflip and rng.random() < 0.5:
+            image, mask = image[:, ::-1], mask[:, ::-1]
+        return image, mask
+
+    return apply
+
+
+class SegmentationDataset(Dataset):
+    """Items are "<split>/<file_name>" entries of split.json; pairs are resized (or augmented) to ``size``."""
+
+    def __init__(self, items: list[str], coco_root: Path, masks_root: Path, size: tuple[int, int],
+                 transform: Callable[[Pair, np.random.Generator], Pair] | None = None) -> None:
+        self.items, self.coco_root, self.masks_root = items, Path(coco_root), Path(masks_root)
+        self.size, self.transform = size, transform
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def paths(self, index: int) -> tuple[Path, Path]:
+        item = self.items[index]
+        return image_path(self.coco_root, item), semantic_mask_path(self.masks_root, item)
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
+        image_path, mask_path = self.paths(index)
+        image, mask = read_rgb(image_path), read_mask(mask_path)
+        if self.transform is not None:
+            # torch's RNG is seeded per worker by Lightning's seed_everything(workers=True)
+            rng = np.random.default_rng(int(torch.randint(0, 2**31 - 1, ()).item()))
+            image, mask = self.transform((image, mask), rng)
+        else:
+            image, mask = resize_pair(image, mask, self.size)
+        return to_tensor(image), torch.from_numpy(np.ascontiguousarray(mask)).long()
+
+
+class SegmentationDataModule(L.LightningDataModule):
+    def __init__(self, coco_root: Path, masks_root: Path, image_size: tuple[int, int], batch_size: int,
+                 workers: int = 0, hflip: bool = True, scale: tuple[float, float] = (1.0, 1.0)) -> None:
+        super().__init__()
+        self.coco_root, self.masks_root = Path(coco_root), Path(masks_root)
+        self.image_size, self.batch_size, self.workers = tuple(image_size), batch_size, workers
+        self.hflip, self.scale = hflip, tuple(scale)
+        self.classes = load_labels(self.masks_root)
+        self.split = load_split(self.masks_root)
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.classes)
+
+    def dataset(self, part: str, **kwargs: Any) -> SegmentationDataset:
+        return SegmentationDataset(self.split[part], self.coco_root, self.masks_root, self.image_size, **kwargs)
+
+    def train_dataloader(self) -> DataLoader:
+        ds = self.dataset("train", transform=train_transform(self.image_size, self.scale, self.hflip))
+        # drop_last avoids a final batch of one image, which BatchNorm cannot train on
+        return self._loader(ds, shuffle=True, drop_last=len(ds) > self.batch_size)
+
+    def val_dataloader(self) -> DataLoader:
+        return self._loader(self.dataset("val"), shuffle=False, drop_last=False)
+
+    def _loader(self, ds: Dataset, shuffle: bool, drop_last: bool) -> DataLoader:
+        return DataLoader(ds, batch_size=self.batch_size, shuffle=shuffle, drop_last=drop_last,
+                          num_workers=self.workers, persistent_workers=self.workers > 0,
+                          pin_memory=torch.cuda.is_available())

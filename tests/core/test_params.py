@@ -1,0 +1,178 @@
+"""params.yaml -> typed config: defaults, strict keys, types, ranges, and docs agreeing with code."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+import yaml
+
+from cocoseg.masks.paint import check_overlap, check_params
+from cocoseg.core.params import (
+    BaseConfig,
+    ConfigError,
+    DataConfig,
+    MasksConfig,
+    Params,
+    load_params,
+    parse_params,
+)
+
+PARAMS_YAML = Path(__file__).resolve().parents[2] / "params.yaml"
+
+
+def test_shipped_params_parse_to_the_defaults() -> None:
+    # params.yaml documents the knobs; the dataclass defaults are what code without params.yaml gets.
+    params = load_params(PARAMS_YAML)
+    assert params.base == BaseConfig() == Params().base
+    assert params.data == DataConfig() == Params().data
+    assert params.masks == MasksConfig() == Params().masks
+
+
+def test_shipped_params_values() -> None:
+    params = load_params(PARAMS_YAML)
+    assert params.base.seed == 42
+    assert params.data.splits == ("val2017",)
+    assert params.data.coco.max_images is None
+    assert params.masks.categories == "all"
+    assert params.masks.priority == ()
+    assert params.masks.val_fraction == 0.2 and isinstance(params.masks.val_fraction, float)
+
+
+def test_empty_mapping_gives_defaults() -> None:
+    params = parse_params({})
+    assert (params.base, params.data, params.masks) == (BaseConfig(), DataConfig(), MasksConfig())
+
+
+def test_unknown_section_names_allowed_sections() -> None:
+    with pytest.raises(ConfigError, match=r"unknown section 'mask'; allowed sections: \[.*'masks'.*\]"):
+        parse_params({"mask": {"overlap": "void"}})
+
+
+def test_unknown_key_names_dotted_key_and_allowed_keys() -> None:
+    with pytest.raises(ConfigError) as err:
+        parse_params({"masks": {"overlapp": "void"}})
+    msg = str(err.value)
+    assert "'masks.overlapp'" in msg
+    assert "allowed keys: ['categories', 'crowd', 'keep_empty_images', 'overlap', 'preview', 'priority', " \
+           "'val_fraction', 'workers']" in msg
+
+
+def test_unknown_nested_key_names_full_path() -> None:
+    with pytest.raises(ConfigError, match=r"unknown key 'data\.sample\.num_imgs'; allowed keys: "
+                                          r"\['max_size', 'min_size', 'num_images'\]"):
+        parse_params({"data": {"sample": {"num_imgs": 20}}})
+
+
+def test_bad_literal_names_allowed_values() -> None:
+    with pytest.raises(ConfigError) as err:  # the masks stage checks the name against its policy table
+        check_overlap(parse_params({"masks": {"overlap": "foo"}}).masks.overlap)
+    assert str(err.value) == ("masks.overlap: 'foo' is not allowed; expected one of "
+                              "['priority_area', 'smaller_on_top', 'void']")
+    with pytest.raises(ConfigError, match=re.escape("masks.crowd: 'ignore' is not allowed; expected one of "
+                                                    "['void', 'background']")):
+        parse_params({"masks": {"crowd": "ignore"}})
+
+
+@pytest.mark.parametrize(
+    ("raw", "message"),
+    [
+        ({"base": {"seed": "42"}}, "base.seed: '42' is not allowed; expected an integer"),
+        ({"base": {"seed": True}}, "base.seed: True is not allowed; expected an integer"),
+        ({"base": {"seed": 4.0}}, "base.seed: 4.0 is not allowed; expected an integer"),
+        ({"masks": {"keep_empty_images": 1}},
+         "masks.keep_empty_images: 1 is not allowed; expected true or false"),
+        ({"masks": {"preview": True}}, "masks.preview: True is not allowed; expected an integer"),
+        ({"masks": {"val_fraction": "0.2"}}, "masks.val_fraction: '0.2' is not allowed; expected a number"),
+        ({"masks": {"val_fraction": False}}, "masks.val_fraction: False is not allowed; expected a number"),
+        ({"masks": {"overlap": 3}}, "masks.overlap: 3 is not allowed; expected a string"),
+        ({"masks": {"priority": "cat"}},
+         "masks.priority: 'cat' is not allowed; expected a list (list of string)"),
+        ({"masks": {"priority": ["cat", 2]}}, "masks.priority[1]: 2 is not allowed; expected a string"),
+        ({"masks": "void"}, "masks: 'void' is not allowed; expected a mapping"),
+        ({"data": {"source": "imagenet"}}, "data.source: 'imagenet' is not allowed; expected one of"),
+        ({"data": {"coco": {"max_images": True}}},
+         "data.coco.max_images: True is not allowed; expected integer or null"),
+        ({"data": {"coco": {"md5": {"val2017": 5}}}},
+         "data.coco.md5.val2017: 5 is not allowed; expected a string"),
+    ],
+)
+def test_wrong_types_name_the_key(raw: dict, message: str) -> None:
+    with pytest.raises(ConfigError) as err:
+        parse_params(raw)
+    assert str(err.value).startswith(message)
+
+
+@pytest.mark.parametrize(
+    ("raw", "message"),
+    [
+        ({"masks": {"val_fraction": 1.5}},
+         "masks.val_fraction: 1.5 is not allowed; expected a number strictly between 0 and 1"),
+        ({"masks": {"val_fraction": 0}}, "masks.val_fraction: 0.0 is not allowed"),
+        ({"masks": {"preview": -1}}, "masks.preview: -1 is not allowed; expected an integer >= 0"),
+        ({"masks": {"workers": -2}}, "masks.workers: -2 is not allowed"),
+        ({"data": {"sample": {"num_images": 15}}}, "data.sample.num_images: 15 is not allowed"),
+        ({"data": {"sample": {"min_size": 200}}}, "data.sample.min_size: 200 is not allowed"),
+        ({"data": {"sample": {"min_size": 40}}}, "data.sample.min_size: 40 is not allowed"),
+        ({"data": {"coco": {"max_images": 0}}}, "data.coco.max_images: 0 is not allowed"),
+        ({"data": {"coco": {"base_url": "ftp://x"}}}, "data.coco.base_url: 'ftp://x' is not allowed"),
+        ({"data": {"splits": ["test2017"]}}, "data.splits: 'test2017' is not allowed"),
+        ({"data": {"splits": ["train2017", "val2017"]}},
+         "data.splits: ['train2017', 'val2017'] is not allowed"),
+    ],
+)
+def test_out_of_range_values_name_the_key(raw: dict, message: str) -> None:
+    with pytest.raises(ConfigError) as err:
+        parse_params(raw)
+    assert str(err.value).startswith(message)
+
+
+def test_integer_is_accepted_as_float() -> None:
+    assert parse_params({"masks": {"val_fraction": 0.5}}).masks.val_fraction == 0.5
+    assert parse_params({"data": {"source": "coco2017", "splits": ["train2017", "val2017"]}}).data.splits == (
+        "train2017", "val2017")
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [("all", "all"), ("voc", "voc"), (["dog", "cat"], ("dog", "cat"))],
+)
+def test_categories_forms(value: object, expected: object) -> None:
+    assert parse_params({"masks": {"categories": value}}).masks.categories == expected
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        ("some",
+         "masks.categories: 'some' is not allowed; expected 'all', 'voc' or a list of COCO category names"),
+        ([], "masks.categories: [] is not allowed; expected 'all', 'voc' or a non-empty list"),
+        (5, "masks.categories: 5 is not allowed; expected string or list of string"),
+        (["cat", 1], "masks.categories: ['cat', 1] is not allowed"),
+    ],
+)
+def test_bad_categories(value: object, message: str) -> None:
+    with pytest.raises(ConfigError) as err:
+        parse_params({"masks": {"categories": value}})
+    assert str(err.value).startswith(message)
+
+
+def test_load_params_names_the_file(tmp_path: Path) -> None:
+    path = tmp_path / "params.yaml"
+    path.write_text(yaml.safe_dump({"masks": {"overlap": "foo"}}))
+    with pytest.raises(ConfigError, match=rf"^{re.escape(str(path))}: masks\.overlap: 'foo' is not allowed"):
+        load_params(path, check_params)  # a stage's own check, named by the file too
+    with pytest.raises(ConfigError, match=r"file not found"):
+        load_params(tmp_path / "missing.yaml")
+    path.write_text("masks: [unclosed\n")
+    with pytest.raises(ConfigError, match=r"not valid YAML"):
+        load_params(path)
+    path.write_text("- a\n- b\n")
+    with pytest.raises(ConfigError, match=r"expected a mapping of sections"):
+        load_params(path)
+
+
+def test_configs_are_frozen() -> None:
+    with pytest.raises(AttributeError):
+        MasksConfig().overlap = "void"  # type: ignore[misc]

@@ -1,0 +1,66 @@
+"""Loading an instances file: the index it builds, and a clear error for a file that is unusable."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from cocoseg.masks.coco import CocoFormatError, load_coco
+
+
+def write(tmp_path: Path, data: object) -> Path:
+    path = tmp_path / "instances_val2017.json"
+    path.write_text(json.dumps(data))
+    return path
+
+
+def test_index_is_sorted_and_grouped(tmp_path: Path) -> None:
+    path = write(tmp_path, {
+        "images": [{"id": 5, "file_name": "b.jpg"}, {"id": 2, "file_name": "a.jpg"}],
+        "categories": [{"id": 7, "name": "car"}, {"id": 1, "name": "cat"}],
+        "annotations": [{"id": 30, "image_id": 5}, {"id": 10, "image_id": 5}, {"id": 20, "image_id": 2},
+                        {"id": 40, "image_id": 9}, {"id": 50, "image_id": [5]}, {"id": 60}],
+    })
+    index = load_coco(path)
+    assert index.path == path
+    assert [im["id"] for im in index.images] == [2, 5]
+    assert [c["id"] for c in index.categories] == [1, 7]
+    assert {k: [a["id"] for a in v] for k, v in index.annotations_by_image.items()} == {5: [10, 30], 2: [20]}
+    # image_id unknown, unhashable, missing
+    assert [a["id"] for a in index.orphan_annotations] == [40, 50, 60]
+
+
+@pytest.mark.parametrize(
+    ("data", "problem"),
+    [
+        ([], "expected a JSON object with images, annotations, categories"),
+        ({"images": [], "annotations": {}, "categories": []}, "key 'annotations' is missing or not a list"),
+        ({"images": ["x"], "annotations": [], "categories": []}, "images[0] is not an object"),
+        ({"images": [{"id": "1", "file_name": "a.jpg"}], "annotations": [], "categories": []},
+         "images[0] has no integer 'id'"),
+        ({"images": [{"id": 1, "file_name": "../a.jpg"}], "annotations": [], "categories": []},
+         "images[0] (id 1) has no usable 'file_name' (got '../a.jpg')"),
+        ({"images": [{"id": 1, "file_name": "a.jpg"}, {"id": 1, "file_name": "b.jpg"}], "annotations": [],
+          "categories": []}, "duplicate image ids"),
+        ({"images": [], "annotations": [], "categories": [{"id": 1}]},
+         "categories[0] needs an integer 'id' and a string 'name'"),
+        ({"images": [], "annotations": [{"image_id": 1}], "categories": []},
+         "annotations[0] is not an object with an integer 'id'"),
+    ],
+)
+def test_unusable_file_names_file_and_problem(tmp_path: Path, data: object, problem: str) -> None:
+    path = write(tmp_path, data)
+    with pytest.raises(CocoFormatError) as err:
+        load_coco(path)
+    assert str(err.value) == f"{path}: {problem}"
+
+
+def test_missing_and_invalid_json(tmp_path: Path) -> None:
+    with pytest.raises(CocoFormatError, match=r"instances_val2017\.json: annotation file not found$"):
+        load_coco(tmp_path / "instances_val2017.json")
+    path = tmp_path / "broken.json"
+    path.write_bytes(b'{"images": [\xff')
+    with pytest.raises(CocoFormatError, match=r"broken\.json: not valid JSON \("):
+        load_coco(path)

@@ -1,0 +1,287 @@
+"""The training half on the CPU: train a tiny Fast-SCNN, evaluate it, compare, predict, and stage errors."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+import yaml
+
+from cocoseg.models.checkpoint import save_checkpoint
+from cocoseg.evaluation.compare import write_comparison
+from cocoseg.core.params import EvaluateConfig, parse_params
+from cocoseg.training.data import SegmentationDataModule
+from cocoseg.evaluation.evaluate import evaluate_model
+from cocoseg.models import build_model, count_parameters
+from cocoseg.training.module import SegmentationModule, build_metrics
+from cocoseg.evaluation.predict import predict_images
+from cocoseg.training.train import TrainPaths, train_model
+from helpers import CLASSES, assert_one_error, shapes_pair, write_dataset
+
+from helpers import REPO  # noqa: E402
+TRAIN = {"epochs": 2, "batch_size": 2, "image_size": [32, 32], "workers": 0, "accelerator": "cpu",
+         "devices": 1}
+PARAMS = parse_params({"train": TRAIN, "models": {"x": {"arch": "fastscnn", "lr": 0.01}}})
+
+
+@dataclass(frozen=True)
+class Run:
+    coco: Path
+    masks: Path
+    paths: TrainPaths
+    best: dict[str, float]
+
+    @property
+    def model_path(self) -> Path:
+        return self.paths.model_dir / "model.pt"
+
+
+def train(root: Path, coco: Path, masks: Path) -> Run:
+    paths = TrainPaths(coco, masks, root / "models" / "x", root / "results" / "train" / "x",
+                       root / "results" / "tensorboard" / "x")
+    return Run(coco, masks, paths, train_model(PARAMS, "x", paths))
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory: pytest.TempPathFactory) -> Run:
+    """6 images 48x64 of a red square and a blue disk: 4 train, 2 val."""
+    root = tmp_path_factory.mktemp("train")
+    pairs = [shapes_pair(48, 64, seed) for seed in range(6)]
+    coco, masks = write_dataset(root, [p[0] for p in pairs], [p[1] for p in pairs], num_val=2)
+    return train(root / "run1", coco, masks)
+
+
+@pytest.fixture(scope="module")
+def checkpoints(run: Run) -> dict[str, Path]:
+    """The trained model, and an untrained one of the same spec. Four steps teach this Fast-SCNN only to
+    predict background everywhere, which would make evaluate's resizing and scoring untestable; the
+    untrained one predicts a varied mix of classes."""
+    ckpt = torch.load(run.model_path, weights_only=True)
+    torch.manual_seed(0)
+    untrained = run.paths.model_dir.parent / "untrained" / "model.pt"
+    save_checkpoint(untrained, build_model("fastscnn", 3).state_dict(), ckpt["model"], ckpt["preprocessing"],
+                    ckpt["classes"], {})
+    return {"trained": run.model_path, "untrained": untrained}
+
+
+def read_tsv(path: Path) -> list[dict[str, str]]:
+    header, *rows = path.read_text().splitlines()
+    return [dict(zip(header.split("\t"), row.split("\t"), strict=True)) for row in rows]
+
+
+def test_train_writes_outputs(run: Run) -> None:
+    assert run.model_path.is_file()
+    live = run.paths.live_dir
+    metrics = json.loads((live / "metrics.json").read_text())  # dvclive: the last epoch
+    assert metrics["epoch"] == 1
+    assert set(metrics["val"]) == set(metrics["train"]) == {"loss", "miou", "dice", "pixel_accuracy"}
+    first = json.loads((live / "metrics_first_iter.json").read_text())
+    assert first["step"] == 1
+    assert set(first) == {"step", "train/loss", "val/loss", "val/miou", "val/dice", "val/pixel_accuracy"}
+    assert all(0 <= first[f"val/{k}"] <= 1 for k in ("miou", "dice", "pixel_accuracy"))
+    history = read_tsv(live / "plots" / "metrics" / "val" / "miou.tsv")
+    assert len(history) == 2  # one row per epoch
+    assert float(history[-1]["miou"]) == pytest.approx(metrics["val"]["miou"])
+    for name in ("train", "val"):
+        assert list((run.paths.tensorboard_dir / name).glob("events.out.tfevents.*"))
+
+    # the exported weights are the best epoch's, and its metrics travel in the model file
+    ckpt = torch.load(run.model_path, weights_only=True)
+    scores = [float(row["miou"]) for row in history]
+    assert ckpt["metrics"]["val/miou"] == pytest.approx(max(scores)) == pytest.approx(run.best["val/miou"])
+    assert ckpt["metrics"]["best_epoch"] == scores.index(max(scores)) == run.best["best_epoch"]
+    assert ckpt["classes"] == CLASSES and ckpt["model"]["arch"] == "fastscnn"
+    assert ckpt["preprocessing"]["image_size"] == [32, 32]
+
+
+def test_exported_weights_reproduce_best_val_metrics(run: Run) -> None:
+    """Scoring the exported model again gives the val metrics recorded for the best epoch."""
+    ckpt = torch.load(run.model_path, weights_only=True)
+    module = SegmentationModule("fastscnn", 3, dice_weight=PARAMS.train.dice_weight)
+    module.model.load_state_dict(ckpt["state_dict"])
+    module.eval()
+    datamodule = SegmentationDataModule(run.coco, run.masks, (32, 32), batch_size=2)
+    metrics = build_metrics(3, "val/")
+    (images, target), = datamodule.val_dataloader()  # 2 val images: one batch
+    with torch.no_grad():
+        logits = module(images)
+    metrics.update(logits.argmax(1), target)
+    for name, value in metrics.compute().items():
+        assert float(value) == pytest.approx(ckpt["metrics"][name], abs=1e-6), name
+    # the loss tells the epochs apart even where every epoch predicts the same classes
+    assert float(module.loss(logits, target)) == pytest.approx(ckpt["metrics"]["val/loss"], rel=1e-5)
+
+
+def test_same_seed_same_run(run: Run, tmp_path: Path) -> None:
+    again = train(tmp_path, run.coco, run.masks)
+    for name in ("metrics.json", "metrics_first_iter.json"):
+        assert (again.paths.live_dir / name).read_text() == (run.paths.live_dir / name).read_text()
+    assert again.best == run.best
+    assert again.model_path.read_bytes() == run.model_path.read_bytes()  # bit for bit on the CPU
+
+
+def predict_by_hand(model_path: Path, rgb: np.ndarray) -> np.ndarray:
+    """What evaluate and predict must compute, written out: resize, normalise, logits back at full size."""
+    ckpt = torch.load(model_path, weights_only=True)
+    model = build_model(**ckpt["model"])
+    model.load_state_dict(ckpt["state_dict"])
+    h, w = ckpt["preprocessing"]["image_size"]
+    x = cv2.resize(rgb, (w, h), interpolation=cv2.INTER_LINEAR).astype(np.float32) / 255
+    mean, std = (np.array(ckpt["preprocessing"][k], np.float32) for k in ("mean", "std"))
+    x = (x - mean) / std
+    with torch.no_grad():
+        logits = model.eval()(torch.from_numpy(x).permute(2, 0, 1)[None])
+        logits = F.interpolate(logits, size=rgb.shape[:2], mode="bilinear", align_corners=False)
+    return logits.argmax(1)[0].numpy()
+
+
+def read_rgb(path: Path) -> np.ndarray:
+    return cv2.cvtColor(cv2.imread(str(path)), cv2.COLOR_BGR2RGB)
+
+
+@pytest.mark.parametrize("which", ["trained", "untrained"])
+def test_evaluate(run: Run, checkpoints: dict[str, Path], tmp_path: Path, which: str) -> None:
+    model_path = checkpoints[which]
+    out = tmp_path / "evaluate" / "x"
+    cfg = EvaluateConfig(overlays=1, speed_batches=1)
+    metrics = evaluate_model(model_path, run.coco, run.masks, out, cfg)
+    assert json.loads((out / "metrics.json").read_text()) == metrics
+    assert set(metrics) == {"miou", "dice", "pixel_accuracy", "per_class", "params", "val_images"}
+    assert metrics["val_images"] == 2
+    assert metrics["params"] == count_parameters(build_model("fastscnn", 3))
+
+    # the same numbers by hand, at the masks' full 48x64 resolution, void left out
+    val = json.loads((run.masks / "split.json").read_text())["val"]
+    inter, union, truth, predicted, correct, counted = (np.zeros(3) for _ in range(6))
+    varied = False
+    for item in val:
+        mask_path = run.masks / "semantic" / "val2017" / f"{Path(item).stem}.png"
+        target = cv2.imread(str(mask_path), cv2.IMREAD_UNCHANGED)
+        pred = predict_by_hand(model_path, read_rgb(run.coco / item))
+        assert pred.shape == target.shape == (48, 64)
+        varied |= len(np.unique(pred)) > 1
+        valid = target != 255
+        for k in range(3):
+            t, p = (target == k) & valid, (pred == k) & valid
+            inter[k] += (t & p).sum()
+            union[k] += (t | p).sum()
+            truth[k] += t.sum()
+            predicted[k] += p.sum()
+        correct[0] += (pred == target)[valid].sum()
+        counted[0] += valid.sum()
+    assert varied or which == "trained"  # the untrained model really tests the upsampled argmax
+    present = union > 0
+    iou = inter[present] / union[present]
+    dice = 2 * inter[present] / (truth[present] + predicted[present])
+    assert metrics["miou"] == pytest.approx(iou.mean(), abs=1e-6)
+    assert metrics["dice"] == pytest.approx(dice.mean(), abs=1e-6)
+    assert metrics["pixel_accuracy"] == pytest.approx(correct[0] / counted[0], abs=1e-6)
+    names = [n for n, keep in zip(CLASSES, present, strict=True) if keep]
+    assert sorted(metrics["per_class"]) == sorted(names)
+    for name, i, d in zip(names, iou, dice, strict=True):
+        assert metrics["per_class"][name] == pytest.approx({"iou": i, "dice": d}, abs=1e-6)
+
+    speed = json.loads((out / "speed.json").read_text())
+    assert speed["device"] == "cpu" and speed["images_per_second"] > 0
+    assert cv2.imread(str(out / "confusion.png")) is not None
+    overlays = sorted((out / "overlays").glob("*.png"))
+    assert [p.name for p in overlays] == [f"{Path(val[0]).stem}.png"]  # only the first `overlays` images
+    assert cv2.imread(str(overlays[0])).shape == (48, 3 * 64 + 2 * 4, 3)  # image | truth | prediction
+
+
+def write_fake_evaluation(folder: Path, metrics: dict, speed: dict | None = None) -> None:
+    folder.mkdir(parents=True)
+    (folder / "metrics.json").write_text(json.dumps(metrics))
+    if speed is not None:
+        (folder / "speed.json").write_text(json.dumps(speed))
+
+
+def test_compare_ranks_models(tmp_path: Path) -> None:
+    evaluate = tmp_path / "evaluate"
+    write_fake_evaluation(evaluate / "alpha",
+                          {"miou": 0.5, "dice": 0.6, "pixel_accuracy": 0.9, "params": 1234567,
+                           "per_class": {"cat": {"iou": 0.25, "dice": 0.4}}},
+                          {"images_per_second": 123.456, "device": "cpu"})
+    write_fake_evaluation(evaluate / "beta",
+                          {"miou": 0.75, "dice": 0.8, "pixel_accuracy": 0.95, "params": 99,
+                           "per_class": {"dog": {"iou": 0.5, "dice": 0.6}}})
+    write_fake_evaluation(evaluate / "gamma",  # nothing scored: ranks last
+                          {"miou": None, "dice": None, "pixel_accuracy": None, "params": 5, "per_class": {}})
+    md, js = tmp_path / "compare.md", tmp_path / "compare.json"
+    rows = write_comparison(evaluate, md, js)
+    assert [r["model"] for r in rows] == ["beta", "alpha", "gamma"]
+    assert json.loads(js.read_text())["best"] == "beta"
+    lines = md.read_text().splitlines()
+    table = [line for line in lines if line.startswith("|")]
+    assert table == [
+        "| model | mIoU | mean Dice | pixel acc. | params | images/s | IoU cat | IoU dog |",
+        "|---|---|---|---|---|---|---|---|",
+        "| beta | 0.7500 | 0.8000 | 0.9500 | 99 | - | - | 0.5000 |",
+        "| alpha | 0.5000 | 0.6000 | 0.9000 | 1,234,567 | 123.5 | 0.2500 | - |",
+        "| gamma | - | - | - | 5 | - | - | - |",
+    ]
+
+
+def test_compare_without_evaluations(tmp_path: Path) -> None:
+    with pytest.raises(FileNotFoundError, match=f"{tmp_path}: no \\*/metrics.json found"):
+        write_comparison(tmp_path, tmp_path / "compare.md", tmp_path / "compare.json")
+
+
+@pytest.mark.parametrize("which", ["trained", "untrained"])
+def test_predict_images(checkpoints: dict[str, Path], tmp_path: Path, which: str) -> None:
+    model_path = checkpoints[which]
+    inputs = tmp_path / "photos"
+    inputs.mkdir()
+    sizes = {"a.jpg": (50, 70), "b.png": (33, 41)}  # any size, not the training size
+    for i, (name, (h, w)) in enumerate(sizes.items()):
+        assert cv2.imwrite(str(inputs / name), cv2.cvtColor(shapes_pair(h, w, i)[0], cv2.COLOR_RGB2BGR))
+    (inputs / "broken.jpg").write_bytes(b"not an image")  # skipped with a warning
+    (inputs / "notes.txt").write_text("not an image suffix")  # not listed at all
+    out = tmp_path / "out"
+    written = predict_images(model_path, [inputs], out)
+    assert written == [out / "a_mask.png", out / "b_mask.png"]
+    expected = ["a_mask.png", "a_overlay.png", "b_mask.png", "b_overlay.png"]  # nothing for the others
+    assert sorted(p.name for p in out.iterdir()) == expected
+    for name, (h, w) in sizes.items():
+        stem = Path(name).stem
+        mask = cv2.imread(str(out / f"{stem}_mask.png"), cv2.IMREAD_UNCHANGED)
+        assert mask.shape == (h, w) and mask.dtype == np.uint8 and mask.max() < 3
+        np.testing.assert_array_equal(mask, predict_by_hand(model_path, read_rgb(inputs / name)))
+        assert len(np.unique(mask)) > 1 or which == "trained"
+        assert cv2.imread(str(out / f"{stem}_overlay.png")).shape == (h, w, 3)
+    with pytest.raises(FileNotFoundError, match="missing.jpg: no such image or folder"):
+        predict_images(model_path, [tmp_path / "missing.jpg"], out)
+
+
+@pytest.mark.parametrize(
+    ("stage", "fragments"),
+    [
+        ("evaluate", ["models/nope/model.pt: model file not found"]),
+        ("train", ["models.nope: no such model; defined models: ['fastscnn']"]),
+    ],
+)
+def test_stage_errors(tmp_path: Path, stage: str, fragments: list[str]) -> None:
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump({"models": {"fastscnn": {"arch": "fastscnn"}}}))
+    result = subprocess.run([sys.executable, str(REPO / "stages" / f"{stage}.py"), "--model", "nope"],
+                            cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    line = assert_one_error(result, *fragments)
+    assert line.startswith("ERROR cocoseg: ")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["params.yaml"]  # failed before writing anything
+
+
+def test_compare_table_leaves_per_class_columns_out_beyond_twelve_classes(tmp_path: Path) -> None:
+    from cocoseg.evaluation.compare import render_markdown
+
+    row = {"model": "m", "miou": 0.5, "per_class": {f"c{i}": {"iou": 0.5} for i in range(13)}}
+    header = render_markdown([row]).splitlines()[0]
+    assert header == "| model | mIoU | mean Dice | pixel acc. | params | images/s |"
+    row["per_class"] = {f"c{i}": {"iou": 0.5} for i in range(12)}
+    assert render_markdown([row]).splitlines()[0].count("IoU c") == 12

@@ -1,0 +1,114 @@
+"""SegmentationDataset and DataModule on a tiny masks folder written into tmp_path."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+import torch
+
+from cocoseg.core.splits import load_split
+from cocoseg.evaluation.evaluate import ValImages
+from cocoseg.models.inference import Preprocessing
+from cocoseg.training.data import MEAN, STD, SegmentationDataModule, SegmentationDataset, train_transform
+
+from helpers import CLASSES, shapes_pair, to_uint8, write_dataset
+
+
+@pytest.fixture
+def shapes(tmp_path: Path) -> tuple[Path, Path, list[np.ndarray]]:
+    pairs = [shapes_pair(48, 64, seed) for seed in range(4)]
+    coco, masks = write_dataset(tmp_path, [p[0] for p in pairs], [p[1] for p in pairs], num_val=1)
+    return coco, masks, [p[1] for p in pairs]
+
+
+def test_resized_item_shapes_and_labels(shapes: tuple[Path, Path, list[np.ndarray]]) -> None:
+    coco, masks, sources = shapes
+    dm = SegmentationDataModule(coco, masks, (32, 40), batch_size=2)
+    assert dm.classes == CLASSES and dm.num_classes == 3
+    ds = dm.dataset("train")
+    assert len(ds) == 3
+    image, target = ds[0]
+    assert image.shape == (3, 32, 40) and image.dtype == torch.float32
+    assert target.shape == (32, 40) and target.dtype == torch.int64
+    # nearest: no blended labels; void survives as 255, not averaged into a class
+    assert set(target.unique().tolist()) <= set(np.unique(sources[0]).tolist())
+    assert {1, 2, 255} <= set(target.unique().tolist())
+    # and it is the nearest-neighbour resize exactly
+    expected = cv2.resize(sources[0], (40, 32), interpolation=cv2.INTER_NEAREST)
+    np.testing.assert_array_equal(target.numpy(), expected)
+    # the image is normalised RGB: the red square's pixels are red, not blue (BGR read converted)
+    rgb = to_uint8(image)
+    square = target.numpy() == 1
+    assert rgb[square, 0].mean() > 180 and rgb[square, 2].mean() < 70
+
+
+def test_evaluation_images_keep_full_res_target(shapes: tuple[Path, Path, list[np.ndarray]]) -> None:
+    coco, masks, sources = shapes
+    dataset = ValImages(load_split(masks)["val"], coco, masks, Preprocessing((32, 40)))
+    image, target = dataset[0]
+    assert image.shape == (3, 32, 40) and image.dtype == torch.uint8  # the model's input size ...
+    np.testing.assert_array_equal(target.numpy(), sources[3])  # ... the mask as stored, at 48x64
+
+
+def test_loaders(shapes: tuple[Path, Path, list[np.ndarray]]) -> None:
+    coco, masks, _ = shapes
+    dm = SegmentationDataModule(coco, masks, (32, 32), batch_size=2, workers=0, scale=(0.75, 1.25))
+    train = list(dm.train_dataloader())
+    assert len(train) == 1  # 3 images, batch 2: the last single image is dropped (BatchNorm needs > 1)
+    images, target = train[0]
+    assert images.shape == (2, 3, 32, 32) and target.shape == (2, 32, 32)
+    val = list(dm.val_dataloader())
+    assert [b[0].shape[0] for b in val] == [1]  # val keeps every image
+
+
+def blocks(height: int, width: int, seed: int) -> np.ndarray:
+    """Random 0/1 labels on 8x8 blocks with a void block; the image is the label in white on black."""
+    rng = np.random.default_rng(seed)
+    mask = np.kron(rng.integers(0, 2, (height // 8, width // 8)), np.ones((8, 8), int)).astype(np.uint8)
+    mask[8:16, 8:16] = 255
+    return mask
+
+
+def decode(image: np.ndarray) -> np.ndarray:
+    return (image.mean(axis=2) > 127).astype(np.uint8)
+
+
+def test_train_transform_keeps_labels_aligned(tmp_path: Path) -> None:
+    """Scale x2 (an exact upsampling, so bilinear and nearest agree pixel for pixel), random crop, flip."""
+    masks = [blocks(32, 48, seed) for seed in range(2)]
+    images = [np.repeat((m == 1)[..., None] * 255, 3, axis=2).astype(np.uint8) for m in masks]
+    coco, masks_root = write_dataset(tmp_path, images, masks, num_val=1)
+    ds = SegmentationDataset(["val2017/000000000001.jpg"], coco, masks_root, (32, 48),
+                             transform=train_transform((32, 48), (2.0, 2.0), hflip=True))
+    up = np.kron(masks[0], np.ones((2, 2), np.uint8))  # the 64x96 mask the crops come from
+    flips, offsets = 0, set()
+    torch.manual_seed(0)
+    for _ in range(12):
+        image, target = ds[0]
+        target = target.numpy()
+        keep = target != 255
+        np.testing.assert_array_equal(decode(to_uint8(image))[keep], target[keep])
+        # the crop really is a window of the x2 mask, flipped or not: find where it came from
+        found = [(y, x, f) for y in range(33) for x in range(49) for f in (0, 1)
+                 if np.array_equal(up[y:y + 32, x:x + 48][:, ::-1] if f else up[y:y + 32, x:x + 48], target)]
+        assert found, "the target is not a crop of the rescaled mask"
+        flips += found[0][2]
+        offsets.add(found[0][:2])
+    assert 0 < flips < 12 and len(offsets) > 1  # both flipped and unflipped, several crop positions
+
+
+def test_train_transform_pads_with_void(tmp_path: Path) -> None:
+    mask = blocks(32, 48, 0)
+    image = np.repeat((mask == 1)[..., None] * 255, 3, axis=2).astype(np.uint8)
+    transform = train_transform((32, 48), (0.5, 0.5), hflip=False)
+    out_image, out_mask = transform((image, mask), np.random.default_rng(0))
+    assert out_image.shape == (32, 48, 3) and out_mask.shape == (32, 48)
+    # shrunk to 16x24 at the top left, the rest padded: void in the mask, black in the image
+    shrunk = cv2.resize(mask, (24, 16), interpolation=cv2.INTER_NEAREST)
+    np.testing.assert_array_equal(out_mask[:16, :24], shrunk)
+    assert (out_mask[16:] == 255).all() and (out_mask[:, 24:] == 255).all()
+    assert (out_image[16:] == 0).all() and (out_image[:, 24:] == 0).all()
