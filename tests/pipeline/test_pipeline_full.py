@@ -9,6 +9,7 @@ import re
 from pathlib import Path
 
 import pytest
+import torch
 import yaml
 from helpers import copy_project, run_in
 
@@ -76,3 +77,16 @@ def test_dvc_repro_whole_pipeline(tmp_path: Path) -> None:
     lr = next(column for column in table[0] if column.endswith("models.fastscnn.lr"))
     assert [row[lr] for row in table if row["Experiment"]] == ["0.02"]  # the experiment is recorded ...
     assert [row[lr] for row in table if row["typ"] == "baseline" and row["rev"] != "workspace"] == ["0.01"]
+
+    # A fourth model is one params.yaml entry: any segmentation-models-pytorch architecture by its name.
+    params = yaml.safe_load((repo / "params.yaml").read_text())
+    params["models"]["fpn"] = {"arch": "fpn", "encoder": "resnet18", "encoder_weights": None,
+                               "options": {"decoder_pyramid_channels": 32, "decoder_segmentation_channels": 16}}
+    (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    fourth = run_in(repo, "dvc", "repro")
+    assert ran(fourth) == {"train@fpn", "evaluate@fpn", "compare"}, fourth
+    spec = torch.load(repo / "models" / "fpn" / "model.pt", weights_only=True)["model"]
+    assert spec["arch"] == "fpn" and spec["decoder_pyramid_channels"] == 32  # options travel in the model file
+    assert 0 <= json.loads((repo / "results" / "evaluate" / "fpn" / "metrics.json").read_text())["miou"] <= 1
+    compare = json.loads((repo / "results" / "compare.json").read_text())
+    assert sorted(r["model"] for r in compare["models"]) == sorted([*MODELS, "fpn"])

@@ -115,20 +115,17 @@ def download_subset(
                 outcomes[image["id"]] = str(err)
                 log.warning("could not fetch %s: %s", image["file_name"], err)
     ok_ids = {i for i, outcome in outcomes.items() if outcome in ("fetched", "reused")}
-    annotation_path = annotation_file(Path(raw_dir), split)
-    write_json(annotation_path, _filter_annotations(annotations_json, ok_ids))
-    failures = tuple(
-        (image["file_name"], outcomes[image["id"]]) for image in chosen if image["id"] not in ok_ids
-    )
-    result = SubsetResult(
-        requested=len(chosen),
-        fetched=sum(outcome == "fetched" for outcome in outcomes.values()),
-        reused=sum(outcome == "reused" for outcome in outcomes.values()),
-        failed=len(failures),
-        failures=failures,
-    )
+    write_json(annotation_file(Path(raw_dir), split), _filter_annotations(annotations_json, ok_ids))
+    result = _summarise(chosen, outcomes, ok_ids)
     log.info("%s subset: %s", split, result)
     return result
+
+
+def _summarise(chosen: list[dict[str, Any]], outcomes: dict[int, str], ok_ids: set[int]) -> SubsetResult:
+    failures = tuple((image["file_name"], outcomes[image["id"]]) for image in chosen if image["id"] not in ok_ids)
+    return SubsetResult(requested=len(chosen), fetched=sum(o == "fetched" for o in outcomes.values()),
+                        reused=sum(o == "reused" for o in outcomes.values()), failed=len(failures),
+                        failures=failures)
 
 
 class _UndecodableImage(Exception):

@@ -1,0 +1,1 @@
+"""Training: the DataModule, the LightningModule, the loss, callbacks and the train entry."""
