@@ -1,20 +1,26 @@
-"""Stage compare: one table of all evaluated models side by side, best mIoU first."""
+"""Stage compare: every model of params.yaml side by side, best mIoU first, and their val mIoU curves."""
 
 import argparse
 import logging
 from pathlib import Path
 
+from cocoseg.core.params import load_params
 from cocoseg.core.stage import run_stage
-from cocoseg.evaluation.compare import render_markdown, write_comparison
+from cocoseg.evaluation.compare import render_markdown, write_comparison, write_curves
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--params", default="params.yaml")
     parser.add_argument("--evaluate", type=Path, default=Path("results/evaluate"))
+    parser.add_argument("--train", type=Path, default=Path("results/train"))
     parser.add_argument("--md", type=Path, default=Path("results/compare.md"))
     parser.add_argument("--json", type=Path, default=Path("results/compare.json"))
+    parser.add_argument("--curves", type=Path, default=Path("results/val_miou.tsv"))
     args = parser.parse_args()
-    rows = write_comparison(args.evaluate, args.md, args.json)
+    models = list(load_params(args.params).models)
+    rows = write_comparison(args.evaluate, models, args.md, args.json)
+    write_curves(args.train, models, args.curves)
     logging.getLogger("cocoseg.stages.compare").info("\n%s", render_markdown(rows))
 
 

@@ -7,6 +7,7 @@ import segmentation_models_pytorch as smp
 import torch
 import torch.nn.functional as F
 
+from cocoseg.core.params import ConfigError
 from cocoseg.models import ARCHITECTURES, SMP_ARCHITECTURES, build_model, count_parameters, model_spec
 from cocoseg.models.fastscnn import FastSCNN
 from cocoseg.training.module import SegmentationModule
@@ -84,3 +85,9 @@ def test_loss_ignores_void() -> None:
     half = module.loss(logits[..., 4:, :], target[:, 4:])
     assert module.loss(logits, void) == pytest.approx(half.item(), rel=1e-6)
     assert module.loss(logits, other) != pytest.approx(half.item(), rel=1e-3)
+
+
+def test_bad_options_name_the_architecture() -> None:
+    with pytest.raises(ConfigError, match=r"fpn \(encoder 'resnet18', options \{'decoder_chanels': 8\}\) "
+                                          r"cannot be built: .*decoder_chanels"):
+        build_model("fpn", 3, decoder_chanels=8)

@@ -81,7 +81,7 @@ def test_dvc_repro_whole_pipeline(tmp_path: Path) -> None:
     # A fourth model is one params.yaml entry: any segmentation-models-pytorch architecture by its name.
     params = yaml.safe_load((repo / "params.yaml").read_text())
     params["models"]["fpn"] = {"arch": "fpn", "encoder": "resnet18", "encoder_weights": None,
-                               "options": {"decoder_pyramid_channels": 32, "decoder_segmentation_channels": 16}}
+                               "options": {"decoder_pyramid_channels": 32, "decoder_segmentation_channels": 32}}
     (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     fourth = run_in(repo, "dvc", "repro")
     assert ran(fourth) == {"train@fpn", "evaluate@fpn", "compare"}, fourth
@@ -90,3 +90,5 @@ def test_dvc_repro_whole_pipeline(tmp_path: Path) -> None:
     assert 0 <= json.loads((repo / "results" / "evaluate" / "fpn" / "metrics.json").read_text())["miou"] <= 1
     compare = json.loads((repo / "results" / "compare.json").read_text())
     assert sorted(r["model"] for r in compare["models"]) == sorted([*MODELS, "fpn"])
+    curves = list(csv.DictReader(io.StringIO((repo / "results" / "val_miou.tsv").read_text()), delimiter="\t"))
+    assert {row["model"] for row in curves} == {*MODELS, "fpn"}  # the all-models plot follows params.yaml

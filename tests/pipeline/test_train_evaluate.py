@@ -1,4 +1,4 @@
-"""The training half on the CPU: train a tiny Fast-SCNN, evaluate it, compare, predict, and stage errors."""
+"""The training half on the CPU: train a tiny Fast-SCNN, evaluate it, predict, and stage errors."""
 
 from __future__ import annotations
 
@@ -16,7 +16,6 @@ import torch.nn.functional as F
 import yaml
 
 from cocoseg.models.checkpoint import save_checkpoint
-from cocoseg.evaluation.compare import write_comparison
 from cocoseg.core.params import EvaluateConfig, parse_params
 from cocoseg.training.data import SegmentationDataModule
 from cocoseg.evaluation.evaluate import evaluate_model
@@ -197,44 +196,6 @@ def test_evaluate(run: Run, checkpoints: dict[str, Path], tmp_path: Path, which:
     assert cv2.imread(str(overlays[0])).shape == (48, 3 * 64 + 2 * 4, 3)  # image | truth | prediction
 
 
-def write_fake_evaluation(folder: Path, metrics: dict, speed: dict | None = None) -> None:
-    folder.mkdir(parents=True)
-    (folder / "metrics.json").write_text(json.dumps(metrics))
-    if speed is not None:
-        (folder / "speed.json").write_text(json.dumps(speed))
-
-
-def test_compare_ranks_models(tmp_path: Path) -> None:
-    evaluate = tmp_path / "evaluate"
-    write_fake_evaluation(evaluate / "alpha",
-                          {"miou": 0.5, "dice": 0.6, "pixel_accuracy": 0.9, "params": 1234567,
-                           "per_class": {"cat": {"iou": 0.25, "dice": 0.4}}},
-                          {"images_per_second": 123.456, "device": "cpu"})
-    write_fake_evaluation(evaluate / "beta",
-                          {"miou": 0.75, "dice": 0.8, "pixel_accuracy": 0.95, "params": 99,
-                           "per_class": {"dog": {"iou": 0.5, "dice": 0.6}}})
-    write_fake_evaluation(evaluate / "gamma",  # nothing scored: ranks last
-                          {"miou": None, "dice": None, "pixel_accuracy": None, "params": 5, "per_class": {}})
-    md, js = tmp_path / "compare.md", tmp_path / "compare.json"
-    rows = write_comparison(evaluate, md, js)
-    assert [r["model"] for r in rows] == ["beta", "alpha", "gamma"]
-    assert json.loads(js.read_text())["best"] == "beta"
-    lines = md.read_text().splitlines()
-    table = [line for line in lines if line.startswith("|")]
-    assert table == [
-        "| model | mIoU | mean Dice | pixel acc. | params | images/s | IoU cat | IoU dog |",
-        "|---|---|---|---|---|---|---|---|",
-        "| beta | 0.7500 | 0.8000 | 0.9500 | 99 | - | - | 0.5000 |",
-        "| alpha | 0.5000 | 0.6000 | 0.9000 | 1,234,567 | 123.5 | 0.2500 | - |",
-        "| gamma | - | - | - | 5 | - | - | - |",
-    ]
-
-
-def test_compare_without_evaluations(tmp_path: Path) -> None:
-    with pytest.raises(FileNotFoundError, match=f"{tmp_path}: no \\*/metrics.json found"):
-        write_comparison(tmp_path, tmp_path / "compare.md", tmp_path / "compare.json")
-
-
 @pytest.mark.parametrize("which", ["trained", "untrained"])
 def test_predict_images(checkpoints: dict[str, Path], tmp_path: Path, which: str) -> None:
     model_path = checkpoints[which]
@@ -275,13 +236,3 @@ def test_stage_errors(tmp_path: Path, stage: str, fragments: list[str]) -> None:
     line = assert_one_error(result, *fragments)
     assert line.startswith("ERROR cocoseg: ")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["params.yaml"]  # failed before writing anything
-
-
-def test_compare_table_leaves_per_class_columns_out_beyond_twelve_classes(tmp_path: Path) -> None:
-    from cocoseg.evaluation.compare import render_markdown
-
-    row = {"model": "m", "miou": 0.5, "per_class": {f"c{i}": {"iou": 0.5} for i in range(13)}}
-    header = render_markdown([row]).splitlines()[0]
-    assert header == "| model | mIoU | mean Dice | pixel acc. | params | images/s |"
-    row["per_class"] = {f"c{i}": {"iou": 0.5} for i in range(12)}
-    assert render_markdown([row]).splitlines()[0].count("IoU c") == 12

@@ -1,29 +1,51 @@
-"""One table of every evaluated model, best mIoU first (results/compare.md and compare.json)."""
+"""Every model of params.yaml side by side: one table, best mIoU first (results/compare.md and
+compare.json), and the data of the all-models val mIoU plot (results/val_miou.tsv)."""
 
 from __future__ import annotations
 
+import csv
 import json
 from pathlib import Path
 from typing import Any
 
+from cocoseg.core.errors import UserError
 from cocoseg.core.files import write_json, write_text
+
+VAL_MIOU_HISTORY = "plots/metrics/val/miou.tsv"  # under results/train/<model>/, written by dvclive
 
 # (key, header, format): scores to 4 decimals, counts with thousands separators, speed to 0.1
 COLUMNS = [("miou", "mIoU", "{:.4f}"), ("dice", "mean Dice", "{:.4f}"), ("pixel_accuracy", "pixel acc.", "{:.4f}"),
            ("params", "params", "{:,}"), ("images_per_second", "images/s", "{:.1f}")]
 
 
-def collect(evaluate_dir: Path) -> list[dict[str, Any]]:
+def collect(evaluate_dir: Path, models: list[str]) -> list[dict[str, Any]]:
+    """One row per model of params.yaml (never a leftover folder of a removed model), best mIoU first."""
+    if not models:
+        raise UserError("params.yaml: the models section is empty; define at least one model")
     rows = []
-    for metrics_path in sorted(Path(evaluate_dir).glob("*/metrics.json")):
-        row = {"model": metrics_path.parent.name, **json.loads(metrics_path.read_text())}
+    for model in models:
+        metrics_path = Path(evaluate_dir) / model / "metrics.json"
+        if not metrics_path.is_file():
+            raise UserError(f"{metrics_path}: missing (did the evaluate@{model} stage run?)")
+        row = {"model": model, **json.loads(metrics_path.read_text())}
         speed_path = metrics_path.parent / "speed.json"
         if speed_path.is_file():
             row.update(json.loads(speed_path.read_text()))
         rows.append(row)
-    if not rows:
-        raise FileNotFoundError(f"{evaluate_dir}: no */metrics.json found (did the evaluate stages run?)")
     return sorted(rows, key=lambda r: (-(r.get("miou") or 0.0), r["model"]))
+
+
+def collect_curves(train_dir: Path, models: list[str]) -> list[dict[str, Any]]:
+    """Every model's val mIoU per step from its dvclive history, as long-format rows (step, model, miou)."""
+    rows = []
+    for model in models:
+        path = Path(train_dir) / model / VAL_MIOU_HISTORY
+        if not path.is_file():
+            raise UserError(f"{path}: missing (did the train@{model} stage run?)")
+        with open(path, newline="") as f:
+            rows += [{"step": int(r["step"]), "model": model, "miou": float(r["miou"])}
+                     for r in csv.DictReader(f, delimiter="\t")]
+    return rows
 
 
 MAX_CLASS_COLUMNS = 12  # beyond this (COCO has 80) per-class IoU stays in compare.json only
@@ -42,11 +64,19 @@ def render_markdown(rows: list[dict[str, Any]]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def write_comparison(evaluate_dir: Path, out_md: Path, out_json: Path) -> list[dict[str, Any]]:
-    rows = collect(evaluate_dir)
+def write_comparison(evaluate_dir: Path, models: list[str], out_md: Path,
+                     out_json: Path) -> list[dict[str, Any]]:
+    rows = collect(evaluate_dir, models)
     write_text(out_md, f"# Models on the val split (best first)\n\n{render_markdown(rows)}")
     write_json(out_json, {"best": rows[0]["model"], "models": rows})
     return rows
+
+
+def write_curves(train_dir: Path, models: list[str], out_tsv: Path) -> None:
+    """results/val_miou.tsv: the all-models plot's data, one line per (model, step)."""
+    rows = collect_curves(train_dir, models)
+    lines = ["step\tmodel\tmiou", *(f"{r['step']}\t{r['model']}\t{r['miou']}" for r in rows)]
+    write_text(out_tsv, "\n".join(lines) + "\n")
 
 
 def _fmt(value: Any, fmt: str) -> str:

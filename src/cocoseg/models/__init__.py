@@ -10,6 +10,7 @@ params.yaml entry with ``arch: fpn`` is all it takes); another network needs one
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -34,6 +35,11 @@ def _smp_builder(arch: str) -> Callable[..., nn.Module]:
     def build(num_classes: int, encoder: str, encoder_weights: str | None, **options: Any) -> nn.Module:
         import segmentation_models_pytorch as smp
 
+        # smp's constructors take **kwargs and ignore what they do not know: refuse a misspelt option
+        known = inspect.signature(smp.MODEL_ARCHITECTURES_MAPPING[arch]).parameters
+        unknown = sorted(set(options) - {n for n, p in known.items() if p.kind is not p.VAR_KEYWORD})
+        if unknown:
+            raise TypeError(f"unknown option {unknown[0]!r}; {arch} takes {sorted(set(known) - {'kwargs'})}")
         return smp.create_model(arch, encoder_name=encoder, encoder_weights=encoder_weights,
                                 classes=num_classes, **options)
 
@@ -67,7 +73,11 @@ def check_model(params: Params, name: str) -> None:
 
 def build_model(arch: str, num_classes: int, encoder: str = "resnet18", encoder_weights: str | None = None,
                 **options: Any) -> nn.Module:
-    return check_arch(arch).build(num_classes, encoder, encoder_weights, **options)
+    builder = check_arch(arch).build
+    try:
+        return builder(num_classes, encoder, encoder_weights, **options)
+    except (TypeError, ValueError, KeyError) as err:  # an unknown option or encoder, a bad option value
+        raise ConfigError(f"{arch} (encoder {encoder!r}, options {options}) cannot be built: {err}") from None
 
 
 def count_parameters(model: nn.Module) -> int:
