@@ -16,6 +16,7 @@ from cocoseg.models.checkpoint import save_checkpoint
 from cocoseg.core.params import Params
 from cocoseg.models import check_arch, model_spec
 from cocoseg.models.inference import Preprocessing
+from cocoseg.training.checks import check_timm_encoder
 from cocoseg.training.data import SegmentationDataModule
 from cocoseg.training.module import SegmentationModule
 from cocoseg.training.resume import EpochCheckpoint, RunState, prepare_run, publish_run, run_fingerprint
@@ -52,6 +53,7 @@ def train_model(params: Params, name: str, paths: TrainPaths) -> dict[str, Any]:
     """
     cfg, model_cfg = params.train, params.model(name)
     check_arch(model_cfg.arch, f"models.{name}.arch")
+    check_timm_encoder(params, name)
     lr, epochs, batch_size = params.model_settings(name)
     L.seed_everything(params.base.seed, workers=True, verbose=False)
 
