@@ -113,3 +113,10 @@ def test_encoders_follow_smp() -> None:
 
     # to regenerate smp_encoders.py: {k: tuple(sorted(v.get("pretrained_settings", {}))) for k, v in encoders.items()}
     assert SMP_ENCODERS == {k: tuple(sorted(v.get("pretrained_settings", {}))) for k, v in encoders.items()}
+
+
+def test_evaluate_refuses_a_path_as_model_name(tmp_path: Path) -> None:
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(SHIPPED))
+    result = subprocess.run([sys.executable, str(REPO / "stages" / "evaluate.py"), "--model", "../../x"],
+                            cwd=tmp_path, capture_output=True, text=True, timeout=60)
+    assert_one_error(result, "--model '../../x': not allowed; expected a plain model name")

@@ -65,14 +65,19 @@ def check_model(params: Params, name: str) -> None:
 
     Runs in milliseconds (no torch, no smp), before anything is imported, read or deleted.
     """
-    if not name.isidentifier():  # a name becomes a path (models/<name>): '../data' must never get that far
-        raise ConfigError(f"--model {name!r}: not allowed; expected a plain model name (letters, digits, _), "
-                          "a key of the models section")
+    check_model_name(name)
     if not params.models:
         raise ConfigError("models: no model is defined; expected at least one entry, e.g. unet: {arch: unet}")
     model = params.model(name)
     if check_arch(model.arch, f"models.{name}.arch").uses_encoder:
         check_encoder(model.encoder, model.encoder_weights, f"models.{name}")
+
+
+def check_model_name(name: str) -> None:
+    """A model name becomes paths (models/<name>, results/train/<name>): '../../data' must never get that far."""
+    if not name.isidentifier():
+        raise ConfigError(f"--model {name!r}: not allowed; expected a plain model name (letters, digits, _), "
+                          "a key of the models section")
 
 
 def check_encoder(encoder: str, weights: str | None, key: str) -> None:
