@@ -20,6 +20,7 @@ import dataclasses
 import hashlib
 import json
 import logging
+import os
 import random
 import shutil
 from pathlib import Path
@@ -72,9 +73,16 @@ def run_fingerprint(params: Params, name: str, masks_root: Path) -> str:
 
 
 def prepare_run(state: RunState, fingerprint: str) -> Path | None:
-    """The checkpoint to resume from, with the history restored as it was then; or None: a fresh start."""
+    """The checkpoint to resume from, with the history restored as it was then; or None: a fresh start.
+
+    Only the first process touches the folder: with several GPUs, Lightning starts the other ranks by
+    running the stage again once training has begun, and they only read.
+    """
     saved = state.saved / "fingerprint.txt"
-    if state.checkpoint.is_file() and saved.is_file() and saved.read_text() == fingerprint:
+    resumable = state.checkpoint.is_file() and saved.is_file() and saved.read_text() == fingerprint
+    if os.environ.get("LOCAL_RANK", "0") != "0" or os.environ.get("NODE_RANK", "0") != "0":
+        return state.checkpoint if resumable else None
+    if resumable:
         shutil.rmtree(state.root / "run", ignore_errors=True)
         shutil.copytree(state.saved / "run", state.root / "run")
         state.pending.unlink(missing_ok=True)  # an epoch whose history was not complete: run it again
