@@ -120,3 +120,13 @@ def test_evaluate_refuses_a_path_as_model_name(tmp_path: Path) -> None:
     result = subprocess.run([sys.executable, str(REPO / "stages" / "evaluate.py"), "--model", "../../x"],
                             cwd=tmp_path, capture_output=True, text=True, timeout=60)
     assert_one_error(result, "--model '../../x': not allowed; expected a plain model name")
+
+
+def test_timm_encoder_checked_when_training_starts() -> None:
+    from cocoseg.core.params import ConfigError
+    from cocoseg.training.checks import check_timm_encoder
+
+    check_timm_encoder(parse_params(edit(models__unet__encoder="tu-resnet10t")), "unet")
+    with pytest.raises(ConfigError, match=r"^models\.unet\.encoder: 'tu-resnet343' is not allowed; 'resnet343' is "
+                                          r"not a timm model"):
+        check_timm_encoder(parse_params(edit(models__unet__encoder="tu-resnet343")), "unet")
