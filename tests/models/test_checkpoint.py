@@ -110,7 +110,7 @@ BAD_FILES = {
     "mismatched_spec": "the weights do not match the model spec {'arch': 'fastscnn', 'num_classes': 4, "
                        "'encoder': 'resnet18'}: 0 missing, 0 unexpected, 2 of another shape (e.g. classifier.3.bias: "
                        "(3,) in the file, (4,) in the model)",
-    "unbuildable_spec": "cannot be built (FastSCNN.__init__() got an unexpected keyword argument 'wings')",
+    "unbuildable_spec": "cannot be built (",
 }
 
 
@@ -122,6 +122,7 @@ def test_bad_model_file_is_refused_in_one_line(tmp_path: Path, kind: str) -> Non
         load_checkpoint(path)
     message = str(err.value)
     assert message.startswith(f"{path}: ") and BAD_FILES[kind] in message
+    assert kind != "unbuildable_spec" or "unexpected keyword argument 'wings'" in message
     assert "\n" not in message and len(message) < 400
     assert isinstance(err.value, UserError) and isinstance(err.value, ValueError)  # the stage runner's kind
 
