@@ -3,11 +3,9 @@
 import argparse
 from pathlib import Path
 
-import torch
-
-from cocoseg.core.stage import run_stage
 from cocoseg.core.params import load_params
-from cocoseg.evaluation.evaluate import evaluate_model
+from cocoseg.core.stage import run_stage
+from cocoseg.models import check_model_name
 
 
 def main() -> None:
@@ -17,11 +15,17 @@ def main() -> None:
     parser.add_argument("--coco", type=Path, default=Path("data/coco"))
     parser.add_argument("--masks", type=Path, default=Path("data/masks"))
     parser.add_argument("--out", type=Path, help="default: results/evaluate/<model>")
-    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--device", help="default: cuda where there is one, else cpu")
     args = parser.parse_args()
-    params = load_params(args.params)
+    params = load_params(args.params, lambda p: check_model_name(args.model))
+    # Imported only now: torch takes seconds to load, and a bad value must fail at once.
+    import torch
+
+    from cocoseg.evaluation.evaluate import evaluate_model
+
+    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     evaluate_model(Path("models") / args.model / "model.pt", args.coco, args.masks,
-                   args.out or Path("results/evaluate") / args.model, params.evaluate, args.device)
+                   args.out or Path("results/evaluate") / args.model, params.evaluate, device)
 
 
 if __name__ == "__main__":

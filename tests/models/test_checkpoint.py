@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
-from cocoseg.models.checkpoint import FORMAT_VERSION, load_checkpoint, save_checkpoint
+from cocoseg.core.errors import UserError
+from cocoseg.models.checkpoint import FORMAT_VERSION, CheckpointError, load_checkpoint, save_checkpoint
 from cocoseg.models import build_model, model_spec
+from helpers import REPO, assert_one_error
 
 CLASSES = ["background", "disk", "square"]
 PREPROCESSING = {"image_size": [64, 64], "mean": [0.485, 0.456, 0.406], "std": [0.229, 0.224, 0.225],
@@ -64,15 +70,83 @@ def test_missing_file(tmp_path: Path) -> None:
         load_checkpoint(path)
 
 
-@pytest.mark.parametrize("kind", ["text", "foreign_torch_file"])
-def test_not_a_cocoseg_file(tmp_path: Path, kind: str) -> None:
-    path = tmp_path / "model.pt"
-    if kind == "text":
+def write_bad(path: Path, kind: str) -> None:
+    """A model file gone wrong in one of the ways users meet."""
+    model = trained_state("fastscnn")
+    if kind in ("truncated", "mismatched_spec", "unbuildable_spec", "incomplete"):
+        spec = {"mismatched_spec": model_spec("fastscnn", 4, "resnet18"),
+                "unbuildable_spec": model_spec("fastscnn", 3, "resnet18", wings=2)}.get(
+                    kind, model_spec("fastscnn", 3, "resnet18"))
+        save_checkpoint(path, model.state_dict(), spec, PREPROCESSING, CLASSES, METRICS)
+        if kind == "truncated":
+            path.write_bytes(path.read_bytes()[:-5000])  # the zip's directory at the end is gone
+        elif kind == "incomplete":
+            ckpt = torch.load(path, weights_only=True)
+            del ckpt["classes"]
+            torch.save(ckpt, path)
+    elif kind == "empty":
+        path.write_bytes(b"")
+    elif kind == "random":
+        path.write_bytes(np.random.default_rng(0).integers(0, 256, 4096, np.uint8).tobytes())
+    elif kind == "text":
         path.write_text("not a model\n")
-    else:  # loads with weights_only=True, but is some other program's state dict
-        torch.save({"state_dict": trained_state("fastscnn").state_dict()}, path)
-    with pytest.raises(ValueError, match=f"{path}: not a cocoseg model file"):
+    elif kind == "state_dict":
+        torch.save(model.state_dict(), path)
+    elif kind == "pickled_module":
+        torch.save(model, path)
+    else:  # loads with weights_only=True, but is some other program's dict
+        torch.save({"state_dict": model.state_dict(), "epoch": 3}, path)
+
+
+BAD_FILES = {
+    "empty": "empty file",
+    "truncated": "truncated or damaged (",
+    "random": "not a PyTorch file",
+    "text": "not a PyTorch file",
+    "state_dict": "a bare state_dict (weights without the model spec)",
+    "pickled_module": "holds pickled Python objects (a whole model?)",
+    "foreign_dict": "not a cocoseg model file of format 1",
+    "incomplete": "incomplete cocoseg model file: no classes",
+    "mismatched_spec": "the weights do not match the model spec {'arch': 'fastscnn', 'num_classes': 4, "
+                       "'encoder': 'resnet18'}: 0 missing, 0 unexpected, 2 of another shape (e.g. classifier.3.bias: "
+                       "(3,) in the file, (4,) in the model)",
+    "unbuildable_spec": "cannot be built (",
+}
+
+
+@pytest.mark.parametrize("kind", sorted(BAD_FILES))
+def test_bad_model_file_is_refused_in_one_line(tmp_path: Path, kind: str) -> None:
+    path = tmp_path / "model.pt"
+    write_bad(path, kind)
+    with pytest.raises(CheckpointError) as err:
         load_checkpoint(path)
+    message = str(err.value)
+    assert message.startswith(f"{path}: ") and BAD_FILES[kind] in message
+    assert kind != "unbuildable_spec" or "unexpected keyword argument 'wings'" in message
+    assert "\n" not in message and len(message) < 400
+    assert isinstance(err.value, UserError) and isinstance(err.value, ValueError)  # the stage runner's kind
+
+
+@pytest.mark.parametrize(("command", "kind"), [("evaluate", "mismatched_spec"), ("predict", "truncated")])
+def test_stages_refuse_bad_model_file(tmp_path: Path, kind: str, command: str) -> None:
+    """evaluate and cocoseg-predict: one line, exit 1, no traceback, nothing written (every kind of bad
+    file raises the same CheckpointError, tested above)."""
+    if command == "evaluate":
+        path = tmp_path / "models" / "x" / "model.pt"
+        path.parent.mkdir(parents=True)
+        (tmp_path / "params.yaml").write_text("models:\n  x: {arch: fastscnn}\n")
+        args = [str(REPO / "stages" / "evaluate.py"), "--model", "x"]
+    else:
+        path = tmp_path / "model.pt"
+        (tmp_path / "photo.jpg").write_bytes(b"")
+        args = ["-m", "cocoseg.evaluation.predict", "--model", str(path), "--out", "out", "photo.jpg"]
+    write_bad(path, kind)
+    before = sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*"))
+    start = time.perf_counter()
+    result = subprocess.run([sys.executable, *args], cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert time.perf_counter() - start < 15  # torch's import, then the check: no model is built or run
+    assert_one_error(result, f"{path.relative_to(tmp_path) if command == 'evaluate' else path}: {BAD_FILES[kind]}")
+    assert sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*")) == before
 
 
 def test_same_state_same_bytes(tmp_path: Path) -> None:

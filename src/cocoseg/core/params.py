@@ -8,6 +8,7 @@ the wrong type or range raises ``ConfigError`` with the dotted key and what is a
 from __future__ import annotations
 
 import dataclasses
+import math
 import types
 import typing
 from collections.abc import Callable, Mapping
@@ -36,6 +37,9 @@ def _check(ok: bool, key: str, value: Any, allowed: str) -> None:
 @dataclass(frozen=True)
 class BaseConfig:
     seed: int = 42  # one seed for sampling, splitting, previews and training
+
+    def __post_init__(self) -> None:  # numpy and Lightning take unsigned 32-bit seeds
+        _check(0 <= self.seed < 2**32, "base.seed", self.seed, "an integer from 0 to 2**32 - 1")
 
 
 @dataclass(frozen=True)
@@ -120,7 +124,7 @@ class TrainConfig:
     dice_weight: float = 0.5  # loss = cross-entropy + dice_weight * Dice; 0 turns Dice off
     hflip: bool = True  # train-split augmentation: random horizontal flip ...
     scale: tuple[float, ...] = (0.75, 1.25)  # ... and a random rescale then crop back to image_size
-    accelerator: str = "auto"  # auto | cpu | gpu | cuda | mps (Lightning's names)
+    accelerator: str = "auto"  # auto | cpu | gpu | cuda | mps | tpu (Lightning's names, checked by train)
     devices: int | str | tuple[int, ...] = "auto"  # e.g. 1, 4, [0] (the seed's --gpu 0), "auto"
     strategy: str = "auto"  # auto | ddp | fsdp | ... (Lightning's strategies)
     num_nodes: int = 1
@@ -131,7 +135,8 @@ class TrainConfig:
     def __post_init__(self) -> None:
         for key in ("epochs", "batch_size", "num_nodes"):
             _check(getattr(self, key) >= 1, f"train.{key}", getattr(self, key), "an integer >= 1")
-        _check(self.lr > 0, "train.lr", self.lr, "a positive number")
+        _check(0 < self.lr < math.inf, "train.lr", self.lr, "a positive number")
+        _check(0 <= self.weight_decay < math.inf, "train.weight_decay", self.weight_decay, "a number >= 0")
         _check(len(self.image_size) == 2 and min(self.image_size) >= 32, "train.image_size",
                list(self.image_size), "[height, width], each >= 32")
         _check(len(self.scale) == 2 and 0 < self.scale[0] <= self.scale[1], "train.scale", list(self.scale),
@@ -182,7 +187,7 @@ class Params:
             _check(name.isidentifier(), f"models.{name}", name, "a model name made of letters, digits and _")
             for key in ("lr", "epochs", "batch_size"):
                 value = getattr(model, key)
-                _check(value is None or value > 0, f"models.{name}.{key}", value,
+                _check(value is None or 0 < value < math.inf, f"models.{name}.{key}", value,
                        f"null (inherit train.{key}) or a positive number")
 
     def model(self, name: str) -> ModelConfig:

@@ -11,7 +11,7 @@ params.yaml entry with ``arch: fpn`` is all it takes); another network needs one
 from __future__ import annotations
 
 import inspect
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -67,8 +67,46 @@ def check_arch(arch: str, key: str = "arch") -> Architecture:
 
 
 def check_model(params: Params, name: str) -> None:
-    """A train or evaluate stage's checks of ``models.<name>`` beyond its types."""
-    check_arch(params.model(name).arch, f"models.{name}.arch")
+    """A train or evaluate stage's checks of ``--model <name>`` and ``models.<name>`` beyond their types.
+
+    Runs in milliseconds (no torch, no smp), before anything is imported, read or deleted.
+    """
+    check_model_name(name)
+    if not params.models:
+        raise ConfigError("models: no model is defined; expected at least one entry, e.g. unet: {arch: unet}")
+    model = params.model(name)
+    if check_arch(model.arch, f"models.{name}.arch").uses_encoder:
+        check_encoder(model.encoder, model.encoder_weights, f"models.{name}")
+
+
+def check_model_name(name: str) -> None:
+    """A model name becomes paths (models/<name>, results/train/<name>): '../../data' must never get that far."""
+    if not name.isidentifier():
+        raise ConfigError(f"--model {name!r}: not allowed; expected a plain model name (letters, digits, _), "
+                          "a key of the models section")
+
+
+def check_encoder(encoder: str, weights: str | None, key: str) -> None:
+    """``encoder`` and ``encoder_weights`` against segmentation-models-pytorch's encoders (``tu-*``: timm's)."""
+    from cocoseg.models.smp_encoders import SMP_ENCODERS
+
+    if encoder.startswith("tu-"):  # any timm model; timm itself checks the name when the model is built
+        allowed: tuple[str, ...] = ("imagenet",)
+    elif encoder not in SMP_ENCODERS:
+        raise ConfigError(f"{key}.encoder: {encoder!r} is not allowed; expected a segmentation-models-pytorch "
+                          f"encoder ({_closest(encoder, SMP_ENCODERS)}all: {sorted(SMP_ENCODERS)}) or tu-<timm name>")
+    else:
+        allowed = SMP_ENCODERS[encoder]
+    if weights is not None and weights not in allowed:
+        raise ConfigError(f"{key}.encoder_weights: {weights!r} is not allowed for encoder {encoder!r}; "
+                          f"expected null (from scratch) or one of {list(allowed)}")
+
+
+def _closest(name: str, names: Iterable[str]) -> str:
+    import difflib
+
+    close = difflib.get_close_matches(name, list(names), n=3)
+    return f"did you mean {' or '.join(close)}? " if close else ""
 
 
 def build_model(arch: str, num_classes: int, encoder: str = "resnet18", encoder_weights: str | None = None,

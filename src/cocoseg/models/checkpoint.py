@@ -11,12 +11,14 @@ It holds tensors and plain Python types only (no pickled classes, no paths, no t
 from __future__ import annotations
 
 import io
+import pickle
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
 
+from cocoseg.core.errors import UserError
 from cocoseg.core.files import write_bytes
 from cocoseg.models import build_model
 
@@ -38,16 +40,69 @@ def save_checkpoint(path: Path, state_dict: dict[str, torch.Tensor], model_spec:
     write_bytes(path, buf.getvalue())
 
 
+class CheckpointError(UserError, ValueError):
+    """A model file that is not a complete cocoseg model file; the message says what is wrong with it."""
+
+
+REQUIRED = ("model", "preprocessing", "classes", "state_dict")
+
+
 def load_checkpoint(path: Path, map_location: str | torch.device = "cpu") -> tuple[nn.Module, dict[str, Any]]:
-    """(model in eval mode, the checkpoint dict). Raises FileNotFoundError / ValueError clearly."""
-    if not Path(path).is_file():
+    """(model in eval mode, the checkpoint dict); FileNotFoundError or one-line CheckpointError otherwise."""
+    path = Path(path)
+    if not path.is_file():
         raise FileNotFoundError(f"{path}: model file not found (did the train stage run?)")
-    try:
-        ckpt = torch.load(path, map_location=map_location, weights_only=True)
-    except Exception as err:  # torch raises many types for a corrupt or foreign file
-        raise ValueError(f"{path}: not a cocoseg model file ({err})") from None
+    ckpt = _read(path, map_location)
     if not isinstance(ckpt, dict) or ckpt.get("format_version") != FORMAT_VERSION:
-        raise ValueError(f"{path}: not a cocoseg model file of format {FORMAT_VERSION}")
-    model = build_model(**ckpt["model"])
-    model.load_state_dict(ckpt["state_dict"])
-    return model.eval(), ckpt
+        if isinstance(ckpt, dict) and ckpt and all(isinstance(v, torch.Tensor) for v in ckpt.values()):
+            raise CheckpointError(f"{path}: a bare state_dict (weights without the model spec); expected a "
+                                  "model.pt written by the train stage")
+        raise CheckpointError(f"{path}: not a cocoseg model file of format {FORMAT_VERSION}; expected a model.pt "
+                              "written by the train stage")
+    missing = [key for key in REQUIRED if key not in ckpt]
+    if missing:
+        raise CheckpointError(f"{path}: incomplete cocoseg model file: no {', '.join(missing)}")
+    return _build(path, ckpt).eval(), ckpt
+
+
+def _read(path: Path, map_location: str | torch.device) -> Any:
+    """torch.load with weights_only=True, each way it can fail told apart in one line."""
+    with open(path, "rb") as f:
+        head = f.read(4)
+    if not head:
+        raise CheckpointError(f"{path}: empty file; expected a model.pt written by the train stage")
+    is_zip, is_pickle = head == b"PK\x03\x04", head[:1] == b"\x80"  # torch.save's formats: new, legacy
+    try:
+        return torch.load(path, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError as err:  # weights_only refuses classes, and bytes that are no pickle
+        if "Weights only load failed" in str(err) and (is_zip or is_pickle):
+            raise CheckpointError(f"{path}: holds pickled Python objects (a whole model?), which are not loaded "
+                                  "for safety; expected a model.pt written by the train stage") from None
+        raise CheckpointError(f"{path}: not a PyTorch file; expected a model.pt written by the train stage") from None
+    except Exception as err:  # torch raises RuntimeError, EOFError, ... for a cut-off or damaged zip
+        what = "truncated or damaged" if is_zip else "not a PyTorch file"
+        raise CheckpointError(f"{path}: {what} ({_first_line(err)})") from None
+
+
+def _build(path: Path, ckpt: dict[str, Any]) -> nn.Module:
+    spec = ckpt["model"]
+    try:
+        model = build_model(**spec)
+    except (TypeError, ValueError, KeyError, UserError) as err:
+        raise CheckpointError(f"{path}: its model spec {spec} cannot be built ({_first_line(err)})") from None
+    expected, found = model.state_dict(), ckpt["state_dict"]
+    missing, unexpected = sorted(set(expected) - set(found)), sorted(set(found) - set(expected))
+    reshaped = [k for k in sorted(set(expected) & set(found)) if expected[k].shape != found[k].shape]
+    if missing or unexpected or reshaped:
+        example = (f"{reshaped[0]}: {tuple(found[reshaped[0]].shape)} in the file, "
+                   f"{tuple(expected[reshaped[0]].shape)} in the model" if reshaped
+                   else (missing or unexpected)[0])
+        raise CheckpointError(f"{path}: the weights do not match the model spec {spec}: {len(missing)} missing, "
+                              f"{len(unexpected)} unexpected, {len(reshaped)} of another shape (e.g. {example})")
+    model.load_state_dict(found)
+    return model
+
+
+def _first_line(err: BaseException) -> str:
+    lines = str(err).strip().splitlines()
+    return lines[0].split(". ")[0] if lines else type(err).__name__  # torch's advice after the first sentence

@@ -1,4 +1,4 @@
-"""Lightning callbacks: keep the best weights, record first-iteration metrics, TensorBoard runs."""
+"""Lightning callbacks: keep the best weights, stop on a non-finite loss, first-iteration metrics, TensorBoard."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from typing import Any
 import lightning as L
 import torch
 
+from cocoseg.core.errors import UserError
 from cocoseg.core.files import write_text
 from cocoseg.models.inference import predict_batch
 from cocoseg.training.module import build_metrics, exact_counting
@@ -33,6 +34,32 @@ class BestWeights(L.Callback):
             self.best_score, self.best_epoch = score, trainer.current_epoch
             self.best_state = copy.deepcopy({k: v.detach().cpu() for k, v in pl_module.model.state_dict().items()})
             self.best_metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("val/")}
+
+    def state_dict(self) -> dict[str, Any]:  # saved in the resume checkpoint, so a resumed run knows the best
+        return {"best_score": self.best_score, "best_epoch": self.best_epoch, "best_state": self.best_state,
+                "best_metrics": self.best_metrics}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self.best_score, self.best_epoch = state_dict["best_score"], state_dict["best_epoch"]
+        self.best_state, self.best_metrics = state_dict["best_state"], state_dict["best_metrics"]
+
+
+class TrainingDiverged(UserError):
+    """The loss became NaN or infinite: the run stops instead of training on garbage."""
+
+
+class FiniteLoss(L.Callback):
+    """Stop at the first non-finite loss, before its backward pass touches the weights."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def on_before_backward(self, trainer: L.Trainer, pl_module: L.LightningModule, loss: torch.Tensor) -> None:
+        if not torch.isfinite(loss).all():
+            raise TrainingDiverged(
+                f"train@{self.name}: the loss is {loss.item()} at epoch {trainer.current_epoch}, step "
+                f"{trainer.global_step}; lower models.{self.name}.lr (or train.lr), or set "
+                f"train.precision: 32-true")
 
 
 class FirstIterationMetrics(L.Callback):

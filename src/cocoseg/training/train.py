@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -12,13 +11,15 @@ import lightning as L
 import torch
 from dvclive.lightning import DVCLiveLogger
 
-from cocoseg.training.callbacks import BestWeights, FirstIterationMetrics, TensorBoardRuns
+from cocoseg.training.callbacks import BestWeights, FiniteLoss, FirstIterationMetrics, TensorBoardRuns
 from cocoseg.models.checkpoint import save_checkpoint
 from cocoseg.core.params import Params
 from cocoseg.models import check_arch, model_spec
 from cocoseg.models.inference import Preprocessing
+from cocoseg.training.checks import check_timm_encoder
 from cocoseg.training.data import SegmentationDataModule
 from cocoseg.training.module import SegmentationModule
+from cocoseg.training.resume import EpochCheckpoint, RunState, prepare_run, publish_run, run_fingerprint
 
 log = logging.getLogger(__name__)
 
@@ -30,6 +31,11 @@ class TrainPaths:
     model_dir: Path  # models/<name>: model.pt
     live_dir: Path  # results/train/<name>: dvclive metrics and plots
     tensorboard_dir: Path  # results/tensorboard/<name>: train and val runs (not cached by DVC)
+    resume_dir: Path | None = None  # checkpoints/<name> (default: beside models/): the run until it succeeds
+
+    @property
+    def state(self) -> RunState:
+        return RunState(self.resume_dir or self.model_dir.parent.parent / "checkpoints" / self.model_dir.name)
 
 
 def resolve_precision(precision: str, accelerator: str) -> str:
@@ -40,9 +46,14 @@ def resolve_precision(precision: str, accelerator: str) -> str:
 
 
 def train_model(params: Params, name: str, paths: TrainPaths) -> dict[str, Any]:
-    """Train ``models.<name>``; write models/<name>/model.pt and the dvclive folder; return best metrics."""
+    """Train ``models.<name>``; write models/<name>/model.pt and the dvclive folder; return best metrics.
+
+    Resumes from ``paths.state`` when a killed run with the same parameters left a checkpoint there.
+    The previous model, history and TensorBoard runs stay in place until this run succeeds.
+    """
     cfg, model_cfg = params.train, params.model(name)
     check_arch(model_cfg.arch, f"models.{name}.arch")
+    check_timm_encoder(params, name)
     lr, epochs, batch_size = params.model_settings(name)
     L.seed_everything(params.base.seed, workers=True, verbose=False)
 
@@ -52,21 +63,15 @@ def train_model(params: Params, name: str, paths: TrainPaths) -> dict[str, Any]:
                                 model_cfg.encoder_weights, lr, cfg.weight_decay, cfg.dice_weight,
                                 dict(model_cfg.options))
 
-    shutil.rmtree(paths.live_dir, ignore_errors=True)  # a rerun starts a fresh history
-    shutil.rmtree(paths.tensorboard_dir, ignore_errors=True)
-    live = DVCLiveLogger(dir=str(paths.live_dir), save_dvc_exp=False, dvcyaml=False, report=None)
+    state, fingerprint = paths.state, run_fingerprint(params, name, paths.masks_root)
+    resume_from = prepare_run(state, fingerprint)
     best = BestWeights("val/miou")
-    trainer = L.Trainer(
-        max_epochs=epochs, accelerator=cfg.accelerator, devices=_devices(cfg.devices), strategy=cfg.strategy,
-        num_nodes=cfg.num_nodes, precision=resolve_precision(cfg.precision, cfg.accelerator),
-        deterministic=cfg.deterministic, logger=[live], enable_checkpointing=False,
-        callbacks=[best, FirstIterationMetrics(paths.live_dir / "metrics_first_iter.json"),
-                   TensorBoardRuns(paths.tensorboard_dir)],
-        num_sanity_val_steps=0, log_every_n_steps=1, enable_model_summary=False,
-    )
+    trainer = _trainer(params, epochs, resume_from is not None, state, [
+        best, FirstIterationMetrics(state.live / "metrics_first_iter.json"), TensorBoardRuns(state.tensorboard),
+        FiniteLoss(name), EpochCheckpoint(state, fingerprint)])  # EpochCheckpoint last: it saves the others
     log.info("training %s (%s) for %d epochs, lr %g, batch %d, %d train / %d val images", name,
              model_cfg.arch, epochs, lr, batch_size, len(datamodule.split["train"]), len(datamodule.split["val"]))
-    trainer.fit(module, datamodule=datamodule)
+    trainer.fit(module, datamodule=datamodule, ckpt_path=resume_from, weights_only=False)  # our own file
 
     if trainer.is_global_zero:
         if best.best_state is None:
@@ -76,9 +81,22 @@ def train_model(params: Params, name: str, paths: TrainPaths) -> dict[str, Any]:
             model_spec(model_cfg.arch, datamodule.num_classes, model_cfg.encoder, **model_cfg.options),
             Preprocessing(tuple(cfg.image_size)).to_json(),
             datamodule.classes, {"best_epoch": best.best_epoch, **best.best_metrics})
+        publish_run(state, paths.live_dir, paths.tensorboard_dir)
         log.info("best val/miou %.4f at epoch %d -> %s", best.best_score, best.best_epoch,
                  paths.model_dir / "model.pt")
     return {"best_epoch": best.best_epoch, **best.best_metrics}
+
+
+def _trainer(params: Params, epochs: int, resume: bool, state: RunState, callbacks: list[L.Callback]) -> L.Trainer:
+    """Lightning's Trainer, logging to dvclive in the run folder (resumed: its history continues)."""
+    cfg = params.train
+    live = DVCLiveLogger(dir=str(state.live), save_dvc_exp=False, dvcyaml=False, report=None, resume=resume)
+    return L.Trainer(
+        max_epochs=epochs, accelerator=cfg.accelerator, devices=_devices(cfg.devices), strategy=cfg.strategy,
+        num_nodes=cfg.num_nodes, precision=resolve_precision(cfg.precision, cfg.accelerator),
+        deterministic=cfg.deterministic, logger=[live], enable_checkpointing=False, callbacks=callbacks,
+        num_sanity_val_steps=0, log_every_n_steps=1, enable_model_summary=False,
+    )
 
 
 def _devices(devices: int | str | tuple[int, ...]) -> int | str | list[int]:
