@@ -49,5 +49,5 @@ def load_checkpoint(path: Path, map_location: str | torch.device = "cpu") -> tup
     if not isinstance(ckpt, dict) or ckpt.get("format_version") != FORMAT_VERSION:
         raise ValueError(f"{path}: not a cocoseg model file of format {FORMAT_VERSION}")
     model = build_model(**ckpt["model"])
-    model.load_state_dict(ckpt["state_dict"])
-    return model.eval(), ckpt
+    model.load_state_dict(ckpt["state_dict"])  # copies into the new model's CPU weights ...
+    return model.to(map_location).eval(), ckpt  # ... so move the model where its inputs will be
