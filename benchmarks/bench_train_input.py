@@ -1,24 +1,26 @@
-"""Does the training input pipeline starve the model? Training images/s, real loader vs tensors in memory.
+"""Does the input pipeline keep the device busy? Training images/s: GPU-resident, DataLoader-fed, DataLoader alone.
 
 Per model of params.yaml, built as the train stage builds it (SegmentationModule with the model's arch,
-encoder and lr, train.weight_decay and dice_weight, image_size and batch_size; AdamW; deterministic
-algorithms as train.deterministic; torch's default threads), one optimisation step (zero_grad, forward,
-``module.loss``, backward, AdamW step) is timed in a plain loop, not the Lightning Trainer, fed by
-- the real pipeline: ``SegmentationDataModule(...).train_dataloader()``, once per ``--workers`` value
-  (default: train.workers and 0), iterated epoch after epoch as Lightning does (persistent workers);
-- tensors in memory: ``--steps`` batches drawn once from the first of those loaders into a list.
+encoder and lr, train.weight_decay and dice_weight; the train stage's speed flags for the device:
+``trainer_speed_flags``, i.e. determinism, cuDNN autotuning, channels-last; AdamW, fused on CUDA;
+bf16 autocast on CUDA unless --precision 32), one optimisation step (``prepare_batch`` on the device,
+forward, ``module.loss``, backward, AdamW step) is timed in a plain loop, not the Lightning Trainer:
+- fed: ``SegmentationDataModule(...).train_dataloader()`` (uint8, pinned on CUDA), once per
+  ``--workers`` value, iterated epoch after epoch as Lightning does (persistent workers), each batch
+  copied to the device (non-blocking) as Lightning does;
+- resident: ``--steps`` batches drawn once from the first of those loaders, already on the device;
+- alone: the DataLoader without a model, img/s, and the CPU time its worker processes spent per image
+  (from /proc; the main process's share, which receives and pins the batches, is printed beside it).
 The ``--steps`` timed steps per variant are split into ``--rounds`` blocks, alternated in a rotating
 order. Each block starts with 2 untimed warm-up steps plus, for a loader with workers, one per batch
-its prefetch buffer holds (workers x prefetch_factor), made for free while another variant ran; blocks
-are 1 s apart so that background prefetch is done. "wait": share of the time spent in ``next()``.
-images/s: median over a variant's blocks, since other processes on a shared 2-core machine stall
-torch's threads in bursts (per-block figures and the load average are printed as a noise check). With
-the defaults a block is 6 steps = one epoch of the sample (49 images, batch 8, drop_last), so each
-block holds one epoch start, where a loader with workers restarts its prefetch.
-ratio = real / in memory (target >= 0.9).
+its prefetch buffer holds (workers x prefetch_factor), made while another variant ran; blocks are
+``--settle`` s apart so that background prefetch is done. "wait": share of the time spent in ``next()``.
+img/s: median over a variant's blocks (per-block figures and the load average are printed as a noise
+check). ratio = fed / resident (targets: >= 0.9 on the CPU, >= 0.95 on a GPU).
 
-    .venv/bin/python benchmarks/bench_train_input.py [--models unet fastscnn] [--steps 30]
-        [--rounds 5] [--workers 2 0] [--params params.yaml] [--coco data/coco] [--masks data/masks]
+    python benchmarks/bench_train_input.py [--models unet fastscnn] [--device cuda] [--image-size 512 512]
+        [--batch 16] [--workers 8 16] [--steps 30] [--rounds 5] [--replicate 8] [--compile]
+        [--params params.yaml] [--coco data/coco] [--masks data/masks]
 """
 
 from __future__ import annotations
@@ -28,7 +30,8 @@ import itertools
 import os
 import statistics
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from contextlib import nullcontext
 from pathlib import Path
 
 import cv2
@@ -38,12 +41,14 @@ from torch.utils.data import DataLoader
 
 from cocoseg.core.params import Params, load_params
 from cocoseg.core.splits import load_split
-from cocoseg.training.data import SegmentationDataModule
+from cocoseg.training.data import SegmentationDataModule, resolve_workers
 from cocoseg.training.module import SegmentationModule
+from cocoseg.training.train import trainer_speed_flags
 
 Batch = tuple[torch.Tensor, torch.Tensor]
 Blocks = dict[str, list[tuple[float, float, int]]]  # variant -> per block (seconds, wait, images)
 WARMUP = 2
+TICK = os.sysconf("SC_CLK_TCK")
 
 
 def cycle(loader: DataLoader) -> Iterator[Batch]:
@@ -52,96 +57,170 @@ def cycle(loader: DataLoader) -> Iterator[Batch]:
         yield from loader
 
 
-def train_step(module: SegmentationModule, optimizer: torch.optim.Optimizer, batch: Batch) -> None:
-    images, target = batch  # (N, 3, H, W) float, (N, H, W) long
-    optimizer.zero_grad(set_to_none=True)
-    module.loss(module(images), target).backward()
-    optimizer.step()
+def worker_cpu_seconds(loader: DataLoader) -> float:
+    """User + system CPU seconds of the loader's live worker processes so far (Linux /proc)."""
+    total = 0
+    for worker in getattr(getattr(loader, "_iterator", None), "_workers", []):
+        with open(f"/proc/{worker.pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        total += int(fields[11]) + int(fields[12])  # utime, stime
+    return total / TICK
 
 
-def run_block(module: SegmentationModule, optimizer: torch.optim.Optimizer, batches: Iterator[Batch],
-              warmup: int, steps: int) -> tuple[float, float]:
+def apply_speed_flags(flags: dict) -> None:
+    """What Lightning's Trainer does with ``deterministic`` and ``benchmark``."""
+    det = flags["deterministic"]
+    torch.use_deterministic_algorithms(bool(det), warn_only=det == "warn")
+    torch.backends.cudnn.benchmark = bool(flags["benchmark"])
+    if det:
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+
+
+def make_step(module: SegmentationModule, optimizer: torch.optim.Optimizer, device: torch.device,
+              bf16: bool) -> Callable[[Batch], None]:
+    autocast = (lambda: torch.autocast(device.type, dtype=torch.bfloat16)) if bf16 else nullcontext
+
+    def step(batch: Batch) -> None:
+        images, target = module.prepare_batch(tuple(t.to(device, non_blocking=True) for t in batch))
+        optimizer.zero_grad(set_to_none=True)
+        with autocast():
+            loss = module.loss(module(images), target)
+        loss.backward()
+        optimizer.step()
+
+    return step
+
+
+def run_block(step: Callable[[Batch], None], batches: Iterator[Batch], warmup: int, steps: int,
+              sync: Callable[[], None]) -> tuple[float, float]:
     """(seconds, seconds waiting on ``next``) for ``steps`` timed steps after ``warmup`` untimed ones."""
     for _ in range(warmup):
-        train_step(module, optimizer, next(batches))
+        step(next(batches))
+    sync()
     wait, start = 0.0, time.perf_counter()
     for _ in range(steps):
         t = time.perf_counter()
         batch = next(batches)
         wait += time.perf_counter() - t
-        train_step(module, optimizer, batch)
+        step(batch)
+    sync()
     return time.perf_counter() - start, wait
 
 
-def bench_model(params: Params, name: str, args: argparse.Namespace) -> Blocks:
-    """Variant -> per block (seconds, seconds waiting on the loader, images), for one model."""
-    cfg, model_cfg = params.train, params.model(name)
-    batch_size = model_cfg.batch_size or cfg.batch_size
-    L.seed_everything(params.base.seed, workers=True, verbose=False)
-    torch.use_deterministic_algorithms(cfg.deterministic)
-    dms = {f"w={w}": SegmentationDataModule(args.coco, args.masks, cfg.image_size, batch_size, w, cfg.hflip,
-                                            cfg.scale) for w in args.workers}
-    loaders = {key: dm.train_dataloader() for key, dm in dms.items()}
-    first = f"w={args.workers[0]}"
-    module = SegmentationModule(model_cfg.arch, dms[first].num_classes, model_cfg.encoder,
-                                model_cfg.encoder_weights, model_cfg.lr or cfg.lr, cfg.weight_decay,
-                                cfg.dice_weight).train()
-    optimizer = torch.optim.AdamW(module.parameters(), lr=model_cfg.lr or cfg.lr,
-                                  weight_decay=cfg.weight_decay)
+def time_alone(loader: DataLoader, feed: Iterator[Batch], batches: int) -> tuple[float, float, float]:
+    """(img/s, worker CPU ms per image, main-process CPU ms per image) of the loader without a model.
 
+    At least 4 prefetch buffers' worth of batches are timed, so that the figure is the workers' steady
+    rate, not a buffer being emptied.
+    """
+    batches = max(batches, 4 * loader.num_workers * (loader.prefetch_factor or 0))
+    for _ in range(loader.num_workers * (loader.prefetch_factor or 0) + 1):
+        next(feed)  # workers started; what was prefetched is not counted
+    cpu, main, start = worker_cpu_seconds(loader), time.process_time(), time.perf_counter()
+    images = sum(next(feed)[0].shape[0] for _ in range(batches))
+    seconds = time.perf_counter() - start
+    workers_ms = (worker_cpu_seconds(loader) - cpu) * 1e3 / images if loader.num_workers else float("nan")
+    return images / seconds, workers_ms, (time.process_time() - main) * 1e3 / images
+
+
+def build(params: Params, name: str, args: argparse.Namespace, device: torch.device) -> tuple:
+    """(loaders per variant, module, optimizer) for one model, as the train stage builds them."""
+    cfg, model_cfg = params.train, params.model(name)
+    batch_size = args.batch or model_cfg.batch_size or cfg.batch_size
+    L.seed_everything(params.base.seed, workers=True, verbose=False)
+    flags = trainer_speed_flags(cfg, device.type == "cuda")
+    apply_speed_flags(flags)
+    loaders = {}
+    for w in args.workers:
+        dm = SegmentationDataModule(args.coco, args.masks, args.image_size, batch_size, w, cfg.hflip, cfg.scale)
+        dm.split["train"] = dm.split["train"] * args.replicate  # more images per epoch, same files
+        loaders[f"w={w}"] = dm.train_dataloader()
+    module = SegmentationModule(model_cfg.arch, dm.num_classes, model_cfg.encoder, model_cfg.encoder_weights,
+                                model_cfg.lr or cfg.lr, cfg.weight_decay, cfg.dice_weight, dict(model_cfg.options),
+                                flags["channels_last"], args.compile).to(device).train()
+    optimizer = torch.optim.AdamW(module.parameters(), lr=model_cfg.lr or cfg.lr, weight_decay=cfg.weight_decay,
+                                  fused=device.type == "cuda" or None)
+    return loaders, module, optimizer
+
+
+def bench_model(params: Params, name: str, args: argparse.Namespace) -> tuple[Blocks, dict, int]:
+    """(variant -> per block (seconds, wait, images), loader key -> alone figures, batch size), one model."""
+    device = torch.device(args.device)
+    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
+    loaders, module, optimizer = build(params, name, args, device)
+    step = make_step(module, optimizer, device, args.precision == "bf16")
     feeds = {key: cycle(loader) for key, loader in loaders.items()}
-    warmups = {key: WARMUP + loader.num_workers * (loader.prefetch_factor or 0)
-               for key, loader in loaders.items()}
-    memory = [next(feeds[first]) for _ in range(args.steps)]  # materialised once, from the same loader
-    feeds["memory"], warmups["memory"] = itertools.cycle(memory), WARMUP
+    alone = {key: time_alone(loaders[key], feeds[key], args.alone_batches) for key in loaders}
+    warmups = {key: WARMUP + loader.num_workers * (loader.prefetch_factor or 0) for key, loader in loaders.items()}
+    first = next(iter(loaders))
+    resident = [tuple(t.to(device) for t in next(feeds[first])) for _ in range(args.steps)]  # drawn once
+    feeds["resident"], warmups["resident"] = itertools.cycle(resident), WARMUP
 
     per_block = [args.steps // args.rounds + (r < args.steps % args.rounds) for r in range(args.rounds)]
     blocks: Blocks = {key: [] for key in feeds}
     order = list(feeds)
     for r, steps in enumerate(per_block):
         for key in order[r % len(order):] + order[:r % len(order)]:  # rotate who goes first
-            time.sleep(1.0)  # let background prefetch of the previous block settle
-            seconds, wait = run_block(module, optimizer, feeds[key], warmups[key], steps)
-            blocks[key].append((seconds, wait, steps * batch_size))
-    return blocks
+            time.sleep(args.settle)  # let background prefetch of the previous block settle
+            seconds, wait = run_block(step, feeds[key], warmups[key], steps, sync)
+            blocks[key].append((seconds, wait, steps * resident[0][0].shape[0]))
+    return blocks, alone, resident[0][0].shape[0]
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--params", type=Path, default=Path("params.yaml"))
+def parse_args(params_default: Path = Path("params.yaml")) -> tuple[argparse.Namespace, Params]:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--params", type=Path, default=params_default)
     parser.add_argument("--coco", type=Path, default=Path("data/coco"))
     parser.add_argument("--masks", type=Path, default=Path("data/masks"))
     parser.add_argument("--models", nargs="+", help="keys of the models section (default: all)")
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--image-size", type=int, nargs=2, metavar=("H", "W"), help="default: train.image_size")
+    parser.add_argument("--batch", type=int, help="default: the model's batch size")
+    parser.add_argument("--precision", choices=["auto", "bf16", "32"], default="auto", help="auto: bf16 on CUDA")
+    parser.add_argument("--workers", nargs="+", help="DataLoader workers to compare, numbers or auto "
+                        "(default: train.workers and 0); the resident batches come from the first")
     parser.add_argument("--steps", type=int, default=30, help="timed steps per variant and model")
     parser.add_argument("--rounds", type=int, default=5, help="blocks the steps are split into, alternated")
-    parser.add_argument("--workers", type=int, nargs="+", help="DataLoader workers to compare "
-                        "(default: train.workers and 0); the in-memory batches come from the first")
+    parser.add_argument("--alone-batches", type=int, default=20,
+                        help="batches timed for the loader alone (at least 4 x workers x prefetch_factor)")
+    parser.add_argument("--replicate", type=int, default=1, help="repeat the train split N times per epoch")
+    parser.add_argument("--settle", type=float, default=1.0, help="seconds between blocks")
+    parser.add_argument("--compile", action="store_true", help="torch.compile the network (train.compile)")
     args = parser.parse_args()
     params = load_params(args.params)
-    args.workers = list(dict.fromkeys(args.workers or [params.train.workers, 0]))
-    models = args.models or list(params.models)
-    for name in models:
+    args.workers = list(dict.fromkeys(resolve_workers(w) for w in (args.workers or [params.train.workers, 0])))
+    args.image_size = tuple(args.image_size or params.train.image_size)
+    if args.precision == "auto":
+        args.precision = "bf16" if args.device.startswith("cuda") else "32"
+    args.models = args.models or list(params.models)
+    for name in args.models:
         params.model(name)  # unknown names fail before any timing
     if not 1 <= args.rounds <= args.steps:
         parser.error("--rounds must be between 1 and --steps")
+    return args, params
 
-    print(f"cpus {os.cpu_count()}, torch {torch.__version__} threads {torch.get_num_threads()} "
-          f"(DataLoader workers run torch with 1), cv2 threads {cv2.getNumThreads()} (workers too); "
-          f"{len(load_split(args.masks)['train'])} train images, image_size {list(params.train.image_size)}, "
-          f"{args.steps} timed steps per variant in {args.rounds} alternated blocks; "
-          f"load avg {os.getloadavg()[0]:.1f} (other processes share these cores)")
+
+def main() -> None:
+    args, params = parse_args()
+    gpu = torch.cuda.get_device_name() if args.device.startswith("cuda") else "no GPU"
+    print(f"device {args.device} ({gpu}), {len(os.sched_getaffinity(0))} usable cpus, torch {torch.__version__} "
+          f"threads {torch.get_num_threads()}, cv2 threads {cv2.getNumThreads()} (workers: 1 each); "
+          f"{len(load_split(args.masks)['train']) * args.replicate} train images, image_size "
+          f"{list(args.image_size)}, precision {args.precision}, deterministic {params.train.deterministic}, "
+          f"compile {args.compile}; {args.steps} timed steps per variant in {args.rounds} alternated blocks; "
+          f"load avg {os.getloadavg()[0]:.1f}", flush=True)
     keys = [f"w={w}" for w in args.workers]
-    header = (["model", "batch"] + [f"{k} img/s (wait)" for k in keys] + ["memory img/s"]
-              + [f"{k}/mem" for k in keys])
+    header = (["model", "batch", "resident"] + [f"fed {k} (wait)" for k in keys] + [f"fed/res {k}" for k in keys]
+              + [f"alone {k}" for k in keys] + [f"cpu ms/img {k} (main)" for k in keys])
     rows = []
-    for name in models:
-        blocks = bench_model(params, name, args)
+    for name in args.models:
+        blocks, alone, batch = bench_model(params, name, args)
         rate = {k: statistics.median(b[2] / b[0] for b in v) for k, v in blocks.items()}
         wait = {k: sum(b[1] for b in v) / sum(b[0] for b in v) for k, v in blocks.items()}
-        batch = params.model(name).batch_size or params.train.batch_size
-        rows.append([name, str(batch)] + [f"{rate[k]:.1f} ({wait[k]:.0%})" for k in keys]
-                    + [f"{rate['memory']:.1f}"] + [f"{rate[k] / rate['memory']:.2f}" for k in keys])
+        rows.append([name, str(batch), f"{rate['resident']:.1f}"]
+                    + [f"{rate[k]:.1f} ({wait[k]:.0%})" for k in keys]
+                    + [f"{rate[k] / rate['resident']:.2f}" for k in keys]
+                    + [f"{alone[k][0]:.1f}" for k in keys] + [f"{alone[k][1]:.2f} ({alone[k][2]:.2f})" for k in keys])
         print(f"  {name}: img/s per block (noise check), load avg {os.getloadavg()[0]:.1f}: " + "; ".join(
             f"{k} " + " ".join(f"{b[2] / b[0]:.1f}" for b in v) for k, v in blocks.items()), flush=True)
     widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(header)]

@@ -17,7 +17,6 @@ import yaml
 
 from cocoseg.acquire.sample import build_sample
 from cocoseg.core.params import SampleConfig
-from cocoseg.models.inference import MEAN, STD
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -99,12 +98,6 @@ def shapes_pair(height: int, width: int, seed: int) -> tuple[np.ndarray, np.ndar
     cv2.circle(mask, centre, s // 2 - 1, 2, -1)
     cv2.circle(image, centre, s // 2, (30, 30, 220), -1)
     return image, mask
-
-
-def to_uint8(x: torch.Tensor) -> np.ndarray:
-    """Undo to_tensor: (3, H, W) normalised -> (H, W, 3) RGB, rounded."""
-    rgb = x * torch.tensor(STD).view(3, 1, 1) + torch.tensor(MEAN).view(3, 1, 1)
-    return (rgb * 255).round().clamp(0, 255).byte().permute(1, 2, 0).numpy()
 
 
 # --- stage scripts and DVC -----------------------------------------------------------------------

@@ -112,6 +112,8 @@ def test_wrong_types_name_the_key(raw: dict, message: str) -> None:
         ({"masks": {"val_fraction": 0}}, "masks.val_fraction: 0.0 is not allowed"),
         ({"masks": {"preview": -1}}, "masks.preview: -1 is not allowed; expected an integer >= 0"),
         ({"masks": {"workers": -2}}, "masks.workers: -2 is not allowed"),
+        ({"train": {"workers": -1}}, "train.workers: -1 is not allowed; expected \"auto\" or an integer >= 0"),
+        ({"train": {"workers": "many"}}, "train.workers: 'many' is not allowed; expected"),
         ({"data": {"sample": {"num_images": 15}}}, "data.sample.num_images: 15 is not allowed"),
         ({"data": {"sample": {"min_size": 200}}}, "data.sample.min_size: 200 is not allowed"),
         ({"data": {"sample": {"min_size": 40}}}, "data.sample.min_size: 40 is not allowed"),
@@ -126,6 +128,11 @@ def test_out_of_range_values_name_the_key(raw: dict, message: str) -> None:
     with pytest.raises(ConfigError) as err:
         parse_params(raw)
     assert str(err.value).startswith(message)
+
+
+def test_train_workers_auto_or_a_count() -> None:
+    assert parse_params({}).train.workers == "auto"
+    assert parse_params({"train": {"workers": 3}}).train.workers == 3
 
 
 def test_integer_is_accepted_as_float() -> None:

@@ -109,7 +109,8 @@ def test_exported_weights_reproduce_best_val_metrics(run: Run) -> None:
     module.eval()
     datamodule = SegmentationDataModule(run.coco, run.masks, (32, 32), batch_size=2)
     metrics = build_metrics(3, "val/")
-    (images, target), = datamodule.val_dataloader()  # 2 val images: one batch
+    batch, = datamodule.val_dataloader()  # 2 val images: one batch
+    images, target = module.prepare_batch(batch)  # uint8 -> model input, as in training
     with torch.no_grad():
         logits = module(images)
     metrics.update(logits.argmax(1), target)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import cv2
@@ -13,9 +14,10 @@ import torch
 from cocoseg.core.splits import load_split
 from cocoseg.evaluation.evaluate import ValImages
 from cocoseg.models.inference import Preprocessing
-from cocoseg.training.data import MEAN, STD, SegmentationDataModule, SegmentationDataset, train_transform
+from cocoseg.training.data import (SegmentationDataModule, SegmentationDataset, resolve_workers, train_transform,
+                                   usable_cores)
 
-from helpers import CLASSES, shapes_pair, to_uint8, write_dataset
+from helpers import CLASSES, shapes_pair, write_dataset
 
 
 @pytest.fixture
@@ -32,16 +34,17 @@ def test_resized_item_shapes_and_labels(shapes: tuple[Path, Path, list[np.ndarra
     ds = dm.dataset("train")
     assert len(ds) == 3
     image, target = ds[0]
-    assert image.shape == (3, 32, 40) and image.dtype == torch.float32
-    assert target.shape == (32, 40) and target.dtype == torch.int64
+    # uint8 as decoded: the workers neither convert nor normalise (the module does, on the device)
+    assert image.shape == (32, 40, 3) and image.dtype == torch.uint8
+    assert target.shape == (32, 40) and target.dtype == torch.uint8
     # nearest: no blended labels; void survives as 255, not averaged into a class
     assert set(target.unique().tolist()) <= set(np.unique(sources[0]).tolist())
     assert {1, 2, 255} <= set(target.unique().tolist())
     # and it is the nearest-neighbour resize exactly
     expected = cv2.resize(sources[0], (40, 32), interpolation=cv2.INTER_NEAREST)
     np.testing.assert_array_equal(target.numpy(), expected)
-    # the image is normalised RGB: the red square's pixels are red, not blue (BGR read converted)
-    rgb = to_uint8(image)
+    # the image is RGB: the red square's pixels are red, not blue (BGR read converted)
+    rgb = image.numpy()
     square = target.numpy() == 1
     assert rgb[square, 0].mean() > 180 and rgb[square, 2].mean() < 70
 
@@ -60,7 +63,8 @@ def test_loaders(shapes: tuple[Path, Path, list[np.ndarray]]) -> None:
     train = list(dm.train_dataloader())
     assert len(train) == 1  # 3 images, batch 2: the last single image is dropped (BatchNorm needs > 1)
     images, target = train[0]
-    assert images.shape == (2, 3, 32, 32) and target.shape == (2, 32, 32)
+    assert images.shape == (2, 32, 32, 3) and target.shape == (2, 32, 32)
+    assert images.dtype == target.dtype == torch.uint8  # uint8 until the device
     val = list(dm.val_dataloader())
     assert [b[0].shape[0] for b in val] == [1]  # val keeps every image
 
@@ -91,7 +95,7 @@ def test_train_transform_keeps_labels_aligned(tmp_path: Path) -> None:
         image, target = ds[0]
         target = target.numpy()
         keep = target != 255
-        np.testing.assert_array_equal(decode(to_uint8(image))[keep], target[keep])
+        np.testing.assert_array_equal(decode(image.numpy())[keep], target[keep])
         # the crop really is a window of the x2 mask, flipped or not: find where it came from
         found = [(y, x, f) for y in range(33) for x in range(49) for f in (0, 1)
                  if np.array_equal(up[y:y + 32, x:x + 48][:, ::-1] if f else up[y:y + 32, x:x + 48], target)]
@@ -112,3 +116,23 @@ def test_train_transform_pads_with_void(tmp_path: Path) -> None:
     np.testing.assert_array_equal(out_mask[:16, :24], shrunk)
     assert (out_mask[16:] == 255).all() and (out_mask[:, 24:] == 255).all()
     assert (out_image[16:] == 0).all() and (out_image[:, 24:] == 0).all()
+
+
+class ThreadsSeen(SegmentationDataset):
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
+        image, mask = super().__getitem__(index)
+        return image, torch.tensor(cv2.getNumThreads())
+
+
+def test_workers_run_opencv_on_one_thread(shapes: tuple[Path, Path, list[np.ndarray]]) -> None:
+    coco, masks, _ = shapes
+    ds = ThreadsSeen(load_split(masks)["train"], coco, masks, (32, 32))
+    loader = torch.utils.data.DataLoader(ds, batch_size=3, num_workers=1)
+    assert next(iter(loader))[1].tolist() == [1, 1, 1]
+
+
+def test_auto_workers_follow_the_usable_cores(shapes: tuple[Path, Path, list[np.ndarray]]) -> None:
+    coco, masks, _ = shapes
+    assert resolve_workers("auto") == usable_cores() == len(os.sched_getaffinity(0))
+    assert resolve_workers(3) == 3
+    assert SegmentationDataModule(coco, masks, (32, 32), batch_size=2, workers="auto").workers == usable_cores()

@@ -129,8 +129,9 @@ class TrainConfig:
     strategy: str = "auto"  # auto | ddp | fsdp | ... (Lightning's strategies)
     num_nodes: int = 1
     precision: str = "auto"  # auto = bf16-mixed on CUDA, 32-true elsewhere; or any Lightning value
-    workers: int = 2  # DataLoader worker processes
-    deterministic: bool = True  # bit-for-bit repeatable on the CPU with the same seed
+    workers: int | Literal["auto"] = "auto"  # DataLoader worker processes; auto = one per usable core
+    deterministic: bool = True  # bit-for-bit repeatable on the CPU; on CUDA warn-only (see README)
+    compile: bool = False  # torch.compile the network (minutes of compiling before the first step)
 
     def __post_init__(self) -> None:
         for key in ("epochs", "batch_size", "num_nodes"):
@@ -142,7 +143,7 @@ class TrainConfig:
         _check(len(self.scale) == 2 and 0 < self.scale[0] <= self.scale[1], "train.scale", list(self.scale),
                "[min, max] with 0 < min <= max")
         _check(self.dice_weight >= 0, "train.dice_weight", self.dice_weight, "a number >= 0")
-        _check(self.workers >= 0, "train.workers", self.workers, "an integer >= 0")
+        _check(self.workers == "auto" or self.workers >= 0, "train.workers", self.workers, '"auto" or an integer >= 0')
 
 
 @dataclass(frozen=True)

@@ -62,7 +62,8 @@ def load_checkpoint(path: Path, map_location: str | torch.device = "cpu") -> tup
     missing = [key for key in REQUIRED if key not in ckpt]
     if missing:
         raise CheckpointError(f"{path}: incomplete cocoseg model file: no {', '.join(missing)}")
-    return _build(path, ckpt).eval(), ckpt
+    # load_state_dict copies into the new model's CPU weights: move the model where its inputs will be
+    return _build(path, ckpt).to(map_location).eval(), ckpt
 
 
 def _read(path: Path, map_location: str | torch.device) -> Any:

@@ -47,8 +47,9 @@ class Preprocessing:
     def normalise(self, images: torch.Tensor) -> torch.Tensor:
         """(N, 3, H, W) or (3, H, W) uint8 -> float32 scaled to [0, 1], minus mean, over std."""
         shape = (3, 1, 1)
-        mean = torch.tensor(self.mean, device=images.device).view(shape)
-        std = torch.tensor(self.std, device=images.device).view(shape)
+        # non_blocking: a blocking copy would wait for all queued GPU work (a stall every batch)
+        mean = torch.tensor(self.mean).to(images.device, non_blocking=True).view(shape)
+        std = torch.tensor(self.std).to(images.device, non_blocking=True).view(shape)
         return (images.float().div_(255) - mean) / std
 
 

@@ -78,7 +78,8 @@ class FirstIterationMetrics(L.Callback):
         pl_module.eval()
         with torch.no_grad():
             for images, target in trainer.datamodule.val_dataloader():
-                images, target = images.to(pl_module.device), target.to(pl_module.device)
+                batch = images.to(pl_module.device), target.to(pl_module.device)
+                images, target = pl_module.prepare_batch(batch)  # as in training: uint8 -> model input
                 logits, classes = predict_batch(pl_module, images)
                 losses.append(float(pl_module.loss(logits, target)) * images.shape[0])
                 with exact_counting():

@@ -4,10 +4,17 @@ The DataModule owns every file access: it reads ``split.json`` and ``labels.json
 masks stage, the images under ``data/coco/<split>/`` and the semantic masks under
 ``data/masks/semantic/<split>/``. Transforms are numpy/OpenCV on (image, mask) pairs: bilinear for
 images, nearest for masks, so labels are never blended and 255 (void) stays 255.
+
+The workers do as little as they can: decode, resize, crop and flip, and hand over uint8 as decoded,
+(H, W, 3) images and (H, W) masks: a quarter of float32's bytes (an eighth of int64's for masks) to
+collate, share between processes and pin. The LightningModule turns them into normalised float on the
+device (``SegmentationModule.prepare_batch``). Each worker runs OpenCV on one thread: the workers are
+the parallelism, and OpenCV's default of one thread per core in every worker oversubscribes the CPU.
 """
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -16,22 +23,26 @@ import cv2
 import lightning as L
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, get_worker_info
 
 from cocoseg.core.images import read_mask, read_rgb
 from cocoseg.core.layout import VOID, image_path, semantic_mask_path
 from cocoseg.core.splits import load_labels, load_split
-from cocoseg.models.inference import MEAN, STD, Preprocessing, to_chw
+from cocoseg.models.inference import MEAN, STD
 
-__all__ = ["MEAN", "STD", "SegmentationDataModule", "SegmentationDataset", "train_transform"]
+__all__ = ["MEAN", "STD", "SegmentationDataModule", "SegmentationDataset", "resolve_workers", "train_transform"]
 
 Pair = tuple[np.ndarray, np.ndarray]  # (H, W, 3) uint8 RGB image, (H, W) uint8 mask
-_NORMALISE = Preprocessing((0, 0), MEAN, STD).normalise  # the statistics every checkpoint records
 
 
-def to_tensor(image: np.ndarray) -> torch.Tensor:
-    """(H, W, 3) uint8 RGB -> (3, H, W) float32, normalised."""
-    return _NORMALISE(to_chw(image))
+def usable_cores() -> int:
+    """CPU cores this process may run on (its affinity mask, which containers and SLURM narrow)."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+def resolve_workers(workers: int | str) -> int:
+    """``train.workers``: an integer, or "auto" = one worker per usable core."""
+    return usable_cores() if workers == "auto" else int(workers)
 
 
 def resize_pair(image: np.ndarray, mask: np.ndarray, size: tuple[int, int]) -> Pair:
@@ -55,7 +66,7 @@ def train_transform(size: tuple[int, int], scale: tuple[float, float], hflip: bo
         x = int(rng.integers(0, image.shape[1] - w + 1))
         image, mask = image[y:y + h, x:x + w], mask[y:y + h, x:x + w]
         if hflip and rng.random() < 0.5:
-            image, mask = image[:, ::-1], mask[:, ::-1]
+            image, mask = cv2.flip(image, 1), cv2.flip(mask, 1)  # copies with positive strides, for torch
         return image, mask
 
     return apply
@@ -77,6 +88,9 @@ class SegmentationDataset(Dataset):
         return image_path(self.coco_root, item), semantic_mask_path(self.masks_root, item)
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """(H, W, 3) uint8 RGB image, (H, W) uint8 mask, both at ``size``."""
+        if get_worker_info() is not None and cv2.getNumThreads() != 1:
+            cv2.setNumThreads(1)  # in a worker process: the workers are the parallelism
         image_path, mask_path = self.paths(index)
         image, mask = read_rgb(image_path), read_mask(mask_path)
         if self.transform is not None:
@@ -85,15 +99,16 @@ class SegmentationDataset(Dataset):
             image, mask = self.transform((image, mask), rng)
         else:
             image, mask = resize_pair(image, mask, self.size)
-        return to_tensor(image), torch.from_numpy(np.ascontiguousarray(mask)).long()
+        return torch.from_numpy(image), torch.from_numpy(mask)
 
 
 class SegmentationDataModule(L.LightningDataModule):
     def __init__(self, coco_root: Path, masks_root: Path, image_size: tuple[int, int], batch_size: int,
-                 workers: int = 0, hflip: bool = True, scale: tuple[float, float] = (1.0, 1.0)) -> None:
+                 workers: int | str = 0, hflip: bool = True, scale: tuple[float, float] = (1.0, 1.0)) -> None:
         super().__init__()
         self.coco_root, self.masks_root = Path(coco_root), Path(masks_root)
-        self.image_size, self.batch_size, self.workers = tuple(image_size), batch_size, workers
+        self.image_size, self.batch_size = tuple(image_size), batch_size
+        self.workers = resolve_workers(workers)
         self.hflip, self.scale = hflip, tuple(scale)
         self.classes = load_labels(self.masks_root)
         self.split = load_split(self.masks_root)

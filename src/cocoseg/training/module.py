@@ -1,4 +1,11 @@
-"""The LightningModule: loss, metrics and optimiser around any registered model. It opens no files."""
+"""The LightningModule: loss, metrics and optimiser around any registered model. It opens no files.
+
+Batches arrive as the DataLoader made them, uint8 (N, H, W, 3) images and (N, H, W) masks, and become
+model input only on the device (``prepare_batch``), with the inference path's normalisation, so that
+training and inference agree. ``channels_last`` keeps images and weights in NHWC memory order, which
+CUDA's convolution kernels (tensor cores) prefer; on the CPU it is left off, so CPU results stay those
+of NCHW bit for bit. ``compile`` runs the network through ``torch.compile``.
+"""
 
 from __future__ import annotations
 
@@ -15,6 +22,7 @@ from torchmetrics.classification import MulticlassAccuracy, MulticlassF1Score, M
 from cocoseg.training.losses import soft_dice_loss
 from cocoseg.core.layout import VOID
 from cocoseg.models import build_model
+from cocoseg.models.inference import Preprocessing
 
 
 @contextlib.contextmanager
@@ -46,15 +54,32 @@ def build_metrics(num_classes: int, prefix: str) -> MetricCollection:
 class SegmentationModule(L.LightningModule):
     def __init__(self, arch: str, num_classes: int, encoder: str = "resnet18", encoder_weights: str | None = None,
                  lr: float = 1e-3, weight_decay: float = 1e-4, dice_weight: float = 0.5,
-                 options: dict[str, Any] | None = None) -> None:
+                 options: dict[str, Any] | None = None, channels_last: bool = False, compile: bool = False) -> None:
         super().__init__()
         self.save_hyperparameters(logger=False)  # params live in params.yaml; DVC tracks them
         self.model = build_model(arch, num_classes, encoder, encoder_weights, **(options or {}))
+        self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
+        self.model.to(memory_format=self.memory_format)
+        # kept out of the module tree (no "_orig_mod." in state_dict); it shares self.model's weights
+        self.__dict__["network"] = torch.compile(self.model) if compile else self.model
+        self.normalise = Preprocessing((0, 0)).normalise  # the statistics every checkpoint records
         self.train_metrics = build_metrics(num_classes, "train/")
         self.val_metrics = build_metrics(num_classes, "val/")
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.model(x)  # (N, K, H, W) logits
+        return self.network(x)  # (N, K, H, W) logits
+
+    def prepare_batch(self, batch: tuple[torch.Tensor, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+        """(N, H, W, 3) uint8 images, (N, H, W) uint8 masks -> (N, 3, H, W) normalised float, (N, H, W) long.
+
+        The permute is free: NHWC memory read as NCHW is exactly the channels-last layout.
+        """
+        images, target = batch
+        images = self.normalise(images.permute(0, 3, 1, 2)).contiguous(memory_format=self.memory_format)
+        return images, target.long()
+
+    def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
+        return self.prepare_batch(batch)  # on the device, after the (pinned) uint8 copy
 
     def loss(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         loss = F.cross_entropy(logits, target, ignore_index=VOID)
@@ -63,7 +88,7 @@ class SegmentationModule(L.LightningModule):
         return loss
 
     def _step(self, batch: tuple[torch.Tensor, torch.Tensor], stage: str) -> torch.Tensor:
-        images, target = batch  # (N, 3, H, W) float, (N, H, W) long
+        images, target = batch  # (N, 3, H, W) float, (N, H, W) long: after prepare_batch
         logits = self(images)
         loss = self.loss(logits, target)
         metrics = self.train_metrics if stage == "train" else self.val_metrics
@@ -81,7 +106,9 @@ class SegmentationModule(L.LightningModule):
         self._step(batch, "val")
 
     def configure_optimizers(self) -> Any:
-        optimizer = torch.optim.AdamW(self.parameters(), lr=self.hparams.lr, weight_decay=self.hparams.weight_decay)
+        # fused: one CUDA kernel for the whole update instead of several per parameter group
+        optimizer = torch.optim.AdamW(self.parameters(), lr=self.hparams.lr, weight_decay=self.hparams.weight_decay,
+                                      fused=self.device.type == "cuda" or None)
         # One cycle: warm up, then anneal; gets far on a few epochs, which is what a CPU run has.
         scheduler = torch.optim.lr_scheduler.OneCycleLR(
             optimizer, max_lr=self.hparams.lr, total_steps=self.trainer.estimated_stepping_batches, pct_start=0.15)

@@ -13,7 +13,7 @@ from dvclive.lightning import DVCLiveLogger
 
 from cocoseg.training.callbacks import BestWeights, FiniteLoss, FirstIterationMetrics, TensorBoardRuns
 from cocoseg.models.checkpoint import save_checkpoint
-from cocoseg.core.params import Params
+from cocoseg.core.params import Params, TrainConfig
 from cocoseg.models import check_arch, model_spec
 from cocoseg.models.inference import Preprocessing
 from cocoseg.training.checks import check_timm_encoder
@@ -41,8 +41,27 @@ class TrainPaths:
 def resolve_precision(precision: str, accelerator: str) -> str:
     if precision != "auto":
         return precision
-    on_cuda = accelerator in ("gpu", "cuda") or (accelerator == "auto" and torch.cuda.is_available())
-    return "bf16-mixed" if on_cuda else "32-true"
+    return "bf16-mixed" if on_cuda(accelerator) else "32-true"
+
+
+def on_cuda(accelerator: str) -> bool:
+    return accelerator in ("gpu", "cuda") or (accelerator == "auto" and torch.cuda.is_available())
+
+
+def trainer_speed_flags(cfg: TrainConfig, cuda: bool) -> dict[str, Any]:
+    """Trainer arguments that trade repeatability for speed, and the module's memory layout.
+
+    CPU: ``deterministic`` as asked, which makes reruns bit-identical. CUDA: ``deterministic: true``
+    means warn-only, since some backward kernels this project needs (bilinear upsampling, 2-D NLL loss)
+    have no deterministic CUDA version and would otherwise raise; everything else, cuDNN included,
+    picks deterministic algorithms. ``deterministic: false`` lets cuDNN time its algorithms per input
+    shape and keep the fastest (``benchmark``). Channels-last only on CUDA: on the CPU it would change
+    which kernels run, and so the bits of the results.
+    """
+    if not cuda:
+        return {"deterministic": cfg.deterministic, "benchmark": None, "channels_last": False}
+    return {"deterministic": "warn" if cfg.deterministic else False, "benchmark": not cfg.deterministic,
+            "channels_last": True}
 
 
 def train_model(params: Params, name: str, paths: TrainPaths) -> dict[str, Any]:
@@ -56,21 +75,23 @@ def train_model(params: Params, name: str, paths: TrainPaths) -> dict[str, Any]:
     check_timm_encoder(params, name)
     lr, epochs, batch_size = params.model_settings(name)
     L.seed_everything(params.base.seed, workers=True, verbose=False)
+    speed = trainer_speed_flags(cfg, on_cuda(cfg.accelerator))
 
     datamodule = SegmentationDataModule(paths.coco_root, paths.masks_root, cfg.image_size, batch_size,
                                         cfg.workers, cfg.hflip, cfg.scale)
     module = SegmentationModule(model_cfg.arch, datamodule.num_classes, model_cfg.encoder,
                                 model_cfg.encoder_weights, lr, cfg.weight_decay, cfg.dice_weight,
-                                dict(model_cfg.options))
+                                dict(model_cfg.options), speed.pop("channels_last"), cfg.compile)
 
     state, fingerprint = paths.state, run_fingerprint(params, name, paths.masks_root)
     resume_from = prepare_run(state, fingerprint)
     best = BestWeights("val/miou")
-    trainer = _trainer(params, epochs, resume_from is not None, state, [
+    trainer = _trainer(params, epochs, resume_from is not None, state, speed, [
         best, FirstIterationMetrics(state.live / "metrics_first_iter.json"), TensorBoardRuns(state.tensorboard),
         FiniteLoss(name), EpochCheckpoint(state, fingerprint)])  # EpochCheckpoint last: it saves the others
-    log.info("training %s (%s) for %d epochs, lr %g, batch %d, %d train / %d val images", name,
-             model_cfg.arch, epochs, lr, batch_size, len(datamodule.split["train"]), len(datamodule.split["val"]))
+    log.info("training %s (%s) for %d epochs, lr %g, batch %d, %d train / %d val images, %d loader workers",
+             name, model_cfg.arch, epochs, lr, batch_size, len(datamodule.split["train"]),
+             len(datamodule.split["val"]), datamodule.workers)
     trainer.fit(module, datamodule=datamodule, ckpt_path=resume_from, weights_only=False)  # our own file
 
     if trainer.is_global_zero:
@@ -87,14 +108,17 @@ def train_model(params: Params, name: str, paths: TrainPaths) -> dict[str, Any]:
     return {"best_epoch": best.best_epoch, **best.best_metrics}
 
 
-def _trainer(params: Params, epochs: int, resume: bool, state: RunState, callbacks: list[L.Callback]) -> L.Trainer:
-    """Lightning's Trainer, logging to dvclive in the run folder (resumed: its history continues)."""
+def _trainer(params: Params, epochs: int, resume: bool, state: RunState, speed: dict[str, Any],
+             callbacks: list[L.Callback]) -> L.Trainer:
+    """Lightning's Trainer, logging to dvclive in the run folder (resumed: its history continues).
+
+    ``speed`` holds the per-device determinism and cuDNN flags of ``trainer_speed_flags``."""
     cfg = params.train
     live = DVCLiveLogger(dir=str(state.live), save_dvc_exp=False, dvcyaml=False, report=None, resume=resume)
     return L.Trainer(
         max_epochs=epochs, accelerator=cfg.accelerator, devices=_devices(cfg.devices), strategy=cfg.strategy,
         num_nodes=cfg.num_nodes, precision=resolve_precision(cfg.precision, cfg.accelerator),
-        deterministic=cfg.deterministic, logger=[live], enable_checkpointing=False, callbacks=callbacks,
+        **speed, logger=[live], enable_checkpointing=False, callbacks=callbacks,
         num_sanity_val_steps=0, log_every_n_steps=1, enable_model_summary=False,
     )
 
