@@ -69,6 +69,26 @@ def test_loaders(shapes: tuple[Path, Path, list[np.ndarray]]) -> None:
     assert [b[0].shape[0] for b in val] == [1]  # val keeps every image
 
 
+def test_train_batches_do_not_depend_on_the_workers(shapes: tuple[Path, Path, list[np.ndarray]]) -> None:
+    """Each item's shuffle position and augmentation come from (seed, epoch, index): 0, 1 or 2 workers,
+    and an epoch started afresh (as on resume), give the same batches; another epoch gives others."""
+    coco, masks, _ = shapes
+
+    def epoch_batches(workers: int, epoch: int, seed: int = 7) -> list[np.ndarray]:
+        loader = SegmentationDataModule(coco, masks, (32, 32), batch_size=1, workers=workers,
+                                        scale=(0.5, 1.5), seed=seed).train_dataloader()
+        loader.sampler.set_epoch(epoch)
+        return [np.concatenate([image.numpy().ravel(), mask.numpy().ravel()]) for image, mask in loader]
+
+    first = epoch_batches(0, epoch=1)
+    for other in (epoch_batches(1, epoch=1), epoch_batches(2, epoch=1)):
+        assert len(other) == len(first) == 3
+        for a, b in zip(first, other):
+            np.testing.assert_array_equal(a, b)
+    assert any(not np.array_equal(a, b) for a, b in zip(first, epoch_batches(0, epoch=2)))
+    assert any(not np.array_equal(a, b) for a, b in zip(first, epoch_batches(0, epoch=1, seed=8)))
+
+
 def blocks(height: int, width: int, seed: int) -> np.ndarray:
     """Random 0/1 labels on 8x8 blocks with a void block; the image is the label in white on black."""
     rng = np.random.default_rng(seed)
@@ -90,9 +110,8 @@ def test_train_transform_keeps_labels_aligned(tmp_path: Path) -> None:
                              transform=train_transform((32, 48), (2.0, 2.0), hflip=True))
     up = np.kron(masks[0], np.ones((2, 2), np.uint8))  # the 64x96 mask the crops come from
     flips, offsets = 0, set()
-    torch.manual_seed(0)
-    for _ in range(12):
-        image, target = ds[0]
+    for epoch in range(12):  # a fresh draw per epoch
+        image, target = ds[(epoch, 0)]
         target = target.numpy()
         keep = target != 255
         np.testing.assert_array_equal(decode(image.numpy())[keep], target[keep])

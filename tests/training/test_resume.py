@@ -128,3 +128,17 @@ def test_nan_loss_stops_with_epoch_and_step(data: tuple[Path, Path], tmp_path: P
     assert not (paths.model_dir / "model.pt").exists() and not paths.live_dir.exists()
     metrics = json.loads((paths.state.live / "metrics.json").read_text())  # the history so far is kept
     assert metrics["epoch"] == 0
+
+
+def test_resume_with_loader_workers_equals_a_run_without(data: tuple[Path, Path], uninterrupted: dict[str, bytes],
+                                                         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Augmentation is drawn per (seed, epoch, item): killed and resumed with 2 loader workers, the run ends
+    with the same bytes as the uninterrupted run with none."""
+    params = parse_params({"train": {**TRAIN, "workers": 2}, "models": {"x": {"arch": "fastscnn", "lr": 0.01}}})
+    paths = paths_in(tmp_path, data)
+    with monkeypatch.context() as m:
+        kill_at(m, 1, 1)
+        with pytest.raises(Killed):
+            train_model(params, "x", paths)
+    train_model(params, "x", paths)
+    assert outputs(paths) == uninterrupted

@@ -23,7 +23,7 @@ import cv2
 import lightning as L
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, Dataset, get_worker_info
+from torch.utils.data import DataLoader, Dataset, Sampler, get_worker_info
 
 from cocoseg.core.images import read_mask, read_rgb
 from cocoseg.core.layout import VOID, image_path, semantic_mask_path
@@ -72,13 +72,38 @@ def train_transform(size: tuple[int, int], scale: tuple[float, float], hflip: bo
     return apply
 
 
+class EpochShuffle(Sampler[tuple[int, int]]):
+    """A seeded shuffle of the train items for each epoch, every index tagged with its epoch.
+
+    With the dataset drawing each item's augmentation from (seed, epoch, index), a run does not depend
+    on which worker loads an item, on how many workers there are, or on whether it was resumed.
+    """
+
+    def __init__(self, size: int, seed: int, epoch: int = 0) -> None:
+        self.size, self.seed, self.epoch = size, seed, epoch
+
+    def set_epoch(self, epoch: int) -> None:  # Lightning calls it at the start of every epoch
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return self.size
+
+    def __iter__(self) -> Any:
+        order = np.random.default_rng([self.seed, self.epoch]).permutation(self.size)
+        return iter([(self.epoch, int(i)) for i in order])
+
+
 class SegmentationDataset(Dataset):
-    """Items are "<split>/<file_name>" entries of split.json; pairs are resized (or augmented) to ``size``."""
+    """Items are "<split>/<file_name>" entries of split.json; pairs are resized (or augmented) to ``size``.
+
+    With a ``transform``, keys are ``(epoch, index)`` (see ``EpochShuffle``) and the augmentation of an
+    item is drawn from an RNG seeded by ``(seed, epoch, index)``; without one, keys are plain indices.
+    """
 
     def __init__(self, items: list[str], coco_root: Path, masks_root: Path, size: tuple[int, int],
-                 transform: Callable[[Pair, np.random.Generator], Pair] | None = None) -> None:
+                 transform: Callable[[Pair, np.random.Generator], Pair] | None = None, seed: int = 0) -> None:
         self.items, self.coco_root, self.masks_root = items, Path(coco_root), Path(masks_root)
-        self.size, self.transform = size, transform
+        self.size, self.transform, self.seed = size, transform, seed
 
     def __len__(self) -> int:
         return len(self.items)
@@ -87,15 +112,15 @@ class SegmentationDataset(Dataset):
         item = self.items[index]
         return image_path(self.coco_root, item), semantic_mask_path(self.masks_root, item)
 
-    def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
+    def __getitem__(self, key: int | tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor]:
         """(H, W, 3) uint8 RGB image, (H, W) uint8 mask, both at ``size``."""
         if get_worker_info() is not None and cv2.getNumThreads() != 1:
             cv2.setNumThreads(1)  # in a worker process: the workers are the parallelism
+        epoch, index = key if isinstance(key, tuple) else (0, key)
         image_path, mask_path = self.paths(index)
         image, mask = read_rgb(image_path), read_mask(mask_path)
         if self.transform is not None:
-            # torch's RNG is seeded per worker by Lightning's seed_everything(workers=True)
-            rng = np.random.default_rng(int(torch.randint(0, 2**31 - 1, ()).item()))
+            rng = np.random.default_rng([self.seed, epoch, index])
             image, mask = self.transform((image, mask), rng)
         else:
             image, mask = resize_pair(image, mask, self.size)
@@ -104,8 +129,11 @@ class SegmentationDataset(Dataset):
 
 class SegmentationDataModule(L.LightningDataModule):
     def __init__(self, coco_root: Path, masks_root: Path, image_size: tuple[int, int], batch_size: int,
-                 workers: int | str = 0, hflip: bool = True, scale: tuple[float, float] = (1.0, 1.0)) -> None:
+                 workers: int | str = 0, hflip: bool = True, scale: tuple[float, float] = (1.0, 1.0),
+                 seed: int = 0) -> None:
         super().__init__()
+        self.seed = seed  # of the train shuffle and augmentation
+        self.start_epoch = 0  # a resumed run sets the epoch it starts at
         self.coco_root, self.masks_root = Path(coco_root), Path(masks_root)
         self.image_size, self.batch_size = tuple(image_size), batch_size
         self.workers = resolve_workers(workers)
@@ -121,14 +149,21 @@ class SegmentationDataModule(L.LightningDataModule):
         return SegmentationDataset(self.split[part], self.coco_root, self.masks_root, self.image_size, **kwargs)
 
     def train_dataloader(self) -> DataLoader:
-        ds = self.dataset("train", transform=train_transform(self.image_size, self.scale, self.hflip))
+        ds = self.dataset("train", transform=train_transform(self.image_size, self.scale, self.hflip),
+                          seed=self.seed)
         # drop_last avoids a final batch of one image, which BatchNorm cannot train on
-        return self._loader(ds, shuffle=True, drop_last=len(ds) > self.batch_size)
+        # Persistent workers draw their first indices when Lightning first iterates the loader, before a
+        # resumed run's set_epoch: so the sampler starts at the epoch the run starts at.
+        return self._loader(ds, EpochShuffle(len(ds), self.seed, self.start_epoch),
+                            drop_last=len(ds) > self.batch_size)
 
     def val_dataloader(self) -> DataLoader:
-        return self._loader(self.dataset("val"), shuffle=False, drop_last=False)
+        return self._loader(self.dataset("val"), None, drop_last=False)
 
-    def _loader(self, ds: Dataset, shuffle: bool, drop_last: bool) -> DataLoader:
-        return DataLoader(ds, batch_size=self.batch_size, shuffle=shuffle, drop_last=drop_last,
+    def _loader(self, ds: Dataset, sampler: Sampler | None, drop_last: bool) -> DataLoader:
+        # Its own generator: each new iterator draws a seed from it, which would otherwise come from the
+        # global RNG (dropout's) once per epoch without workers but once per run with persistent ones.
+        return DataLoader(ds, batch_size=self.batch_size, sampler=sampler, drop_last=drop_last,
+                          generator=torch.Generator().manual_seed(self.seed),
                           num_workers=self.workers, persistent_workers=self.workers > 0,
                           pin_memory=torch.cuda.is_available())

@@ -94,6 +94,13 @@ def prepare_run(state: RunState, fingerprint: str) -> Path | None:
     return None
 
 
+def start_epoch(checkpoint: Path | None) -> int:
+    """The epoch a run resumed from ``checkpoint`` starts at (0 for a fresh run)."""
+    if checkpoint is None:
+        return 0
+    return int(torch.load(checkpoint, map_location="cpu", weights_only=False, mmap=True)["epoch"]) + 1
+
+
 def publish_run(state: RunState, live_dir: Path, tensorboard_dir: Path) -> None:
     """Swap the finished run's history in for the previous one, then drop the resume folder."""
     replace_dir(state.live, live_dir)

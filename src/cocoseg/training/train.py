@@ -19,7 +19,8 @@ from cocoseg.models.inference import Preprocessing
 from cocoseg.training.checks import check_timm_encoder
 from cocoseg.training.data import SegmentationDataModule
 from cocoseg.training.module import SegmentationModule
-from cocoseg.training.resume import EpochCheckpoint, RunState, prepare_run, publish_run, run_fingerprint
+from cocoseg.training.resume import (EpochCheckpoint, RunState, prepare_run, publish_run, run_fingerprint,
+                                     start_epoch)
 
 log = logging.getLogger(__name__)
 
@@ -78,13 +79,14 @@ def train_model(params: Params, name: str, paths: TrainPaths) -> dict[str, Any]:
     speed = trainer_speed_flags(cfg, on_cuda(cfg.accelerator))
 
     datamodule = SegmentationDataModule(paths.coco_root, paths.masks_root, cfg.image_size, batch_size,
-                                        cfg.workers, cfg.hflip, cfg.scale)
+                                        cfg.workers, cfg.hflip, cfg.scale, params.base.seed)
     module = SegmentationModule(model_cfg.arch, datamodule.num_classes, model_cfg.encoder,
                                 model_cfg.encoder_weights, lr, cfg.weight_decay, cfg.dice_weight,
                                 dict(model_cfg.options), speed.pop("channels_last"), cfg.compile)
 
     state, fingerprint = paths.state, run_fingerprint(params, name, paths.masks_root)
     resume_from = prepare_run(state, fingerprint)
+    datamodule.start_epoch = start_epoch(resume_from)
     best = BestWeights("val/miou")
     trainer = _trainer(params, epochs, resume_from is not None, state, speed, [
         best, FirstIterationMetrics(state.live / "metrics_first_iter.json"), TensorBoardRuns(state.tensorboard),
