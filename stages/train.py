@@ -6,6 +6,7 @@ from pathlib import Path
 from cocoseg.core.stage import run_stage
 from cocoseg.core.params import load_params
 from cocoseg.models import check_model
+from cocoseg.training.runs import runs_root
 from cocoseg.training.train import TrainPaths, train_model
 
 
@@ -17,12 +18,12 @@ def main() -> None:
     parser.add_argument("--masks", type=Path, default=Path("data/masks"))
     parser.add_argument("--out", type=Path, help="default: models/<model>")
     parser.add_argument("--live", type=Path, help="dvclive folder, default: results/train/<model>")
-    parser.add_argument("--tensorboard", type=Path, help="default: results/tensorboard/<model>")
+    parser.add_argument("--runs", type=Path, help="run history (TensorBoard), default: $DVC_ROOT/runs")
     args = parser.parse_args()
     params = load_params(args.params, lambda p: check_model(p, args.model))
     paths = TrainPaths(args.coco, args.masks, args.out or Path("models") / args.model,
                        args.live or Path("results/train") / args.model,
-                       args.tensorboard or Path("results/tensorboard") / args.model)
+                       args.runs or runs_root())
     train_model(params, args.model, paths)
 
 

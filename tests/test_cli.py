@@ -1,0 +1,120 @@
+"""The cocoseg command: every subcommand's DVC command line, applied by DVC's own -S parser to params.yaml."""
+
+from __future__ import annotations
+
+import shlex
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from dvc.utils.hydra import apply_overrides
+
+from cocoseg import cli
+from cocoseg.core.params import load_params
+from helpers import REPO, committed_params
+
+SUBCOMMANDS = ["prepare", "train", "compare", "predict", "tensorboard"]
+
+
+@pytest.fixture
+def params_path(tmp_path: Path) -> Path:
+    path = tmp_path / "params.yaml"
+    path.write_text(committed_params())
+    return path
+
+
+def dry_run(params_path: Path, *words: str) -> list[str]:
+    """The command ``cocoseg <words> --dry-run`` prints, split into words (without the leading ``$``)."""
+    result = subprocess.run([sys.executable, "-m", "cocoseg", *words, "--params", str(params_path), "--dry-run"],
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("$ ")
+    return shlex.split(result.stdout[2:])
+
+
+def set_values(command: list[str]) -> list[str]:
+    return [command[i + 1] for i, word in enumerate(command) if word == "-S"]
+
+
+def settings_after(params_path: Path, command: list[str]) -> dict[str, tuple[float, int, int]]:
+    """Apply the command's -S values with DVC's own parser; each model's effective (lr, epochs, batch)."""
+    apply_overrides(str(params_path), set_values(command))
+    params = load_params(params_path)
+    return {name: params.model_settings(name) for name in params.models}
+
+
+@pytest.mark.parametrize("subcommand", SUBCOMMANDS)
+def test_every_subcommand_has_help(subcommand: str) -> None:
+    result = subprocess.run([sys.executable, "-m", "cocoseg", subcommand, "--help"], capture_output=True,
+                            text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("usage: cocoseg ")
+
+
+def test_the_seed_train_command_reaches_every_model(params_path: Path) -> None:
+    command = dry_run(params_path, "train", "--data_root", "data", "--models", "unet,deeplabv3,fastscnn",
+                      "--gpu", "0", "--lr", "1e-3", "--batch_size", "16", "--epochs", "20")
+    assert command[:3] == ["dvc", "exp", "run"] and command[3] == "-S"  # every model: no stage targets
+    # fastscnn has its own lr in params.yaml, so train.lr alone would not reach it
+    assert set_values(command) == ["train.accelerator=gpu", "train.devices=[0]", "train.lr=0.001",
+                                   "models.fastscnn.lr=0.001", "train.epochs=20", "train.batch_size=16"]
+    settings = settings_after(params_path, command)
+    assert settings == {m: (0.001, 20, 16) for m in ("unet", "deeplabv3", "fastscnn")}
+    params = load_params(params_path)
+    assert (params.train.accelerator, params.train.devices) == ("gpu", (0,))
+
+
+def test_some_models_get_their_own_keys_and_the_others_keep_theirs(params_path: Path) -> None:
+    before = settings_after(params_path, [])
+    command = dry_run(params_path, "train", "--models", "unet,fastscnn", "--lr", "0.0005", "--epochs", "3",
+                      "--queue", "-n", "short")
+    assert command[3:5] == ["evaluate@unet", "evaluate@fastscnn"]
+    assert command[-3:] == ["-n", "short", "--queue"]
+    assert set_values(command) == ["+models.unet.lr=0.0005", "models.fastscnn.lr=0.0005",
+                                   "+models.unet.epochs=3", "+models.fastscnn.epochs=3"]
+    after = settings_after(params_path, command)
+    assert after["unet"] == (0.0005, 3, before["unet"][2])
+    assert after["fastscnn"] == (0.0005, 3, before["fastscnn"][2])
+    assert after["deeplabv3"] == before["deeplabv3"]  # left out: its params, so its results, unchanged
+
+
+def test_gpu_flag_forms(params_path: Path) -> None:
+    assert set_values(dry_run(params_path, "train", "--gpu", "0,1")) == ["train.accelerator=gpu",
+                                                                         "train.devices=[0,1]"]
+    assert set_values(dry_run(params_path, "train", "--gpu", "-1")) == ["train.accelerator=cpu", "train.devices=1"]
+
+
+def test_prepare_maps_visualize_to_previews(params_path: Path) -> None:
+    command = dry_run(params_path, "prepare", "--visualize", "5")
+    assert command == ["dvc", "exp", "run", "masks", "-S", "masks.preview=5"]
+    apply_overrides(str(params_path), set_values(command))
+    assert load_params(params_path).masks.preview == 5
+
+
+def test_compare_and_tensorboard_commands(params_path: Path) -> None:
+    assert dry_run(params_path, "compare") == cli.EXP_SHOW
+    assert dry_run(params_path, "compare", "--plots") == cli.PLOTS_SHOW
+    assert dry_run(params_path, "tensorboard") == ["tensorboard", "--logdir", "runs", "--port", "6006"]
+
+
+@pytest.mark.parametrize(("words", "message"), [
+    (["train", "--models", "unet,pspnet"], "--models: pspnet not in params.yaml's models section"),
+    (["train", "--gpu", "first"], "--gpu 'first': expected GPU indices"),
+    (["prepare", "--data_root", "/data/coco"], "--data_root /data/coco: the pipeline's paths live in dvc.yaml"),
+])
+def test_bad_flags_give_one_line(params_path: Path, words: list[str], message: str) -> None:
+    result = subprocess.run([sys.executable, "-m", "cocoseg", *words, "--params", str(params_path), "--dry-run"],
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert [line for line in result.stderr.splitlines() if line.startswith("ERROR")] == [
+        line for line in result.stderr.splitlines() if message in line]
+
+
+def test_readme_seed_table_is_generated_from_the_code(params_path: Path) -> None:
+    table = cli.mapping_table(load_params(params_path))
+    assert table in (REPO / "README.md").read_text(), "README table out of date; it should read:\n" + table
+
+
+def test_readme_exp_show_is_the_cli_command() -> None:
+    assert shlex.join(cli.EXP_SHOW) in (REPO / "README.md").read_text()
