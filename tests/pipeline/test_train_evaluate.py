@@ -223,7 +223,11 @@ def test_evaluate(run: Run, checkpoints: dict[str, Path], tmp_path: Path, which:
     assert cv2.imread(str(out / "confusion.png")) is not None
     overlays = sorted((out / "overlays").glob("*.png"))
     assert [p.name for p in overlays] == [f"{Path(val[0]).stem}.png"]  # only the first `overlays` images
-    assert cv2.imread(str(overlays[0])).shape == (48, 3 * 64 + 2 * 4, 3)  # image | truth | prediction
+    panel = cv2.imread(str(overlays[0]))
+    assert panel.shape[1] == 3 * 64 + 2 * 4 and panel.shape[0] > 16 + 48 + 16  # caption, images, legend
+    # captions above (image | truth | prediction), the image itself below its caption
+    assert (panel[16:64, :64] == cv2.imread(str(run.coco / val[0]))).all()
+    assert (panel[:16] < 128).any() and (panel[:16, 64:68] == 255).all()
 
 
 def write_fake_evaluation(folder: Path, metrics: dict, speed: dict | None = None) -> None:
