@@ -6,6 +6,7 @@ before it runs, so users learn the DVC form) from flags the seed's scripts had:
     cocoseg prepare --visualize 5            ->  dvc exp run masks -S masks.preview=5
     cocoseg train --models unet --lr 1e-3    ->  dvc exp run evaluate@unet -S +models.unet.lr=0.001
     cocoseg compare                          ->  dvc exp show (compact: headline metrics, changed params)
+    cocoseg compare --plots                  ->  dvc plots show, rendered for offline viewing
     cocoseg predict --model m.pt photo.jpg   ->  writes predictions/ (no DVC involved)
     cocoseg tensorboard                      ->  tensorboard --logdir runs
 
@@ -16,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import shlex
 import subprocess
 import sys
@@ -32,8 +34,9 @@ RUNS_DIR = "runs"  # TensorBoard logs and the per-run summaries (training/train.
 # model (mIoU at the masks' resolution); everything else is dropped so three models fit 120 columns.
 EXP_SHOW = ["dvc", "exp", "show", "--only-changed", "--drop", ".*", "--keep",
             r"Experiment|Created|^(train|models)\..*|results/evaluate/.*:miou$", "--precision", "3"]
-# Offline plots: `dvc plots show` with the vega scripts inlined (scripts/offline_plots_template.py).
-PLOTS_SHOW = ["dvc", "plots", "show", "--html-template", "docs/offline_plots.html", "-o", "plots"]
+# Offline plots: `dvc plots show` with the vega scripts inlined (scripts/plots_template.sh builds it once).
+PLOTS_TEMPLATE = ".cache/plots_template.html"
+PLOTS_SHOW = ["dvc", "plots", "show", "--html-template", PLOTS_TEMPLATE, "-o", "plots"]
 # Seed flag -> the key under train / models.<name>; a model that sets its own value gets its own -S.
 PER_MODEL_FLAGS = {"lr": "lr", "epochs": "epochs", "batch_size": "batch_size"}
 
@@ -103,6 +106,9 @@ def prepare_command(params: Params, args: argparse.Namespace) -> list[str]:
 
 
 def compare_command(params: Params, args: argparse.Namespace) -> list[str]:
+    if args.plots and not args.dry_run and not Path(PLOTS_TEMPLATE).is_file():
+        subprocess.run(["bash", "scripts/plots_template.sh", PLOTS_TEMPLATE], check=True,
+                       env={**os.environ, "PYTHON": sys.executable})
     return list(PLOTS_SHOW) if args.plots else [*EXP_SHOW, *(["--all-commits"] if args.all else [])]
 
 
@@ -146,7 +152,8 @@ def mapping_table(params: Params) -> str:
         words = shlex.split(ours)[1:]
         args = build_parser().parse_args(words)
         dvc = shlex.join(args.command(params, args))
-        rows.append(f"| `{seed}` | `{ours}` | `{dvc}` |")
+        # a | inside a cell (the --keep regex) must be escaped, or markdown starts a new column
+        rows.append("| " + " | ".join(f"`{cell}`".replace("|", "\\|") for cell in (seed, ours, dvc)) + " |")
     return "\n".join(rows) + "\n"
 
 
