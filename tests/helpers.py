@@ -131,7 +131,7 @@ def assert_one_error(result: subprocess.CompletedProcess[str], *fragments: str) 
 
 
 def committed_params() -> str:
-    """params.yaml as committed: an experiment applied to the workspace (dvc exp run) must not change tests."""
+    """params.yaml as committed: an experiment applied to the workspace must not change the tests."""
     result = subprocess.run(["git", "show", "HEAD:params.yaml"], cwd=REPO, capture_output=True, text=True)
     return result.stdout if result.returncode == 0 else (REPO / "params.yaml").read_text()
 

@@ -81,7 +81,8 @@ def setting_overrides(params: Params, models: list[str], values: dict[str, objec
         if shared and set(models) == set(params.models):
             overrides.append(f"train.{key}={value}")
             shared = []
-        overrides += [f"{'' if m in own else '+'}models.{m}.{key}={value}" for m in models if m in own or m in shared]
+        overrides += [f"{'' if m in own else '+'}models.{m}.{key}={value}"
+                      for m in models if m in own or m in shared]
     return overrides
 
 
@@ -93,7 +94,8 @@ def train_command(params: Params, args: argparse.Namespace) -> list[str]:
                        f"defined: {', '.join(params.models)} (a new model is one entry there)")
     _check_data_root(args.data_root)
     sets = [*gpu_overrides(args.gpu),
-            *setting_overrides(params, models, {"lr": args.lr, "epochs": args.epochs, "batch_size": args.batch_size}),
+            *setting_overrides(params, models,
+                               {"lr": args.lr, "epochs": args.epochs, "batch_size": args.batch_size}),
             *args.set]
     targets = [] if set(models) == set(params.models) else [f"evaluate@{m}" for m in models]
     return _exp_run(targets, sets, args)
@@ -137,8 +139,10 @@ SEED_EXAMPLES = [
     ("python train.py --data_root data --models unet,deeplabv3,fastscnn --gpu 0 --lr 1e-3 --batch_size 8 "
      "--epochs 20", "cocoseg train --data_root data --models unet,deeplabv3,fastscnn --gpu 0 --lr 1e-3 "
      "--batch_size 8 --epochs 20"),
-    ("python train.py --models unet --lr 1e-3 --epochs 20", "cocoseg train --models unet --lr 1e-3 --epochs 20"),
-    ("python train.py --models fastscnn --batch_size 16", "cocoseg train --models fastscnn --batch_size 16 --queue"),
+    ("python train.py --models unet --lr 1e-3 --epochs 20",
+     "cocoseg train --models unet --lr 1e-3 --epochs 20"),
+    ("python train.py --models fastscnn --batch_size 16",
+     "cocoseg train --models fastscnn --batch_size 16 --queue"),
     ("python train.py --gpu -1", "cocoseg train --gpu -1"),
     ("(compare the runs by hand)", "cocoseg compare"),
     ("tensorboard --logdir runs", "cocoseg tensorboard"),
@@ -161,8 +165,8 @@ def _add_common(parser: argparse.ArgumentParser, exp: bool = False) -> None:
     parser.add_argument("--dry-run", action="store_true", help="print the command, do not run it")
     parser.add_argument("--params", default="params.yaml", help="the params.yaml the translation reads")
     if exp:
-        parser.add_argument("--data_root", help="accepted for the seed's sake: must be data (paths live in dvc.yaml)")
-        parser.add_argument("--queue", action="store_true", help="queue the experiment (dvc queue start runs it)")
+        parser.add_argument("--data_root", help="the seed's flag; must be data (paths live in dvc.yaml)")
+        parser.add_argument("--queue", action="store_true", help="queue it; dvc queue start runs the queue")
         parser.add_argument("-n", "--name", help="experiment name")
         parser.add_argument("-S", "--set", action="append", default=[], metavar="KEY=VALUE",
                             help="any other parameter, passed to dvc exp run -S as is")
@@ -171,12 +175,13 @@ def _add_common(parser: argparse.ArgumentParser, exp: bool = False) -> None:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="cocoseg", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    sub = parser.add_subparsers(dest="subcommand", required=True, metavar="{prepare,train,compare,predict,tensorboard}")
-    prep = sub.add_parser("prepare", help="download, extract and build the masks (the seed's prepare_dataset.py)")
+    sub = parser.add_subparsers(dest="subcommand", required=True,
+                                metavar="{prepare,train,compare,predict,tensorboard}")
+    prep = sub.add_parser("prepare", help="download, extract, make masks (the seed's prepare_dataset.py)")
     prep.add_argument("--visualize", type=int, metavar="N", help="preview panels to draw (masks.preview)")
     _add_common(prep, exp=True)
-    train = sub.add_parser("train", help="train and evaluate models as a DVC experiment (the seed's train.py)")
-    train.add_argument("--models", help="comma-separated names from params.yaml's models section (default: all)")
+    train = sub.add_parser("train", help="train, evaluate models in a DVC experiment (the seed's train.py)")
+    train.add_argument("--models", help="comma-separated names of params.yaml's models (default: all)")
     train.add_argument("--gpu", help="GPU index(es) such as 0 or 0,1; -1 for the CPU")
     train.add_argument("--lr", type=float)
     train.add_argument("--batch_size", type=int)
@@ -191,8 +196,8 @@ def build_parser() -> argparse.ArgumentParser:
     tb.add_argument("--port", type=int, default=6006)
     _add_common(tb)
     sub.add_parser("predict", help="segment your own images with a trained model", add_help=False)
-    for name, command in (("prepare", prepare_command), ("train", train_command), ("compare", compare_command),
-                          ("tensorboard", tensorboard_command)):
+    for name, command in (("prepare", prepare_command), ("train", train_command),
+                          ("compare", compare_command), ("tensorboard", tensorboard_command)):
         sub.choices[name].set_defaults(command=command)
     return parser
 

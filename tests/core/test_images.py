@@ -1,4 +1,4 @@
-"""Pictures that explain themselves: grey overlays with outlines, captions, and a legend of the classes shown."""
+"""Pictures that explain themselves: grey overlays with outlines, captions, a legend of the classes shown."""
 
 from __future__ import annotations
 
