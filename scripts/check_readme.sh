@@ -18,7 +18,7 @@ RUN=(
   "make repro"
   "source .venv/bin/activate"
   "dvc exp run -n unet-r34 -S models.unet.encoder=resnet34"
-  "dvc exp show --only-changed --drop '.*' --keep 'Experiment|Created|^(train|models)\..*|results/evaluate/.*:miou\$' --precision 3"
+  "cocoseg compare"
   "cat results/compare.md"
   "dvc metrics diff --md"
   "dvc plots diff HEAD unet-r34 -o plots_diff"
