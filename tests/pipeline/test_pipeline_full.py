@@ -81,7 +81,7 @@ def test_dvc_repro_whole_pipeline(tmp_path: Path) -> None:
     # A fourth model is one params.yaml entry: any segmentation-models-pytorch architecture by its name.
     params = yaml.safe_load((repo / "params.yaml").read_text())
     params["models"]["fpn"] = {"arch": "fpn", "encoder": "resnet18", "encoder_weights": None,
-                               "options": {"decoder_pyramid_channels": 32, "decoder_segmentation_channels": 16}}
+                               "options": {"decoder_pyramid_channels": 32, "decoder_segmentation_channels": 32}}
     (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     fourth = run_in(repo, "dvc", "repro")
     assert ran(fourth) == {"train@fpn", "evaluate@fpn", "compare"}, fourth
