@@ -17,18 +17,18 @@ def main() -> None:
     parser.add_argument("--masks", type=Path, default=Path("data/masks"))
     parser.add_argument("--out", type=Path, help="default: models/<model>")
     parser.add_argument("--live", type=Path, help="dvclive folder, default: results/train/<model>")
-    parser.add_argument("--tensorboard", type=Path, help="default: results/tensorboard/<model>")
+    parser.add_argument("--runs", type=Path, help="run history (TensorBoard), default: $DVC_ROOT/runs")
     parser.add_argument("--resume-dir", type=Path, help="run in progress and resume checkpoint, "
                         "default: checkpoints/<model>")
     args = parser.parse_args()
     params = load_params(args.params, lambda p: check_model(p, args.model), check_train)
     # Imported only now: torch and Lightning take seconds to load, and a bad value must fail at once.
+    from cocoseg.training.runs import runs_root
     from cocoseg.training.train import TrainPaths, train_model
 
     paths = TrainPaths(args.coco, args.masks, args.out or Path("models") / args.model,
                        args.live or Path("results/train") / args.model,
-                       args.tensorboard or Path("results/tensorboard") / args.model,
-                       args.resume_dir or Path("checkpoints") / args.model)
+                       args.runs or runs_root(), args.resume_dir or Path("checkpoints") / args.model)
     train_model(params, args.model, paths)
 
 

@@ -123,11 +123,17 @@ def assert_one_error(result: subprocess.CompletedProcess[str], *fragments: str) 
     return errors[0]
 
 
+def committed_params() -> str:
+    """params.yaml as committed: an experiment applied to the workspace must not change the tests."""
+    result = subprocess.run(["git", "show", "HEAD:params.yaml"], cwd=REPO, capture_output=True, text=True)
+    return result.stdout if result.returncode == 0 else (REPO / "params.yaml").read_text()
+
+
 def copy_project(repo: Path) -> None:
-    """Copy dvc.yaml, params.yaml, stages/ and src/ (the stages' deps; imports use the venv's install)."""
+    """Copy dvc.yaml, the committed params.yaml, stages/ and src/ (imports use the venv's install)."""
     repo.mkdir(parents=True)
-    for name in ("dvc.yaml", "params.yaml"):
-        shutil.copy(REPO / name, repo / name)
+    shutil.copy(REPO / "dvc.yaml", repo / "dvc.yaml")
+    (repo / "params.yaml").write_text(committed_params())
     ignore = shutil.ignore_patterns("__pycache__", "*.egg-info")
     shutil.copytree(REPO / "stages", repo / "stages", ignore=ignore)
     shutil.copytree(REPO / "src", repo / "src", ignore=ignore)

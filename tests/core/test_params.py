@@ -9,6 +9,7 @@ import pytest
 import yaml
 
 from cocoseg.masks.paint import check_overlap, check_params
+from helpers import committed_params
 from cocoseg.core.params import (
     BaseConfig,
     ConfigError,
@@ -19,19 +20,26 @@ from cocoseg.core.params import (
     parse_params,
 )
 
-PARAMS_YAML = Path(__file__).resolve().parents[2] / "params.yaml"
 
 
-def test_shipped_params_parse_to_the_defaults() -> None:
+@pytest.fixture
+def shipped(tmp_path: Path) -> Path:
+    """params.yaml as committed, not as the last experiment left the workspace."""
+    path = tmp_path / "shipped.yaml"
+    path.write_text(committed_params())
+    return path
+
+
+def test_shipped_params_parse_to_the_defaults(shipped: Path) -> None:
     # params.yaml documents the knobs; the dataclass defaults are what code without params.yaml gets.
-    params = load_params(PARAMS_YAML)
+    params = load_params(shipped)
     assert params.base == BaseConfig() == Params().base
     assert params.data == DataConfig() == Params().data
     assert params.masks == MasksConfig() == Params().masks
 
 
-def test_shipped_params_values() -> None:
-    params = load_params(PARAMS_YAML)
+def test_shipped_params_values(shipped: Path) -> None:
+    params = load_params(shipped)
     assert params.base.seed == 42
     assert params.data.splits == ("val2017",)
     assert params.data.coco.max_images is None

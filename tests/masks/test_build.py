@@ -18,7 +18,7 @@ from cocoseg.masks.coco import CocoFormatError
 from cocoseg.core.params import MasksConfig
 from cocoseg.masks.build import build_masks, split_images
 from cocoseg.masks.paint import VOID
-from cocoseg.masks.preview import colourise
+from cocoseg.core.images import TEXT_HEIGHT, colourise
 from cocoseg.acquire.sample import encode_compressed_rle, encode_uncompressed_rle
 
 H, W = 10, 12
@@ -320,8 +320,9 @@ def test_previews(coco_root: Path, tmp_path: Path) -> None:
         panel = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
         sem = cv2.imread(str(out / "semantic" / SPLIT / f"{path.stem}.png"), cv2.IMREAD_UNCHANGED)
         h, w = sem.shape
-        assert panel.shape == (h, 3 * w + 2 * 4, 3)  # image | mask | overlay, 4-pixel gaps
-        np.testing.assert_array_equal(panel[:, w + 4:2 * w + 4], colourise(sem, 4))
+        # captions, then image | mask | overlay with 4-pixel gaps, then a legend of the classes present
+        assert panel.shape[1] == 3 * w + 2 * 4 and panel.shape[0] >= TEXT_HEIGHT + h + TEXT_HEIGHT
+        np.testing.assert_array_equal(panel[TEXT_HEIGHT:TEXT_HEIGHT + h, w + 4:2 * w + 4], colourise(sem, 4))
 
 
 def test_preview_folder_exists_even_when_empty(coco_root: Path, tmp_path: Path) -> None:

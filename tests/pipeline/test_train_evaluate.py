@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import logging
+import re
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -45,7 +47,7 @@ class Run:
 
 def train(root: Path, coco: Path, masks: Path) -> Run:
     paths = TrainPaths(coco, masks, root / "models" / "x", root / "results" / "train" / "x",
-                       root / "results" / "tensorboard" / "x")
+                       root / "runs")
     return Run(coco, masks, paths, train_model(PARAMS, "x", paths))
 
 
@@ -89,8 +91,6 @@ def test_train_writes_outputs(run: Run) -> None:
     history = read_tsv(live / "plots" / "metrics" / "val" / "miou.tsv")
     assert len(history) == 2  # one row per epoch
     assert float(history[-1]["miou"]) == pytest.approx(metrics["val"]["miou"])
-    for name in ("train", "val"):
-        assert list((run.paths.tensorboard_dir / name).glob("events.out.tfevents.*"))
 
     # the exported weights are the best epoch's, and its metrics travel in the model file
     ckpt = torch.load(run.model_path, weights_only=True)
@@ -99,6 +99,35 @@ def test_train_writes_outputs(run: Run) -> None:
     assert ckpt["metrics"]["best_epoch"] == scores.index(max(scores)) == run.best["best_epoch"]
     assert ckpt["classes"] == CLASSES and ckpt["model"]["arch"] == "fastscnn"
     assert ckpt["preprocessing"]["image_size"] == [32, 32]
+
+
+def test_train_keeps_a_run_folder_with_tensorboard_scalars_and_summaries(run: Run) -> None:
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    folder, = run.paths.runs_dir.iterdir()  # runs/x_miou_<time>, outside the dvclive folder
+    assert re.fullmatch(r"x_miou_\d{8}-\d{6}", folder.name)
+    events = EventAccumulator(str(folder))
+    events.Reload()
+    steps = lambda tag: [e.step for e in events.Scalars(tag)]  # noqa: E731
+    assert steps("train/loss_step") == steps("train/lr") == [0, 1, 2, 3]  # 4 images, batch 2, 2 epochs
+    assert steps("val/miou") == steps("train/loss") == [1, 3]  # every epoch, at its last step
+    assert {"val/loss", "val/dice", "train/miou"} <= set(events.Tags()["scalars"])
+    first = (folder / "metrics_first_iter.txt").read_text()
+    assert first.startswith("step: 1\ntrain/loss: ")
+    final = dict(line.split(": ", 1) for line in (folder / "final_metrics.txt").read_text().splitlines())
+    assert final["best_epoch"] == str(run.best["best_epoch"]) and final["epochs"] == "2"
+    assert float(final["val/miou"]) == run.best["val/miou"]
+
+
+def test_train_logs_one_line_per_epoch_without_a_terminal(run: Run, caplog: pytest.LogCaptureFixture,
+                                                          recwarn: pytest.WarningsRecorder, tmp_path: Path) -> None:
+    with caplog.at_level(logging.INFO):
+        train(tmp_path, run.coco, run.masks)  # pytest captures stdout: not a terminal
+    epochs = [r.getMessage() for r in caplog.records if r.getMessage().startswith("epoch ")]
+    assert len(epochs) == 2 and epochs[0].startswith("epoch 1/2: train/loss ")
+    assert "val/miou" in epochs[1]
+    assert not [r for r in caplog.records if "litlogger" in r.getMessage()]
+    assert not [w for w in recwarn if "deprecated" in str(w.message)]
 
 
 def test_exported_weights_reproduce_best_val_metrics(run: Run) -> None:
@@ -194,7 +223,11 @@ def test_evaluate(run: Run, checkpoints: dict[str, Path], tmp_path: Path, which:
     assert cv2.imread(str(out / "confusion.png")) is not None
     overlays = sorted((out / "overlays").glob("*.png"))
     assert [p.name for p in overlays] == [f"{Path(val[0]).stem}.png"]  # only the first `overlays` images
-    assert cv2.imread(str(overlays[0])).shape == (48, 3 * 64 + 2 * 4, 3)  # image | truth | prediction
+    panel = cv2.imread(str(overlays[0]))
+    assert panel.shape[1] == 3 * 64 + 2 * 4 and panel.shape[0] > 16 + 48 + 16  # caption, images, legend
+    # captions above (image | truth | prediction), the image itself below its caption
+    assert (panel[16:64, :64] == cv2.imread(str(run.coco / val[0]))).all()
+    assert (panel[:16] < 128).any() and (panel[:16, 64:68] == 255).all()
 
 
 @pytest.mark.parametrize("which", ["trained", "untrained"])

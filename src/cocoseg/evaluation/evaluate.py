@@ -14,7 +14,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from cocoseg.core.files import write_json, write_png
-from cocoseg.core.images import colourise, read_image, read_mask, read_rgb, side_by_side
+from cocoseg.core.images import explained_panel, overlay, read_image, read_mask, read_rgb
 from cocoseg.core.layout import image_path, mask_name, semantic_mask_path, split_item
 from cocoseg.core.params import EvaluateConfig
 from cocoseg.core.splits import load_split
@@ -78,7 +78,7 @@ def evaluate_model(model_path: Path, coco_root: Path, masks_root: Path, out_dir:
         if index < cfg.overlays:
             item = dataset.items[index]
             _write_overlay(out_dir / "overlays" / mask_name(split_item(item)[1]), image_path(coco_root, item),
-                           target, pred, len(classes))
+                           target, pred, classes)
 
     cm = confusion_over(model, dataset, len(classes), cfg, device, overlay_first)
     metrics = {**summarise(cm, classes), "params": count_parameters(model), "val_images": len(dataset)}
@@ -124,11 +124,13 @@ def _sync(device: str) -> None:
         torch.cuda.synchronize()
 
 
-def _write_overlay(path: Path, source: Path, target: np.ndarray, pred: np.ndarray, num_classes: int) -> None:
-    """Panel: image | ground truth | prediction (void pixels white)."""
-    image = read_image(source)
-    blend = lambda m: (image * 0.4 + colourise(m.astype(np.uint8), num_classes) * 0.6).astype(np.uint8)  # noqa: E731
-    write_png(path, side_by_side([image, blend(target), blend(pred)]))
+def _write_overlay(path: Path, source: Path, target: np.ndarray, pred: np.ndarray, names: list[str]) -> None:
+    """Panel: image | ground truth | prediction, captioned, over a legend (void pixels white)."""
+    image, k = read_image(source), len(names)
+    pred = pred.astype(np.uint8)
+    panels = [(source.name, image), ("ground truth", overlay(image, target, k)),
+              ("prediction", overlay(image, pred, k))]
+    write_png(path, explained_panel(panels, [target, pred], names))
 
 
 def _round(x: float) -> float | None:

@@ -1,6 +1,6 @@
 """Apply a trained model to your own images: writes <stem>_mask.png (class ids) and <stem>_overlay.png.
 
-    cocoseg-predict --model models/unet/model.pt --out predictions photo1.jpg photos/
+    cocoseg predict --model models/unet/model.pt --out predictions photo1.jpg photos/
 """
 
 from __future__ import annotations
@@ -65,13 +65,14 @@ def predict_images(model_path: Path, inputs: list[Path], out_dir: Path, device: 
     return written
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="cocoseg predict", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", type=Path, required=True, help="a models/<name>/model.pt file")
     parser.add_argument("--out", type=Path, default=Path("predictions"))
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("inputs", type=Path, nargs="+", help="image files or folders of images")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     predict_images(args.model, args.inputs, args.out, args.device)
 
 

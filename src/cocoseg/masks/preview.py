@@ -7,13 +7,16 @@ from pathlib import Path
 import numpy as np
 
 from cocoseg.core.files import write_png
-from cocoseg.core.images import colourise, overlay, read_image, read_mask, side_by_side
+from cocoseg.core.images import colourise, explained_panel, overlay, read_image, read_mask
 from cocoseg.core.layout import PREVIEW, image_path, mask_name, semantic_mask_path, split_item
 from cocoseg.masks.labels import LabelMap
 
 
-def render_panel(image: np.ndarray, semantic: np.ndarray, num_classes: int, alpha: float = 0.5) -> np.ndarray:
-    return side_by_side([image, colourise(semantic, num_classes), overlay(image, semantic, num_classes, alpha)])
+def render_panel(image: np.ndarray, semantic: np.ndarray, names: list[str], title: str) -> np.ndarray:
+    """image | mask | overlay, captioned, over a legend of the classes in this mask."""
+    k = len(names)
+    panels = [(title, image), ("mask", colourise(semantic, k)), ("overlay", overlay(image, semantic, k))]
+    return explained_panel(panels, [semantic], names)
 
 
 def write_previews(coco_root: Path, out_root: Path, written: list[str], labels: LabelMap, count: int,
@@ -28,6 +31,6 @@ def write_previews(coco_root: Path, out_root: Path, written: list[str], labels: 
         image = read_image(image_path(coco_root, item))
         semantic = read_mask(semantic_mask_path(out_root, item))
         path = out_root / PREVIEW / mask_name(split_item(item)[1])
-        write_png(path, render_panel(image, semantic, labels.num_classes))
+        write_png(path, render_panel(image, semantic, list(labels.names), split_item(item)[1]))
         paths.append(path)
     return paths

@@ -1,19 +1,25 @@
-"""Lightning callbacks: keep the best weights, stop on a non-finite loss, first-iteration metrics, TensorBoard."""
+"""Lightning callbacks: keep the best weights, stop on a non-finite loss, first-iteration metrics, per-step
+scalars, progress lines."""
 
 from __future__ import annotations
 
 import copy
 import json
+import logging
+import time
 from pathlib import Path
 from typing import Any
 
 import lightning as L
 import torch
+from lightning.pytorch.loggers import TensorBoardLogger
 
 from cocoseg.core.errors import UserError
 from cocoseg.core.files import write_text
 from cocoseg.models.inference import predict_batch
 from cocoseg.training.module import build_metrics, exact_counting
+
+log = logging.getLogger(__name__)
 
 
 class BestWeights(L.Callback):
@@ -91,32 +97,45 @@ class FirstIterationMetrics(L.Callback):
         write_text(self.path, json.dumps(result, indent=2, sort_keys=True) + "\n")
 
 
-class TensorBoardRuns(L.Callback):
-    """Per-epoch scalars as two TensorBoard runs, ``train`` and ``val``, so their curves overlay."""
+class StepScalars(L.Callback):
+    """Per-step train loss and learning rate for TensorBoard only (dvclive keeps its per-epoch history)."""
 
-    def __init__(self, log_dir: Path) -> None:
-        self.log_dir = Path(log_dir)
-        self.writers: dict[str, Any] = {}
+    def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any,
+                           batch_idx: int) -> None:
+        scalars = {"train/loss_step": float(outputs["loss"]),
+                   "train/lr": float(trainer.optimizers[0].param_groups[0]["lr"])}
+        for logger in trainer.loggers:
+            if isinstance(logger, TensorBoardLogger):
+                # zero-based like Lightning's own steps, so the epoch scalars fall on the same axis
+                logger.log_metrics(scalars, step=trainer.global_step - 1)
 
-    def _write(self, trainer: L.Trainer, run: str) -> None:
-        if not trainer.is_global_zero:
-            return
-        if run not in self.writers:
-            from torch.utils.tensorboard import SummaryWriter
 
-            self.writers[run] = SummaryWriter(str(self.log_dir / run))
-        for name, value in trainer.callback_metrics.items():
-            if name.startswith(f"{run}/"):
-                self.writers[run].add_scalar(name.split("/", 1)[1], float(value), trainer.current_epoch)
-        self.writers[run].flush()
+class ProgressLines(L.Callback):
+    """Progress as log lines, for logs and ``dvc queue logs`` where no progress bar can be drawn.
+
+    One line per epoch (train loss, val scores, seconds), and one every ``every_n_steps`` steps inside
+    an epoch longer than that.
+    """
+
+    def __init__(self, every_n_steps: int = 50) -> None:
+        self.every_n_steps = every_n_steps
+        self.started = 0.0
+
+    def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self.started = time.perf_counter()
+
+    def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any,
+                           batch_idx: int) -> None:
+        total = trainer.num_training_batches
+        if (batch_idx + 1) % self.every_n_steps == 0 and batch_idx + 1 < total and trainer.is_global_zero:
+            log.info("epoch %d/%d step %d/%d: train/loss %.4f", trainer.current_epoch + 1, trainer.max_epochs,
+                     batch_idx + 1, total, float(outputs["loss"]))
 
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        self._write(trainer, "train")
-
-    def on_validation_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        if not trainer.sanity_checking:
-            self._write(trainer, "val")
-
-    def on_fit_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        for writer in self.writers.values():
-            writer.close()
+        if not trainer.is_global_zero:
+            return
+        shown = ("train/loss", "val/loss", "val/miou", "val/dice", "val/pixel_accuracy")
+        values = ", ".join(f"{k} {float(trainer.callback_metrics[k]):.4f}" for k in shown
+                           if k in trainer.callback_metrics)
+        log.info("epoch %d/%d: %s (%.1f s)", trainer.current_epoch + 1, trainer.max_epochs, values,
+                 time.perf_counter() - self.started)

@@ -4,14 +4,15 @@ Everything lives under one folder per model, outside every DVC output and ignore
 ``dvc repro`` nor ``dvc exp run`` deletes it before the stage runs, and a failed run changes nothing
 that DVC or git track:
 
-    checkpoints/<name>/run/live, run/tensorboard   the run in progress: dvclive history, TensorBoard runs
+    checkpoints/<name>/run/live, run/runs_name.txt the run in progress: dvclive history, its runs/ folder
     checkpoints/<name>/last/                       the last finished epoch: last.ckpt (model, optimiser,
                                                    scheduler, loops, callbacks, RNG states), a copy of
                                                    run/ as it was then, and the run's fingerprint
 
 A rerun resumes from ``last/`` only when the fingerprint (every parameter the stage reads, plus the
 split and the labels) is unchanged; anything else starts fresh. When training succeeds, the new
-history replaces ``results/train/<name>`` and ``results/tensorboard/<name>`` whole, and the folder goes.
+history replaces ``results/train/<name>`` whole, and the folder goes. TensorBoard events go to the run's
+own folder under ``runs/`` (see runs.py), which a resumed run writes on into.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ import logging
 import os
 import random
 import shutil
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -47,9 +49,12 @@ class RunState:
     def live(self) -> Path:
         return self.root / "run" / "live"
 
-    @property
-    def tensorboard(self) -> Path:
-        return self.root / "run" / "tensorboard"
+    def run_name(self, new_name: Callable[[], str]) -> str:
+        """The runs/ folder name of this run: kept in the run state, so a resumed run writes on into it."""
+        path = self.root / "run" / "runs_name.txt"
+        if not path.is_file():
+            write_text(path, new_name())
+        return path.read_text()
 
     @property
     def saved(self) -> Path:
@@ -101,10 +106,9 @@ def start_epoch(checkpoint: Path | None) -> int:
     return int(torch.load(checkpoint, map_location="cpu", weights_only=False, mmap=True)["epoch"]) + 1
 
 
-def publish_run(state: RunState, live_dir: Path, tensorboard_dir: Path) -> None:
+def publish_run(state: RunState, live_dir: Path) -> None:
     """Swap the finished run's history in for the previous one, then drop the resume folder."""
     replace_dir(state.live, live_dir)
-    replace_dir(state.tensorboard, tensorboard_dir)
     shutil.rmtree(state.root, ignore_errors=True)
 
 

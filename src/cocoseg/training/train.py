@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+import sys
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -10,8 +12,9 @@ from typing import Any
 import lightning as L
 import torch
 from dvclive.lightning import DVCLiveLogger
+from lightning.pytorch.loggers import TensorBoardLogger
 
-from cocoseg.training.callbacks import BestWeights, FiniteLoss, FirstIterationMetrics, TensorBoardRuns
+from cocoseg.training.callbacks import BestWeights, FiniteLoss, FirstIterationMetrics, ProgressLines, StepScalars
 from cocoseg.models.checkpoint import save_checkpoint
 from cocoseg.core.params import Params, TrainConfig
 from cocoseg.models import check_arch, model_spec
@@ -21,6 +24,7 @@ from cocoseg.training.data import SegmentationDataModule
 from cocoseg.training.module import SegmentationModule
 from cocoseg.training.resume import (EpochCheckpoint, RunState, prepare_run, publish_run, run_fingerprint,
                                      start_epoch)
+from cocoseg.training.runs import run_name, write_run_summary
 
 log = logging.getLogger(__name__)
 
@@ -31,12 +35,26 @@ class TrainPaths:
     masks_root: Path  # data/masks
     model_dir: Path  # models/<name>: model.pt
     live_dir: Path  # results/train/<name>: dvclive metrics and plots
-    tensorboard_dir: Path  # results/tensorboard/<name>: train and val runs (not cached by DVC)
+    runs_dir: Path  # runs/: one folder per run (TensorBoard, summaries), outside DVC's outputs
     resume_dir: Path | None = None  # checkpoints/<name> (default: beside models/): the run until it succeeds
 
     @property
     def state(self) -> RunState:
         return RunState(self.resume_dir or self.model_dir.parent.parent / "checkpoints" / self.model_dir.name)
+
+
+class _NoAdverts(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "litlogger" not in record.getMessage()  # Lightning's "Tip" advertising a cloud service
+
+
+_NO_ADVERTS = _NoAdverts()
+
+
+def quiet_third_party() -> None:
+    """Keep logs to what the run did: no advertisement, no deprecation notice between library versions."""
+    logging.getLogger("lightning.pytorch.utilities.rank_zero").addFilter(_NO_ADVERTS)
+    warnings.filterwarnings("ignore", message=r"`isinstance\(treespec, LeafSpec\)` is deprecated")
 
 
 def resolve_precision(precision: str, accelerator: str) -> str:
@@ -75,6 +93,7 @@ def train_model(params: Params, name: str, paths: TrainPaths) -> dict[str, Any]:
     check_arch(model_cfg.arch, f"models.{name}.arch")
     check_timm_encoder(params, name)
     lr, epochs, batch_size = params.model_settings(name)
+    quiet_third_party()
     L.seed_everything(params.base.seed, workers=True, verbose=False)
     speed = trainer_speed_flags(cfg, on_cuda(cfg.accelerator))
 
@@ -88,8 +107,13 @@ def train_model(params: Params, name: str, paths: TrainPaths) -> dict[str, Any]:
     resume_from = prepare_run(state, fingerprint)
     datamodule.start_epoch = start_epoch(resume_from)
     best = BestWeights("val/miou")
-    trainer = _trainer(params, epochs, resume_from is not None, state, speed, [
-        best, FirstIterationMetrics(state.live / "metrics_first_iter.json"), TensorBoardRuns(state.tensorboard),
+    # Every run its own TensorBoard folder, so runs (queued experiments too) sit side by side; a resumed
+    # run goes on writing into the folder it started.
+    board = TensorBoardLogger(str(paths.runs_dir), name=state.run_name(lambda: run_name(name)), version="",
+                              default_hp_metric=False)
+    progress = [] if sys.stdout.isatty() else [ProgressLines()]  # log lines in files and dvc queue logs
+    trainer = _trainer(params, epochs, resume_from is not None, state, speed, board, [
+        best, FirstIterationMetrics(state.live / "metrics_first_iter.json"), StepScalars(), *progress,
         FiniteLoss(name), EpochCheckpoint(state, fingerprint)])  # EpochCheckpoint last: it saves the others
     log.info("training %s (%s) for %d epochs, lr %g, batch %d, %d train / %d val images, %d loader workers",
              name, model_cfg.arch, epochs, lr, batch_size, len(datamodule.split["train"]),
@@ -104,14 +128,18 @@ def train_model(params: Params, name: str, paths: TrainPaths) -> dict[str, Any]:
             model_spec(model_cfg.arch, datamodule.num_classes, model_cfg.encoder, **model_cfg.options),
             Preprocessing(tuple(cfg.image_size)).to_json(),
             datamodule.classes, {"best_epoch": best.best_epoch, **best.best_metrics})
-        publish_run(state, paths.live_dir, paths.tensorboard_dir)
+        write_run_summary(Path(board.log_dir), state.live / "metrics_first_iter.json",
+                          {"best_epoch": best.best_epoch, **best.best_metrics},
+                          {"model": name, "arch": model_cfg.arch, "lr": lr, "epochs": epochs, "batch_size": batch_size})
+        publish_run(state, paths.live_dir)
         log.info("best val/miou %.4f at epoch %d -> %s", best.best_score, best.best_epoch,
                  paths.model_dir / "model.pt")
+        log.info("run history (TensorBoard, summaries): %s", board.log_dir)
     return {"best_epoch": best.best_epoch, **best.best_metrics}
 
 
 def _trainer(params: Params, epochs: int, resume: bool, state: RunState, speed: dict[str, Any],
-             callbacks: list[L.Callback]) -> L.Trainer:
+             board: TensorBoardLogger, callbacks: list[L.Callback]) -> L.Trainer:
     """Lightning's Trainer, logging to dvclive in the run folder (resumed: its history continues).
 
     ``speed`` holds the per-device determinism and cuDNN flags of ``trainer_speed_flags``."""
@@ -120,8 +148,9 @@ def _trainer(params: Params, epochs: int, resume: bool, state: RunState, speed: 
     return L.Trainer(
         max_epochs=epochs, accelerator=cfg.accelerator, devices=_devices(cfg.devices), strategy=cfg.strategy,
         num_nodes=cfg.num_nodes, precision=resolve_precision(cfg.precision, cfg.accelerator),
-        **speed, logger=[live], enable_checkpointing=False, callbacks=callbacks,
+        **speed, logger=[live, board], enable_checkpointing=False, callbacks=callbacks,
         num_sanity_val_steps=0, log_every_n_steps=1, enable_model_summary=False,
+        enable_progress_bar=sys.stdout.isatty(),
     )
 
 

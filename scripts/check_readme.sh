@@ -1,0 +1,94 @@
+#!/usr/bin/env bash
+# Run the README's commands, as written, in a fresh clone of this repository (HEAD), in README order.
+#
+#   scripts/check_readme.sh              # a fresh .venv from requirements.lock (as `make` makes it)
+#   VENV=/path/to/venv scripts/check_readme.sh   # borrow an installed venv's packages instead
+#   LIST_ONLY=1 scripts/check_readme.sh          # only check that every README command is listed
+#
+# Every command in the README's ```bash blocks must be in RUN (run here, must succeed) or in SKIP (with
+# the reason it cannot run on a CPU-only Linux machine without COCO); a new README command fails the
+# check until it is listed. The default pipeline, one unet experiment and two queued experiments
+# train on the CPU: about 30 minutes on 2 cores.
+set -euo pipefail
+repo=$(git rev-parse --show-toplevel)
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+
+RUN=(
+  "make repro"
+  "source .venv/bin/activate"
+  "dvc exp run -n unet-r34 -S models.unet.encoder=resnet34"
+  "cocoseg compare"
+  "cat results/compare.md"
+  "dvc metrics diff --md"
+  "dvc plots diff HEAD unet-r34 -o plots_diff"
+  "git checkout HEAD -- params.yaml dvc.lock results && dvc checkout"
+  "dvc exp apply unet-r34"
+  "dvc exp branch unet-r34 try-resnet34"
+  "dvc exp remove unet-r34"
+  "git checkout HEAD -- params.yaml dvc.lock results && dvc checkout"
+  "dvc exp run --queue -n lr-1e-3 -S train.lr=0.001"
+  "dvc exp run --queue -n lr-5e-3 -S train.lr=0.005"
+  "dvc queue start -j 1"
+  "dvc queue status"
+  "dvc queue logs lr-1e-3 --follow"
+  "dvc plots show --html-template .cache/plots_template.html -o plots"
+  "cocoseg predict --model models/unet/model.pt --out predictions photo.jpg more_photos/"
+)
+SKIP=(
+  "make test"                                   # the test suite: run by CI, not a README walk-through
+  "python3 -m venv .venv"                       # the CPU-only install: downloads torch (scripts/check_lock.py resolves it)
+  "grep -vE '^(nvidia-|cuda-|triton)' requirements.lock > .venv/cpu.lock"
+  ".venv/bin/pip install -r .venv/cpu.lock --extra-index-url https://download.pytorch.org/whl/cpu"
+  ".venv/bin/pip install --no-deps -e . && touch .venv/.installed"
+  "uv venv --python 3.11 .venv"                 # macOS (scripts/check_lock.py resolves the lock for it)
+  "uv pip install --python .venv/bin/python -r requirements.lock"
+  "uv pip install --python .venv/bin/python --no-deps -e . && touch .venv/.installed"
+  "cocoseg tensorboard"                         # a server that runs until stopped (--dry-run checked in tests)
+  "dvc exp run -S data.source=coco2017"         # real COCO: gigabytes from cocodataset.org
+  "dvc exp run -S data.source=coco2017 -S data.coco.max_images=500"
+  "dvc exp run -S data.source=coco2017 -S 'data.splits=[train2017,val2017]'"
+  "dvc exp run -S data.source=coco2017 -S masks.categories=voc"
+  "python -m cocoseg.acquire.mirror /path/to/coco-folder /tmp/coco-mirror"     # needs a COCO folder
+  "python -m http.server 8765 --bind 127.0.0.1 --directory /tmp/coco-mirror &"   # needs a COCO folder
+  "dvc exp run -S data.source=coco2017 -S data.coco.base_url=http://127.0.0.1:8765 -S data.coco.md5.annotations_trainval2017=<md5> -S data.coco.md5.val2017=<md5> -S train.epochs=2 -S 'train.image_size=[256,256]'"
+  "dvc exp run -S train.accelerator=gpu -S train.devices=1"   # GPUs
+  "dvc exp run -S train.accelerator=gpu -S train.devices=4 -S train.strategy=ddp"
+  "dvc exp run -S train.accelerator=mps"        # Apple Silicon
+)
+
+# The README's commands: ```bash blocks, comments dropped, continuation lines joined.
+mapfile -t readme < <(awk '/^ *```bash/{f=1;next} /^ *```/{f=0} f' "$repo/README.md" | sed -E 's/^ +//' \
+  | sed -E ':a;/\\$/{N;s/\\\n */ /;ba}' | sed -E 's/ +# .*$//; s/ +$//; s/  +/ /g' | grep -v -E '^(#|$)')
+missing=0
+for command in "${readme[@]}"; do
+  listed=0
+  for known in "${RUN[@]}" "${SKIP[@]}"; do [[ "$command" == "$known" ]] && listed=1 && break; done
+  if [[ $listed == 0 ]]; then echo "README command not in RUN or SKIP: $command"; missing=1; fi
+done
+[[ $missing == 0 ]] || exit 1
+echo "all ${#readme[@]} README commands are listed (${#RUN[@]} to run, ${#SKIP[@]} skipped with a reason)"
+[[ -z "${LIST_ONLY:-}" ]] || exit 0
+
+git clone -q "$repo" "$work/clone"
+cd "$work/clone"
+if [[ -n "${VENV:-}" ]]; then  # a venv of our own whose packages are the borrowed venv's
+  "$VENV/bin/python" -m venv --without-pip .venv
+  site=$(.venv/bin/python -c 'import site; print(site.getsitepackages()[0])')
+  "$VENV/bin/python" -c 'import site; print(site.getsitepackages()[0])' > "$site/borrowed.pth"
+  echo "$PWD/src" > "$site/cocoseg-src.pth"
+  for tool in dvc tensorboard; do printf '#!/bin/sh\nexec "%s/.venv/bin/python" -m %s "$@"\n' "$PWD" "$tool" > ".venv/bin/$tool"; done
+  printf '#!/bin/sh\nexec "%s/.venv/bin/python" -m cocoseg "$@"\n' "$PWD" > .venv/bin/cocoseg
+  chmod +x .venv/bin/*
+  touch .venv/.installed
+fi
+for command in "${RUN[@]}"; do
+  if [[ "$command" == "cocoseg predict"* ]]; then  # the photos it reads: two of the sample's images
+    cp "$(find data/coco -name '*.jpg' | sort | head -1)" photo.jpg
+    mkdir -p more_photos && cp "$(find data/coco -name '*.jpg' | sort | sed -n 2p)" more_photos/
+  fi
+  echo "=== $command"
+  if [[ "$command" == "source .venv/bin/activate" ]]; then source .venv/bin/activate; continue; fi
+  bash -c "$command" || { echo "FAILED: $command"; exit 1; }
+done
+echo "every README command in RUN ran as written"

@@ -1,0 +1,287 @@
+"""The ``cocoseg`` command: the seed's prepare_dataset.py / train.py flags, translated onto DVC.
+
+DVC stays the interface that does the work; each subcommand only builds a ``dvc`` command line (printed
+before it runs, so users learn the DVC form) from flags the seed's scripts had:
+
+    cocoseg prepare --visualize 5            ->  dvc exp run masks -S masks.preview=5
+    cocoseg train --models unet --lr 1e-3    ->  dvc exp run evaluate@unet -S +models.unet.lr=0.001
+    cocoseg compare                          ->  dvc exp show --json, as a compact table (mIoU, changed params)
+    cocoseg compare --plots                  ->  dvc plots show, rendered for offline viewing
+    cocoseg predict --model m.pt photo.jpg   ->  writes predictions/ (no DVC involved)
+    cocoseg tensorboard                      ->  tensorboard --logdir runs
+
+``--dry-run`` on any subcommand prints the command without running it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import shlex
+import subprocess
+import sys
+from collections.abc import Sequence
+from typing import Any
+from pathlib import Path
+
+from cocoseg.core.errors import UserError
+from cocoseg.core.params import Params, load_params
+
+log = logging.getLogger("cocoseg.cli")
+
+RUNS_DIR = "runs"  # TensorBoard logs and the per-run summaries (training/train.py writes them)
+# The experiment table: DVC names each metric column by its file path (40 characters for one model's
+# mIoU), so no `dvc exp show` column selection fits three models in 120 columns. `cocoseg compare` reads
+# this command's JSON and prints the experiment, its time, each model's mIoU and the changed params.
+EXP_SHOW = ["dvc", "exp", "show", "--json"]
+HEADLINE = ("results/evaluate/", "/metrics.json", "miou")  # metrics file of each model, and its key
+# Offline plots: `dvc plots show` with the vega scripts inlined (scripts/plots_template.sh builds it once).
+PLOTS_TEMPLATE = ".cache/plots_template.html"
+PLOTS_SHOW = ["dvc", "plots", "show", "--html-template", PLOTS_TEMPLATE, "-o", "plots"]
+# Seed flag -> the key under train / models.<name>; a model that sets its own value gets its own -S.
+PER_MODEL_FLAGS = {"lr": "lr", "epochs": "epochs", "batch_size": "batch_size"}
+
+
+class CliError(UserError):
+    """A flag the translation cannot honour (an unknown model, a data root DVC does not use)."""
+
+
+def split_list(text: str) -> list[str]:
+    """The seed wrote ``--models unet,deeplabv3``; spaces after commas are forgiven."""
+    return [part.strip() for part in text.split(",") if part.strip()]
+
+
+def gpu_overrides(gpu: str | None) -> list[str]:
+    """``--gpu 0`` / ``--gpu 0,1`` -> those device indices; ``--gpu -1`` or ``cpu`` -> the CPU."""
+    if gpu is None:
+        return []
+    if gpu.strip() in ("-1", "cpu"):
+        return ["train.accelerator=cpu", "train.devices=1"]
+    try:
+        indices = [int(part) for part in split_list(gpu)]
+    except ValueError:
+        raise CliError(f"--gpu {gpu!r}: expected GPU indices such as 0 or 0,1, or -1 for the CPU") from None
+    return ["train.accelerator=gpu", f"train.devices=[{','.join(map(str, indices))}]"]
+
+
+def setting_overrides(params: Params, models: list[str], values: dict[str, object]) -> list[str]:
+    """-S values for lr / epochs / batch_size over the chosen models.
+
+    A model that sets its own value in params.yaml (fastscnn's lr) ignores ``train.<key>``, so it gets
+    ``models.<name>.<key>``. When every model is chosen the others share ``train.<key>``; when only some
+    are, each chosen model gets its own key (``+`` adds a key params.yaml lacks, in DVC's Hydra syntax),
+    so the models left out keep their results.
+    """
+    overrides = []
+    for flag, value in values.items():
+        if value is None:
+            continue
+        key = PER_MODEL_FLAGS[flag]
+        own = [m for m in models if getattr(params.model(m), key) is not None]
+        shared = [m for m in models if m not in own]
+        if shared and set(models) == set(params.models):
+            overrides.append(f"train.{key}={value}")
+            shared = []
+        overrides += [f"{'' if m in own else '+'}models.{m}.{key}={value}"
+                      for m in models if m in own or m in shared]
+    return overrides
+
+
+def train_command(params: Params, args: argparse.Namespace) -> list[str]:
+    models = split_list(args.models) if args.models else list(params.models)
+    unknown = [m for m in models if m not in params.models]
+    if unknown:
+        raise CliError(f"--models: {', '.join(unknown)} not in params.yaml's models section; "
+                       f"defined: {', '.join(params.models)} (a new model is one entry there)")
+    _check_data_root(args.data_root)
+    sets = [*gpu_overrides(args.gpu),
+            *setting_overrides(params, models,
+                               {"lr": args.lr, "epochs": args.epochs, "batch_size": args.batch_size}),
+            *args.set]
+    targets = [] if set(models) == set(params.models) else [f"evaluate@{m}" for m in models]
+    return _exp_run(targets, sets, args)
+
+
+def prepare_command(params: Params, args: argparse.Namespace) -> list[str]:
+    _check_data_root(args.data_root)
+    sets = [] if args.visualize is None else [f"masks.preview={args.visualize}"]
+    return _exp_run(["masks"], [*sets, *args.set], args)
+
+
+def compare_command(params: Params, args: argparse.Namespace) -> list[str]:
+    if args.plots and not args.dry_run and not Path(PLOTS_TEMPLATE).is_file():
+        subprocess.run(["bash", "scripts/plots_template.sh", PLOTS_TEMPLATE], check=True,
+                       env={**os.environ, "PYTHON": sys.executable})
+    return list(PLOTS_SHOW) if args.plots else [*EXP_SHOW, *(["--all-commits"] if args.all else [])]
+
+
+def exp_rows(shown: list[dict[str, Any]]) -> list[tuple[str, str, dict[str, Any], dict[str, Any]]]:
+    """`dvc exp show --json` -> (label, time, flat params, mIoU by model) per row: commits, experiments."""
+    rows = []
+    for commit in shown:
+        label = commit["name"] or ("workspace" if commit["rev"] == "workspace" else commit["rev"][:7])
+        rows.append((label, *_row_data(commit["data"])))
+        for exp in commit.get("experiments") or []:
+            rev = exp["revs"][0]
+            name = exp.get("name") or rev.get("name") or rev["rev"][:7]
+            rows.append(("└─ " + name, *_row_data(rev["data"])))
+    return rows
+
+
+def exp_table(shown: list[dict[str, Any]]) -> str:
+    """Experiment | Created | one mIoU column per model | the params that differ between rows."""
+    rows = exp_rows(shown)
+    models = list(dict.fromkeys(m for row in rows for m in row[3]))  # in params.yaml's order
+    keys = sorted({k for row in rows for k in row[2]})
+    changed = [k for k in keys if len({repr(row[2].get(k)) for row in rows}) > 1]
+    header = ["Experiment", "Created", *(f"{m} mIoU" for m in models), *changed]
+    body = [[label, time, *(_cell(miou.get(m), 3) for m in models), *(_cell(params.get(k)) for k in changed)]
+            for label, time, params, miou in rows]
+    widths = [max(len(line[i]) for line in [header, *body]) for i in range(len(header))]
+    return "\n".join("  ".join(cell.ljust(w) for cell, w in zip(line, widths)).rstrip()
+                     for line in [header, *body]) + "\n"
+
+
+def _row_data(data: dict[str, Any]) -> tuple[str, dict[str, Any], dict[str, Any]]:
+    params = _flatten((data.get("params") or {}).get("params.yaml", {}).get("data", {}))
+    prefix, suffix, key = HEADLINE
+    miou = {path[len(prefix):-len(suffix)]: (metrics.get("data") or {}).get(key)
+            for path, metrics in (data.get("metrics") or {}).items()
+            if path.startswith(prefix) and path.endswith(suffix)}
+    time = (data.get("timestamp") or "-").replace("T", " ")[:16]
+    return time, params, miou
+
+
+def _flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    flat: dict[str, Any] = {}
+    for key, value in tree.items():
+        if isinstance(value, dict):
+            flat.update(_flatten(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
+
+
+def _cell(value: Any, digits: int | None = None) -> str:
+    if value is None:
+        return "-"
+    return f"{value:.{digits}f}" if digits is not None and isinstance(value, float) else str(value)
+
+
+def tensorboard_command(params: Params, args: argparse.Namespace) -> list[str]:
+    return ["tensorboard", "--logdir", args.logdir, "--port", str(args.port)]
+
+
+def _exp_run(targets: list[str], sets: list[str], args: argparse.Namespace) -> list[str]:
+    command = ["dvc", "exp", "run", *targets]
+    for value in sets:
+        command += ["-S", value]
+    if args.name:
+        command += ["-n", args.name]
+    return command + (["--queue"] if args.queue else [])
+
+
+def _check_data_root(data_root: str | None) -> None:
+    if data_root not in (None, "data", "data/"):
+        raise CliError(f"--data_root {data_root}: the pipeline's paths live in dvc.yaml (data/...); "
+                       "point data.source / data.coco.base_url in params.yaml at your data instead")
+
+
+# The README's seed-mapping table is generated from these rows (tests/test_cli.py checks it).
+SEED_EXAMPLES = [
+    ("python prepare_dataset.py --visualize 5", "cocoseg prepare --visualize 5"),
+    ("python train.py --data_root data --models unet,deeplabv3,fastscnn --gpu 0 --lr 1e-3 --batch_size 8 "
+     "--epochs 20", "cocoseg train --data_root data --models unet,deeplabv3,fastscnn --gpu 0 --lr 1e-3 "
+     "--batch_size 8 --epochs 20"),
+    ("python train.py --models unet --lr 1e-3 --epochs 20",
+     "cocoseg train --models unet --lr 1e-3 --epochs 20"),
+    ("python train.py --models fastscnn --batch_size 16",
+     "cocoseg train --models fastscnn --batch_size 16 --queue"),
+    ("python train.py --gpu -1", "cocoseg train --gpu -1"),
+    ("(compare the runs by hand)", "cocoseg compare"),
+    ("tensorboard --logdir runs", "cocoseg tensorboard"),
+]
+
+
+def mapping_table(params: Params) -> str:
+    """The README's markdown table: seed command | cocoseg command | the DVC command it runs."""
+    rows = ["| seed | `cocoseg` | runs |", "|---|---|---|"]
+    for seed, ours in SEED_EXAMPLES:
+        words = shlex.split(ours)[1:]
+        args = build_parser().parse_args(words)
+        dvc = shlex.join(args.command(params, args))
+        # a | inside a cell (the --keep regex) must be escaped, or markdown starts a new column
+        rows.append("| " + " | ".join(f"`{cell}`".replace("|", "\\|") for cell in (seed, ours, dvc)) + " |")
+    return "\n".join(rows) + "\n"
+
+
+def _add_common(parser: argparse.ArgumentParser, exp: bool = False) -> None:
+    parser.add_argument("--dry-run", action="store_true", help="print the command, do not run it")
+    parser.add_argument("--params", default="params.yaml", help="the params.yaml the translation reads")
+    if exp:
+        parser.add_argument("--data_root", help="the seed's flag; must be data (paths live in dvc.yaml)")
+        parser.add_argument("--queue", action="store_true", help="queue it; dvc queue start runs the queue")
+        parser.add_argument("-n", "--name", help="experiment name")
+        parser.add_argument("-S", "--set", action="append", default=[], metavar="KEY=VALUE",
+                            help="any other parameter, passed to dvc exp run -S as is")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="cocoseg", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="subcommand", required=True,
+                                metavar="{prepare,train,compare,predict,tensorboard}")
+    prep = sub.add_parser("prepare", help="download, extract, make masks (the seed's prepare_dataset.py)")
+    prep.add_argument("--visualize", type=int, metavar="N", help="preview panels to draw (masks.preview)")
+    _add_common(prep, exp=True)
+    train = sub.add_parser("train", help="train, evaluate models in a DVC experiment (the seed's train.py)")
+    train.add_argument("--models", help="comma-separated names of params.yaml's models (default: all)")
+    train.add_argument("--gpu", help="GPU index(es) such as 0 or 0,1; -1 for the CPU")
+    train.add_argument("--lr", type=float)
+    train.add_argument("--batch_size", type=int)
+    train.add_argument("--epochs", type=int)
+    _add_common(train, exp=True)
+    comp = sub.add_parser("compare", help="the compact experiment table, or the plots rendered offline")
+    comp.add_argument("--plots", action="store_true", help="render every plot to plots/index.html, offline")
+    comp.add_argument("--all", action="store_true", help="experiments of every commit, not only HEAD's")
+    _add_common(comp)
+    tb = sub.add_parser("tensorboard", help="TensorBoard over every run's logs, side by side")
+    tb.add_argument("--logdir", default=RUNS_DIR)
+    tb.add_argument("--port", type=int, default=6006)
+    _add_common(tb)
+    sub.add_parser("predict", help="segment your own images with a trained model", add_help=False)
+    for name, command in (("prepare", prepare_command), ("train", train_command),
+                          ("compare", compare_command), ("tensorboard", tensorboard_command)):
+        sub.choices[name].set_defaults(command=command)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["predict"]:  # its own parser, shared with the cocoseg-predict script
+        from cocoseg.evaluation.predict import main as predict_main
+
+        predict_main(argv[1:])
+        return 0
+    args = build_parser().parse_args(argv)
+    params = load_params(args.params) if args.subcommand in ("train", "prepare") else None
+    command = args.command(params, args)
+    print("$ " + shlex.join(command), flush=True)  # the DVC form, so users learn it
+    if args.dry_run:
+        return 0
+    if command[0] == "dvc":  # the dvc of this Python, whatever PATH says
+        command = [sys.executable, "-m", "dvc", *command[1:]]
+    if "--json" not in command:
+        return subprocess.run(command).returncode
+    result = subprocess.run(command, stdout=subprocess.PIPE, text=True)
+    if result.returncode == 0:
+        print(exp_table(json.loads(result.stdout)), end="")
+    return result.returncode
+
+
+def cli() -> None:
+    from cocoseg.core.stage import run_stage
+
+    run_stage(lambda: sys.exit(main()))

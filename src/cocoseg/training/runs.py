@@ -1,0 +1,50 @@
+"""Run history outside DVC's outputs: one folder per training run, as the seed's runs/ had.
+
+    runs/<model>_miou_<YYYYmmdd-HHMMSS>[_<experiment>]/
+        events.out.tfevents.*    TensorBoard: per-step train loss and lr, per-epoch train and val metrics
+        metrics_first_iter.txt   val scores after the first optimiser step
+        final_metrics.txt        the best epoch's val scores, and the settings the run used
+
+Every run gets a new folder, so `tensorboard --logdir runs` shows all runs side by side, queued
+experiments included. Event files carry wall-clock times, so they stay out of DVC's cache and git.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+from cocoseg.core.files import write_text
+
+RUNS = "runs"
+METRIC = "miou"  # the monitored val metric, named in the folder as the seed named its runs
+
+
+def runs_root() -> Path:
+    """``runs/`` of the repository the user works in.
+
+    DVC runs a queued experiment in a temporary copy under .dvc/tmp/exps and sets DVC_ROOT to the
+    user's repository, so the history of queued runs lands beside the others instead of being deleted
+    with the copy.
+    """
+    return Path(os.environ.get("DVC_ROOT", ".")) / RUNS
+
+
+def run_name(model: str, now: float | None = None) -> str:
+    stamp = time.strftime("%Y%m%d-%H%M%S", time.localtime(now))
+    experiment = os.environ.get("DVC_EXP_NAME")  # set by `dvc exp run`, absent under `dvc repro`
+    return f"{model}_{METRIC}_{stamp}" + (f"_{experiment}" if experiment else "")
+
+
+def write_run_summary(run_dir: Path, first_iter: Path, best: dict[str, Any], settings: dict[str, Any]) -> None:
+    """The seed's two text files; values as in the dvclive metrics, one ``key: value`` a line."""
+    if first_iter.is_file():
+        write_text(run_dir / "metrics_first_iter.txt", _lines(json.loads(first_iter.read_text())))
+    write_text(run_dir / "final_metrics.txt", _lines({**best, **settings}))
+
+
+def _lines(values: dict[str, Any]) -> str:
+    return "".join(f"{key}: {value}\n" for key, value in sorted(values.items()))

@@ -1,0 +1,155 @@
+"""The cocoseg command: every subcommand's DVC command line, applied by DVC's own -S parser to params.yaml."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import shlex
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from dvc.utils.hydra import apply_overrides
+
+from cocoseg import cli
+from cocoseg.core.params import load_params
+from helpers import REPO, committed_params
+
+SUBCOMMANDS = ["prepare", "train", "compare", "predict", "tensorboard"]
+
+
+@pytest.fixture
+def params_path(tmp_path: Path) -> Path:
+    path = tmp_path / "params.yaml"
+    path.write_text(committed_params())
+    return path
+
+
+def dry_run(params_path: Path, *words: str) -> list[str]:
+    """The command ``cocoseg <words> --dry-run`` prints, split into words (without the leading ``$``)."""
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        assert cli.main([*words, "--params", str(params_path), "--dry-run"]) == 0
+    assert out.getvalue().startswith("$ ")
+    return shlex.split(out.getvalue()[2:])
+
+
+def set_values(command: list[str]) -> list[str]:
+    return [command[i + 1] for i, word in enumerate(command) if word == "-S"]
+
+
+def settings_after(params_path: Path, command: list[str]) -> dict[str, tuple[float, int, int]]:
+    """Apply the command's -S values with DVC's own parser; each model's effective (lr, epochs, batch)."""
+    apply_overrides(str(params_path), set_values(command))
+    params = load_params(params_path)
+    return {name: params.model_settings(name) for name in params.models}
+
+
+@pytest.mark.parametrize("subcommand", SUBCOMMANDS)
+def test_every_subcommand_has_help(subcommand: str, capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exit_:
+        cli.main([subcommand, "--help"])
+    assert exit_.value.code == 0
+    assert capsys.readouterr().out.startswith(f"usage: cocoseg {subcommand} ")
+
+
+def test_python_dash_m_cocoseg_runs_the_command() -> None:
+    result = subprocess.run([sys.executable, "-m", "cocoseg", "--help"], capture_output=True, text=True,
+                            timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("usage: cocoseg ") and "tensorboard" in result.stdout
+
+
+def test_the_seed_train_command_reaches_every_model(params_path: Path) -> None:
+    command = dry_run(params_path, "train", "--data_root", "data", "--models", "unet,deeplabv3,fastscnn",
+                      "--gpu", "0", "--lr", "1e-3", "--batch_size", "16", "--epochs", "20")
+    assert command[:3] == ["dvc", "exp", "run"] and command[3] == "-S"  # every model: no stage targets
+    # fastscnn has its own lr in params.yaml, so train.lr alone would not reach it
+    assert set_values(command) == ["train.accelerator=gpu", "train.devices=[0]", "train.lr=0.001",
+                                   "models.fastscnn.lr=0.001", "train.epochs=20", "train.batch_size=16"]
+    settings = settings_after(params_path, command)
+    assert settings == {m: (0.001, 20, 16) for m in ("unet", "deeplabv3", "fastscnn")}
+    params = load_params(params_path)
+    assert (params.train.accelerator, params.train.devices) == ("gpu", (0,))
+
+
+def test_some_models_get_their_own_keys_and_the_others_keep_theirs(params_path: Path) -> None:
+    before = settings_after(params_path, [])
+    command = dry_run(params_path, "train", "--models", "unet,fastscnn", "--lr", "0.0005", "--epochs", "3",
+                      "--queue", "-n", "short")
+    assert command[3:5] == ["evaluate@unet", "evaluate@fastscnn"]
+    assert command[-3:] == ["-n", "short", "--queue"]
+    assert set_values(command) == ["+models.unet.lr=0.0005", "models.fastscnn.lr=0.0005",
+                                   "+models.unet.epochs=3", "+models.fastscnn.epochs=3"]
+    after = settings_after(params_path, command)
+    assert after["unet"] == (0.0005, 3, before["unet"][2])
+    assert after["fastscnn"] == (0.0005, 3, before["fastscnn"][2])
+    assert after["deeplabv3"] == before["deeplabv3"]  # left out: its params, so its results, unchanged
+
+
+def test_gpu_flag_forms(params_path: Path) -> None:
+    assert set_values(dry_run(params_path, "train", "--gpu", "0,1")) == ["train.accelerator=gpu",
+                                                                         "train.devices=[0,1]"]
+    assert set_values(dry_run(params_path, "train", "--gpu", "-1")) == ["train.accelerator=cpu",
+                                                                          "train.devices=1"]
+
+
+def test_prepare_maps_visualize_to_previews(params_path: Path) -> None:
+    command = dry_run(params_path, "prepare", "--visualize", "5")
+    assert command == ["dvc", "exp", "run", "masks", "-S", "masks.preview=5"]
+    apply_overrides(str(params_path), set_values(command))
+    assert load_params(params_path).masks.preview == 5
+
+
+def test_compare_and_tensorboard_commands(params_path: Path) -> None:
+    assert dry_run(params_path, "compare") == cli.EXP_SHOW
+    assert dry_run(params_path, "compare", "--plots") == cli.PLOTS_SHOW
+    assert dry_run(params_path, "tensorboard") == ["tensorboard", "--logdir", "runs", "--port", "6006"]
+
+
+@pytest.mark.parametrize(("words", "message"), [
+    (["train", "--models", "unet,pspnet"], "--models: pspnet not in params.yaml's models section"),
+    (["train", "--gpu", "first"], "--gpu 'first': expected GPU indices"),
+    (["prepare", "--data_root", "/data/coco"], "--data_root /data/coco: the pipeline's paths live in"),
+])
+def test_bad_flags_give_one_line(params_path: Path, words: list[str], message: str) -> None:
+    command = [sys.executable, "-m", "cocoseg", *words, "--params", str(params_path), "--dry-run"]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert [line for line in result.stderr.splitlines() if line.startswith("ERROR")] == [
+        line for line in result.stderr.splitlines() if message in line]
+
+
+def test_readme_seed_table_is_generated_from_the_code(params_path: Path) -> None:
+    table = cli.mapping_table(load_params(params_path))
+    assert table in (REPO / "README.md").read_text(), "README table out of date; it should read:\n" + table
+
+
+def exp_data(lr: float, mious: dict[str, float], time: str | None) -> dict:
+    """One row of `dvc exp show --json`, cut to what the table reads (the real rows hold more)."""
+    return {"timestamp": time, "params": {"params.yaml": {"data": {"train": {"lr": 0.002, "epochs": 12},
+                                                                  "models": {"fastscnn": {"lr": lr}}}}},
+            "metrics": {**{f"results/evaluate/{m}/metrics.json": {"data": {"miou": v, "dice": 0.5}}
+                           for m, v in mious.items()},
+                        "results/train/unet/metrics.json": {"data": {"val": {"miou": 0.1}}}}}
+
+
+def test_compare_table_fits_120_columns_for_three_models() -> None:
+    base = {"unet": 0.91786, "deeplabv3": 0.86333, "fastscnn": 0.88584}
+    shown = [{"rev": "workspace", "name": None, "data": exp_data(0.02, {**base, "fastscnn": 0.90644}, None)},
+             {"rev": "91175c2e0273", "name": "main", "data": exp_data(0.01, base, "2026-11-26T11:32:57"),
+              "experiments": [{"revs": [{"rev": "c7f4220", "name": "fastscnn-lr002",
+                                         "data": exp_data(0.02, {**base, "fastscnn": 0.90644},
+                                                          "2026-11-26T11:36:24")}]}]}]
+    table = cli.exp_table(shown).splitlines()
+    assert table[0].split() == ["Experiment", "Created", "unet", "mIoU", "deeplabv3", "mIoU", "fastscnn", "mIoU",
+                                "models.fastscnn.lr"]  # only the param that differs between rows
+    assert table[1].split() == ["workspace", "-", "0.918", "0.863", "0.906", "0.02"]
+    assert table[3].split() == ["└─", "fastscnn-lr002", "2026-11-26", "11:36", "0.918", "0.863", "0.906", "0.02"]
+    assert max(map(len, table)) <= 120
+
+
+def test_readme_shows_the_compare_command() -> None:
+    readme = (REPO / "README.md").read_text()
+    assert "$ " + shlex.join(cli.EXP_SHOW) in readme and "cocoseg compare" in readme
