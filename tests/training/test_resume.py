@@ -32,8 +32,7 @@ def data(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
 
 
 def paths_in(root: Path, data: tuple[Path, Path]) -> TrainPaths:
-    return TrainPaths(*data, root / "models" / "x", root / "results" / "train" / "x",
-                      root / "results" / "tensorboard" / "x")
+    return TrainPaths(*data, root / "models" / "x", root / "results" / "train" / "x", root / "runs")
 
 
 def outputs(paths: TrainPaths) -> dict[str, bytes]:
@@ -85,14 +84,18 @@ def test_failed_run_keeps_previous_outputs(data: tuple[Path, Path], uninterrupte
                                            tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     paths = paths_in(tmp_path, data)
     train_model(PARAMS, "x", paths)
-    events = sorted(p.name for p in paths.tensorboard_dir.rglob("events.out.tfevents.*"))
-    assert len(events) == 2  # train and val runs
+    def run_files() -> dict[str, bytes]:
+        return {str(p.relative_to(paths.runs_dir)): p.read_bytes() for p in paths.runs_dir.rglob("*") if p.is_file()}
+
+    first_run = run_files()
+    assert any("events.out.tfevents" in name for name in first_run)
     with monkeypatch.context() as m:
         kill_at(m, 0, 1)
         with pytest.raises(Killed):
             train_model(PARAMS, "x", paths)
     assert outputs(paths) == uninterrupted  # the previous model and history are untouched ...
-    assert sorted(p.name for p in paths.tensorboard_dir.rglob("events.out.tfevents.*")) == events  # ... and TB
+    after = run_files()  # ... and so is the first run's TensorBoard folder (the failed run has its own)
+    assert {k: v for k, v in after.items() if k in first_run} == first_run
 
 
 def test_parameter_change_starts_fresh(data: tuple[Path, Path], tmp_path: Path,
@@ -142,3 +145,13 @@ def test_resume_with_loader_workers_equals_a_run_without(data: tuple[Path, Path]
             train_model(params, "x", paths)
     train_model(params, "x", paths)
     assert outputs(paths) == uninterrupted
+    assert len(list(paths.runs_dir.iterdir())) == 1  # the resumed run wrote on into the run's own folder
+
+
+def test_run_names_never_collide(tmp_path: Path) -> None:
+    from cocoseg.training.runs import run_name
+
+    first = run_name("unet", tmp_path, now=0)
+    (tmp_path / first).mkdir()
+    second = run_name("unet", tmp_path, now=0)  # the same second
+    assert second == f"{first}-2" and second.startswith("unet_miou_")

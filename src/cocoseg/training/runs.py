@@ -33,10 +33,15 @@ def runs_root() -> Path:
     return Path(os.environ.get("DVC_ROOT", ".")) / RUNS
 
 
-def run_name(model: str, now: float | None = None) -> str:
+def run_name(model: str, runs_dir: Path, now: float | None = None) -> str:
+    """``<model>_miou_<time>[_<experiment>]``, with ``-2``, ``-3``... if a run of that second exists."""
     stamp = time.strftime("%Y%m%d-%H%M%S", time.localtime(now))
     experiment = os.environ.get("DVC_EXP_NAME")  # set by `dvc exp run`, absent under `dvc repro`
-    return f"{model}_{METRIC}_{stamp}" + (f"_{experiment}" if experiment else "")
+    name = f"{model}_{METRIC}_{stamp}" + (f"_{experiment}" if experiment else "")
+    taken = 1
+    while (Path(runs_dir) / (name if taken == 1 else f"{name}-{taken}")).exists():
+        taken += 1
+    return name if taken == 1 else f"{name}-{taken}"
 
 
 def write_run_summary(run_dir: Path, first_iter: Path, best: dict[str, Any], settings: dict[str, Any]) -> None:

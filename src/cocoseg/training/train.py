@@ -109,7 +109,8 @@ def train_model(params: Params, name: str, paths: TrainPaths) -> dict[str, Any]:
     best = BestWeights("val/miou")
     # Every run its own TensorBoard folder, so runs (queued experiments too) sit side by side; a resumed
     # run goes on writing into the folder it started.
-    board = TensorBoardLogger(str(paths.runs_dir), name=state.run_name(lambda: run_name(name)), version="",
+    board = TensorBoardLogger(str(paths.runs_dir), name=state.run_name(lambda: run_name(name, paths.runs_dir)),
+                              version="",
                               default_hp_metric=False)
     progress = [] if sys.stdout.isatty() else [ProgressLines()]  # log lines in files and dvc queue logs
     trainer = _trainer(params, epochs, resume_from is not None, state, speed, board, [
@@ -121,21 +122,26 @@ def train_model(params: Params, name: str, paths: TrainPaths) -> dict[str, Any]:
     trainer.fit(module, datamodule=datamodule, ckpt_path=resume_from, weights_only=False)  # our own file
 
     if trainer.is_global_zero:
-        if best.best_state is None:
-            raise RuntimeError("training finished without a validation score; no model to export")
-        save_checkpoint(
-            paths.model_dir / "model.pt", best.best_state,
-            model_spec(model_cfg.arch, datamodule.num_classes, model_cfg.encoder, **model_cfg.options),
-            Preprocessing(tuple(cfg.image_size)).to_json(),
-            datamodule.classes, {"best_epoch": best.best_epoch, **best.best_metrics})
-        write_run_summary(Path(board.log_dir), state.live / "metrics_first_iter.json",
-                          {"best_epoch": best.best_epoch, **best.best_metrics},
-                          {"model": name, "arch": model_cfg.arch, "lr": lr, "epochs": epochs, "batch_size": batch_size})
-        publish_run(state, paths.live_dir)
-        log.info("best val/miou %.4f at epoch %d -> %s", best.best_score, best.best_epoch,
-                 paths.model_dir / "model.pt")
-        log.info("run history (TensorBoard, summaries): %s", board.log_dir)
+        settings = {"model": name, "arch": model_cfg.arch, "lr": lr, "epochs": epochs, "batch_size": batch_size}
+        _export_best(best, model_cfg, datamodule, cfg.image_size, paths, Path(board.log_dir), settings)
     return {"best_epoch": best.best_epoch, **best.best_metrics}
+
+
+def _export_best(best: BestWeights, model_cfg: Any, datamodule: SegmentationDataModule, image_size: tuple[int, ...],
+                 paths: TrainPaths, run_dir: Path, settings: dict[str, Any]) -> None:
+    """The best epoch's weights -> models/<name>/model.pt; the run's summary; the new history swapped in."""
+    if best.best_state is None:
+        raise RuntimeError("training finished without a validation score; no model to export")
+    save_checkpoint(
+        paths.model_dir / "model.pt", best.best_state,
+        model_spec(model_cfg.arch, datamodule.num_classes, model_cfg.encoder, **model_cfg.options),
+        Preprocessing(tuple(image_size)).to_json(), datamodule.classes,
+        {"best_epoch": best.best_epoch, **best.best_metrics})
+    write_run_summary(run_dir, paths.state.live / "metrics_first_iter.json",
+                      {"best_epoch": best.best_epoch, **best.best_metrics}, settings)
+    publish_run(paths.state, paths.live_dir)
+    log.info("best val/miou %.4f at epoch %d -> %s", best.best_score, best.best_epoch, paths.model_dir / "model.pt")
+    log.info("run history (TensorBoard, summaries): %s", run_dir)
 
 
 def _trainer(params: Params, epochs: int, resume: bool, state: RunState, speed: dict[str, Any],
