@@ -86,7 +86,9 @@ def test_train_writes_outputs(run: Run) -> None:
     assert set(metrics["val"]) == set(metrics["train"]) == {"loss", "miou", "dice", "pixel_accuracy"}
     first = json.loads((live / "metrics_first_iter.json").read_text())
     assert first["step"] == 1
-    assert set(first) == {"step", "train/loss", "val/loss", "val/miou", "val/dice", "val/pixel_accuracy"}
+    assert set(first) == {"step", "train/loss", "val/loss", "val/miou", "val/dice", "val/pixel_accuracy",
+                          "val_images"}
+    assert first["val_images"] == 2  # the whole (tiny) val split: under the 512-image bound
     assert all(0 <= first[f"val/{k}"] <= 1 for k in ("miou", "dice", "pixel_accuracy"))
     history = read_tsv(live / "plots" / "metrics" / "val" / "miou.tsv")
     assert len(history) == 2  # one row per epoch

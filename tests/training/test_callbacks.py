@@ -19,3 +19,32 @@ def test_step_lines_every_n_steps_within_an_epoch(caplog: pytest.LogCaptureFixtu
             progress.on_train_batch_end(trainer, None, {"loss": torch.tensor(0.25)}, None, batch_idx)
     assert [r.getMessage() for r in caplog.records] == ["epoch 2/3 step 2/5: train/loss 0.2500",
                                                         "epoch 2/3 step 4/5: train/loss 0.2500"]
+
+
+def test_first_iteration_metrics_score_a_bounded_sample(tmp_path) -> None:  # noqa: ANN001
+    """At most ``max_images`` val images are scored after step 1, and the scores are those of exactly them."""
+    import json
+
+    import lightning as L
+
+    from cocoseg.training.callbacks import FirstIterationMetrics
+    from cocoseg.training.data import SegmentationDataModule
+    from cocoseg.training.module import SegmentationModule
+    from helpers import shapes_pair, write_dataset
+
+    pairs = [shapes_pair(48, 64, seed) for seed in range(7)]  # 3 train, 4 val
+    coco, masks = write_dataset(tmp_path, [p[0] for p in pairs], [p[1] for p in pairs], num_val=4)
+    scores = {}
+    for limit in (2, 512):
+        torch.manual_seed(0)
+        dm = SegmentationDataModule(coco, masks, (32, 32), batch_size=2)
+        module = SegmentationModule("fastscnn", 3)
+        path = tmp_path / f"first_{limit}.json"
+        trainer = L.Trainer(max_steps=1, accelerator="cpu", logger=False, enable_checkpointing=False,
+                            enable_progress_bar=False, enable_model_summary=False, limit_val_batches=0,
+                            callbacks=[FirstIterationMetrics(path, max_images=limit)])
+        trainer.fit(module, datamodule=dm)
+        scores[limit] = json.loads(path.read_text())
+    assert scores[2]["val_images"] == 2 and scores[512]["val_images"] == 4
+    assert scores[2]["train/loss"] == scores[512]["train/loss"]  # the same step; a smaller val sample
+    assert scores[2]["val/loss"] != scores[512]["val/loss"]

@@ -69,30 +69,37 @@ class FiniteLoss(L.Callback):
 
 
 class FirstIterationMetrics(L.Callback):
-    """After the first optimiser step, score the val split once (the seed's metrics_first_iter.txt)."""
+    """After the first optimiser step, score val once (the seed's metrics_first_iter.txt).
 
-    def __init__(self, path: Path) -> None:
-        self.path = Path(path)
+    On the first ``max_images`` val images: on full COCO a whole val pass after one step would cost
+    minutes per model for a number that only shows where training started. The first process scores
+    alone, with metrics that do not wait for the other processes (they are busy training).
+    """
+
+    def __init__(self, path: Path, max_images: int = 512) -> None:
+        self.path, self.max_images = Path(path), max_images
 
     def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any,
                            batch_idx: int) -> None:
         if trainer.global_step != 1 or not trainer.is_global_zero:
             return
-        metrics = build_metrics(pl_module.hparams.num_classes, "val/").to(pl_module.device)
-        losses = []
+        metrics = build_metrics(pl_module.hparams.num_classes, "val/", sync=False).to(pl_module.device)
+        loss_sum, seen = 0.0, 0
         was_training = pl_module.training
         pl_module.eval()
         with torch.no_grad():
             for images, target in trainer.datamodule.val_dataloader():
+                if seen >= self.max_images:
+                    break
                 batch = images.to(pl_module.device), target.to(pl_module.device)
                 images, target = pl_module.prepare_batch(batch)  # as in training: uint8 -> model input
                 logits, classes = predict_batch(pl_module, images)
-                losses.append(float(pl_module.loss(logits, target)) * images.shape[0])
+                loss_sum += float(pl_module.loss(logits, target)) * images.shape[0]
+                seen += images.shape[0]
                 with exact_counting():
                     metrics.update(torch.stack(classes), target)
         pl_module.train(was_training)
-        n_val = len(trainer.datamodule.split["val"])
-        result = {"step": 1, "train/loss": float(outputs["loss"]), "val/loss": sum(losses) / n_val,
+        result = {"step": 1, "train/loss": float(outputs["loss"]), "val/loss": loss_sum / seen, "val_images": seen,
                   **{k: float(v) for k, v in metrics.compute().items()}}
         write_text(self.path, json.dumps(result, indent=2, sort_keys=True) + "\n")
 

@@ -42,12 +42,17 @@ def exact_counting() -> Iterator[None]:
         torch.use_deterministic_algorithms(enabled, warn_only=warn_only)
 
 
-def build_metrics(num_classes: int, prefix: str) -> MetricCollection:
-    """Dataset-level metrics; absent classes are left out of the macro means (torchmetrics >= 1.4)."""
+def build_metrics(num_classes: int, prefix: str, sync: bool = True) -> MetricCollection:
+    """Dataset-level metrics; absent classes are left out of the macro means (torchmetrics >= 1.4).
+
+    ``sync``: under several processes, ``compute`` sums every process's counts (a collective call, so
+    every process must make it); off for metrics that one process computes alone.
+    """
+    kwargs = {"ignore_index": VOID, "sync_on_compute": sync}
     return MetricCollection({
-        "miou": MulticlassJaccardIndex(num_classes, average="macro", ignore_index=VOID),
-        "dice": MulticlassF1Score(num_classes, average="macro", ignore_index=VOID),  # Dice == F1
-        "pixel_accuracy": MulticlassAccuracy(num_classes, average="micro", ignore_index=VOID),
+        "miou": MulticlassJaccardIndex(num_classes, average="macro", **kwargs),
+        "dice": MulticlassF1Score(num_classes, average="macro", **kwargs),  # Dice == F1
+        "pixel_accuracy": MulticlassAccuracy(num_classes, average="micro", **kwargs),
     }, prefix=prefix)
 
 
