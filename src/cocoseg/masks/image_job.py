@@ -97,11 +97,11 @@ def _decode_annotations(settings: MaskSettings, anns: list[dict[str, Any]], heig
     kept: list[dict[str, Any]] = []  # annotations with a selected category and a valid iscrowd
     for ann in anns:
         cat = ann.get("category_id")
-        if not isinstance(cat, int) or cat not in settings.known_category_ids:
+        if type(cat) is not int or cat not in settings.known_category_ids:  # JSON true is no category 1
             result.skipped_annotations.append((ann["id"], f"unknown category id {cat!r}"))
         elif settings.labels.class_of(cat) is None:
             result.unselected += 1
-        elif ann.get("iscrowd", 0) not in (0, 1):
+        elif type(ann.get("iscrowd", 0)) is not int or ann.get("iscrowd", 0) not in (0, 1):
             result.skipped_annotations.append((ann["id"], f"iscrowd must be 0 or 1, got {ann['iscrowd']!r}"))
         else:
             kept.append(ann)
