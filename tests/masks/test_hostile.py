@@ -4,6 +4,7 @@ previous outputs intact and no temporary folder left."""
 
 from __future__ import annotations
 
+import faulthandler
 import json
 import os
 import signal
@@ -91,6 +92,7 @@ def _kill_on(image_id: int, sig: int) -> Callable:
 
     def process(settings, image, anns):  # patched before the fork, so it runs in the worker
         if image["id"] == image_id:
+            faulthandler.disable()  # pytest's fault handler would print a stack dump for the SIGSEGV
             os.kill(os.getpid(), sig)
         return real(settings, image, anns)
 
@@ -243,6 +245,12 @@ def test_header_claiming_144_megapixels_is_skipped_before_decoding(tmp_path: Pat
     assert time.perf_counter() - start < 0.1
 
 
+def test_file_too_big_for_any_image_in_the_budget_is_not_read(tmp_path: Path) -> None:
+    (tmp_path / "huge.jpg").write_bytes(jpeg_bytes(8, 8) + bytes(9 << 20))
+    with pytest.raises(ImageRejected, match=r"the file is larger than any image of 1.0 megapixels"):
+        check_image(tmp_path / "huge.jpg", 1_000_000)
+
+
 def test_image_files_the_training_reader_could_not_use_are_skipped(make_coco: Callable[..., Path],
                                                                    tmp_path: Path) -> None:
     good = jpeg_bytes(16, 16)
@@ -250,6 +258,9 @@ def test_image_files_the_training_reader_could_not_use_are_skipped(make_coco: Ca
     tga = tmp_path / "x.tga"
     Image.new("RGB", (16, 16), (10, 20, 30)).save(tga, format="TGA")
     png = cv2.imencode(".png", np.full((16, 16, 3), 77, np.uint8))[1].tobytes()
+    noise = np.random.default_rng(1).integers(0, 256, (16, 16, 3), np.uint8)
+    progressive = cv2.imencode(".jpg", noise, [cv2.IMWRITE_JPEG_PROGRESSIVE, 1])[1].tobytes()
+    assert progressive.count(b"\xff\xda") > 1  # several scans
     files = {
         "001.jpg": good + b"\x00garbage after the end marker",  # every decoder reads it: accepted
         "002.jpg": thumb[:len(thumb) - 100],  # cut short; the thumbnail's end marker is still near the end
@@ -257,15 +268,20 @@ def test_image_files_the_training_reader_could_not_use_are_skipped(make_coco: Ca
         "004.jpg": _with_sof_size(good, 12000, 12000),
         "005.png": png,
         "006.jpg": thumb,
+        "007.jpg": progressive,
+        "008.jpg": progressive[:progressive.rindex(b"\xff\xda")],  # cut between two scans
+        "009.jpg": progressive[:len(progressive) // 2],
     }
     images = [image(i, name) for i, name in enumerate(files, start=1)]
-    root = make_coco(images, [ann(i, i, SQUARE) for i in range(1, 7)], files=files)
+    root = make_coco(images, [ann(i, i, SQUARE) for i in range(1, len(files) + 1)], files=files)
     assert b"\xff\xd9" in files["002.jpg"][-1024:]  # what the old end-marker check looked for
     report = build(root, tmp_path / "masks", max_pixels=1_000_000)
     assert reasons(report) == {
         2: "image file unreadable (truncated: the file ends inside the JPEG image data)",
         3: "image file unreadable (the training image reader (OpenCV) cannot decode it)",
-        4: "image too large (12000x12000 is 144.0 megapixels, over the budget of 1.0 (masks.max_pixels))"}
+        4: "image too large (12000x12000 is 144.0 megapixels, over the budget of 1.0 (masks.max_pixels))",
+        8: "image file unreadable (truncated: the file ends before the JPEG end-of-image marker)",
+        9: "image file unreadable (truncated: the file ends inside the JPEG image data)"}
     split = json.loads((tmp_path / "masks" / "split.json").read_text())
     for item in split["train"] + split["val"]:  # whatever was accepted, the training reader reads
         assert read_image(root / item).shape == (16, 16, 3)
