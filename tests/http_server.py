@@ -23,6 +23,7 @@ class FaultyFileServer:
         self.cut_after: int | None = None  # send this many body bytes, then close (Content-Length full)...
         self.cut_first = 0  # ...for this many requests
         self.stall_after: int | None = None  # send this many body bytes, then hang until the server stops
+        self.trickle: float | None = None  # send the body one byte at a time, this many seconds apart
         self.status_for: dict[str, int] = {}  # path -> error status to answer with
         self.latency = 0.0  # seconds of sleep before each answer
         self.counts: collections.Counter[str] = collections.Counter()
@@ -103,6 +104,12 @@ def _make_handler(server: FaultyFileServer) -> type[BaseHTTPRequestHandler]:
             self.end_headers()
             if server._take_cut():
                 self.wfile.write(body[: server.cut_after])
+            elif server.trickle is not None:
+                for k in range(len(body)):
+                    self.wfile.write(body[k:k + 1])
+                    self.wfile.flush()
+                    if server._stopping.wait(server.trickle):
+                        break
             elif server.stall_after is not None:
                 self.wfile.write(body[: server.stall_after])
                 self.wfile.flush()

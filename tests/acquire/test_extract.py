@@ -159,3 +159,78 @@ def test_empty_image_folder_fails_verification(tmp_path: Path) -> None:
         extract_coco(raw, tmp_path / "coco", SPLITS)
     assert str(err.value) == (f"{tmp_path / 'coco' / 'val2017'}: expected image folder is missing or empty "
                               f"after extraction")
+
+
+# --- hostile archives (issue 9): one line each, nothing written, the previous data/coco kept ----------
+
+def _patch_headers(path: Path, name: bytes, method: int | None = None, flags: int | None = None) -> None:
+    """Rewrite a member's compression method or flag bits in its local and central headers."""
+    data = bytearray(path.read_bytes())
+    for signature, flag_at, method_at, name_at in ((b"PK\x03\x04", 6, 8, 30), (b"PK\x01\x02", 8, 10, 46)):
+        start = 0
+        while (at := data.find(signature, start)) >= 0:
+            start = at + 4
+            if data[at + name_at:at + name_at + len(name)] != name:
+                continue
+            if method is not None:
+                data[at + method_at:at + method_at + 2] = method.to_bytes(2, "little")
+            if flags is not None:
+                data[at + flag_at:at + flag_at + 2] = flags.to_bytes(2, "little")
+    path.write_bytes(bytes(data))
+
+
+def _zip_bomb(path: Path) -> None:
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as zf:
+        zf.writestr("val2017/a.jpg", b"A")
+        zf.writestr("val2017/zeros.jpg", bytes(8 << 20))  # 8 MiB from about 8 KB
+
+
+@pytest.mark.parametrize(("damage", "message"), [
+    (_zip_bomb, r"member 'val2017/zeros\.jpg' claims 8388608 bytes from \d+ \(over 200:1\); refusing a likely "
+                r"zip bomb"),
+    (lambda p: _patch_headers(p, b"val2017/b.jpg", method=99),
+     r"member 'val2017/b\.jpg' uses compression method 99, which cannot be unpacked here"),
+    (lambda p: _patch_headers(p, b"val2017/b.jpg", flags=1),
+     r"member 'val2017/b\.jpg' is encrypted; unpack it by hand with its password"),
+    (lambda p: write_zip(p, {"val2017/a.jpg": b"A", "val2017/a.jpg/": b""}),
+     r"member 'val2017/a\.jpg/' clashes with another member of the same name"),
+    (lambda p: write_zip(p, {"val2017/a.jpg/": b"", "val2017/a.jpg": b"A"}),
+     r"member 'val2017/a\.jpg' clashes with another member of the same name"),
+    (lambda p: write_zip(p, {"val2017/a": b"A", "val2017/a/b.jpg": b"B"}),
+     r"member 'val2017/a/b\.jpg' clashes with another member of the same name \(val2017/a is a file\)"),
+])
+def test_hostile_archive_is_refused_and_previous_extraction_kept(tmp_path: Path, damage, message: str) -> None:
+    raw = good_archives(tmp_path / "raw")
+    extract_coco(raw, tmp_path / "coco", SPLITS)
+    before = entries(tmp_path / "coco")
+    damage(raw / "val2017.zip")
+    with pytest.raises(ExtractError, match=rf"^{raw / 'val2017.zip'}: {message}"):
+        extract_coco(raw, tmp_path / "coco", SPLITS)
+    assert entries(tmp_path / "coco") == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["coco", "raw"]
+
+
+def test_archive_larger_than_free_space_is_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    raw = good_archives(tmp_path / "raw", {"val2017/a.jpg": bytes(5000)})
+    monkeypatch.setattr("shutil.disk_usage", lambda path: type("U", (), {"free": 1000})())
+    with pytest.raises(ExtractError, match=r"val2017\.zip: unpacking needs 0\.00 GB, only 0\.00 GB free"):
+        extract_coco(raw, tmp_path / "coco", SPLITS)
+
+
+@pytest.mark.parametrize("folder", ["/etc", "../raw2", "a/b", ""])
+def test_manifest_naming_a_folder_outside_raw_is_refused(tmp_path: Path, folder: str) -> None:
+    raw = tmp_path / "raw"
+    raw.mkdir()
+    write_manifest(raw, "coco2017-subset", [], [folder])
+    with pytest.raises(ExtractError, match=rf"folders entry '{folder}' is not a plain name inside "):
+        extract_coco(raw, tmp_path / "coco", SPLITS)
+
+
+def test_hostile_archive_gives_the_stage_one_line(tmp_path: Path) -> None:
+    from helpers import assert_one_error, run_stage
+
+    raw = good_archives(tmp_path / "raw")
+    _patch_headers(raw / "val2017.zip", b"val2017/b.jpg", flags=1)
+    (tmp_path / "params.yaml").write_text("{}\n")
+    result = run_stage("extract", "--raw", raw, "--out", tmp_path / "coco", cwd=tmp_path)
+    assert_one_error(result, "member 'val2017/b.jpg' is encrypted")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import subprocess
+import zipfile
 import sys
 from pathlib import Path
 
@@ -14,7 +15,7 @@ import pytest
 import yaml
 from http_server import FaultyFileServer
 
-from cocoseg.acquire.fetch import fetch_coco
+from cocoseg.acquire.fetch import fetch_coco, read_annotations
 from cocoseg.core.params import ConfigError, parse_params
 from cocoseg.acquire.http import ChecksumError
 from cocoseg.acquire.extract import extract_coco
@@ -214,3 +215,18 @@ def test_download_stage_404_is_one_clear_error(mirror, tmp_path):
     errors = [line for line in result.stderr.splitlines() if line.startswith("ERROR")]
     assert len(errors) == 1, result.stderr
     assert f"{empty.url}/annotations/{ANN_ZIP}" in errors[0] and "HTTP 404" in errors[0]
+
+
+@pytest.mark.parametrize(("content", "problem"), [
+    (b'{"images": ' + b"[" * 100_000 + b"]" * 100_000 + b"}", "cannot read annotations/instances_val2017.json "
+                                                           "(RecursionError: "),
+    (b'{"images": [{"file_name": "a.jpg"}], "annotations": []}', "images[0] is not an object with an integer 'id'"),
+    (b'{"images": [], "annotations": [], "categories": [{"id": 1}]}', "'categories' must be a list of objects"),
+])
+def test_hostile_annotation_file_in_subset_mode_is_one_line(tmp_path, content, problem):
+    archive = tmp_path / "annotations_trainval2017.zip"
+    with zipfile.ZipFile(archive, "w") as zf:
+        zf.writestr("annotations/instances_val2017.json", content)
+    with pytest.raises(ConfigError) as err:
+        read_annotations(archive, "val2017")
+    assert str(err.value).startswith(f"{archive}: ") and problem in str(err.value)

@@ -150,3 +150,19 @@ def test_download_refuses_when_expected_size_does_not_fit(server, tmp_path):
     with pytest.raises(InsufficientSpaceError):
         fetch(server, tmp_path / "f.bin", expected_size=10**18)
     assert not (tmp_path / "f.bin").exists()
+
+
+def test_trickling_server_is_given_up_after_retries(server, tmp_path, monkeypatch):
+    """A server sending a byte every few ms kept the stage waiting for ever (the timeout is per read)."""
+    import cocoseg.acquire.http as http
+
+    monkeypatch.setattr(http, "STALL_WINDOW", 0.3)
+    monkeypatch.setattr(http, "MIN_RATE", 1000)
+    server.trickle = 0.01
+    start = time.monotonic()
+    with pytest.raises(DownloadError, match=r"failed to download .*/f\.bin after 3 attempts: transfer stalled: "
+                                            r"\d+ bytes in 0 s, under the minimum of 1000 bytes/s"):
+        fetch(server, tmp_path / "f.bin", retries=2)
+    assert time.monotonic() - start < 5
+    assert server.counts["/f.bin"] == 3  # each stall used up a retry, though bytes kept coming
+    assert not (tmp_path / "f.bin").exists()

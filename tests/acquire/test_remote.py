@@ -149,3 +149,26 @@ def test_download_archives_fetches_official_layout(coco):
 )
 def test_rewrite_url(coco_url, base, expected):
     assert rewrite_url(coco_url, base, "train2017", "000000000139.jpg") == expected
+
+
+@pytest.mark.parametrize("name", ["../../escape.jpg", "/etc/passwd", "", None, "a\\b.jpg"])
+def test_unsafe_file_name_is_a_reported_failure_not_a_traceback(coco, name):
+    server, annotations, raw = coco
+    annotations["images"][3]["file_name"] = name
+    result = fetch(server, annotations, raw, max_images=12)
+    assert result.failures == ((str(name), f"unsafe file_name {name!r}"),)
+    assert (result.requested, result.fetched, result.failed) == (12, 11, 1)
+    assert [p for p in raw.rglob("*") if p.is_file() and p.parent.name not in (SPLIT, "annotations")] == []
+    assert not (raw.parent / "escape.jpg").exists()
+
+
+def test_annotation_without_category_id_selects_nothing(coco):
+    server, annotations, raw = coco
+    for a in annotations["annotations"][:4]:
+        del a["category_id"]
+    annotations["annotations"][4]["category_id"] = [2]  # unhashable
+    chosen = select_images(annotations, 12, 0, {1, 2})
+    lacking = {a["image_id"] for a in annotations["annotations"][:5]}
+    kept = {a["image_id"] for a in annotations["annotations"][5:] if a["category_id"] in (1, 2)}
+    assert {image["id"] for image in chosen} == kept
+    assert lacking - kept == lacking - {image["id"] for image in chosen}

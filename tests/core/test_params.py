@@ -63,7 +63,7 @@ def test_unknown_key_names_dotted_key_and_allowed_keys() -> None:
         parse_params({"masks": {"overlapp": "void"}})
     msg = str(err.value)
     assert "'masks.overlapp'" in msg
-    assert "allowed keys: ['categories', 'crowd', 'keep_empty_images', 'overlap', 'preview', 'priority', " \
+    assert "allowed keys: ['categories', 'crowd', 'keep_empty_images', 'max_pixels', 'overlap', 'preview', 'priority', " \
            "'val_fraction', 'workers']" in msg
 
 

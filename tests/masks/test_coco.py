@@ -43,7 +43,14 @@ def test_index_is_sorted_and_grouped(tmp_path: Path) -> None:
         ({"images": [{"id": 1, "file_name": "../a.jpg"}], "annotations": [], "categories": []},
          "images[0] (id 1) has no usable 'file_name' (got '../a.jpg')"),
         ({"images": [{"id": 1, "file_name": "a.jpg"}, {"id": 1, "file_name": "b.jpg"}], "annotations": [],
-          "categories": []}, "duplicate image ids"),
+          "categories": []}, "images[1] repeats the id 1 of images[0]; each id must be unique"),
+        # a second category with an existing id once painted every object of the first as the second
+        ({"images": [], "annotations": [], "categories": [{"id": 1, "name": "cat"}, {"id": 1, "name": "dog"}]},
+         "categories[1] repeats the id 1 of categories[0]; each id must be unique"),
+        ({"images": [], "annotations": [], "categories": [{"id": 1, "name": "cat"}, {"id": 2, "name": "cat"}]},
+         "categories[1] repeats the name 'cat' of categories[0]; each name must be unique"),
+        ({"images": [{"id": True, "file_name": "a.jpg"}], "annotations": [], "categories": []},
+         "images[0] has no integer 'id'"),
         ({"images": [], "annotations": [], "categories": [{"id": 1}]},
          "categories[0] needs an integer 'id' and a string 'name'"),
         ({"images": [], "annotations": [{"image_id": 1}], "categories": []},
@@ -64,3 +71,22 @@ def test_missing_and_invalid_json(tmp_path: Path) -> None:
     path.write_bytes(b'{"images": [\xff')
     with pytest.raises(CocoFormatError, match=r"broken\.json: not valid JSON \("):
         load_coco(path)
+
+
+def test_deeply_nested_json_is_one_line(tmp_path: Path) -> None:
+    path = tmp_path / "deep.json"
+    path.write_text('{"images": ' + "[" * 100_000 + "]" * 100_000 + "}")
+    with pytest.raises(CocoFormatError) as err:
+        load_coco(path)
+    assert str(err.value) == f"{path}: JSON nested too deeply to be a COCO file"
+
+
+def test_repeated_annotation_ids_keep_the_first_record_and_list_the_rest(tmp_path: Path) -> None:
+    data = {"images": [{"id": 1, "file_name": "a.jpg"}], "categories": [{"id": 1, "name": "cat"}],
+            "annotations": [{"id": 7, "image_id": 1, "category_id": 1, "segmentation": [[0, 0, 1, 0, 1, 1]]},
+                            {"id": 7, "image_id": 1, "category_id": 1, "segmentation": [[2, 2, 3, 2, 3, 3]]},
+                            {"id": 8, "image_id": 1, "category_id": 1}]}
+    index = load_coco(write(tmp_path, data))
+    assert [a["segmentation"] for a in index.annotations_by_image[1] if a["id"] == 7] == [[[0, 0, 1, 0, 1, 1]]]
+    assert [a["id"] for a in index.annotations_by_image[1]] == [7, 8]
+    assert index.duplicate_annotations == [data["annotations"][1]]

@@ -51,3 +51,47 @@ def test_non_contiguous_input_is_encoded_as_seen():
 def test_rejects_what_is_not_a_label_map(bad):
     with pytest.raises(ValueError, match="array|empty"):
         encode_label_png(bad)
+
+
+def _masks(count: int = 24) -> list[np.ndarray]:
+    """COCO-like label maps: filled polygons of a few classes (uint8) and their instance maps (uint16)."""
+    rng = np.random.default_rng(7)
+    out = []
+    for _ in range(count):
+        h, w = int(rng.integers(200, 640)), int(rng.integers(200, 640))
+        inst = np.zeros((h, w), np.uint16)
+        for k in range(int(rng.integers(1, 40))):
+            pts = rng.integers(0, [w, h], size=(int(rng.integers(3, 12)), 2)).astype(np.int32)
+            cv2.fillPoly(inst, [pts], k + 1)
+        out += [(inst % 81).astype(np.uint8), inst]
+    return out
+
+
+def test_bytes_are_a_function_of_the_pixels_alone(tmp_path):
+    """Issue 9: one run of 36 wrote 50 masks with equal pixels but other bytes. The encoder's input is
+    canonical (filter 0 on every row); its output was checked here not to depend on what ISA-L might
+    see besides the pixels: a fresh process, the allocator's state (freed buffers of other sizes and
+    contents), and where in memory the rows lie."""
+    import hashlib
+    import subprocess
+    import sys
+
+    masks = _masks()
+    digest = lambda data: hashlib.md5(data).hexdigest()  # noqa: E731
+    first = [digest(encode_label_png(m)) for m in masks]
+    rng = np.random.default_rng(1)
+    churned = []
+    for m in masks:
+        junk = [rng.integers(0, 256, int(rng.integers(1 << 10, 1 << 21)), np.uint8) for _ in range(3)]
+        del junk  # freed blocks of other sizes and contents for the next allocation to reuse
+        offset = int(rng.integers(0, 64))
+        buf = np.empty(m.nbytes + 64, np.uint8)[offset:offset + m.nbytes].view(m.dtype).reshape(m.shape)
+        buf[...] = m  # the same pixels at another address and alignment
+        churned.append(digest(encode_label_png(buf)))
+    assert churned == first
+    np.savez(tmp_path / "masks.npz", *masks)
+    script = ("import hashlib, sys, numpy as np; from cocoseg.masks.png import encode_label_png; "
+              f"f = np.load({str(tmp_path / 'masks.npz')!r}); "
+              "print(' '.join(hashlib.md5(encode_label_png(f[k])).hexdigest() for k in f.files))")
+    fresh = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True).stdout
+    assert fresh.split() == first

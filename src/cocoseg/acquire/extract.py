@@ -30,19 +30,30 @@ def safe_member_path(target: Path, member: str, archive: Path) -> Path:
     return dest
 
 
+# Deflate cannot shrink data more than ~1032:1; a member packed tighter than this, or a whole archive,
+# is a zip bomb, not a dataset (COCO's JPEGs barely shrink; its JSON shrinks about 7:1).
+MAX_RATIO = 200
+_SUPPORTED = {zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED, zipfile.ZIP_BZIP2, zipfile.ZIP_LZMA}
+
+
 def extract_archive(archive: Path, target: Path) -> int:
-    """Extract every member of a zip archive into ``target``; return the number of files written."""
+    """Extract every member of a zip archive into ``target``; return the number of files written.
+
+    Every member is checked before the first byte is written: its path, its compression, that it is
+    not encrypted, that no name is both a file and a folder, and that the declared sizes fit the free
+    space at a sane compression ratio. zipfile stops a member at its declared size (and then fails
+    its CRC), so the declared sizes bound what is written.
+    """
     if not archive.is_file():
         raise ExtractError(f"{archive}: archive not found (did the download stage run?)")
     try:
         zf = zipfile.ZipFile(archive)
-    except zipfile.BadZipFile as err:
+    except (zipfile.BadZipFile, OSError, EOFError, ValueError) as err:
         raise ExtractError(f"{archive}: not a valid zip archive ({err})") from None
     count = 0
     with zf:
         members = zf.infolist()
-        for info in members:  # check every path before writing anything
-            safe_member_path(target, info.filename, archive)
+        check_members(archive, target, members)
         for info in members:
             dest = safe_member_path(target, info.filename, archive)
             if info.is_dir():
@@ -52,10 +63,47 @@ def extract_archive(archive: Path, target: Path) -> int:
             try:
                 with zf.open(info) as src, open(dest, "wb") as out:
                     shutil.copyfileobj(src, out, 1 << 20)
-            except (zipfile.BadZipFile, OSError, EOFError) as err:
+            except (zipfile.BadZipFile, OSError, EOFError, ValueError, RuntimeError,
+                    NotImplementedError) as err:
                 raise ExtractError(f"{archive}: member {info.filename!r} is corrupt ({err})") from None
             count += 1
     return count
+
+
+def check_members(archive: Path, target: Path, members: list[zipfile.ZipInfo]) -> None:
+    """Refuse an archive that cannot be unpacked whole and safely, before anything is written."""
+    kinds: dict[str, str] = {}  # normalised path -> "file" | "folder"
+    total = packed = 0
+    for info in members:
+        name = info.filename
+        dest = safe_member_path(target, name, archive)
+        if info.flag_bits & 0x1:
+            raise ExtractError(f"{archive}: member {name!r} is encrypted; unpack it by hand with its password")
+        if info.compress_type not in _SUPPORTED:
+            raise ExtractError(f"{archive}: member {name!r} uses compression method {info.compress_type}, "
+                               f"which cannot be unpacked here (supported: stored, deflate, bzip2, lzma)")
+        key = dest.relative_to(target.resolve()).as_posix()
+        kind = "folder" if info.is_dir() else "file"
+        parents = [p.as_posix() for p in PurePosixPath(key).parents if p.as_posix() != "."]
+        clash = [p for p in parents if kinds.get(p) == "file"]
+        if kinds.get(key, kind) != kind or (kind == "file" and key in kinds) or clash:
+            raise ExtractError(f"{archive}: member {name!r} clashes with another member of the same name "
+                               f"{'(' + clash[0] + ' is a file)' if clash else '(a file and a folder, or twice)'}")
+        kinds[key] = kind
+        kinds.update({p: kinds.get(p, "folder") for p in parents})
+        if info.file_size > (1 << 20) and info.file_size > MAX_RATIO * max(info.compress_size, 1):
+            raise ExtractError(f"{archive}: member {name!r} claims {info.file_size} bytes from "
+                               f"{info.compress_size} (over {MAX_RATIO}:1); refusing a likely zip bomb")
+        total += info.file_size
+        packed += info.compress_size
+    if total > (1 << 20) and total > MAX_RATIO * max(packed, 1):
+        raise ExtractError(f"{archive}: members claim {total} bytes from {packed} (over {MAX_RATIO}:1); "
+                           f"refusing a likely zip bomb")
+    target.mkdir(parents=True, exist_ok=True)
+    free = shutil.disk_usage(target).free
+    if total > free:
+        raise ExtractError(f"{archive}: unpacking needs {total / 1e9:.2f} GB, only {free / 1e9:.2f} GB free "
+                           f"under {target}")
 
 
 def verify_extracted(root: Path, splits: tuple[str, ...], shown_root: Path | None = None) -> None:
@@ -105,6 +153,13 @@ def _read_manifest(raw_dir: Path, splits: tuple[str, ...]) -> dict:
         return {"archives": archive_names(splits), "folders": []}
     try:
         manifest = json.loads(path.read_text())
-        return {"archives": list(manifest["archives"]), "folders": list(manifest["folders"])}
-    except (json.JSONDecodeError, KeyError, TypeError) as err:
+        entries = {"archives": list(manifest["archives"]), "folders": list(manifest["folders"])}
+    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError, KeyError, TypeError) as err:
         raise ExtractError(f"{path}: unreadable manifest ({err}); rerun the download stage") from None
+    for key, names in entries.items():
+        for name in names:
+            # a name must stay inside the raw folder: never an absolute path, '..' or a drive
+            if not isinstance(name, str) or not name or PurePosixPath(name).name != name or name in (".", ".."):
+                raise ExtractError(f"{path}: {key} entry {name!r} is not a plain name inside {raw_dir}; "
+                                   f"rerun the download stage")
+    return entries

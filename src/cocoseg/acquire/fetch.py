@@ -50,14 +50,36 @@ def fetch_coco(params: Params, raw_dir: Path) -> None:
 
 
 def read_annotations(archive: Path, split: str) -> dict[str, Any]:
+    """The split's annotation file from the archive, with the shape subset mode relies on checked."""
     member = annotation_member(split)
     try:
         with zipfile.ZipFile(archive) as zf, zf.open(member) as f:
-            return json.load(f)
+            data = json.load(f)
     except KeyError:
         raise ConfigError(f"{archive}: has no member {member!r}") from None
-    except (zipfile.BadZipFile, json.JSONDecodeError) as err:
-        raise ConfigError(f"{archive}: cannot read {member} ({err})") from None
+    except (zipfile.BadZipFile, json.JSONDecodeError, UnicodeDecodeError, RecursionError,
+            NotImplementedError, RuntimeError) as err:
+        raise ConfigError(f"{archive}: cannot read {member} ({type(err).__name__}: {err})") from None
+    problem = _shape_problem(data)
+    if problem:
+        raise ConfigError(f"{archive}: {member}: {problem}")
+    return data
+
+
+def _shape_problem(data: Any) -> str | None:
+    if not isinstance(data, dict) or not all(isinstance(data.get(k), list) for k in ("images", "annotations")):
+        return "expected a JSON object with 'images' and 'annotations' lists"
+    for i, image in enumerate(data["images"]):
+        if not isinstance(image, dict) or type(image.get("id")) is not int:
+            return f"images[{i}] is not an object with an integer 'id'"
+    for i, ann in enumerate(data["annotations"]):
+        if not isinstance(ann, dict):
+            return f"annotations[{i}] is not an object"
+    categories = data.get("categories", [])
+    if not isinstance(categories, list) or not all(isinstance(c, dict) and isinstance(c.get("name"), str)
+                                                   for c in categories):
+        return "'categories' must be a list of objects, each with a string 'name'"
+    return None
 
 
 def _remove_unlisted_images(raw_dir: Path, split: str) -> None:
@@ -88,4 +110,4 @@ def _category_filter(params: Params, annotations: dict[str, Any]) -> set[int] | 
     if selection == "all":
         return None
     names = set(VOC_CATEGORIES if selection == "voc" else selection)
-    return {c["id"] for c in annotations["categories"] if c["name"] in names}
+    return {c["id"] for c in annotations.get("categories", []) if c["name"] in names and type(c.get("id")) is int}

@@ -30,6 +30,10 @@ from cocoseg.core.files import write_json
 log = logging.getLogger(__name__)
 
 CHUNK = 1 << 20
+# A transfer slower than MIN_RATE bytes/s over STALL_WINDOW seconds is given up and retried: the
+# socket timeout is per read, so a server trickling a byte a second would otherwise hold a stage for ever.
+STALL_WINDOW = 30.0
+MIN_RATE = 1024
 
 
 class DownloadError(UserError, RuntimeError):
@@ -46,6 +50,10 @@ class InsufficientSpaceError(DownloadError):
 
 class _TransientError(Exception):
     """A failure worth retrying: network error, cut body, HTTP 5xx or 429."""
+
+
+class _StalledError(_TransientError):
+    """Bytes still come, too slowly to finish: retried, and every stall uses up a retry."""
 
 
 def md5_file(path: str | os.PathLike[str], chunk: int = 1 << 20) -> str:
@@ -194,7 +202,7 @@ def _fetch_with_retries(
             _fetch_once(url, part, expected_size, timeout, progress)
             return
         except _TransientError as err:
-            if _size(part) > before:
+            if _size(part) > before and not isinstance(err, _StalledError):
                 log.warning("%s: %s; resuming at byte %d", url, err, _size(part))
                 continue
             failures += 1
@@ -271,11 +279,19 @@ def _stream(
               disable=not progress) as bar:
         try:
             # read1 returns what has arrived, so a stalled server still leaves its bytes in the part
+            window_start, window_bytes = time.monotonic(), 0
             while chunk := response.read1(CHUNK):
                 f.write(chunk)
                 f.flush()  # a killed process must leave every received byte in the part, ready to resume
                 received += len(chunk)
                 bar.update(len(chunk))
+                window_bytes += len(chunk)
+                elapsed = time.monotonic() - window_start
+                if elapsed >= STALL_WINDOW:
+                    if window_bytes < MIN_RATE * elapsed:
+                        raise _StalledError(f"transfer stalled: {window_bytes} bytes in {elapsed:.0f} s, under "
+                                            f"the minimum of {MIN_RATE} bytes/s")
+                    window_start, window_bytes = time.monotonic(), 0
         except (OSError, http.client.HTTPException) as err:
             raise _TransientError(f"connection lost after {offset + received} bytes: {err}") from None
     if length is not None and received < length:

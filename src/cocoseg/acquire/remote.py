@@ -70,7 +70,9 @@ def select_images(annotations_json: dict[str, Any], max_images: int, seed: int,
     """Pick up to ``max_images`` image entries with a seeded RNG; returned in id order."""
     images = sorted(annotations_json["images"], key=lambda image: image["id"])
     if category_ids is not None:
-        wanted = {a["image_id"] for a in annotations_json["annotations"] if a["category_id"] in category_ids}
+        # a record may lack category_id or hold an unhashable one: it simply does not select its image
+        wanted = {a.get("image_id") for a in annotations_json["annotations"]
+                  if type(a.get("category_id")) is int and a["category_id"] in category_ids}
         images = [image for image in images if image["id"] in wanted]
     if max_images > len(images):
         log.warning("asked for %d images but only %d qualify; taking all of them", max_images, len(images))
@@ -98,13 +100,17 @@ def download_subset(
     image_dir = Path(raw_dir) / split
     image_dir.mkdir(parents=True, exist_ok=True)
     outcomes: dict[int, str] = {}  # image id -> "fetched" | "reused" | failure reason
+    for image in chosen:
+        if not _is_safe_name(image.get("file_name")):  # from a downloaded JSON: never outside the folder
+            outcomes[image["id"]] = f"unsafe file_name {image.get('file_name')!r}"
+            log.warning("not fetching image %s: unsafe file_name %r", image["id"], image.get("file_name"))
     with ThreadPoolExecutor(max_workers=workers) as pool:
         futures = {
             pool.submit(
                 _fetch_image, rewrite_url(image.get("coco_url"), base_url, split, image["file_name"]),
-                image_dir / _safe_name(image["file_name"]), retries, backoff, timeout,
+                image_dir / image["file_name"], retries, backoff, timeout,
             ): image
-            for image in chosen
+            for image in chosen if image["id"] not in outcomes
         }
         done = tqdm(as_completed(futures), total=len(futures), unit="img", desc=split, disable=not progress)
         for future in done:
@@ -122,7 +128,8 @@ def download_subset(
 
 
 def _summarise(chosen: list[dict[str, Any]], outcomes: dict[int, str], ok_ids: set[int]) -> SubsetResult:
-    failures = tuple((image["file_name"], outcomes[image["id"]]) for image in chosen if image["id"] not in ok_ids)
+    failures = tuple((str(image.get("file_name")), outcomes[image["id"]]) for image in chosen
+                     if image["id"] not in ok_ids)
     return SubsetResult(requested=len(chosen), fetched=sum(o == "fetched" for o in outcomes.values()),
                         reused=sum(o == "reused" for o in outcomes.values()), failed=len(failures),
                         failures=failures)
@@ -132,11 +139,9 @@ class _UndecodableImage(Exception):
     pass
 
 
-def _safe_name(file_name: str) -> str:
-    # file_name comes from a downloaded JSON: never let it point outside the image folder
-    if Path(file_name).name != file_name or file_name in ("", ".", ".."):
-        raise ValueError(f"unsafe image file_name {file_name!r}")
-    return file_name
+def _is_safe_name(file_name: object) -> bool:
+    return (isinstance(file_name, str) and file_name not in ("", ".", "..") and "/" not in file_name
+            and "\\" not in file_name and "\0" not in file_name)
 
 
 def _decodes(path: Path) -> bool:
@@ -172,5 +177,6 @@ def _filter_annotations(annotations_json: dict[str, Any], image_ids: set[int]) -
     return {
         **annotations_json,
         "images": [image for image in annotations_json["images"] if image["id"] in image_ids],
-        "annotations": [a for a in annotations_json["annotations"] if a["image_id"] in image_ids],
+        "annotations": [a for a in annotations_json["annotations"]
+                        if type(a.get("image_id")) is int and a["image_id"] in image_ids],
     }

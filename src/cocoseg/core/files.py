@@ -8,6 +8,7 @@ final ``os.replace`` is atomic) and renames it into place; a killed run leaves a
 from __future__ import annotations
 
 import contextlib
+import glob
 import json
 import os
 import shutil
@@ -68,6 +69,8 @@ def atomic_dir(path: str | os.PathLike[str]) -> Iterator[Path]:
     """Yield a temporary folder beside ``path``; on success it replaces ``path`` whole."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    old = path.with_name(f".{path.name}.old")
+    _clean_after_killed_run(path, old)
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
     try:
         yield tmp
@@ -89,3 +92,16 @@ def replace_dir(src: str | os.PathLike[str], path: str | os.PathLike[str]) -> No
         shutil.rmtree(old, ignore_errors=True)
     else:
         os.replace(src, path)
+
+
+def _clean_after_killed_run(path: Path, old: Path) -> None:
+    """Undo what a run killed inside ``atomic_dir`` left: its temporary folders, and, if it died between
+    its two renames, the previous folder still under its ``.old`` name (put back in place).
+
+    Only one run at a time may write ``path`` (DVC locks the project), so no other run owns them.
+    """
+    if old.is_dir() and not path.exists():
+        os.replace(old, path)
+    for stale in path.parent.glob(f".{glob.escape(path.name)}.*.tmp"):
+        if stale.is_dir() and not stale.is_symlink():
+            shutil.rmtree(stale, ignore_errors=True)

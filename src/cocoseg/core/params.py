@@ -98,6 +98,9 @@ class MasksConfig:
     val_fraction: float = 0.2
     preview: int = 4  # how many seeded random images get a preview panel
     workers: int = 0  # processes for the masks stage; 0 = one per CPU core
+    # Pixel budget per image, checked from the header before decoding: 64 MP covers every COCO image
+    # (at most 640x640) and 8K photos, and keeps a worker's masks under ~200 MB.
+    max_pixels: int = 64_000_000
 
     def __post_init__(self) -> None:
         if isinstance(self.categories, str):
@@ -110,6 +113,7 @@ class MasksConfig:
                "a number strictly between 0 and 1")
         _check(self.preview >= 0, "masks.preview", self.preview, "an integer >= 0")
         _check(self.workers >= 0, "masks.workers", self.workers, "an integer >= 0 (0 = all cores)")
+        _check(self.max_pixels >= 1, "masks.max_pixels", self.max_pixels, "a positive integer")
 
 
 @dataclass(frozen=True)

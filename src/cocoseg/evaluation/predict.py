@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+from collections import Counter
 from pathlib import Path
 
 import cv2
@@ -44,12 +45,32 @@ def overlay_in_bands(rgb: np.ndarray, pred: np.ndarray, num_classes: int, rows: 
     return out
 
 
+def output_stems(images: list[Path]) -> dict[Path, str]:
+    """The stem each image's outputs are named by: its own stem, unless another input shares it (``a.jpg``,
+    ``a.png``, ``other/a.jpg``; compared without case, for case-insensitive disks); then its name with
+    the suffix kept (``a.jpg`` -> ``a.jpg_mask.png``), and a counter if even that is taken."""
+    stems = Counter(p.stem.casefold() for p in images)
+    names: dict[Path, str] = {}
+    taken: set[str] = set()
+    for path in images:
+        name = path.stem if stems[path.stem.casefold()] == 1 else path.name
+        unique, k = name, 1
+        while unique.casefold() in taken:
+            k += 1
+            unique = f"{name}.{k}"
+        taken.add(unique.casefold())
+        names[path] = unique
+    return names
+
+
 def predict_images(model_path: Path, inputs: list[Path], out_dir: Path, device: str = "cpu") -> list[Path]:
     model, ckpt = load_checkpoint(model_path, device)
     prep = Preprocessing.from_checkpoint(ckpt)
     num_classes = len(ckpt["classes"])
     written = []
-    for path in list_images(inputs):
+    images = list_images(inputs)
+    names = output_stems(images)
+    for path in images:
         try:
             rgb = read_rgb(path)
         except OSError as err:
@@ -57,9 +78,10 @@ def predict_images(model_path: Path, inputs: list[Path], out_dir: Path, device: 
             continue
         inputs = prep.normalise(to_chw(prep.resize(rgb))[None].to(device))
         pred = predict_batch(model, inputs, [rgb.shape[:2]])[1][0].cpu().numpy().astype(np.uint8)
-        write_png(out_dir / f"{path.stem}_mask.png", pred)
-        write_png(out_dir / f"{path.stem}_overlay.png", overlay_in_bands(rgb, pred, num_classes))
-        written.append(out_dir / f"{path.stem}_mask.png")
+        stem = names[path]
+        write_png(out_dir / f"{stem}_mask.png", pred)
+        write_png(out_dir / f"{stem}_overlay.png", overlay_in_bands(rgb, pred, num_classes))
+        written.append(out_dir / f"{stem}_mask.png")
         present = [ckpt["classes"][k] for k in np.unique(pred) if k > 0]
         log.info("%s -> %s (classes: %s)", path, written[-1], ", ".join(present) or "none")
     return written

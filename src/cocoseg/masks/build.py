@@ -13,7 +13,6 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
-import multiprocessing
 import os
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -32,6 +31,7 @@ from cocoseg.masks.image_job import ImageResult, MaskSettings, process_image
 from cocoseg.masks.labels import LabelMap, build_label_map
 from cocoseg.masks.paint import check_overlap
 from cocoseg.masks.preview import write_previews
+from cocoseg.masks.workers import WorkerPool
 
 log = logging.getLogger(__name__)
 
@@ -50,11 +50,8 @@ def build_masks(coco_root: Path, out_root: Path, splits: tuple[str, ...], cfg: M
 def _build(coco_root: Path, out_root: Path, splits: tuple[str, ...], cfg: MasksConfig, seed: int,
            run_images: RunImages) -> dict[str, Any]:
     indexes = {split: load_coco(annotation_file(coco_root, split)) for split in splits}
-    first = indexes[splits[0]]
-    labels = build_label_map(first.categories, cfg.categories, cfg.priority)
-    for split, index in indexes.items():
-        if [c["id"] for c in index.categories] != [c["id"] for c in first.categories]:
-            raise CocoFormatError(f"{index.path}: categories differ from {first.path}")
+    check_splits(indexes)
+    labels = build_label_map(indexes[splits[0]].categories, cfg.categories, cfg.priority)
 
     report = _Report()
     written: list[str] = []  # "<split>/<file_name>" of every image that got masks
@@ -64,7 +61,7 @@ def _build(coco_root: Path, out_root: Path, splits: tuple[str, ...], cfg: MasksC
                 split=split, image_dir=coco_root / split, semantic_dir=tmp / SEMANTIC / split,
                 instance_dir=tmp / INSTANCE / split, labels=labels,
                 known_category_ids=frozenset(c["id"] for c in index.categories), overlap=cfg.overlap,
-                crowd_mode=cfg.crowd, keep_empty_images=cfg.keep_empty_images)
+                crowd_mode=cfg.crowd, keep_empty_images=cfg.keep_empty_images, max_pixels=cfg.max_pixels)
             settings.semantic_dir.mkdir(parents=True)
             settings.instance_dir.mkdir(parents=True)
             report.add_orphans(split, index)
@@ -89,6 +86,24 @@ def _build(coco_root: Path, out_root: Path, splits: tuple[str, ...], cfg: MasksC
     return report.to_json()
 
 
+def check_splits(indexes: dict[str, CocoIndex]) -> None:
+    """Refuse what would mix up training pairs: splits with other categories, or two images of one
+    split whose masks would share a file name (``a.jpg`` and ``a.png``; ``A.jpg`` and ``a.jpg``, one
+    file on a case-insensitive disk), where one mask would overwrite the other."""
+    first = next(iter(indexes.values()))
+    for index in indexes.values():
+        if [c["id"] for c in index.categories] != [c["id"] for c in first.categories]:
+            raise CocoFormatError(f"{index.path}: categories differ from {first.path}")
+        owners: dict[str, dict[str, Any]] = {}
+        for image in index.images:
+            other = owners.setdefault(mask_name(image["file_name"]).casefold(), image)
+            if other is not image:
+                raise CocoFormatError(
+                    f"{index.path}: images {other['file_name']!r} (id {other['id']}) and {image['file_name']!r} "
+                    f"(id {image['id']}) would both have masks named {mask_name(image['file_name'])!r}; "
+                    f"masks are named by the image's stem, so give one of them another name")
+
+
 def _table_line(result: ImageResult) -> str:
     """One line of instances.jsonl: an image's instance index -> annotation id and category."""
     stem = Path(result.file_name).stem  # the instance map is <stem>.png beside this table
@@ -108,20 +123,28 @@ def split_images(written: list[str], val_fraction: float, seed: int) -> dict[str
 
 @contextlib.contextmanager
 def _image_runner(workers: int) -> Iterator[RunImages]:
-    """Yield a function that turns tasks into results, in order: in a pool of ``workers`` processes
-    (0: one per core), or in this process for ``workers=1``."""
+    """Yield a function that turns tasks into results, in order, in a pool of ``workers`` processes
+    (0: one per core). Even one worker is a separate process: a segfault or an out-of-memory kill
+    while making one image's masks then ends the stage with a line that names the image."""
     workers = workers or _cpu_count()
-    if workers == 1:
-        yield lambda tasks: map(_work, tasks)
-        return
-    with multiprocessing.get_context().Pool(workers) as pool:
-        def run(tasks: list[Task]) -> Iterator[ImageResult]:
-            # Chunks of up to 8 images: few round trips, yet both cores stay busy to the end of a
-            # small set. A chunk pickles its split's settings once (pickle memoises repeats).
-            chunksize = max(1, min(8, len(tasks) // (4 * workers)))
-            return pool.imap(_work, tasks, chunksize)  # imap keeps the order stable
+    pool = WorkerPool(workers, _work)
 
+    def run(tasks: list[Task]) -> Iterator[ImageResult]:
+        # Chunks of up to 8 images: few round trips, yet every worker stays busy to the end of a small set.
+        chunksize = max(1, min(8, len(tasks) // (4 * workers)))
+        return pool.run(tasks, chunksize, lambda i: _describe(tasks[i]))
+
+    try:
         yield run
+    except BaseException:
+        pool.kill()
+        raise
+    pool.close()
+
+
+def _describe(task: Task) -> str:
+    settings, image, _ = task
+    return f"{settings.split}/{image['file_name']} (image id {image['id']})"
 
 
 def _cpu_count() -> int:
@@ -144,12 +167,15 @@ class _Report:
         self.notices: list[dict] = []
 
     def add_orphans(self, split: str, index: CocoIndex) -> None:
-        for ann in index.orphan_annotations:
+        """Annotations skipped while loading: those of no listed image, and repeats of an id."""
+        skipped = [(ann, f"image_id {ann.get('image_id')!r} is not in images") for ann in index.orphan_annotations]
+        skipped += [(ann, f"annotation id {ann['id']} was used by an earlier record, which is the one painted")
+                    for ann in index.duplicate_annotations]
+        for ann, reason in skipped:
             self.counts["annotations"] += 1
             self.counts["annotations_skipped"] += 1
             self.skipped_annotations.append({"split": split, "annotation_id": ann["id"],
-                                             "image_id": ann.get("image_id"),
-                                             "reason": f"image_id {ann.get('image_id')!r} is not in images"})
+                                             "image_id": ann.get("image_id"), "reason": reason})
 
     def add(self, split: str, r: ImageResult) -> None:
         c = self.counts

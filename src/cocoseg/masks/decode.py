@@ -16,7 +16,10 @@ from typing import Any
 import numpy as np
 from pycocotools import mask as mask_utils
 
+from cocoseg.masks.polygon import polygon_counts
 from cocoseg.masks.rle import decode_boxes
+
+MAX_COORDINATE = 1e15  # beyond this a double cannot place a point to a fifth of a pixel any more
 
 
 class MalformedAnnotation(ValueError):
@@ -52,7 +55,9 @@ def to_rle(segmentation: Any, height: int, width: int) -> dict:
                 raise MalformedAnnotation(f"polygon {i} is not a list of numbers")
             if len(poly) < 6 or len(poly) % 2:
                 raise MalformedAnnotation(f"polygon {i} has {len(poly)} coordinates (need an even number >= 6)")
-        parts = mask_utils.frPyObjects(segmentation, height, width)
+            if max(map(abs, poly)) > MAX_COORDINATE:
+                raise MalformedAnnotation(f"polygon {i} has a coordinate beyond +-{MAX_COORDINATE:.0e}")
+        parts = _polygon_rles(segmentation, height, width)
         return parts[0] if len(parts) == 1 else mask_utils.merge(parts)  # merging one part copies it
     if isinstance(segmentation, dict):
         size, counts = segmentation.get("size"), segmentation.get("counts")
@@ -72,6 +77,22 @@ def to_rle(segmentation: Any, height: int, width: int) -> dict:
             return {"size": size, "counts": counts}
         raise MalformedAnnotation(f"RLE 'counts' must be a string or a list, got {type(counts).__name__}")
     raise MalformedAnnotation(f"segmentation must be a polygon list or an RLE object, got {type(segmentation).__name__}")
+
+
+def _polygon_rles(polygons: list[list[float]], height: int, width: int) -> list[dict]:
+    """pycocotools' RLE of each polygon; those reaching far outside the image are rasterised by
+    ``polygon_counts``, whose cost does not grow with the coordinates (pycocotools' does, without
+    bound), with the same pixels."""
+    margin = max(height, width)
+    near, far = [], []
+    for poly in polygons:
+        xs, ys = poly[0::2], poly[1::2]
+        if min(xs) >= -margin and max(xs) <= width + margin and min(ys) >= -margin and max(ys) <= height + margin:
+            near.append(poly)
+        else:
+            far.append({"size": [height, width], "counts": polygon_counts(poly, height, width)})
+    rles = mask_utils.frPyObjects(near, height, width) if near else []
+    return rles + [mask_utils.frPyObjects(rle, height, width) for rle in far]
 
 
 def decode_regions(segmentations: Sequence[Any], height: int,

@@ -30,7 +30,10 @@ def write_previews(coco_root: Path, out_root: Path, written: list[str], labels: 
     for item in chosen:
         image = read_image(image_path(coco_root, item))
         semantic = read_mask(semantic_mask_path(out_root, item))
-        path = out_root / PREVIEW / mask_name(split_item(item)[1])
-        write_png(path, render_panel(image, semantic, list(labels.names), split_item(item)[1]))
+        split, file_name = split_item(item)
+        path = out_root / PREVIEW / mask_name(file_name)
+        if path in paths:  # the same file name in two splits: the second panel takes its split's name too
+            path = path.with_name(f"{split}_{path.name}")
+        write_png(path, render_panel(image, semantic, list(labels.names), file_name))
         paths.append(path)
     return paths

@@ -1,0 +1,141 @@
+"""Check an image file before any mask is made for it: its size, its pixel budget, and that training can read it.
+
+Whatever the masks stage accepts goes into split.json, and training reads it with
+``cocoseg.core.images.read_image`` (OpenCV). So a file passes only if that reader will read it whole:
+
+- A JPEG (every COCO image) is checked by its structure, not decoded: its segments are walked from
+  the start-of-image marker to the end-of-image marker (see ``_jpeg_frame``), well under 0.1 ms
+  against 1.5 ms for a decode. A file cut short fails even when an embedded EXIF thumbnail carries an
+  end marker of its own (the thumbnail sits inside a segment that the walk steps over); bytes after
+  the end marker are allowed, as every decoder ignores them. Uncommon codings (lossless, arithmetic,
+  CMYK) are decoded.
+- Any other file is decoded with the training reader itself; a format it cannot read (a TGA file named
+  .jpg, say) is refused here rather than in the middle of training.
+
+The pixel budget is checked from the header, before anything is decoded.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+from typing import BinaryIO
+
+from PIL import Image
+
+from cocoseg.core.images import read_image
+
+Image.MAX_IMAGE_PIXELS = None  # the pixel budget below replaces PIL's own bomb check
+Image.preinit()  # import PIL's common format plugins now, once, rather than in every worker process
+_SOF_PLAIN = {0xC0, 0xC1, 0xC2}  # baseline, extended and progressive Huffman: what every decoder reads
+_SOF_ANY = {0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF}
+_STANDALONE = {0x01, *range(0xD0, 0xD8)}  # TEM and restart markers carry no length
+_SCAN_END = re.compile(rb"\xff[^\x00\xd0-\xd7]")  # in scan data, FF 00 is a data byte and FF Dn a restart
+_HEAD = 1 << 16  # enough for the segments before the first scan of nearly every JPEG, EXIF included
+
+
+class ImageRejected(OSError):
+    """The file cannot become a training pair; str(err) is the reason for the report."""
+
+
+class ImageOverBudget(ImageRejected):
+    """The header gives more pixels than masks.max_pixels allows."""
+
+
+def check_image(path: Path, max_pixels: int) -> tuple[int, int]:
+    """(height, width) of the image as stored, or ImageRejected with the reason."""
+    with open(path, "rb") as f:  # one open: file opens are costly on some disks
+        size = os.fstat(f.fileno()).st_size
+        # No image within the budget takes more than 8 bytes a pixel (16-bit RGBA, stored raw): a
+        # bigger file is refused before it is read into memory.
+        if size > 8 * max_pixels + (1 << 20):
+            raise ImageOverBudget(f"the file is larger than any image of {max_pixels / 1e6:.1f} megapixels "
+                                  f"(masks.max_pixels)")
+        head = f.read(_HEAD)
+        jpeg = _jpeg_frame(f, head, size) if head[:3] == b"\xff\xd8\xff" else None
+    if jpeg is not None:
+        height, width, plain = jpeg
+        _check_budget(height, width, max_pixels)
+        return (height, width) if plain else _decoded_size(path)
+    try:
+        with Image.open(path) as im:  # reads the header only
+            width, height = im.size
+    except (OSError, SyntaxError, ValueError) as err:
+        raise ImageRejected(f"not an image this pipeline reads ({err})") from None
+    _check_budget(height, width, max_pixels)
+    return _decoded_size(path)
+
+
+def _jpeg_frame(f: BinaryIO, head: bytes, size: int) -> tuple[int, int, bool]:
+    """The frame of a complete JPEG. Usually only the head and the last two bytes are read: the
+    segments before the first scan, checked against the file's size, and an end-of-image marker as
+    the file's last bytes, which no cut can leave (scan data never holds FF D9; a cut inside a
+    segment fails the size check). Other files (bytes after the end marker, segments beyond the head)
+    are read whole and walked through every scan."""
+    frame = _walk_jpeg(head, size, first_scan_only=True)
+    if frame is not None and size >= 4:
+        f.seek(size - 2)
+        if f.read(2) == b"\xff\xd9":
+            return frame
+    f.seek(0)
+    return _walk_jpeg(f.read(), size, first_scan_only=False)
+
+
+def _check_budget(height: int, width: int, max_pixels: int) -> None:
+    if height * width > max_pixels:
+        raise ImageOverBudget(f"{width}x{height} is {height * width / 1e6:.1f} megapixels, over the budget of "
+                            f"{max_pixels / 1e6:.1f} (masks.max_pixels)")
+    if height == 0 or width == 0:
+        raise ImageRejected(f"header gives an empty image ({width}x{height})")
+
+
+def _decoded_size(path: Path) -> tuple[int, int]:
+    try:
+        image = read_image(path)
+    except OSError:
+        raise ImageRejected("the training image reader (OpenCV) cannot decode it") from None
+    return image.shape[0], image.shape[1]
+
+
+def _walk_jpeg(data: bytes, size: int, first_scan_only: bool) -> tuple[int, int, bool] | None:
+    """(height, width, plain) from the frame header, after walking the segments to the end marker (or,
+    with ``first_scan_only``, to the first scan; None when that lies beyond ``data``, a head of the file)."""
+    pos, frame = 2, None
+    while True:
+        if pos + 4 > len(data) and len(data) < size:
+            return None  # only a head was read; the caller reads the whole file
+        if pos + 2 > len(data):
+            raise ImageRejected("truncated: the file ends before the JPEG end-of-image marker")
+        if data[pos] != 0xFF:
+            raise ImageRejected(f"corrupt JPEG: no marker at byte {pos}")
+        while pos + 2 < len(data) and data[pos + 1] == 0xFF:  # fill bytes before a marker
+            pos += 1
+        marker = data[pos + 1]
+        pos += 2
+        if marker == 0xD9:
+            break
+        if marker in _STANDALONE:
+            continue
+        if pos + 2 > len(data) or int.from_bytes(data[pos:pos + 2], "big") < 2:
+            raise ImageRejected("truncated: the file ends before the JPEG end-of-image marker")
+        end = pos + int.from_bytes(data[pos:pos + 2], "big")
+        if end > size:
+            raise ImageRejected("truncated: the file ends inside a JPEG segment")
+        if end > len(data):
+            return None
+        if marker in _SOF_ANY and end - pos >= 8:
+            frame = (marker, int.from_bytes(data[pos + 3:pos + 5], "big"),
+                     int.from_bytes(data[pos + 5:pos + 7], "big"), data[pos + 7])
+        pos = end
+        if marker == 0xDA:  # a scan: entropy-coded data runs to the next marker
+            if first_scan_only:
+                break
+            found = _SCAN_END.search(data, pos)
+            if found is None:
+                raise ImageRejected("truncated: the file ends inside the JPEG image data")
+            pos = found.start()
+    if frame is None:
+        raise ImageRejected("corrupt JPEG: no frame header")
+    kind, height, width, components = frame
+    return height, width, kind in _SOF_PLAIN and components in (1, 3) and height > 0
