@@ -6,15 +6,21 @@ the dead one held is never finished. Here each worker has its own pipe and the p
 pipes and the workers' process sentinels together, so a death is seen at once. Each worker writes the
 index of the task it is on into a shared array before it starts it, so the error can name the image.
 
-Tasks go out in chunks, one chunk per worker at a time (a worker's next chunk is sent the moment
-its result arrives, before the parent handles that result), and results come back in task order.
+Tasks go out in chunks, two per worker in flight, so a worker finds its next chunk waiting when it
+finishes one instead of idling for a round trip through a busy parent; results come back in task
+order. A thread does the sending: a chunk bigger than the pipe's buffer can then wait for the worker
+to read it while the parent goes on reading results (one thread doing both could deadlock with a
+worker that is itself waiting to send).
 """
 
 from __future__ import annotations
 
 import multiprocessing
+import queue
 import signal
+import threading
 import traceback
+from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from multiprocessing.connection import Connection, wait
 from typing import Any
@@ -56,6 +62,8 @@ class WorkerPool:
         self.current = ctx.Array("q", workers, lock=False)  # the task each worker is on
         self.conns: list[Connection] = []
         self.procs = []
+        self.outbox: queue.SimpleQueue[tuple[Connection, Any] | None] = queue.SimpleQueue()
+        self.sender = threading.Thread(target=self._send_all, daemon=True)
         for slot in range(workers):
             parent, child = ctx.Pipe()
             proc = ctx.Process(target=_serve, args=(child, slot, self.current, function), daemon=True)
@@ -63,56 +71,65 @@ class WorkerPool:
             child.close()
             self.conns.append(parent)
             self.procs.append(proc)
+        self.sender.start()
+
+    def _send_all(self) -> None:
+        while (item := self.outbox.get()) is not None:
+            conn, message = item
+            try:
+                conn.send(message)
+            except OSError:  # the worker died; the parent sees its sentinel and reports it
+                pass
 
     def kill(self) -> None:
         """Stop at once (on an error or Ctrl-C): what the workers were doing is thrown away."""
         for proc in self.procs:
             proc.kill()
             proc.join()
+        self.outbox.put(None)  # the sender's pending sends now fail at once
 
     def close(self) -> None:
         for conn, proc in zip(self.conns, self.procs):
             if proc.is_alive():
-                try:
-                    conn.send(None)
-                except OSError:
-                    pass
+                self.outbox.put((conn, None))
+        self.outbox.put(None)
+        self.sender.join(timeout=5)
         for proc in self.procs:
             proc.join(timeout=5)
             if proc.is_alive():
                 proc.kill()
                 proc.join()
 
-    def run(self, tasks: Sequence[Any], chunksize: int, describe: Callable[[int], str]) -> Iterator[Any]:
+    def run(self, tasks: Sequence[Any], chunksize: int, describe: Callable[[int], str],
+            in_flight: int = 2) -> Iterator[Any]:
         """Results of ``tasks`` in order; WorkerDied names ``describe(index)`` of the task being run."""
         chunks = [(start, list(tasks[start:start + chunksize])) for start in range(0, len(tasks), chunksize)]
         pending = iter(range(len(chunks)))
-        busy: dict[int, int] = {}  # worker -> chunk it holds
+        busy: dict[int, deque[int]] = {w: deque() for w in range(len(self.conns))}  # worker -> its chunks
         done: dict[int, list[Any]] = {}
         emitted = 0
-        for worker in range(len(self.conns)):
-            self._give(worker, pending, chunks, busy)
+        for _ in range(in_flight):
+            for worker in busy:
+                self._give(worker, pending, chunks, busy)
         while emitted < len(chunks):
             self._collect(busy, done, pending, chunks, describe)
             while emitted in done:
                 yield from done.pop(emitted)
                 emitted += 1
 
-    def _give(self, worker: int, pending: Iterator[int], chunks: list, busy: dict[int, int]) -> None:
+    def _give(self, worker: int, pending: Iterator[int], chunks: list, busy: dict[int, deque[int]]) -> None:
         chunk = next(pending, None)
         if chunk is not None:
-            busy[worker] = chunk
-            try:
-                self.conns[worker].send(chunks[chunk])
-            except OSError:  # it died while idle; the wait in _collect reports it
-                pass
+            busy[worker].append(chunk)
+            self.outbox.put((self.conns[worker], chunks[chunk]))
 
-    def _collect(self, busy: dict[int, int], done: dict[int, list[Any]], pending: Iterator[int], chunks: list,
-                 describe: Callable[[int], str]) -> None:
-        by_handle = {self.conns[w]: w for w in busy} | {self.procs[w].sentinel: w for w in busy}
+    def _collect(self, busy: dict[int, deque[int]], done: dict[int, list[Any]], pending: Iterator[int],
+                 chunks: list, describe: Callable[[int], str]) -> None:
+        working = [w for w, held in busy.items() if held]
+        by_handle = {self.conns[w]: w for w in working} | {self.procs[w].sentinel: w for w in working}
         for handle in wait(list(by_handle)):
             worker = by_handle[handle]
-            if worker not in busy:
+            if not busy[worker]:
                 continue  # its pipe and its sentinel were both ready
             conn = self.conns[worker]
             try:
@@ -123,7 +140,7 @@ class WorkerPool:
                 self._died(worker, describe)
             if isinstance(result, _Failure):
                 raise RuntimeError(f"a masks worker failed:\n{result.text}")
-            done[busy.pop(worker)] = result
+            done[busy[worker].popleft()] = result  # a worker answers its chunks in the order it got them
             self._give(worker, pending, chunks, busy)
 
     def _died(self, worker: int, describe: Callable[[int], str]) -> None:
