@@ -141,7 +141,7 @@ class EpochCheckpoint(L.Callback):
 
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if trainer.current_epoch + 1 < trainer.max_epochs:  # after the last epoch the run is published
-            trainer.save_checkpoint(self.state.pending)
+            trainer.save_checkpoint(self.state.pending, weights_only=False)  # the whole training state
 
     def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if not trainer.is_global_zero or not self.state.pending.is_file():
