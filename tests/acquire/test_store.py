@@ -19,9 +19,10 @@ def files_under(root: Path) -> list[str]:
 
 def write_store(store: Path) -> None:
     """A subset-mode store, plus what a store holds besides: a part, a sidecar, another run's archive."""
-    for name, data in {"annotations/instances_val2017.json": b"{}", "val2017/1.jpg": b"a", "val2017/2.jpg": b"b",
-                       "val2017/3.jpg.part": b"half", "annotations_trainval2017.zip": b"zip",
-                       "annotations_trainval2017.zip.verified": b"{}", "val2017.zip": b"old archives run"}.items():
+    files = {"annotations/instances_val2017.json": b"{}", "val2017/1.jpg": b"a", "val2017/2.jpg": b"b",
+             "val2017/3.jpg.part": b"half", "annotations_trainval2017.zip": b"zip",
+             "annotations_trainval2017.zip.verified": b"{}", "val2017.zip": b"old archives run"}
+    for name, data in files.items():
         (store / name).parent.mkdir(parents=True, exist_ok=True)
         (store / name).write_bytes(data)
     manifest = {"source": "coco2017-subset", "archives": ["annotations_trainval2017.zip"],

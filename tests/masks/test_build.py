@@ -316,14 +316,15 @@ def test_split_images_coco_keeps_cocos_own_split_and_auto_picks_it_when_both_are
 def test_build_with_train_and_val_splits_validates_on_val2017_by_default(make_coco, tmp_path: Path) -> None:
     root = make_coco([image(1), image(2)], [ann(1, 1, CAT, [box_poly(0, 4, 0, 4)]),
                                             ann(2, 2, DOG, [box_poly(0, 4, 0, 4)])])
-    make_coco([image(7), image(8), image(9)], [ann(10 + i, i, CAT, [box_poly(1, 5, 1, 5)]) for i in (7, 8, 9)],
-              split="train2017")
+    train_annotations = [ann(10 + i, i, CAT, [box_poly(1, 5, 1, 5)]) for i in (7, 8, 9)]
+    make_coco([image(7), image(8), image(9)], train_annotations, split="train2017")
     cfg = MasksConfig(workers=1, preview=0)
     build_masks(root, tmp_path / "out", ("train2017", "val2017"), cfg, seed=0)
     split = json.loads((tmp_path / "out" / "split.json").read_text())
     assert split == {"train": ["train2017/007.jpg", "train2017/008.jpg", "train2017/009.jpg"],
                      "val": ["val2017/001.jpg", "val2017/002.jpg"]}
-    build_masks(root, tmp_path / "pooled", ("train2017", "val2017"), dataclasses.replace(cfg, split="pooled"), 0)
+    pooled_cfg = dataclasses.replace(cfg, split="pooled")
+    build_masks(root, tmp_path / "pooled", ("train2017", "val2017"), pooled_cfg, seed=0)
     pooled = json.loads((tmp_path / "pooled" / "split.json").read_text())
     assert sorted(pooled["train"] + pooled["val"]) == sorted(split["train"] + split["val"])
     assert len(pooled["val"]) == 1  # round(0.2 * 5)

@@ -51,7 +51,7 @@ def score(model: torch.nn.Module, dataset, indices: range, num_classes: int) -> 
     "training/callbacks.py FirstIterationMetrics runs on rank 0 only but computes torchmetrics that sync "
     "across processes (sync_on_compute=True): rank 0 waits in a barrier that rank 1 never reaches. Its "
     "metrics need sync_on_compute=False (owned by the issue reworking first-iteration metrics)"))
-def test_ddp_on_two_cpu_processes_trains_a_valid_model_with_metrics_over_all_val_images(tmp_path: Path) -> None:
+def test_ddp_on_two_cpu_processes_trains_a_valid_model_with_metrics_of_all_val_images(tmp_path: Path) -> None:
     pairs = [shapes_pair(48, 64, seed) for seed in range(12)]
     coco, masks = write_dataset(tmp_path, [p[0] for p in pairs], [p[1] for p in pairs], num_val=4)
     train = {"epochs": 2, "batch_size": 2, "image_size": list(SIZE), "workers": 0, "accelerator": "cpu",
