@@ -1,4 +1,8 @@
-"""Stage download: put the raw COCO archives in --out (the offline sample, or real COCO 2017)."""
+"""Stage download: put the raw COCO archives in --out (the offline sample, or real COCO 2017).
+
+Real COCO is downloaded into --store (partial and verified downloads, kept between runs and never
+touched by DVC), then hard-linked into --out, the stage's cached DVC output.
+"""
 
 import argparse
 from pathlib import Path
@@ -11,6 +15,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--params", default="params.yaml")
     parser.add_argument("--out", type=Path, default=Path("data/raw"))
+    parser.add_argument("--store", type=Path, default=Path("data/downloads"),
+                        help="where downloads resume and stay (not a DVC output)")
     args = parser.parse_args()
     params = load_params(args.params)
     if params.data.source == "sample":
@@ -19,8 +25,10 @@ def main() -> None:
         write_sample_archives(args.out, params.data.sample, params.base.seed)
     else:
         from cocoseg.acquire.fetch import fetch_coco
+        from cocoseg.acquire.store import publish_downloads
 
-        fetch_coco(params, args.out)
+        fetch_coco(params, args.store)
+        publish_downloads(args.store, args.out)
 
 
 if __name__ == "__main__":

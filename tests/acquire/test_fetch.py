@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import shutil
 import subprocess
 import zipfile
 import sys
@@ -203,6 +204,21 @@ def test_download_stage_subset_succeeds(mirror, tmp_path):
     assert result.returncode == 0, result.stderr
     assert len(names(tmp_path / "raw" / SPLIT)) == 2
     assert server.counts["/zips/val2017.zip"] == 0
+
+
+def test_download_stage_output_can_be_deleted_and_restored_without_a_request(mirror, tmp_path):
+    """DVC deletes a cached output before it reruns the stage: the store beside it keeps the downloads."""
+    server, md5s, _ = mirror
+    assert run_download_stage(tmp_path, raw_params(server.url, md5s)).returncode == 0
+    raw, store = tmp_path / "raw", tmp_path / "data" / "downloads"  # the store's default, under the cwd
+    assert names(raw) == [ANN_ZIP, "manifest.json", "val2017.zip"]
+    assert (raw / "val2017.zip").stat().st_ino == (store / "val2017.zip").stat().st_ino  # linked, not copied
+    before = dict(server.counts)
+    shutil.rmtree(raw)
+    result = run_download_stage(tmp_path, raw_params(server.url, md5s))
+    assert result.returncode == 0, result.stderr
+    assert server.counts == before  # both archives reused from the store
+    assert (raw / "val2017.zip").read_bytes() == (server.root / "zips" / "val2017.zip").read_bytes()
 
 
 def test_download_stage_404_is_one_clear_error(mirror, tmp_path):

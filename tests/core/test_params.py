@@ -63,8 +63,8 @@ def test_unknown_key_names_dotted_key_and_allowed_keys() -> None:
         parse_params({"masks": {"overlapp": "void"}})
     msg = str(err.value)
     assert "'masks.overlapp'" in msg
-    assert "allowed keys: ['categories', 'crowd', 'keep_empty_images', 'max_pixels', 'overlap', 'preview', 'priority', " \
-           "'val_fraction', 'workers']" in msg
+    assert "allowed keys: ['categories', 'crowd', 'keep_empty_images', 'max_pixels', 'overlap', 'preview', " \
+           "'priority', 'split', 'val_fraction', 'workers']" in msg
 
 
 def test_unknown_nested_key_names_full_path() -> None:
@@ -130,6 +130,9 @@ def test_wrong_types_name_the_key(raw: dict, message: str) -> None:
         ({"data": {"splits": ["test2017"]}}, "data.splits: 'test2017' is not allowed"),
         ({"data": {"splits": ["train2017", "val2017"]}},
          "data.splits: ['train2017', 'val2017'] is not allowed"),
+        ({"masks": {"split": "coco"}},
+         "masks.split: 'coco' is not allowed; expected auto or pooled unless data.splits holds train2017"),
+        ({"masks": {"split": "random"}}, "masks.split: 'random' is not allowed; expected one of ['auto', "),
     ],
 )
 def test_out_of_range_values_name_the_key(raw: dict, message: str) -> None:

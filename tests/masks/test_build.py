@@ -300,6 +300,36 @@ def test_split_images() -> None:
     assert split_images(items[:1], 0.2, 0) == {"train": [], "val": [items[0]]}
 
 
+def test_split_images_coco_keeps_cocos_own_split_and_auto_picks_it_when_both_are_there() -> None:
+    train = [f"train2017/{i}.jpg" for i in range(6)]
+    val = [f"val2017/{i}.jpg" for i in range(3)]
+    coco = {"train": train, "val": val}
+    assert split_images(val + train, 0.2, 0, "coco") == coco  # val_fraction and seed play no part
+    assert split_images(train + val, 0.5, 7, "auto") == coco
+    pooled = split_images(train + val, 0.2, 0, "pooled")
+    assert pooled != coco and len(pooled["val"]) == 2  # round(0.2 * 9), drawn from both splits
+    assert split_images(val, 0.3, 0, "auto") == split_images(val, 0.3, 0)  # one split: pooled, as before
+    with pytest.raises(CocoFormatError, match="masks.split: coco needs images of train2017 and val2017"):
+        split_images(val, 0.3, 0, "coco")
+
+
+def test_build_with_train_and_val_splits_validates_on_val2017_by_default(make_coco, tmp_path: Path) -> None:
+    root = make_coco([image(1), image(2)], [ann(1, 1, CAT, [box_poly(0, 4, 0, 4)]),
+                                            ann(2, 2, DOG, [box_poly(0, 4, 0, 4)])])
+    train_annotations = [ann(10 + i, i, CAT, [box_poly(1, 5, 1, 5)]) for i in (7, 8, 9)]
+    make_coco([image(7), image(8), image(9)], train_annotations, split="train2017")
+    cfg = MasksConfig(workers=1, preview=0)
+    build_masks(root, tmp_path / "out", ("train2017", "val2017"), cfg, seed=0)
+    split = json.loads((tmp_path / "out" / "split.json").read_text())
+    assert split == {"train": ["train2017/007.jpg", "train2017/008.jpg", "train2017/009.jpg"],
+                     "val": ["val2017/001.jpg", "val2017/002.jpg"]}
+    pooled_cfg = dataclasses.replace(cfg, split="pooled")
+    build_masks(root, tmp_path / "pooled", ("train2017", "val2017"), pooled_cfg, seed=0)
+    pooled = json.loads((tmp_path / "pooled" / "split.json").read_text())
+    assert sorted(pooled["train"] + pooled["val"]) == sorted(split["train"] + split["val"])
+    assert len(pooled["val"]) == 1  # round(0.2 * 5)
+
+
 def test_outputs_are_byte_identical_across_runs_and_worker_counts(coco_root: Path, tmp_path: Path) -> None:
     run(coco_root, tmp_path / "a", preview=2)
     run(coco_root, tmp_path / "b", preview=2)

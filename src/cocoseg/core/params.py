@@ -95,7 +95,8 @@ class MasksConfig:
     priority: tuple[str, ...] = ()  # highest first; unlisted classes share the lowest priority
     crowd: Literal["void", "background"] = "void"  # crowd pixels: ignored (255) or background (0)
     keep_empty_images: bool = False  # images without kept annotations: skip, or keep all-background
-    val_fraction: float = 0.2
+    split: Literal["auto", "coco", "pooled"] = "auto"  # auto: COCO's own split when both splits are built
+    val_fraction: float = 0.2  # the pooled split's seeded val share
     preview: int = 4  # how many seeded random images get a preview panel
     workers: int = 0  # processes for the masks stage; 0 = one per CPU core
     # Pixel budget per image, checked from the header before decoding: 64 MP covers every COCO image
@@ -188,6 +189,8 @@ class Params:
     evaluate: EvaluateConfig = EvaluateConfig()
 
     def __post_init__(self) -> None:
+        _check(self.masks.split != "coco" or set(self.data.splits) == {"train2017", "val2017"}, "masks.split",
+               self.masks.split, "auto or pooled unless data.splits holds train2017 and val2017")
         for name, model in self.models.items():
             _check(name.isidentifier(), f"models.{name}", name, "a model name made of letters, digits and _")
             for key in ("lr", "epochs", "batch_size"):

@@ -80,7 +80,7 @@ def _build(coco_root: Path, out_root: Path, splits: tuple[str, ...], cfg: MasksC
             raise CocoFormatError(f"{coco_root}: no image produced a mask; see the skipped images: "
                                   f"{report.skipped_images[:3]}")
         write_json(tmp / LABELS_FILE, labels.to_json())
-        write_json(tmp / SPLIT_FILE, split_images(written, cfg.val_fraction, seed))
+        write_json(tmp / SPLIT_FILE, split_images(written, cfg.val_fraction, seed, cfg.split))
         write_json(tmp / REPORT_FILE, report.to_json())
         write_previews(coco_root, tmp, written, labels, cfg.preview, seed)
     return report.to_json()
@@ -111,9 +111,22 @@ def _table_line(result: ImageResult) -> str:
                       separators=(",", ":")) + "\n"
 
 
-def split_images(written: list[str], val_fraction: float, seed: int) -> dict[str, list[str]]:
-    """A seeded train/val split of the images; both parts non-empty when there are 2+ images."""
+def split_images(written: list[str], val_fraction: float, seed: int,
+                 mode: str = "pooled") -> dict[str, list[str]]:
+    """Which images train and which validate.
+
+    ``coco``: COCO's own split, train2017 trains and val2017 validates, so scores compare with published
+    val2017 results. ``pooled``: all images pooled, then a seeded ``val_fraction`` validates (both parts
+    non-empty when there are 2+ images). ``auto``: ``coco`` when images of both splits were written.
+    """
     items = sorted(written)
+    by_split = {split: [item for item in items if item.startswith(f"{split}/")]
+                for split in ("train2017", "val2017")}
+    if mode == "coco" or (mode == "auto" and all(by_split.values())):
+        if not all(by_split.values()):
+            raise CocoFormatError(f"masks.split: coco needs images of train2017 and val2017; written: "
+                                  f"{ {split: len(part) for split, part in by_split.items()} }")
+        return {"train": by_split["train2017"], "val": by_split["val2017"]}
     order = default_rng(seed).permutation(len(items))
     n_val = min(max(1, round(val_fraction * len(items))), max(len(items) - 1, 1))
     val = sorted(items[i] for i in order[:n_val])

@@ -1,0 +1,202 @@
+"""How the pipeline's data stages grow with the number of images, fitted and extrapolated to train2017.
+
+For each N of ``--n``, in a fresh DVC project under ``--work-dir``:
+1. build an N-image COCO split from the real images of ``--coco-root`` (image i is source image
+   i mod 79 with a JPEG comment holding i inserted after its start marker: every file has distinct
+   bytes, so DVC hashes and stores N files, as with real COCO; annotations are replicated under new ids);
+2. masks: ``stages/masks.py`` (``masks.workers: 0``), wall time and the peak RSS of its main process
+   (psutil, every 20 ms) and of the largest worker;
+3. ``dvc commit`` of the data (extract's and masks' outputs, with this repository's .dvc/config, so
+   ``cache.type`` links), then ``dvc status`` twice with nothing changed (the second, warm one is the
+   figure: what a user sees each time);
+4. evaluate: an untrained Fast-SCNN checkpoint (81 classes, 128x128, the default params) through
+   ``stages/evaluate.py`` on the val split (20% of N): its wall time less that of ``--help`` (the same
+   imports), and over the Ns the cost of one more val image.
+Then a least-squares line ``a + b*N`` per figure over the Ns, and its value at 118,287 images.
+
+The project is the real one (dvc.yaml, params.yaml, stages/, src/) with the sample's download and
+extract stages in place; data/coco is committed as extract's output, so every stage that lists it
+(train and evaluate of each model) costs what it costs on real data.
+
+    .venv/bin/python benchmarks/bench_scale.py --n 2000 5000 20000 [--coco-root DIR] [--work-dir DIR]
+
+Run it on a quiet machine (the load average is printed); each N needs about 0.2 MB per image of disk.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import psutil
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "src"))  # this checkout's library, also for the checkpoint written here
+TRAIN2017 = 118_287
+SPLIT = "val2017"
+
+
+def build_set(source: Path, n: int, coco: Path) -> None:
+    """data/coco/<split>/ with n distinct JPEGs and annotations/instances_<split>.json."""
+    src = json.loads((source / "annotations" / f"instances_{SPLIT}.json").read_text())
+    by_image: dict[int, list[dict]] = {}
+    for ann in src["annotations"]:
+        by_image.setdefault(ann["image_id"], []).append(ann)
+    images_src = sorted(src["images"], key=lambda im: im["id"])
+    jpegs = {im["id"]: (source / SPLIT / im["file_name"]).read_bytes() for im in images_src}
+    (coco / SPLIT).mkdir(parents=True)
+    (coco / "annotations").mkdir()
+    images, annotations = [], []
+    for i in range(n):
+        base = images_src[i % len(images_src)]
+        name = f"{i + 1:012d}.jpg"
+        comment = f"cocoseg bench copy {i}".encode()
+        data = jpegs[base["id"]]
+        # A COM segment (FF FE, 2-byte length) right after SOI: valid JPEG, unique bytes, same pixels.
+        (coco / SPLIT / name).write_bytes(data[:2] + b"\xff\xfe" + (len(comment) + 2).to_bytes(2, "big")
+                                          + comment + data[2:])
+        images.append({**base, "id": i + 1, "file_name": name})
+        for ann in by_image.get(base["id"], []):
+            annotations.append({**ann, "id": len(annotations) + 1, "image_id": i + 1})
+    coco_json = {**src, "images": images, "annotations": annotations}
+    (coco / "annotations" / f"instances_{SPLIT}.json").write_text(json.dumps(coco_json))
+
+
+def sh(cwd: Path, *args: str) -> float:
+    """Run a command in ``cwd`` (the venv's bin first on PATH); return its wall time in seconds."""
+    env = {**os.environ, "PATH": os.pathsep.join([str(Path(sys.executable).parent), os.environ["PATH"]]),
+           "DVC_NO_ANALYTICS": "1", "PYTHONPATH": str(REPO / "src")}
+    start = time.perf_counter()
+    result = subprocess.run(args, cwd=cwd, env=env, capture_output=True, text=True)
+    if result.returncode != 0:
+        raise SystemExit(f"{' '.join(args)} failed in {cwd}:\n{result.stdout}\n{result.stderr}")
+    return time.perf_counter() - start
+
+
+def run_masks(project: Path) -> dict[str, float]:
+    """The masks stage; wall time and peak RSS (MiB) of its main process and of its largest worker."""
+    env = {**os.environ, "PYTHONPATH": str(REPO / "src")}
+    start = time.perf_counter()
+    process = psutil.Popen([sys.executable, "stages/masks.py"], cwd=project, env=env,
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    main_peak = worker_peak = 0
+    while process.poll() is None:
+        try:
+            main_peak = max(main_peak, process.memory_info().rss)
+            for child in process.children():
+                worker_peak = max(worker_peak, child.memory_info().rss)
+        except psutil.Error:
+            pass
+        time.sleep(0.02)
+    if process.returncode != 0:
+        raise SystemExit(f"masks stage failed in {project}")
+    wall = time.perf_counter() - start
+    return {"masks_s": wall, "masks_main_rss_mib": main_peak / 2**20,
+            "masks_worker_rss_mib": worker_peak / 2**20}
+
+
+def make_project(root: Path) -> Path:
+    project = root / "project"
+    project.mkdir(parents=True)
+    for name in ("dvc.yaml", "params.yaml"):
+        shutil.copy(REPO / name, project / name)
+    shutil.copytree(REPO / "stages", project / "stages", ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copytree(REPO / "src", project / "src", ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
+    # data/coco comes from build_set, not from download + extract: extract keeps its outs, loses its dep
+    pipeline = yaml.safe_load((project / "dvc.yaml").read_text())
+    del pipeline["stages"]["download"]
+    pipeline["stages"]["extract"]["deps"].remove("data/raw")
+    (project / "dvc.yaml").write_text(yaml.safe_dump(pipeline, sort_keys=False))
+    params = yaml.safe_load((project / "params.yaml").read_text())
+    params["masks"]["preview"] = 0
+    (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    sh(project, "git", "init", "-q")
+    sh(project, "dvc", "init", "-q")
+    shutil.copy(REPO / ".dvc" / "config", project / ".dvc" / "config")
+    sh(project, "dvc", "config", "core.check_update", "false")
+    return project
+
+
+def write_untrained_model(project: Path) -> None:
+    import torch
+
+    from cocoseg.core.splits import load_labels
+    from cocoseg.models import build_model, model_spec
+    from cocoseg.models.checkpoint import save_checkpoint
+    from cocoseg.models.inference import Preprocessing
+
+    classes = load_labels(project / "data" / "masks")
+    torch.manual_seed(0)
+    model = build_model("fastscnn", len(classes))
+    save_checkpoint(project / "models" / "fastscnn" / "model.pt", model.state_dict(),
+                    model_spec("fastscnn", len(classes), "resnet18"), Preprocessing((128, 128)).to_json(),
+                    classes, {})
+
+
+def measure(n: int, source: Path, work: Path) -> dict[str, float]:
+    root = work / f"n{n}"
+    shutil.rmtree(root, ignore_errors=True)
+    project = make_project(root)
+    build_set(source, n, project / "data" / "coco")
+    figures: dict[str, float] = {"n": n, **run_masks(project)}
+    figures["commit_s"] = sh(project, "dvc", "commit", "-f", "-q", "extract", "masks")
+    sh(project, "dvc", "status")  # cold: builds DVC's hash state database
+    figures["status_s"] = sh(project, "dvc", "status")
+    write_untrained_model(project)
+    val = len(json.loads((project / "data" / "masks" / "split.json").read_text())["val"])
+    startup = sh(project, sys.executable, "stages/evaluate.py", "--help")  # interpreter and imports
+    seconds = sh(project, sys.executable, "stages/evaluate.py", "--model", "fastscnn")
+    figures["evaluate_s"] = seconds - startup
+    figures["val_images"] = val
+    return figures
+
+
+def fit(rows: list[dict[str, float]], key: str) -> float:
+    """Least-squares a + b*N over the rows, at train2017's size (a constant for one N)."""
+    ns = np.array([r["n"] for r in rows], float)
+    ys = np.array([r[key] for r in rows], float)
+    if len(rows) == 1:
+        return float(ys[0] / ns[0] * TRAIN2017) if key.endswith("_s") else float(ys[0])
+    b, a = np.polyfit(ns, ys, 1)
+    return float(a + b * TRAIN2017)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--n", type=int, nargs="+", default=[2000, 5000])
+    parser.add_argument("--coco-root", type=Path,
+                        default=REPO.parent / "shared" / "data" / "coco2017-val-mini")
+    parser.add_argument("--work-dir", type=Path, default=REPO / ".bench_scale")
+    parser.add_argument("--keep", action="store_true", help="keep each N's project (default: delete it)")
+    args = parser.parse_args()
+    print(f"load average before: {os.getloadavg()[0]:.2f} ({os.cpu_count()} CPUs)")
+    rows = []
+    for n in args.n:
+        rows.append(measure(n, args.coco_root, args.work_dir))
+        print(json.dumps({k: round(v, 3) for k, v in rows[-1].items()}), f"load {os.getloadavg()[0]:.2f}",
+              flush=True)
+        if not args.keep:
+            shutil.rmtree(args.work_dir / f"n{n}", ignore_errors=True)
+    keys = ["masks_s", "masks_main_rss_mib", "masks_worker_rss_mib", "commit_s", "status_s", "evaluate_s"]
+    header = " | ".join(f"N={r['n']}" for r in rows)
+    print(f"\n| figure | {header} | fit at {TRAIN2017} |")
+    print(f"|---|{'---|' * len(rows)}---|")
+    for key in keys:
+        print(f"| {key} | {' | '.join(f'{r[key]:.2f}' for r in rows)} | {fit(rows, key):.1f} |")
+    if len(rows) > 1:  # what one more val image costs, fixed costs (plots, overlays, timing passes) aside
+        slope = np.polyfit([r["val_images"] for r in rows], [r["evaluate_s"] for r in rows], 1)[0]
+        print(f"\nevaluate: {1000 * slope:.1f} ms per additional val image")
+    print(f"\nload average after: {os.getloadavg()[0]:.2f}")
+
+
+if __name__ == "__main__":
+    main()
