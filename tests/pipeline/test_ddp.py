@@ -15,10 +15,12 @@ import yaml
 from helpers import REPO, shapes_pair, write_dataset
 
 from cocoseg.models import build_model
+from cocoseg.models.inference import Preprocessing
 from cocoseg.training.data import SegmentationDataModule
 from cocoseg.training.module import build_metrics, exact_counting
 
 SIZE = (32, 32)
+PREP = Preprocessing(SIZE)
 
 
 def run_train_stage(root: Path, timeout: float) -> subprocess.CompletedProcess[str]:
@@ -41,8 +43,9 @@ def score(model: torch.nn.Module, dataset, indices: range, num_classes: int) -> 
     metrics = build_metrics(num_classes, "val/")
     with torch.no_grad(), exact_counting():
         for i in indices:
-            image, target = dataset[i]
-            metrics.update(model(image[None]).argmax(dim=1), target[None])
+            image, target = dataset[i]  # uint8 (H, W, 3), uint8 (H, W): normalised as training does
+            inputs = PREP.normalise(image.permute(2, 0, 1)[None])
+            metrics.update(model(inputs).argmax(dim=1), target[None].long())
     return {name: float(value) for name, value in metrics.compute().items()}
 
 

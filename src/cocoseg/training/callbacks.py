@@ -139,10 +139,12 @@ class ProgressLines(L.Callback):
                      batch_idx + 1, total, float(outputs["loss"]))
 
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        # Every process reads callback_metrics: with several processes reading them is a collective
+        # call (the epoch's values are reduced), so a read on the first process alone would hang it.
+        metrics = trainer.callback_metrics
         if not trainer.is_global_zero:
             return
         shown = ("train/loss", "val/loss", "val/miou", "val/dice", "val/pixel_accuracy")
-        values = ", ".join(f"{k} {float(trainer.callback_metrics[k]):.4f}" for k in shown
-                           if k in trainer.callback_metrics)
+        values = ", ".join(f"{k} {float(metrics[k]):.4f}" for k in shown if k in metrics)
         log.info("epoch %d/%d: %s (%.1f s)", trainer.current_epoch + 1, trainer.max_epochs, values,
                  time.perf_counter() - self.started)

@@ -55,6 +55,8 @@ def quiet_third_party() -> None:
     """Keep logs to what the run did: no advertisement, no deprecation notice between library versions."""
     logging.getLogger("lightning.pytorch.utilities.rank_zero").addFilter(_NO_ADVERTS)
     warnings.filterwarnings("ignore", message=r"`isinstance\(treespec, LeafSpec\)` is deprecated")
+    # prepare_batch lives on the LightningModule on purpose (the device side); Lightning notes it each run
+    warnings.filterwarnings("ignore", message=r"You have overridden `on_after_batch_transfer` in `LightningModule`")
 
 
 def resolve_precision(precision: str, accelerator: str) -> str:
