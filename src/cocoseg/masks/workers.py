@@ -139,6 +139,7 @@ class WorkerPool:
             if result is None:
                 self._died(worker, describe)
             if isinstance(result, _Failure):
+                self.kill()  # before the caller removes the output folder the others are writing into
                 raise RuntimeError(f"a masks worker failed:\n{result.text}")
             done[busy[worker].popleft()] = result  # a worker answers its chunks in the order it got them
             self._give(worker, pending, chunks, busy)
@@ -152,6 +153,7 @@ class WorkerPool:
         except ValueError:
             how = None
         how = how or f"exited with code {code}"
+        self.kill()  # the others stop writing before the caller removes the temporary output folder
         if code == -signal.SIGKILL:
             how += " (the out-of-memory killer sends this signal too)"
         raise WorkerDied(f"a worker process {how} while making the masks of {describe(self.current[worker])}; "

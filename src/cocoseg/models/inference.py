@@ -71,29 +71,39 @@ def predict_batch(model: torch.nn.Module, inputs: torch.Tensor,
     return logits, [upsampled_argmax(logits[i], tuple(size)) for i, size in enumerate(out_sizes)]
 
 
-def upsampled_argmax(logits: torch.Tensor, size: tuple[int, int], chunk: int = 1 << 16) -> torch.Tensor:
+def upsampled_argmax(logits: torch.Tensor, size: tuple[int, int], rows: int = 256,
+                     chunk: int = 1 << 16) -> torch.Tensor:
     """(K, h, w) logits -> (H, W) int64 argmax of their bilinear upsampling to ``size`` (align_corners=False),
     without upsampling K maps.
 
     Bilinear upsampling blends each output pixel from its four nearest input pixels with non-negative
     weights. Where those four share their argmax c, c is also the argmax of the blend: it beats every
     other class at each corner, so in every weighted mean of them. Only the pixels whose corners disagree
-    (near a class boundary) are blended, ``chunk`` at a time, from the corners' K logits. Time and memory
-    follow the boundary's length instead of K x H x W: an upsampled stack of 81 classes at 6000x4000 is 7.8 GB.
+    (near a class boundary) are blended, ``chunk`` at a time, from the corners' K logits; the output is
+    built ``rows`` rows at a time. Memory stays bounded by the band and the chunk, whatever K and the
+    photo's size (an upsampled stack of 81 classes at 6000x4000 is 7.8 GB), and time follows the boundaries.
     """
     y0, y1, wy = _source_pixels(logits.shape[1], size[0], logits.device)
     x0, x1, wx = _source_pixels(logits.shape[2], size[1], logits.device)
-    low = logits.argmax(0)
-    corners = [low[ya][:, xa] for ya in (y0, y1) for xa in (x0, x1)]  # each (H, W)
-    classes = corners[0].clone()
-    mixed = ((corners[0] != corners[1]) | (corners[0] != corners[2]) | (corners[0] != corners[3])).nonzero()
-    for part in mixed.split(chunk):
-        rows, cols = part[:, 0], part[:, 1]
-        ly, lx = wy[rows], wx[cols]
-        top = logits[:, y0[rows], x0[cols]] * (1 - lx) + logits[:, y0[rows], x1[cols]] * lx  # (K, n)
-        bottom = logits[:, y1[rows], x0[cols]] * (1 - lx) + logits[:, y1[rows], x1[cols]] * lx
-        classes[rows, cols] = (top * (1 - ly) + bottom * ly).argmax(0)
+    low = logits.argmax(0).to(torch.int16 if logits.shape[0] <= 32767 else torch.int64)
+    classes = torch.empty(size, dtype=torch.int64, device=logits.device)
+    for top in range(0, size[0], rows):
+        band = slice(top, top + rows)
+        corners = [low[ya[band]][:, xa] for ya in (y0, y1) for xa in (x0, x1)]  # each (rows, W)
+        classes[band] = corners[0]
+        mixed = ((corners[0] != corners[1]) | (corners[0] != corners[2]) | (corners[0] != corners[3])).nonzero()
+        for part in mixed.split(chunk):
+            r, c = part[:, 0] + top, part[:, 1]
+            classes[r, c] = _blend(logits, (y0[r], y1[r], wy[r]), (x0[c], x1[c], wx[c])).argmax(0)
     return classes
+
+
+def _blend(logits: torch.Tensor, ys: tuple[torch.Tensor, ...], xs: tuple[torch.Tensor, ...]) -> torch.Tensor:
+    """(K, n) bilinear blend of the logits at n points, given each point's two rows, two columns and weights."""
+    (ya, yb, ly), (xa, xb, lx) = ys, xs
+    top = logits[:, ya, xa] * (1 - lx) + logits[:, ya, xb] * lx
+    bottom = logits[:, yb, xa] * (1 - lx) + logits[:, yb, xb] * lx
+    return top * (1 - ly) + bottom * ly
 
 
 def _source_pixels(size_in: int, size_out: int, device: torch.device) -> tuple[torch.Tensor, ...]:
