@@ -107,6 +107,13 @@ for command in "${RUN[@]}"; do
     cp "$(find data/coco -name '*.jpg' | sort | head -1)" photo.jpg
     mkdir -p more_photos && cp "$(find data/coco -name '*.jpg' | sort | sed -n 2p)" more_photos/
   fi
+  if [[ "$command" == "dvc queue logs "* ]]; then  # as the README says: once the experiment is running
+    name=$(echo "$command" | awk '{print $4}')
+    for _ in $(seq 600); do dvc queue status | grep -qE "$name +.*(Running|Success)" && break; sleep 2; done
+  fi
+  if [[ "$command" == "dvc plots show --html-template "* ]]; then  # what `cocoseg compare --plots` does first
+    bash scripts/plots_template.sh .cache/plots_template.html
+  fi
   echo "=== $command"
   if [[ "$command" == "source .venv/bin/activate" ]]; then source .venv/bin/activate; continue; fi
   bash -c "$command" || { echo "FAILED: $command"; exit 1; }
