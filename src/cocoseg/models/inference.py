@@ -87,6 +87,7 @@ def upsampled_argmax(logits: torch.Tensor, size: tuple[int, int], rows: int = 25
     x0, x1, wx = _source_pixels(logits.shape[2], size[1], logits.device)
     low = logits.argmax(0).to(torch.int16 if logits.shape[0] <= 32767 else torch.int64)
     classes = torch.empty(size, dtype=torch.int64, device=logits.device)
+    per_pixel = logits.permute(1, 2, 0).contiguous()  # (h, w, K): a pixel's K logits side by side, to gather
     for top in range(0, size[0], rows):
         band = slice(top, top + rows)
         corners = [low[ya[band]][:, xa] for ya in (y0, y1) for xa in (x0, x1)]  # each (rows, W)
@@ -94,15 +95,17 @@ def upsampled_argmax(logits: torch.Tensor, size: tuple[int, int], rows: int = 25
         mixed = ((corners[0] != corners[1]) | (corners[0] != corners[2]) | (corners[0] != corners[3])).nonzero()
         for part in mixed.split(chunk):
             r, c = part[:, 0] + top, part[:, 1]
-            classes[r, c] = _blend(logits, (y0[r], y1[r], wy[r]), (x0[c], x1[c], wx[c])).argmax(0)
+            classes[r, c] = _blend(per_pixel, (y0[r], y1[r], wy[r]), (x0[c], x1[c], wx[c])).argmax(1)
     return classes
 
 
-def _blend(logits: torch.Tensor, ys: tuple[torch.Tensor, ...], xs: tuple[torch.Tensor, ...]) -> torch.Tensor:
-    """(K, n) bilinear blend of the logits at n points, given each point's two rows, two columns and weights."""
+def _blend(per_pixel: torch.Tensor, ys: tuple[torch.Tensor, ...], xs: tuple[torch.Tensor, ...]) -> torch.Tensor:
+    """(n, K) bilinear blend of (h, w, K) logits at n points, given each point's two rows, two columns and
+    the second row's and column's weights."""
     (ya, yb, ly), (xa, xb, lx) = ys, xs
-    top = logits[:, ya, xa] * (1 - lx) + logits[:, ya, xb] * lx
-    bottom = logits[:, yb, xa] * (1 - lx) + logits[:, yb, xb] * lx
+    ly, lx = ly[:, None], lx[:, None]
+    top = per_pixel[ya, xa] * (1 - lx) + per_pixel[ya, xb] * lx
+    bottom = per_pixel[yb, xa] * (1 - lx) + per_pixel[yb, xb] * lx
     return top * (1 - ly) + bottom * ly
 
 
