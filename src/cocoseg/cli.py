@@ -268,7 +268,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     params = load_params(args.params) if args.subcommand in ("train", "prepare") else None
     command = args.command(params, args)
-    print("$ " + shlex.join(command), flush=True)  # the DVC form, so users learn it
+    _emit("$ " + shlex.join(command) + "\n")  # the DVC form, so users learn it
     if args.dry_run:
         return 0
     if command[0] == "dvc":  # the dvc of this Python, whatever PATH says
@@ -277,8 +277,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         return subprocess.run(command).returncode
     result = subprocess.run(command, stdout=subprocess.PIPE, text=True)
     if result.returncode == 0:
-        print(exp_table(json.loads(result.stdout)), end="")
+        _emit(exp_table(json.loads(result.stdout)))
     return result.returncode
+
+
+def _emit(text: str) -> None:
+    """The command's own output (the DVC command it runs, the experiment table) goes to stdout, where a
+    user pipes or reads it; diagnostics go through logging to stderr."""
+    sys.stdout.write(text)
+    sys.stdout.flush()
 
 
 def cli() -> None:
