@@ -13,7 +13,6 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
-import os
 from collections import Counter
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -27,6 +26,7 @@ from cocoseg.core.params import MasksConfig
 from cocoseg.core.files import atomic_dir, write_json
 from cocoseg.core.layout import (INSTANCE, INSTANCE_TABLE, LABELS_FILE, REPORT_FILE, SEMANTIC, SPLIT_FILE,
                                  annotation_file, make_item, mask_name)
+from cocoseg.core.machine import usable_cores
 from cocoseg.masks.image_job import ImageResult, MaskSettings, process_image
 from cocoseg.masks.labels import LabelMap, build_label_map
 from cocoseg.masks.paint import check_overlap
@@ -139,7 +139,7 @@ def _image_runner(workers: int) -> Iterator[RunImages]:
     """Yield a function that turns tasks into results, in order, in a pool of ``workers`` processes
     (0: one per core). Even one worker is a separate process: a segfault or an out-of-memory kill
     while making one image's masks then ends the stage with a line that names the image."""
-    workers = workers or _cpu_count()
+    workers = workers or usable_cores()
     pool = WorkerPool(workers, _work)
 
     def run(tasks: list[Task]) -> Iterator[ImageResult]:
@@ -160,12 +160,6 @@ def _describe(task: Task) -> str:
     return f"{settings.split}/{image['file_name']} (image id {image['id']})"
 
 
-def _cpu_count() -> int:
-    """The cores this process may use (a container or ``taskset`` may allow fewer than the machine has)."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # macOS and Windows
-        return os.cpu_count() or 1
 
 
 def _work(task: Task) -> ImageResult:

@@ -14,7 +14,6 @@ the parallelism, and OpenCV's default of one thread per core in every worker ove
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -27,17 +26,13 @@ from torch.utils.data import DataLoader, Dataset, Sampler, get_worker_info
 
 from cocoseg.core.images import read_mask, read_rgb
 from cocoseg.core.layout import VOID, image_path, semantic_mask_path
+from cocoseg.core.machine import usable_cores
 from cocoseg.core.splits import load_labels, load_split
 from cocoseg.models.inference import MEAN, STD
 
 __all__ = ["MEAN", "STD", "SegmentationDataModule", "SegmentationDataset", "resolve_workers", "train_transform"]
 
 Pair = tuple[np.ndarray, np.ndarray]  # (H, W, 3) uint8 RGB image, (H, W) uint8 mask
-
-
-def usable_cores() -> int:
-    """CPU cores this process may run on (its affinity mask, which containers and SLURM narrow)."""
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
 def resolve_workers(workers: int | str) -> int:

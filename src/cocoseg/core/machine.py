@@ -1,0 +1,11 @@
+"""What this process may use of the machine."""
+
+from __future__ import annotations
+
+import os
+
+
+def usable_cores() -> int:
+    """CPU cores this process may run on: its affinity mask, which containers, ``taskset`` and SLURM
+    narrow below the machine's count (macOS and Windows have no mask: all cores)."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
