@@ -32,6 +32,7 @@ import shutil
 import subprocess
 import sys
 import time
+import types
 from pathlib import Path
 
 import numpy as np
@@ -141,22 +142,84 @@ def write_untrained_model(project: Path) -> None:
                     classes, {})
 
 
-def measure(n: int, source: Path, work: Path) -> dict[str, float]:
+def measure(n: int, source: Path, work: Path, parts: set[str]) -> dict[str, float]:
     root = work / f"n{n}"
     shutil.rmtree(root, ignore_errors=True)
     project = make_project(root)
     build_set(source, n, project / "data" / "coco")
     figures: dict[str, float] = {"n": n, **run_masks(project)}
-    figures["commit_s"] = sh(project, "dvc", "commit", "-f", "-q", "extract", "masks")
-    sh(project, "dvc", "status")  # cold: builds DVC's hash state database
-    figures["status_s"] = sh(project, "dvc", "status")
-    write_untrained_model(project)
-    val = len(json.loads((project / "data" / "masks" / "split.json").read_text())["val"])
-    startup = sh(project, sys.executable, "stages/evaluate.py", "--help")  # interpreter and imports
-    seconds = sh(project, sys.executable, "stages/evaluate.py", "--model", "fastscnn")
-    figures["evaluate_s"] = seconds - startup
-    figures["val_images"] = val
+    if "status" in parts:
+        figures["commit_s"] = sh(project, "dvc", "commit", "-f", "-q", "extract", "masks")
+        sh(project, "dvc", "status")  # cold: builds DVC's hash state database
+        figures["status_s"] = sh(project, "dvc", "status")
+    if "evaluate" in parts:
+        write_untrained_model(project)
+        startup = sh(project, sys.executable, "stages/evaluate.py", "--help")  # interpreter and imports
+        seconds = sh(project, sys.executable, "stages/evaluate.py", "--model", "fastscnn")
+        figures["evaluate_s"] = seconds - startup
+        figures["val_images"] = len(json.loads((project / "data" / "masks" / "split.json").read_text())["val"])
     return figures
+
+
+def smooth_logits(classes: int, field: int, size: int, seed: int = 0) -> "torch.Tensor":
+    """(K, size, size) logits as a segmentation head gives them: a (K, field, field) random field,
+    bilinearly upsampled (Fast-SCNN's head works at 1/8 of the input: field = size / 8)."""
+    import torch
+    import torch.nn.functional as F
+
+    generator = torch.Generator().manual_seed(seed)
+    coarse = 3 * torch.randn(1, classes, field, field, generator=generator)
+    return F.interpolate(coarse, size=(size, size), mode="bilinear", align_corners=False)[0].contiguous()
+
+
+def load_inference(rev: str | None) -> dict[str, object]:
+    """The class-map functions to time: this checkout's, torch's reference and, with ``rev``, that
+    revision's ``upsampled_argmax`` (run from its source, in this process)."""
+    import torch.nn.functional as F
+
+    from cocoseg.models import inference
+
+    def reference(logits, size):  # upsample all K maps, then the argmax
+        return F.interpolate(logits[None], size=size, mode="bilinear", align_corners=False)[0].argmax(0)
+
+    functions = {"reference": reference, **inference.UPSAMPLING}
+    if rev:
+        source = subprocess.run(["git", "show", f"{rev}:src/cocoseg/models/inference.py"], cwd=REPO,
+                                capture_output=True, text=True, check=True).stdout
+        old = types.ModuleType("old_inference")
+        sys.modules[old.__name__] = old  # its dataclasses look their module up
+        exec(compile(source, f"{rev}:inference.py", "exec"), old.__dict__)  # noqa: S102 - our own file at rev
+        functions[f"{rev} exact"] = old.upsampled_argmax
+    return functions
+
+
+def bench_upsampling(classes: int, size: int, out: tuple[int, int], fields: list[int], threads: int,
+                     repeats: int, rev: str | None) -> None:
+    """Milliseconds per image of each class-map function (median of ``repeats``), same inputs, one
+    process; and how many pixels ``nearest`` labels differently from the exact argmax."""
+    import torch
+
+    torch.set_num_threads(threads)
+    functions = load_inference(rev)
+    print(f"\nclass maps: {classes} classes, {size}x{size} logits -> {out[0]}x{out[1]}, {threads} thread(s), "
+          f"median of {repeats}, load {os.getloadavg()[0]:.2f}")
+    for field in fields:
+        logits = smooth_logits(classes, field, size)
+        exact = functions["exact"](logits, out)
+        times = {}
+        for name, function in functions.items():
+            function(logits, out)  # warm-up
+            runs = []
+            for _ in range(repeats):
+                start = time.perf_counter()
+                result = function(logits, out)
+                runs.append(time.perf_counter() - start)
+            times[name] = 1000 * float(np.median(runs))
+            if name != "nearest":
+                assert torch.equal(result, exact), f"{name} differs from exact"
+        differ = float((functions["nearest"](logits, out) != exact).float().mean())
+        print(f"field {field}x{field}: " + ", ".join(f"{k} {v:.1f} ms" for k, v in times.items())
+              + f"; nearest differs from exact on {100 * differ:.2f}% of pixels", flush=True)
 
 
 def fit(rows: list[dict[str, float]], key: str) -> float:
@@ -172,31 +235,45 @@ def fit(rows: list[dict[str, float]], key: str) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--n", type=int, nargs="+", default=[2000, 5000])
+    parser.add_argument("--n", type=int, nargs="*", default=[2000, 5000])
+    parser.add_argument("--parts", nargs="+", choices=["masks", "status", "evaluate", "upsample"],
+                        default=["masks", "status", "evaluate"],
+                        help="masks always runs for a stage part; upsample times the class maps alone")
     parser.add_argument("--coco-root", type=Path,
                         default=REPO.parent / "shared" / "data" / "coco2017-val-mini")
     parser.add_argument("--work-dir", type=Path, default=REPO / ".bench_scale")
     parser.add_argument("--keep", action="store_true", help="keep each N's project (default: delete it)")
+    parser.add_argument("--threads", type=int, default=1, help="torch threads for the upsample part")
+    parser.add_argument("--fields", type=int, nargs="+", default=[64, 8],
+                        help="upsample part: sizes of the random fields the logits are upsampled from")
+    parser.add_argument("--baseline-rev", help="upsample part: also time this git revision's exact method")
     args = parser.parse_args()
     print(f"load average before: {os.getloadavg()[0]:.2f} ({os.cpu_count()} CPUs)")
+    if "upsample" in args.parts:
+        bench_upsampling(81, 512, (480, 640), args.fields, args.threads, 9, args.baseline_rev)
+    if set(args.parts) - {"upsample"} and args.n:
+        report_stages(args)
+    print(f"\nload average after: {os.getloadavg()[0]:.2f}")
+
+
+def report_stages(args: argparse.Namespace) -> None:
     rows = []
     for n in args.n:
-        rows.append(measure(n, args.coco_root, args.work_dir))
+        rows.append(measure(n, args.coco_root, args.work_dir, set(args.parts)))
         print(json.dumps({k: round(v, 3) for k, v in rows[-1].items()}), f"load {os.getloadavg()[0]:.2f}",
               flush=True)
         if not args.keep:
             shutil.rmtree(args.work_dir / f"n{n}", ignore_errors=True)
-    keys = ["masks_s", "masks_main_rss_mib", "masks_worker_rss_mib", "commit_s", "status_s", "evaluate_s"]
+    keys = [key for key in ["masks_s", "masks_main_rss_mib", "masks_worker_rss_mib", "commit_s", "status_s",
+                            "evaluate_s"] if key in rows[0]]
     header = " | ".join(f"N={r['n']}" for r in rows)
     print(f"\n| figure | {header} | fit at {TRAIN2017} |")
     print(f"|---|{'---|' * len(rows)}---|")
     for key in keys:
         print(f"| {key} | {' | '.join(f'{r[key]:.2f}' for r in rows)} | {fit(rows, key):.1f} |")
-    if len(rows) > 1:  # what one more val image costs, fixed costs (plots, overlays, timing passes) aside
+    if len(rows) > 1 and "evaluate_s" in rows[0]:  # one more val image, fixed costs (plots, timing) aside
         slope = np.polyfit([r["val_images"] for r in rows], [r["evaluate_s"] for r in rows], 1)[0]
         print(f"\nevaluate: {1000 * slope:.1f} ms per additional val image")
-    print(f"\nload average after: {os.getloadavg()[0]:.2f}")
-
 
 if __name__ == "__main__":
     main()

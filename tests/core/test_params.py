@@ -120,6 +120,8 @@ def test_wrong_types_name_the_key(raw: dict, message: str) -> None:
         ({"masks": {"val_fraction": 0}}, "masks.val_fraction: 0.0 is not allowed"),
         ({"masks": {"preview": -1}}, "masks.preview: -1 is not allowed; expected an integer >= 0"),
         ({"masks": {"workers": -2}}, "masks.workers: -2 is not allowed"),
+        ({"evaluate": {"upsample": "bicubic"}},
+         "evaluate.upsample: 'bicubic' is not allowed; expected exact or nearest"),
         ({"train": {"workers": -1}}, "train.workers: -1 is not allowed; expected \"auto\" or an integer >= 0"),
         ({"train": {"workers": "many"}}, "train.workers: 'many' is not allowed; expected"),
         ({"data": {"sample": {"num_images": 15}}}, "data.sample.num_images: 15 is not allowed"),

@@ -168,8 +168,12 @@ class EvaluateConfig:
     speed_batches: int = 10  # forward passes timed for images per second (after a warm-up pass)
     batch_size: int = 8  # val images per forward pass
     workers: int = 2  # DataLoader worker processes reading the val images
+    # exact: argmax of the bilinearly upsampled logits (the usual protocol); nearest: argmax at the model's
+    # size, class ids upsampled (faster, differs on boundary pixels only)
+    upsample: str = "exact"
 
     def __post_init__(self) -> None:
+        _check(self.upsample in ("exact", "nearest"), "evaluate.upsample", self.upsample, "exact or nearest")
         _check(self.overlays >= 0, "evaluate.overlays", self.overlays, "an integer >= 0")
         _check(self.speed_batches >= 1, "evaluate.speed_batches", self.speed_batches, "an integer >= 1")
         _check(self.batch_size >= 1, "evaluate.batch_size", self.batch_size, "an integer >= 1")

@@ -18,7 +18,7 @@ from cocoseg.core.files import write_png
 from cocoseg.core.images import overlay, read_rgb
 from cocoseg.core.stage import run_stage
 from cocoseg.models.checkpoint import load_checkpoint
-from cocoseg.models.inference import Preprocessing, predict_batch, to_chw
+from cocoseg.models.inference import UPSAMPLING, Preprocessing, predict_batch, to_chw
 
 log = logging.getLogger(__name__)
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp"}
@@ -63,7 +63,8 @@ def output_stems(images: list[Path]) -> dict[Path, str]:
     return names
 
 
-def predict_images(model_path: Path, inputs: list[Path], out_dir: Path, device: str = "cpu") -> list[Path]:
+def predict_images(model_path: Path, inputs: list[Path], out_dir: Path, device: str = "cpu",
+                   upsample: str = "exact") -> list[Path]:
     model, ckpt = load_checkpoint(model_path, device)
     prep = Preprocessing.from_checkpoint(ckpt)
     num_classes = len(ckpt["classes"])
@@ -77,7 +78,7 @@ def predict_images(model_path: Path, inputs: list[Path], out_dir: Path, device: 
             log.warning("skipped %s: %s", path, err)
             continue
         inputs = prep.normalise(to_chw(prep.resize(rgb))[None].to(device))
-        pred = predict_batch(model, inputs, [rgb.shape[:2]])[1][0].cpu().numpy().astype(np.uint8)
+        pred = predict_batch(model, inputs, [rgb.shape[:2]], upsample)[1][0].cpu().numpy().astype(np.uint8)
         stem = names[path]
         write_png(out_dir / f"{stem}_mask.png", pred)
         write_png(out_dir / f"{stem}_overlay.png", overlay_in_bands(rgb, pred, num_classes))
@@ -93,9 +94,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--model", type=Path, required=True, help="a models/<name>/model.pt file")
     parser.add_argument("--out", type=Path, default=Path("predictions"))
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--upsample", choices=sorted(UPSAMPLING), default="exact",
+                        help="exact: argmax of the bilinearly upsampled logits; nearest: faster, boundaries approximate")
     parser.add_argument("inputs", type=Path, nargs="+", help="image files or folders of images")
     args = parser.parse_args(argv)
-    predict_images(args.model, args.inputs, args.out, args.device)
+    predict_images(args.model, args.inputs, args.out, args.device, args.upsample)
 
 
 def cli() -> None:
