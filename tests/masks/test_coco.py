@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import pickle
 from pathlib import Path
 
 import pytest
@@ -90,3 +91,45 @@ def test_repeated_annotation_ids_keep_the_first_record_and_list_the_rest(tmp_pat
     assert [a["segmentation"] for a in index.annotations_by_image[1] if a["id"] == 7] == [[[0, 0, 1, 0, 1, 1]]]
     assert [a["id"] for a in index.annotations_by_image[1]] == [7, 8]
     assert index.duplicate_annotations == [data["annotations"][1]]
+
+
+def test_records_equal_json_load_and_cross_to_a_worker_as_a_plain_list(tmp_path: Path) -> None:
+    """Records are kept as text and parsed when read: what comes out (and what a worker unpickles) is what
+    json.load gives, whatever the whitespace, escapes, numbers or key order."""
+    annotations = [{"id": 3, "image_id": 1, "segmentation": [[0.1, 1e-7, 2.5, 3, 123456789012345678901, 0]],
+                    "name": "caf\u00e9 \u2603", "bbox": [1, 2, 3, 4]},
+                   {"id": 1, "image_id": 1, "segmentation": {"counts": "a\\\"]}b", "size": [2, 2]}},
+                   {"id": 2, "image_id": 2, "segmentation": [[-0.0, 1.5e300, 3, 4, 5, 6]]}]
+    data = {"annotations": annotations, "info": {"x": [1, 2]},
+            "images": [{"id": 1, "file_name": "a.jpg"}, {"id": 2, "file_name": "b.jpg"}], "categories": []}
+    path = tmp_path / "instances_val2017.json"
+    path.write_text(json.dumps(data, indent=2, ensure_ascii=False).replace('"annotations"', '"annot\\u0061tions"'),
+                    encoding="utf-8")
+    by_image = load_coco(path).annotations_by_image
+    assert list(by_image[1]) == [annotations[1], annotations[0]] and list(by_image[2]) == [annotations[2]]
+    assert by_image[1][-1] == annotations[0] and by_image[1][:1] == [annotations[1]]
+    sent = pickle.loads(pickle.dumps(by_image[1]))
+    assert type(sent) is list and sent == [annotations[1], annotations[0]]
+
+
+def test_the_last_annotations_key_wins_as_in_json_load(tmp_path: Path) -> None:
+    path = tmp_path / "instances_val2017.json"
+    path.write_text('{"images": [{"id": 1, "file_name": "a.jpg"}], "categories": [],'
+                    ' "annotations": [{"id": 1, "image_id": 1}], "annotations": [{"id": 2, "image_id": 1}]}')
+    assert [a["id"] for a in load_coco(path).annotations_by_image[1]] == [2]
+
+
+@pytest.mark.parametrize("text", ['{"images": [], "categories": [], "annotations": [{"id": 1},]}',
+                                  '{"images": [], "categories": [], "annotations": [{"id": 1} {"id": 2}]}',
+                                  '{"images": [], "categories": [], "annotations": [{"id": 1}',
+                                  '{"images": [], "categories": [], "annotations": []} []',
+                                  '{"images": [] "categories": [], "annotations": []}',
+                                  '{"images": [], categories: [], "annotations": []}',
+                                  '{"images": [], "categories": [], "annotations": [1.5e]}'])
+def test_broken_json_around_the_scanned_annotations(tmp_path: Path, text: str) -> None:
+    path = tmp_path / "instances_val2017.json"
+    path.write_text(text)
+    with pytest.raises(json.JSONDecodeError):
+        json.loads(text)
+    with pytest.raises(CocoFormatError, match=r"not valid JSON \("):
+        load_coco(path)

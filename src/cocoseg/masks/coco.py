@@ -2,21 +2,67 @@
 
 Only the file's overall shape is checked here (a mapping with images/annotations/categories lists);
 individual bad records are the masks stage's business: it skips and reports them one by one.
+
+The file is held once, as one string: annotation records are parsed one at a time to index them and
+kept as where they lie in that string; a worker parses one image's records when it gets them. Parsing
+the whole file at once held its bytes, its text and 860k parsed records (polygons as Python floats)
+together: the masks stage's main process peaked near 3.3 GiB at train2017's size, 0.9 GiB this way
+(benchmarks/bench_scale.py --parts masks, fitted over 2k-20k images).
 """
 
 from __future__ import annotations
 
 import json
+import re
+from array import array
 from collections import defaultdict
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, overload
 
 from cocoseg.core.errors import UserError
+
+_DECODER = json.JSONDecoder()  # json.load's own decoder: a record parsed here is what json.load gives
+_SPACE = re.compile(r"[ \t\n\r]*")  # JSON's whitespace
 
 
 class CocoFormatError(UserError, ValueError):
     """The annotation file is not usable at all; the message names the file and the problem."""
+
+
+class Annotations(Sequence[dict[str, Any]]):
+    """One image's annotation records, sorted by id, kept as (start, end) offsets into the file's text
+    and parsed when read. Pickled (to a masks worker) as the JSON text of the list, so what the worker
+    unpickles is the plain list of dicts that ``json.load`` of the whole file would give."""
+
+    __slots__ = ("_text", "_spans")
+
+    def __init__(self, text: str, spans: array) -> None:
+        self._text, self._spans = text, spans  # spans: start, end, start, end, ...
+
+    def __len__(self) -> int:
+        return len(self._spans) // 2
+
+    @overload
+    def __getitem__(self, i: int) -> dict[str, Any]: ...
+    @overload
+    def __getitem__(self, i: slice) -> list[dict[str, Any]]: ...
+
+    def __getitem__(self, i: int | slice) -> Any:
+        if isinstance(i, slice):
+            return [self[k] for k in range(*i.indices(len(self)))]
+        if not -len(self) <= i < len(self):
+            raise IndexError(f"annotation {i} of {len(self)}")
+        i %= len(self)
+        return json.loads(self._text[self._spans[2 * i]:self._spans[2 * i + 1]])
+
+    def to_json(self) -> str:
+        text, spans = self._text, self._spans
+        return "[" + ",".join(text[spans[k]:spans[k + 1]] for k in range(0, len(spans), 2)) + "]"
+
+    def __reduce__(self) -> tuple[Any, tuple[str]]:
+        return json.loads, (self.to_json(),)
 
 
 @dataclass(frozen=True)
@@ -24,13 +70,55 @@ class CocoIndex:
     path: Path
     images: list[dict[str, Any]]  # sorted by id
     categories: list[dict[str, Any]]  # sorted by id
-    annotations_by_image: dict[int, list[dict[str, Any]]]  # each list sorted by annotation id
+    annotations_by_image: dict[int, Annotations]  # each sorted by annotation id
     orphan_annotations: list[dict[str, Any]]  # annotations whose image_id is not in images
     duplicate_annotations: list[dict[str, Any]] = field(default_factory=list)  # ids seen before; not used
 
 
+class _Records:
+    """The annotations array as it is scanned: each record's id, image id (None: not an integer) and
+    place in the text; the parsed record itself is dropped."""
+
+    def __init__(self, text: str) -> None:
+        self.text, self.ids, self.image_ids, self.spans = text, [], [], array("q")
+        self.count, self.bad = 0, None  # bad: index of the first record that is no object with an integer id
+
+    def add(self, record: Any, start: int, end: int) -> None:
+        if self.bad is None and not (isinstance(record, dict) and _is_int(record.get("id"))):
+            self.bad = self.count
+        elif self.bad is None:
+            image_id = record.get("image_id")  # may be anything, even an unhashable list
+            self.ids.append(record["id"])
+            self.image_ids.append(image_id if _is_int(image_id) else None)
+            self.spans.extend((start, end))
+        self.count += 1
+
+    def record(self, k: int) -> dict[str, Any]:
+        return json.loads(self.text[self.spans[2 * k]:self.spans[2 * k + 1]])
+
+    def index(self, known: set[int]) -> tuple[dict[int, Annotations], list[dict], list[dict]]:
+        """Records grouped by image (the first record of an id is used; later ones are reported, not
+        painted), orphans (no listed image) and repeats, in file order."""
+        by_image: dict[int, list[tuple[int, int]]] = defaultdict(list)
+        orphans, duplicates, seen = [], [], set()
+        for k, (ann_id, image_id) in enumerate(zip(self.ids, self.image_ids)):
+            if ann_id in seen:
+                duplicates.append(self.record(k))
+                continue
+            seen.add(ann_id)
+            if image_id is not None and image_id in known:
+                by_image[image_id].append((ann_id, k))
+            else:
+                orphans.append(self.record(k))
+        spans = self.spans
+        grouped = {image_id: Annotations(self.text, array("q", [v for _, k in sorted(refs)
+                                                                for v in (spans[2 * k], spans[2 * k + 1])]))
+                   for image_id, refs in by_image.items()}
+        return grouped, orphans, duplicates
+
+
 def load_coco(path: Path) -> CocoIndex:
-    data = _read_json(path)
+    data, records = _read_json(path)
     images = []
     for i, img in enumerate(data["images"]):
         problem = _image_problem(img)
@@ -48,28 +136,22 @@ def load_coco(path: Path) -> CocoIndex:
     _refuse_repeats(path, "categories", [c["id"] for c in categories])
     _refuse_repeats(path, "categories", [c["name"] for c in categories], "name")
 
-    known = {img["id"] for img in images}
-    by_image: dict[int, list[dict]] = defaultdict(list)
-    orphans, duplicates, seen = [], [], set()
-    for i, ann in enumerate(data["annotations"]):
-        if not isinstance(ann, dict) or not _is_int(ann.get("id")):
-            raise CocoFormatError(f"{path}: annotations[{i}] is not an object with an integer 'id'")
-        if ann["id"] in seen:  # the first record with an id is used; later ones are reported, not painted
-            duplicates.append(ann)
-            continue
-        seen.add(ann["id"])
-        image_id = ann.get("image_id")  # may be anything, even an unhashable list: check the type first
-        (by_image[image_id] if _is_int(image_id) and image_id in known else orphans).append(ann)
-    for anns in by_image.values():
-        anns.sort(key=lambda a: a["id"])
+    if records.bad is not None:
+        raise CocoFormatError(f"{path}: annotations[{records.bad}] is not an object with an integer 'id'")
+    by_image, orphans, duplicates = records.index({img["id"] for img in images})
     return CocoIndex(path, sorted(images, key=lambda im: im["id"]), sorted(categories, key=lambda c: c["id"]),
-                     dict(by_image), orphans, duplicates)
+                     by_image, orphans, duplicates)
 
 
-def _read_json(path: Path) -> dict[str, Any]:
+def _read_json(path: Path) -> tuple[dict[str, Any], _Records]:
+    """The file's top-level object (its annotations as ``_Records``), with the file's problems as
+    CocoFormatError."""
     try:
         with open(path, "rb") as f:
-            data = json.load(f)
+            raw = f.read()
+        text = raw.decode(json.detect_encoding(raw), "surrogatepass")  # as json.loads decodes bytes
+        del raw
+        data = _parse_top(text)
     except FileNotFoundError:
         raise CocoFormatError(f"{path}: annotation file not found") from None
     except (json.JSONDecodeError, UnicodeDecodeError) as err:
@@ -78,9 +160,63 @@ def _read_json(path: Path) -> dict[str, Any]:
         raise CocoFormatError(f"{path}: JSON nested too deeply to be a COCO file") from None
     if not isinstance(data, dict):
         raise CocoFormatError(f"{path}: expected a JSON object with images, annotations, categories")
-    for key in ("images", "annotations", "categories"):
-        if not isinstance(data.get(key), list):
+    for key, kind in (("images", list), ("annotations", _Records), ("categories", list)):
+        if not isinstance(data.get(key), kind):
             raise CocoFormatError(f"{path}: key {key!r} is missing or not a list")
+    return data, data.pop("annotations")
+
+
+def _parse_top(text: str) -> Any:
+    """The top-level value; in an object, the "annotations" array is scanned record by record."""
+    pos = _SPACE.match(text).end()
+    if text[pos:pos + 1] != "{":
+        return json.loads(text)  # not an object (or not JSON): small, or an error either way
+    data: dict[str, Any] = {}
+    pos = _SPACE.match(text, pos + 1).end()
+    if text[pos:pos + 1] == "}":
+        return _end(text, pos + 1, data)
+    while True:
+        if text[pos:pos + 1] != '"':
+            raise json.JSONDecodeError("Expecting property name enclosed in double quotes", text, pos)
+        key, pos = _DECODER.raw_decode(text, pos)
+        pos = _SPACE.match(text, pos).end()
+        if text[pos:pos + 1] != ":":
+            raise json.JSONDecodeError("Expecting ':' delimiter", text, pos)
+        pos = _SPACE.match(text, pos + 1).end()
+        if key == "annotations" and text[pos:pos + 1] == "[":  # the last one wins, as in json.load
+            data[key] = _Records(text)
+            pos = _scan_array(text, pos, data[key].add)
+        else:
+            data[key], pos = _DECODER.raw_decode(text, pos)
+        pos = _SPACE.match(text, pos).end()
+        if text[pos:pos + 1] == "}":
+            return _end(text, pos + 1, data)
+        if text[pos:pos + 1] != ",":
+            raise json.JSONDecodeError("Expecting ',' delimiter", text, pos)
+        pos = _SPACE.match(text, pos + 1).end()
+
+
+def _scan_array(text: str, pos: int, add: Callable[[Any, int, int], None]) -> int:
+    """``add(value, start, end)`` for each item of the array opening at ``pos``; returns the position
+    after its closing bracket."""
+    pos = _SPACE.match(text, pos + 1).end()
+    if text[pos:pos + 1] == "]":
+        return pos + 1
+    while True:
+        value, end = _DECODER.raw_decode(text, pos)
+        add(value, pos, end)
+        pos = _SPACE.match(text, end).end()
+        if text[pos:pos + 1] == "]":
+            return pos + 1
+        if text[pos:pos + 1] != ",":
+            raise json.JSONDecodeError("Expecting ',' delimiter", text, pos)
+        pos = _SPACE.match(text, pos + 1).end()
+
+
+def _end(text: str, pos: int, data: dict[str, Any]) -> dict[str, Any]:
+    pos = _SPACE.match(text, pos).end()
+    if pos != len(text):
+        raise json.JSONDecodeError("Extra data", text, pos)
     return data
 
 
