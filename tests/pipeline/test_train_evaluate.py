@@ -159,8 +159,9 @@ def test_same_seed_same_run(run: Run, tmp_path: Path) -> None:
     assert again.model_path.read_bytes() == run.model_path.read_bytes()  # bit for bit on the CPU
 
 
-def predict_by_hand(model_path: Path, rgb: np.ndarray) -> np.ndarray:
-    """What evaluate and predict must compute, written out: resize, normalise, logits back at full size."""
+def predict_by_hand(model_path: Path, rgb: np.ndarray, upsample: str = "exact") -> np.ndarray:
+    """What evaluate and predict must compute, written out: resize, normalise, logits back at full size
+    (``nearest``: the argmax at the model's size, its class ids back at full size)."""
     ckpt = torch.load(model_path, weights_only=True)
     model = build_model(**ckpt["model"])
     model.load_state_dict(ckpt["state_dict"])
@@ -170,7 +171,10 @@ def predict_by_hand(model_path: Path, rgb: np.ndarray) -> np.ndarray:
     x = (x - mean) / std
     with torch.no_grad():
         logits = model.eval()(torch.from_numpy(x).permute(2, 0, 1)[None])
-        logits = F.interpolate(logits, size=rgb.shape[:2], mode="bilinear", align_corners=False)
+    if upsample == "nearest":
+        return F.interpolate(logits.argmax(1, keepdim=True).float(), size=rgb.shape[:2],
+                             mode="nearest-exact")[0, 0].long().numpy()
+    logits = F.interpolate(logits, size=rgb.shape[:2], mode="bilinear", align_corners=False)
     return logits.argmax(1)[0].numpy()
 
 
@@ -256,6 +260,17 @@ def test_predict_images(checkpoints: dict[str, Path], tmp_path: Path, which: str
         assert cv2.imread(str(out / f"{stem}_overlay.png")).shape == (h, w, 3)
     with pytest.raises(FileNotFoundError, match="missing.jpg: no such image or folder"):
         predict_images(model_path, [tmp_path / "missing.jpg"], out)
+
+
+def test_predict_images_nearest(checkpoints: dict[str, Path], tmp_path: Path) -> None:
+    inputs = tmp_path / "photos"
+    inputs.mkdir()
+    assert cv2.imwrite(str(inputs / "a.jpg"), cv2.cvtColor(shapes_pair(50, 70, 0)[0], cv2.COLOR_RGB2BGR))
+    predict_images(checkpoints["untrained"], [inputs], tmp_path / "out", upsample="nearest")
+    mask = cv2.imread(str(tmp_path / "out" / "a_mask.png"), cv2.IMREAD_UNCHANGED)
+    expected = predict_by_hand(checkpoints["untrained"], read_rgb(inputs / "a.jpg"), "nearest")
+    assert len(np.unique(expected)) > 1
+    np.testing.assert_array_equal(mask, expected)
 
 
 @pytest.mark.parametrize(
