@@ -6,7 +6,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from cocoseg.models.inference import argmax_classes, nearest_argmax, upsampled_argmax
+from cocoseg.models.inference import _first_maximum_torch, argmax_classes, nearest_argmax, upsampled_argmax
 
 
 @pytest.mark.parametrize(("classes", "low", "high"), [(3, (6, 8), (48, 64)), (21, (40, 50), (333, 517)),
@@ -47,6 +47,14 @@ def test_argmax_classes_equals_torch_argmax_with_ties_and_nan(classes: int) -> N
     logits[classes // 2, 3, 4] = float("nan")  # argmax says the NaN's class
     logits[:, 5, 6] = float("nan")
     assert torch.equal(argmax_classes(logits, rows=4), logits.argmax(0))
+    assert torch.equal(argmax_classes(logits.double(), rows=4), logits.argmax(0))
+
+
+def test_the_torch_steps_that_other_devices_take_agree() -> None:
+    torch.manual_seed(2)
+    logits = torch.randint(0, 3, (300, 9, 11)).float()
+    assert torch.equal(300 - _first_maximum_torch(logits, rows=4).long(), logits.argmax(0))
+    assert torch.equal(argmax_classes(logits.half()), logits.half().argmax(0))  # not numpy's: torch's
 
 
 @pytest.mark.parametrize(("low", "high"), [((16, 16), (101, 37)), ((64, 48), (48, 64)), ((5, 7), (5, 7))])
