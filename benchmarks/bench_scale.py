@@ -9,7 +9,7 @@ For each N of ``--n``, in a fresh DVC project under ``--work-dir``:
 3. ``dvc commit`` of the data (extract's and masks' outputs, with this repository's .dvc/config, so
    ``cache.type`` links), then ``dvc status`` twice with nothing changed (the second, warm one is the
    figure: what a user sees each time);
-4. evaluate: an untrained Fast-SCNN checkpoint (81 classes, 128x128, the default params) through
+4. evaluate: an untrained Fast-SCNN checkpoint (81 classes, ``--model-size``, default 128) through
    ``stages/evaluate.py`` on the val split (20% of N): its wall time less that of ``--help`` (the same
    imports), and over the Ns the cost of one more val image.
 Then a least-squares line ``a + b*N`` per figure over the Ns, and its value at 118,287 images.
@@ -19,6 +19,9 @@ extract stages in place; data/coco is committed as extract's output, so every st
 (train and evaluate of each model) costs what it costs on real data.
 
     .venv/bin/python benchmarks/bench_scale.py --n 2000 5000 20000 [--coco-root DIR] [--work-dir DIR]
+    .venv/bin/python benchmarks/bench_scale.py --parts masks --n 2000 5000 20000   # masks only
+    .venv/bin/python benchmarks/bench_scale.py --parts evaluate --model-size 512 --upsample nearest
+    .venv/bin/python benchmarks/bench_scale.py --parts upsample --baseline-rev main  # class maps alone
 
 Run it on a quiet machine (the load average is printed); each N needs about 0.2 MB per image of disk.
 """
@@ -104,7 +107,7 @@ def run_masks(project: Path) -> dict[str, float]:
             "masks_worker_rss_mib": worker_peak / 2**20}
 
 
-def make_project(root: Path) -> Path:
+def make_project(root: Path, upsample: str = "exact") -> Path:
     project = root / "project"
     project.mkdir(parents=True)
     for name in ("dvc.yaml", "params.yaml"):
@@ -118,6 +121,8 @@ def make_project(root: Path) -> Path:
     (project / "dvc.yaml").write_text(yaml.safe_dump(pipeline, sort_keys=False))
     params = yaml.safe_load((project / "params.yaml").read_text())
     params["masks"]["preview"] = 0
+    if upsample != "exact":  # left out otherwise: a revision before the key would refuse it
+        params["evaluate"]["upsample"] = upsample
     (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     sh(project, "git", "init", "-q")
     sh(project, "dvc", "init", "-q")
@@ -126,7 +131,7 @@ def make_project(root: Path) -> Path:
     return project
 
 
-def write_untrained_model(project: Path) -> None:
+def write_untrained_model(project: Path, size: int) -> None:
     import torch
 
     from cocoseg.core.splits import load_labels
@@ -138,14 +143,15 @@ def write_untrained_model(project: Path) -> None:
     torch.manual_seed(0)
     model = build_model("fastscnn", len(classes))
     save_checkpoint(project / "models" / "fastscnn" / "model.pt", model.state_dict(),
-                    model_spec("fastscnn", len(classes), "resnet18"), Preprocessing((128, 128)).to_json(),
+                    model_spec("fastscnn", len(classes), "resnet18"), Preprocessing((size, size)).to_json(),
                     classes, {})
 
 
-def measure(n: int, source: Path, work: Path, parts: set[str]) -> dict[str, float]:
+def measure(n: int, source: Path, work: Path, parts: set[str], upsample: str,
+            size: int) -> dict[str, float]:
     root = work / f"n{n}"
     shutil.rmtree(root, ignore_errors=True)
-    project = make_project(root)
+    project = make_project(root, upsample)
     build_set(source, n, project / "data" / "coco")
     figures: dict[str, float] = {"n": n, **run_masks(project)}
     if "status" in parts:
@@ -153,11 +159,12 @@ def measure(n: int, source: Path, work: Path, parts: set[str]) -> dict[str, floa
         sh(project, "dvc", "status")  # cold: builds DVC's hash state database
         figures["status_s"] = sh(project, "dvc", "status")
     if "evaluate" in parts:
-        write_untrained_model(project)
+        write_untrained_model(project, size)
         startup = sh(project, sys.executable, "stages/evaluate.py", "--help")  # interpreter and imports
         seconds = sh(project, sys.executable, "stages/evaluate.py", "--model", "fastscnn")
         figures["evaluate_s"] = seconds - startup
-        figures["val_images"] = len(json.loads((project / "data" / "masks" / "split.json").read_text())["val"])
+        split = json.loads((project / "data" / "masks" / "split.json").read_text())
+        figures["val_images"] = len(split["val"])
     return figures
 
 
@@ -246,6 +253,9 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1, help="torch threads for the upsample part")
     parser.add_argument("--fields", type=int, nargs="+", default=[64, 8],
                         help="upsample part: sizes of the random fields the logits are upsampled from")
+    parser.add_argument("--upsample", choices=["exact", "nearest"], default="exact",
+                        help="evaluate part: the project's evaluate.upsample")
+    parser.add_argument("--model-size", type=int, default=128, help="evaluate part: the model's input size")
     parser.add_argument("--baseline-rev", help="upsample part: also time this git revision's exact method")
     args = parser.parse_args()
     print(f"load average before: {os.getloadavg()[0]:.2f} ({os.cpu_count()} CPUs)")
@@ -259,7 +269,8 @@ def main() -> None:
 def report_stages(args: argparse.Namespace) -> None:
     rows = []
     for n in args.n:
-        rows.append(measure(n, args.coco_root, args.work_dir, set(args.parts)))
+        rows.append(measure(n, args.coco_root, args.work_dir, set(args.parts), args.upsample,
+                            args.model_size))
         print(json.dumps({k: round(v, 3) for k, v in rows[-1].items()}), f"load {os.getloadavg()[0]:.2f}",
               flush=True)
         if not args.keep:

@@ -103,8 +103,8 @@ def test_records_equal_json_load_and_cross_to_a_worker_as_a_plain_list(tmp_path:
     data = {"annotations": annotations, "info": {"x": [1, 2]},
             "images": [{"id": 1, "file_name": "a.jpg"}, {"id": 2, "file_name": "b.jpg"}], "categories": []}
     path = tmp_path / "instances_val2017.json"
-    path.write_text(json.dumps(data, indent=2, ensure_ascii=False).replace('"annotations"', '"annot\\u0061tions"'),
-                    encoding="utf-8")
+    text = json.dumps(data, indent=2, ensure_ascii=False).replace('"annotations"', '"annot\\u0061tions"')
+    path.write_text(text, encoding="utf-8")
     by_image = load_coco(path).annotations_by_image
     assert list(by_image[1]) == [annotations[1], annotations[0]] and list(by_image[2]) == [annotations[2]]
     assert by_image[1][-1] == annotations[0] and by_image[1][:1] == [annotations[1]]

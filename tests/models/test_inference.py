@@ -35,7 +35,8 @@ def test_smooth_logits_too(classes: int, field: tuple[int, int], low: tuple[int,
     """Logits as a segmentation head gives them: a coarse field upsampled, so large regions and few
     boundaries (each a line of cells whose corners disagree)."""
     torch.manual_seed(0)
-    logits = F.interpolate(3 * torch.randn(1, classes, *field), size=low, mode="bilinear", align_corners=False)[0]
+    coarse = 3 * torch.randn(1, classes, *field)
+    logits = F.interpolate(coarse, size=low, mode="bilinear", align_corners=False)[0]
     full = F.interpolate(logits[None], size=high, mode="bilinear", align_corners=False).argmax(1)[0]
     assert torch.equal(upsampled_argmax(logits, high), full)
 

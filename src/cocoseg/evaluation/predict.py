@@ -95,7 +95,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--out", type=Path, default=Path("predictions"))
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--upsample", choices=sorted(UPSAMPLING), default="exact",
-                        help="exact: argmax of the bilinearly upsampled logits; nearest: faster, boundaries approximate")
+                        help="exact: argmax of the bilinearly upsampled logits; "
+                             "nearest: faster, boundaries approximate")
     parser.add_argument("inputs", type=Path, nargs="+", help="image files or folders of images")
     args = parser.parse_args(argv)
     predict_images(args.model, args.inputs, args.out, args.device, args.upsample)

@@ -59,8 +59,8 @@ def to_chw(image: np.ndarray) -> torch.Tensor:
 
 
 @torch.no_grad()
-def predict_batch(model: torch.nn.Module, inputs: torch.Tensor, out_sizes: Sequence[tuple[int, int]] | None = None,
-                  upsample: str = "exact") -> tuple[torch.Tensor, list[torch.Tensor]]:
+def predict_batch(model: torch.nn.Module, inputs: torch.Tensor,
+                  out_sizes: Sequence[tuple[int, int]] | None = None, upsample: str = "exact") -> tuple[torch.Tensor, list[torch.Tensor]]:
     """(N, 3, h, w) normalised input -> ((N, K, h, w) logits, N class-id maps).
 
     Each map has the size ``out_sizes[i]`` (see ``UPSAMPLING`` for how), or the model's size.
@@ -112,8 +112,8 @@ def _first_maximum_numpy(logits: np.ndarray, rows: int) -> np.ndarray:
     weight_type = np.uint8 if k <= 255 else np.int16 if k <= 32767 else np.int64
     weights = np.arange(k, 0, -1, dtype=weight_type).reshape(k, 1, 1)
     first = np.empty((h, w), weight_type)
-    maximum, reached, weighted = (np.empty(shape, dtype) for shape, dtype in
-                                  [((rows, w), logits.dtype), ((k, rows, w), bool), ((k, rows, w), weight_type)])
+    maximum = np.empty((rows, w), logits.dtype)
+    reached, weighted = np.empty((k, rows, w), bool), np.empty((k, rows, w), weight_type)
     for top in range(0, h, rows):
         band = logits[:, top:top + rows]
         n = band.shape[1]
@@ -125,7 +125,7 @@ def _first_maximum_numpy(logits: np.ndarray, rows: int) -> np.ndarray:
 
 
 def upsampled_argmax(logits: torch.Tensor, size: tuple[int, int], rows: int = 256,
-                     chunk: int = 1 << 16) -> torch.Tensor:
+                     chunk: int = 2048) -> torch.Tensor:
     """(K, h, w) logits -> (H, W) int64 argmax of their bilinear upsampling to ``size`` (align_corners=False),
     without upsampling K maps.
 
@@ -133,9 +133,10 @@ def upsampled_argmax(logits: torch.Tensor, size: tuple[int, int], rows: int = 25
     input) with non-negative weights. Where those four share their argmax c, c is also the argmax of the
     blend: it beats every other class at each corner, so in every weighted mean of them. Which cells are
     uniform is known from the (h, w) argmax; only the output pixels of mixed cells (near a class
-    boundary) are blended, ``chunk`` at a time, from the corners' K logits; the output is built ``rows``
-    rows at a time. Memory stays bounded by the band and the chunk, whatever K and the photo's size (an
-    upsampled stack of 81 classes at 6000x4000 is 7.8 GB), and time follows the boundaries.
+    boundary) are blended from the corners' K logits, ``chunk`` at a time (each (K, chunk) blend then
+    stays in cache); the output is built ``rows`` rows at a time. Memory stays bounded by the band and
+    the chunk, whatever K and the photo's size (an upsampled stack of 81 classes at 6000x4000 is 7.8 GB),
+    and time follows the boundaries.
     """
     y0, y1, wy = _source_pixels(logits.shape[1], size[0], logits.device)
     x0, x1, wx = _source_pixels(logits.shape[2], size[1], logits.device)
@@ -182,7 +183,8 @@ def _mixed_cells(low: torch.Tensor) -> torch.Tensor:
     return (low != right) | (low != down) | (low != diagonal)
 
 
-def _blend(flat: torch.Tensor, width: int, ys: tuple[torch.Tensor, ...], xs: tuple[torch.Tensor, ...]) -> torch.Tensor:
+def _blend(flat: torch.Tensor, width: int, ys: tuple[torch.Tensor, ...],
+           xs: tuple[torch.Tensor, ...]) -> torch.Tensor:
     """(K, n) bilinear blend of (K, h*w) logits at n points, given each point's two rows, two columns and
     the second row's and column's weights (the same float operations as torch's bilinear kernel)."""
     (ya, yb, ly), (xa, xb, lx) = ys, xs
