@@ -60,7 +60,8 @@ def to_chw(image: np.ndarray) -> torch.Tensor:
 
 @torch.no_grad()
 def predict_batch(model: torch.nn.Module, inputs: torch.Tensor,
-                  out_sizes: Sequence[tuple[int, int]] | None = None, upsample: str = "exact") -> tuple[torch.Tensor, list[torch.Tensor]]:
+                  out_sizes: Sequence[tuple[int, int]] | None = None,
+                  upsample: str = "exact") -> tuple[torch.Tensor, list[torch.Tensor]]:
     """(N, 3, h, w) normalised input -> ((N, K, h, w) logits, N class-id maps).
 
     Each map has the size ``out_sizes[i]`` (see ``UPSAMPLING`` for how), or the model's size.
