@@ -96,11 +96,11 @@ def test_a_changed_image_reruns_masks_train_and_evaluate(project: Path) -> None:
 
 def test_an_edited_mask_is_put_back_without_retraining(project: Path) -> None:
     assert UP_TO_DATE in run_in(project, "dvc", "status")
-    item = sorted(manifest(project))[0]
-    mask = project / "data" / "masks" / "semantic" / item.replace(".jpg", ".png")
-    original = mask.read_bytes()
-    replace_file(mask, (project / "data" / "masks" / "semantic" / sorted(manifest(project))[1]
-                        .replace(".jpg", ".png")).read_bytes())  # another image's mask: a valid PNG
+    first, second = [project / "data" / "masks" / "semantic" / item.replace(".jpg", ".png")
+                     for item in sorted(manifest(project))[:2]]
+    original, other = first.read_bytes(), second.read_bytes()
+    assert other != original
+    replace_file(first, other)  # another image's mask: a valid PNG, the wrong one
 
     status = run_in(project, "dvc", "status")
     assert re.search(r"masks:\s+changed outs:\s+modified:\s+data/masks/semantic\s", status), status
@@ -112,5 +112,5 @@ def test_an_edited_mask_is_put_back_without_retraining(project: Path) -> None:
     # those they were run on, need not and do not rerun.
     assert "Running stage 'masks'" in output or "Stage 'masks' is cached" in output, output
     assert ran(output) <= {"masks"}, output
-    assert mask.read_bytes() == original
+    assert first.read_bytes() == original
     assert UP_TO_DATE in run_in(project, "dvc", "status")
