@@ -148,6 +148,14 @@ def test_train_workers_auto_or_a_count() -> None:
     assert parse_params({"train": {"workers": 3}}).train.workers == 3
 
 
+def test_a_model_may_override_train_compile() -> None:
+    params = parse_params({"train": {"compile": True},
+                           "models": {"unet": {"arch": "unet", "compile": False}, "fastscnn": {"arch": "fastscnn"}}})
+    assert params.model_compile("unet") is False
+    assert params.model_compile("fastscnn") is True
+    assert parse_params({"models": {"unet": {"compile": True}}}).model_compile("unet") is True
+
+
 def test_integer_is_accepted_as_float() -> None:
     assert parse_params({"masks": {"val_fraction": 0.5}}).masks.val_fraction == 0.5
     assert parse_params({"data": {"source": "coco2017", "splits": ["train2017", "val2017"]}}).data.splits == (

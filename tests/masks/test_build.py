@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 from collections.abc import Callable
 from pathlib import Path
@@ -338,6 +339,51 @@ def test_outputs_are_byte_identical_across_runs_and_worker_counts(coco_root: Pat
     assert len([k for k in a if k.startswith("preview/")]) == 2
     assert a == files_of(tmp_path / "b")
     assert a == files_of(tmp_path / "c")
+
+
+def manifest_rows(out: Path) -> dict[str, tuple[str, str]]:
+    """manifest.tsv as {item: (image hash, semantic mask hash)}, after checking its header and order."""
+    header, *lines = (out / "manifest.tsv").read_text().splitlines()
+    assert header == "item\timage_blake2b_128\tsemantic_blake2b_128"
+    rows = [line.split("\t") for line in lines]
+    assert [row[0] for row in rows] == sorted(row[0] for row in rows)
+    return {item: (image_hash, mask_hash) for item, image_hash, mask_hash in rows}
+
+
+def blake2b_128(path: Path) -> str:
+    return hashlib.blake2b(path.read_bytes(), digest_size=16).hexdigest()
+
+
+def test_manifest_hashes_every_written_image_and_its_mask(coco_root: Path, tmp_path: Path) -> None:
+    out = tmp_path / "masks"
+    run(coco_root, out)
+    rows = manifest_rows(out)
+    split = json.loads((out / "split.json").read_text())
+    assert sorted(rows) == sorted(split["train"] + split["val"])  # the written images, no skipped one
+    for item, (image_hash, mask_hash) in rows.items():
+        assert image_hash == blake2b_128(coco_root / item)
+        assert mask_hash == blake2b_128(out / "semantic" / SPLIT / item.split("/")[1].replace(".jpg", ".png"))
+
+
+def test_manifest_is_byte_identical_across_builds_and_follows_one_image_byte(coco_root: Path,
+                                                                              tmp_path: Path) -> None:
+    run(coco_root, tmp_path / "a")
+    run(coco_root, tmp_path / "b")
+    assert (tmp_path / "a" / "manifest.tsv").read_bytes() == (tmp_path / "b" / "manifest.tsv").read_bytes()
+
+    # One byte of one image: the low byte of the JFIF header's horizontal density. The pixels, and so the
+    # masks, stay the same; only the manifest's hash of that image's bytes changes.
+    path = coco_root / SPLIT / "001.jpg"
+    data = bytearray(path.read_bytes())
+    assert data[6:11] == b"JFIF\0"
+    data[15] ^= 1
+    path.write_bytes(bytes(data))
+    run(coco_root, tmp_path / "c")
+    before, after = manifest_rows(tmp_path / "a"), manifest_rows(tmp_path / "c")
+    assert files_of(tmp_path / "c" / "semantic") == files_of(tmp_path / "a" / "semantic")
+    changed = {item for item in before if before[item] != after[item]}
+    assert changed == {f"{SPLIT}/001.jpg"}
+    assert after[f"{SPLIT}/001.jpg"] == (blake2b_128(path), before[f"{SPLIT}/001.jpg"][1])
 
 
 def test_previews(coco_root: Path, tmp_path: Path) -> None:

@@ -5,7 +5,7 @@ The stages talk to each other only through files; this module is the contract be
     data/raw/      annotations_trainval2017.zip, <split>.zip, manifest.json  (download -> extract)
     data/coco/     annotations/instances_<split>.json, <split>/<file_name>   (extract -> masks, train)
     data/masks/    semantic/<split>/<stem>.png, instance/<split>/..., labels.json, split.json,
-                   report.json, preview/                                      (masks -> train, evaluate)
+                   manifest.tsv, report.json, preview/                        (masks -> train, evaluate)
 
 Images are named across stages by an *item*, the string ``"<split>/<file_name>"`` of ``split.json``.
 """
@@ -81,6 +81,10 @@ PREVIEW = "preview"
 LABELS_FILE = "labels.json"
 SPLIT_FILE = "split.json"
 REPORT_FILE = "report.json"
+# One line per written image: its item, the hash of its bytes and of its semantic mask's. Train and
+# evaluate depend on this small file instead of data/coco and data/masks/semantic (see dvc.yaml).
+MASKS_MANIFEST = "manifest.tsv"
+MASKS_MANIFEST_HEADER = "item\timage_blake2b_128\tsemantic_blake2b_128\n"
 INSTANCE_TABLE = "instances.jsonl"
 
 

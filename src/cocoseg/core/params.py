@@ -159,6 +159,7 @@ class ModelConfig:
     lr: float | None = None  # None: use train.lr
     epochs: int | None = None  # None: use train.epochs
     batch_size: int | None = None  # None: use train.batch_size
+    compile: bool | None = None  # None: use train.compile (on a GPU it helps unet, not fastscnn: README)
     options: Mapping[str, Any] = field(default_factory=dict)  # extra arguments of the architecture
 
 
@@ -213,6 +214,11 @@ class Params:
         pick = lambda own, shared: shared if own is None else own  # noqa: E731
         return (pick(model.lr, self.train.lr), pick(model.epochs, self.train.epochs),
                 pick(model.batch_size, self.train.batch_size))
+
+    def model_compile(self, name: str) -> bool:
+        """Whether one model's network runs through torch.compile: its own setting, else train.compile."""
+        own = self.model(name).compile
+        return self.train.compile if own is None else own
 
 
 _SECTIONS = {"base": BaseConfig, "data": DataConfig, "masks": MasksConfig, "train": TrainConfig,

@@ -6,6 +6,10 @@ The pool starts before the annotation files are read, so the workers start while
 and never hold a copy of it (with fork, a worker's garbage collector would otherwise touch, and so
 copy, every page of the parent's annotations). Everything is written into a temporary folder that
 replaces the output folder only at the end, so an interrupted run leaves the previous masks untouched.
+
+manifest.tsv names the content of every training pair: per written image, a hash of the image file's
+bytes (read whole while it is checked) and of its semantic mask's PNG bytes (hashed before they are
+written). Sorted, with no paths or times, so the same inputs give the same bytes.
 """
 
 from __future__ import annotations
@@ -23,9 +27,9 @@ from tqdm import tqdm
 
 from cocoseg.masks.coco import CocoFormatError, CocoIndex, load_coco
 from cocoseg.core.params import MasksConfig
-from cocoseg.core.files import atomic_dir, write_json
-from cocoseg.core.layout import (INSTANCE, INSTANCE_TABLE, LABELS_FILE, REPORT_FILE, SEMANTIC, SPLIT_FILE,
-                                 annotation_file, make_item, mask_name)
+from cocoseg.core.files import atomic_dir, write_json, write_text
+from cocoseg.core.layout import (INSTANCE, INSTANCE_TABLE, LABELS_FILE, MASKS_MANIFEST, MASKS_MANIFEST_HEADER,
+                                 REPORT_FILE, SEMANTIC, SPLIT_FILE, annotation_file, make_item, mask_name)
 from cocoseg.core.machine import usable_cores
 from cocoseg.masks.image_job import ImageResult, MaskSettings, process_image
 from cocoseg.masks.labels import LabelMap, build_label_map
@@ -55,6 +59,7 @@ def _build(coco_root: Path, out_root: Path, splits: tuple[str, ...], cfg: MasksC
 
     report = _Report()
     written: list[str] = []  # "<split>/<file_name>" of every image that got masks
+    manifest: list[str] = []  # its manifest.tsv lines
     with atomic_dir(out_root) as tmp:
         for split, index in indexes.items():
             settings = MaskSettings(
@@ -74,6 +79,7 @@ def _build(coco_root: Path, out_root: Path, splits: tuple[str, ...], cfg: MasksC
                     report.add(split, result)
                     if result.written:
                         written.append(make_item(split, result.file_name))
+                        manifest.append(f"{written[-1]}\t{result.image_digest}\t{result.semantic_digest}\n")
                         tables.write(_table_line(result))
         if not written:
             # a user error (wrong category selection, images not extracted), not a bug: no traceback
@@ -82,6 +88,7 @@ def _build(coco_root: Path, out_root: Path, splits: tuple[str, ...], cfg: MasksC
         write_json(tmp / LABELS_FILE, labels.to_json())
         write_json(tmp / SPLIT_FILE, split_images(written, cfg.val_fraction, seed, cfg.split))
         write_json(tmp / REPORT_FILE, report.to_json())
+        write_text(tmp / MASKS_MANIFEST, MASKS_MANIFEST_HEADER + "".join(sorted(manifest)))
         write_previews(coco_root, tmp, written, labels, cfg.preview, seed)
     return report.to_json()
 

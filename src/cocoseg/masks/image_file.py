@@ -12,15 +12,18 @@ Whatever the masks stage accepts goes into split.json, and training reads it wit
 - Any other file is decoded with the training reader itself; a format it cannot read (a TGA file named
   .jpg, say) is refused here rather than in the middle of training.
 
-The pixel budget is checked from the header, before anything is decoded.
+The pixel budget is checked from the file's size and header, before anything is decoded. The one read
+of the file also gives the hash of its bytes for the masks manifest (see build.py): training and
+evaluation depend on that manifest instead of the image folder, so a changed image byte must change it.
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
 import re
 from pathlib import Path
-from typing import BinaryIO
+from typing import NamedTuple
 
 from PIL import Image
 
@@ -43,8 +46,14 @@ class ImageOverBudget(ImageRejected):
     """The header gives more pixels than masks.max_pixels allows."""
 
 
-def check_image(path: Path, max_pixels: int) -> tuple[int, int]:
-    """(height, width) of the image as stored, or ImageRejected with the reason."""
+class CheckedImage(NamedTuple):
+    height: int
+    width: int
+    digest: str  # blake2b-128 of the file's bytes, in hex (`b2sum -l 128` prints the same)
+
+
+def check_image(path: Path, max_pixels: int) -> CheckedImage:
+    """The image's size as stored and the hash of its bytes, or ImageRejected with the reason."""
     with open(path, "rb") as f:  # one open: file opens are costly on some disks
         size = os.fstat(f.fileno()).st_size
         # No image within the budget takes more than 8 bytes a pixel (16-bit RGBA, stored raw): a
@@ -52,34 +61,31 @@ def check_image(path: Path, max_pixels: int) -> tuple[int, int]:
         if size > 8 * max_pixels + (1 << 20):
             raise ImageOverBudget(f"the file is larger than any image of {max_pixels / 1e6:.1f} megapixels "
                                   f"(masks.max_pixels)")
-        head = f.read(_HEAD)
-        jpeg = _jpeg_frame(f, head, size) if head[:3] == b"\xff\xd8\xff" else None
+        data = f.read()  # whole, for the hash: ~0.13 ms for a 160 kB COCO JPEG, a walk needs < 0.02 ms
+    digest = hashlib.blake2b(data, digest_size=16).hexdigest()
+    jpeg = _jpeg_frame(data) if data[:3] == b"\xff\xd8\xff" else None
     if jpeg is not None:
         height, width, plain = jpeg
         _check_budget(height, width, max_pixels)
-        return (height, width) if plain else _decoded_size(path)
+        return CheckedImage(*((height, width) if plain else _decoded_size(path)), digest)
     try:
         with Image.open(path) as im:  # reads the header only
             width, height = im.size
     except (OSError, SyntaxError, ValueError) as err:
         raise ImageRejected(f"not an image this pipeline reads ({err})") from None
     _check_budget(height, width, max_pixels)
-    return _decoded_size(path)
+    return CheckedImage(*_decoded_size(path), digest)
 
 
-def _jpeg_frame(f: BinaryIO, head: bytes, size: int) -> tuple[int, int, bool]:
-    """The frame of a complete JPEG. Usually only the head and the last two bytes are read: the
-    segments before the first scan, checked against the file's size, and an end-of-image marker as
-    the file's last bytes, which no cut can leave (scan data never holds FF D9; a cut inside a
-    segment fails the size check). Other files (bytes after the end marker, segments beyond the head)
-    are read whole and walked through every scan."""
-    frame = _walk_jpeg(head, size, first_scan_only=True)
-    if frame is not None and size >= 4:
-        f.seek(size - 2)
-        if f.read(2) == b"\xff\xd9":
-            return frame
-    f.seek(0)
-    return _walk_jpeg(f.read(), size, first_scan_only=False)
+def _jpeg_frame(data: bytes) -> tuple[int, int, bool]:
+    """The frame of a complete JPEG. Usually only the head is walked: the segments before the first
+    scan, checked against the file's size, and an end-of-image marker as the file's last bytes, which
+    no cut can leave (scan data never holds FF D9; a cut inside a segment fails the size check). Other
+    files (bytes after the end marker, segments beyond the head) are walked through every scan."""
+    frame = _walk_jpeg(data[:_HEAD], len(data), first_scan_only=True)
+    if frame is not None and len(data) >= 4 and data[-2:] == b"\xff\xd9":
+        return frame
+    return _walk_jpeg(data, len(data), first_scan_only=False)
 
 
 def _check_budget(height: int, width: int, max_pixels: int) -> None:
@@ -104,7 +110,7 @@ def _walk_jpeg(data: bytes, size: int, first_scan_only: bool) -> tuple[int, int,
     pos, frame = 2, None
     while True:
         if pos + 4 > len(data) and len(data) < size:
-            return None  # only a head was read; the caller reads the whole file
+            return None  # only the head was walked; the caller walks the whole file
         if pos + 2 > len(data):
             raise ImageRejected("truncated: the file ends before the JPEG end-of-image marker")
         if data[pos] != 0xFF:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+import hashlib
 from pathlib import Path
 from typing import Any
 
@@ -47,6 +48,8 @@ class ImageResult:
     crowd: int = 0
     unselected: int = 0
     not_processed: int = 0  # annotations of an image that was skipped before decoding
+    image_digest: str = ""  # blake2b-128 of the image file's bytes (hex)
+    semantic_digest: str = ""  # blake2b-128 of the semantic mask's PNG bytes as written (hex)
 
 
 def process_image(settings: MaskSettings, image: dict[str, Any], anns: list[dict[str, Any]]) -> ImageResult:
@@ -56,7 +59,7 @@ def process_image(settings: MaskSettings, image: dict[str, Any], anns: list[dict
         result.reason = "image file missing"
         return result
     try:
-        height, width = check_image(path, settings.max_pixels)
+        height, width, result.image_digest = check_image(path, settings.max_pixels)
     except ImageOverBudget as err:
         result.reason = f"image too large ({err})"
         return result
@@ -84,8 +87,10 @@ def process_image(settings: MaskSettings, image: dict[str, Any], anns: list[dict
     name = mask_name(image["file_name"])
     # Plain writes: these folders live inside the stage's temporary output folder, which replaces
     # data/masks atomically only once every image is done (see build.py).
-    (settings.semantic_dir / name).write_bytes(encode_label_png(semantic))
+    semantic_png = encode_label_png(semantic)
+    (settings.semantic_dir / name).write_bytes(semantic_png)
     (settings.instance_dir / name).write_bytes(encode_label_png(instance))
+    result.semantic_digest = hashlib.blake2b(semantic_png, digest_size=16).hexdigest()
     result.instances = table  # the parent streams every table into one instances.jsonl per split
     result.written = True
     result.painted = len(objects)

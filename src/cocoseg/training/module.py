@@ -15,11 +15,10 @@ from typing import Any
 
 import lightning as L
 import torch
-import torch.nn.functional as F
 from torchmetrics import MetricCollection
 from torchmetrics.classification import MulticlassAccuracy, MulticlassF1Score, MulticlassJaccardIndex
 
-from cocoseg.training.losses import soft_dice_loss
+from cocoseg.training.losses import cross_entropy_dice
 from cocoseg.core.layout import VOID
 from cocoseg.models import build_model
 from cocoseg.models.inference import Preprocessing
@@ -87,10 +86,7 @@ class SegmentationModule(L.LightningModule):
         return self.prepare_batch(batch)  # on the device, after the (pinned) uint8 copy
 
     def loss(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        loss = F.cross_entropy(logits, target, ignore_index=VOID)
-        if self.hparams.dice_weight > 0:
-            loss = loss + self.hparams.dice_weight * soft_dice_loss(logits, target, ignore_index=VOID)
-        return loss
+        return cross_entropy_dice(logits, target, self.hparams.dice_weight, ignore_index=VOID)
 
     def _step(self, batch: tuple[torch.Tensor, torch.Tensor], stage: str) -> torch.Tensor:
         images, target = batch  # (N, 3, H, W) float, (N, H, W) long: after prepare_batch

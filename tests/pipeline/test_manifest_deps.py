@@ -1,0 +1,116 @@
+"""train@ and evaluate@ depend on data/masks/manifest.tsv, not on the image and mask folders: a changed
+image still reruns them, an edited mask is put back without retraining, and nothing changed reruns nothing.
+
+One shrunken project (one small model, the repository's .dvc/config, so outputs are links into the
+cache) is reproduced once; each test starts and ends with it up to date. Files are changed by writing
+a new file under the old name, never in place: a linked output shares its bytes with the cache.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+import yaml
+from helpers import REPO, copy_project, run_in
+
+pytestmark = pytest.mark.slow
+
+GIT = ("-c", "user.name=test", "-c", "user.email=test@example.com", "-c", "commit.gpgsign=false")
+MODEL_STAGES = {"train@fastscnn", "evaluate@fastscnn"}
+UP_TO_DATE = "Data and pipelines are up to date."
+
+
+def ran(output: str) -> set[str]:
+    return set(re.findall(r"Running stage '([^']+)'", output))
+
+
+def manifest(repo: Path) -> dict[str, tuple[str, str]]:
+    """data/masks/manifest.tsv as {item: (image hash, semantic mask hash)}."""
+    _, *lines = (repo / "data" / "masks" / "manifest.tsv").read_text().splitlines()
+    return {item: (image, mask) for item, image, mask in (line.split("\t") for line in lines)}
+
+
+def replace_file(path: Path, data: bytes) -> None:
+    path.unlink()
+    path.write_bytes(data)
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    repo = tmp_path_factory.mktemp("manifest") / "repo"
+    copy_project(repo)
+    params = yaml.safe_load((repo / "params.yaml").read_text())
+    params["data"]["sample"].update(num_images=16, min_size=64, max_size=80)
+    params["masks"].update(preview=0, workers=1)
+    params["train"].update(epochs=1, image_size=[64, 64], workers=0, accelerator="cpu", devices=1)
+    params["models"] = {"fastscnn": params["models"]["fastscnn"]}
+    params["evaluate"].update(speed_batches=1, overlays=1, workers=0)
+    (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    run_in(repo, "git", "init", "-q")
+    run_in(repo, "dvc", "init", "-q")
+    (repo / ".dvc" / "config").write_text((REPO / ".dvc" / "config").read_text())  # cache.type: links
+    run_in(repo, "dvc", "config", "core.check_update", "false")
+    run_in(repo, "git", "add", "-A")
+    run_in(repo, "git", *GIT, "commit", "-q", "-m", "shrunken pipeline")  # dvclive needs a commit
+    assert MODEL_STAGES < ran(run_in(repo, "dvc", "repro"))
+    lock = yaml.safe_load((repo / "dvc.lock").read_text())["stages"]
+    deps = {d["path"] for d in lock["train@fastscnn"]["deps"]}
+    assert "data/masks/manifest.tsv" in deps and not deps & {"data/coco", "data/masks/semantic"}
+    return repo
+
+
+def test_nothing_changed_reruns_nothing(project: Path) -> None:
+    assert UP_TO_DATE in run_in(project, "dvc", "status")
+    output = run_in(project, "dvc", "repro")
+    assert ran(output) == set(), output
+    assert "Stage 'train@fastscnn' didn't change, skipping" in output
+
+
+def test_a_changed_image_reruns_masks_train_and_evaluate(project: Path) -> None:
+    assert UP_TO_DATE in run_in(project, "dvc", "status")
+    before = manifest(project)
+    item = sorted(before)[0]
+    path = project / "data" / "coco" / item
+    data = bytearray(path.read_bytes())
+    assert data[6:11] == b"JFIF\0"
+    data[15] ^= 1  # one byte: the JFIF header's horizontal density; the pixels, and so the masks, stay
+    replace_file(path, bytes(data))
+
+    status = run_in(project, "dvc", "status")
+    assert re.search(r"masks:\s+changed deps:\s+modified:\s+data/coco\s", status), status
+    # A new data/coco arrives through download and extract; `dvc repro` as such would rerun extract and
+    # put the old image back. Record the edited folder as extract's output instead, as a new version.
+    run_in(project, "dvc", "commit", "-f", "extract")
+    status = run_in(project, "dvc", "status")
+    assert "masks:" in status and "train@fastscnn" not in status  # the manifest is rebuilt by masks
+
+    output = run_in(project, "dvc", "repro")
+    assert {"masks", *MODEL_STAGES} <= ran(output) and not ran(output) & {"download", "extract"}, output
+    after = manifest(project)
+    assert after[item][0] != before[item][0] and after[item][1] == before[item][1]  # same pixels' masks
+    assert {k: v for k, v in after.items() if k != item} == {k: v for k, v in before.items() if k != item}
+    assert UP_TO_DATE in run_in(project, "dvc", "status")
+
+
+def test_an_edited_mask_is_put_back_without_retraining(project: Path) -> None:
+    assert UP_TO_DATE in run_in(project, "dvc", "status")
+    first, second = [project / "data" / "masks" / "semantic" / item.replace(".jpg", ".png")
+                     for item in sorted(manifest(project))[:2]]
+    original, other = first.read_bytes(), second.read_bytes()
+    assert other != original
+    replace_file(first, other)  # another image's mask: a valid PNG, the wrong one
+
+    status = run_in(project, "dvc", "status")
+    assert re.search(r"masks:\s+changed outs:\s+modified:\s+data/masks/semantic\s", status), status
+    assert "train@fastscnn" not in status  # its dep is the manifest, which still holds the original's hash
+
+    output = run_in(project, "dvc", "repro")
+    # masks reruns, or, with its deps and params unchanged, is restored from the run-cache; either way
+    # the mask is the one in the manifest again, so train and evaluate, whose inputs are then exactly
+    # those they were run on, need not and do not rerun.
+    assert "Running stage 'masks'" in output or "Stage 'masks' is cached" in output, output
+    assert ran(output) <= {"masks"}, output
+    assert first.read_bytes() == original
+    assert UP_TO_DATE in run_in(project, "dvc", "status")
