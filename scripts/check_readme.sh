@@ -18,7 +18,7 @@ RUN=(
   "make repro"
   "source .venv/bin/activate"
   "dvc exp run -n unet-r34 -S models.unet.encoder=resnet34"
-  "cocoseg compare"
+  "dvc exp show --only-changed --keep 'miou\\.' --drop 'Created|.*/'"
   "cat results/compare.md"
   "dvc metrics diff --md"
   "dvc plots diff HEAD unet-r34 -o plots_diff"
@@ -74,7 +74,6 @@ SKIP=(
   "dvc exp run --queue -n lr-high -S models.fastscnn.lr=0.02"
   "dvc exp run --queue -n lr-low -S models.fastscnn.lr=0.005"
   "dvc queue start -j 2"
-  "dvc exp show"
 )
 
 # The README's commands: ```bash blocks, comments dropped, continuation lines joined.
