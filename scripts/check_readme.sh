@@ -101,6 +101,21 @@ if [[ -n "${VENV:-}" ]]; then  # a venv of our own whose packages are the borrow
   chmod +x .venv/bin/*
   touch .venv/.installed
 fi
+# The README says its `dvc exp show` table fits 120 columns: print it and check its widest line.
+check_table() {
+  bash -c "$1" > "$work/table.txt" || return 1
+  cat "$work/table.txt"
+  .venv/bin/python - "$work/table.txt" <<'EOF'
+import sys
+widest = max(len(line.rstrip()) for line in open(sys.argv[1], encoding="utf-8"))
+print(f"widest line: {widest} columns")
+sys.exit(widest > 120)
+EOF
+}
+# `dvc queue status`, captured first: `dvc queue status | grep -q` fails under pipefail whenever grep
+# exits before dvc has written everything (dvc dies of SIGPIPE), so a wait loop on it never ends.
+queue_has() { local status; status=$(dvc queue status) && grep -qE "$1" <<< "$status"; }
+ran=0
 for command in "${RUN[@]}"; do
   if [[ "$command" == "cocoseg predict"* ]]; then  # the photos it reads: two of the sample's images
     cp "$(find data/coco -name '*.jpg' | sort | head -1)" photo.jpg
@@ -108,13 +123,28 @@ for command in "${RUN[@]}"; do
   fi
   if [[ "$command" == "dvc queue logs "* ]]; then  # as the README says: once the experiment is running
     name=$(echo "$command" | awk '{print $4}')
-    for _ in $(seq 600); do dvc queue status | grep -qE "$name +.*(Running|Success)" && break; sleep 2; done
+    for _ in $(seq 600); do queue_has "$name +.*(Running|Success|Failed)" && break; sleep 2; done
   fi
   if [[ "$command" == "dvc plots show --html-template "* ]]; then  # what `cocoseg compare --plots` does first
     bash scripts/plots_template.sh .cache/plots_template.html
   fi
   echo "=== $command"
-  if [[ "$command" == "source .venv/bin/activate" ]]; then source .venv/bin/activate; continue; fi
-  bash -c "$command" || { echo "FAILED: $command"; exit 1; }
+  if [[ "$command" == "source .venv/bin/activate" ]]; then
+    source .venv/bin/activate
+  elif [[ "$command" == "dvc exp show "* ]]; then
+    check_table "$command" || { echo "FAILED: $command"; exit 1; }
+  else
+    bash -c "$command" || { echo "FAILED: $command"; exit 1; }
+  fi
+  ran=$((ran + 1))
 done
-echo "every README command in RUN ran as written"
+# The queued experiments the README started: let them finish (the clone is removed on exit), then the
+# experiment table once more, with them in it.
+for _ in $(seq 1800); do queue_has "(Queued|Running)" || break; sleep 2; done
+if queue_has "(Queued|Running|Failed)"; then
+  dvc queue status; echo "FAILED: the queued experiments"; exit 1
+fi
+for table in "${RUN[@]}"; do [[ "$table" == "dvc exp show "* ]] && break; done
+echo "=== $table   (again, after the queued experiments)"
+check_table "$table" || { echo "FAILED: $table"; exit 1; }
+echo "every README command in RUN ran as written: $ran run, ${#SKIP[@]} skipped with a reason"
