@@ -4,6 +4,7 @@
 #   scripts/check_readme.sh              # a fresh .venv from requirements.lock (as `make` makes it)
 #   VENV=/path/to/venv scripts/check_readme.sh   # borrow an installed venv's packages instead
 #   LIST_ONLY=1 scripts/check_readme.sh          # only check that every README command is listed
+#   KEEP=1 scripts/check_readme.sh               # keep the clone afterwards (to open plots/index.html)
 #
 # Every command in the README's ```bash blocks must be in RUN (run here, must succeed) or in SKIP (with
 # the reason it cannot run on a CPU-only Linux machine without COCO); a new README command fails the
@@ -12,7 +13,7 @@
 set -euo pipefail
 repo=$(git rev-parse --show-toplevel)
 work=$(mktemp -d)
-trap 'rm -rf "$work"' EXIT
+if [[ -n "${KEEP:-}" ]]; then trap 'echo "kept: $work/clone"' EXIT; else trap 'rm -rf "$work"' EXIT; fi
 
 RUN=(
   "make repro"
