@@ -9,7 +9,7 @@
 # Every command in the README's ```bash blocks must be in RUN (run here, must succeed) or in SKIP (with
 # the reason it cannot run on a CPU-only Linux machine without COCO); a new README command fails the
 # check until it is listed. The default pipeline, one unet experiment and two queued experiments
-# train on the CPU: about 30 minutes on 2 cores.
+# train on the CPU: about 30 minutes on 2 cores (31 min with VENV=, on 2 cores shared at load ~4).
 set -euo pipefail
 repo=$(git rev-parse --show-toplevel)
 work=$(mktemp -d)
