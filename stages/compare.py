@@ -1,4 +1,5 @@
-"""Stage compare: every model of params.yaml side by side, best mIoU first, and their val mIoU curves."""
+"""Stage compare: every model of params.yaml side by side, best mIoU first, each model's mIoU as one
+metrics file, and their val mIoU curves."""
 
 import argparse
 import logging
@@ -6,7 +7,7 @@ from pathlib import Path
 
 from cocoseg.core.params import load_params
 from cocoseg.core.stage import run_stage
-from cocoseg.evaluation.compare import render_markdown, write_comparison, write_curves
+from cocoseg.evaluation.compare import render_markdown, write_comparison, write_curves, write_headline
 
 
 def main() -> None:
@@ -16,10 +17,12 @@ def main() -> None:
     parser.add_argument("--train", type=Path, default=Path("results/train"))
     parser.add_argument("--md", type=Path, default=Path("results/compare.md"))
     parser.add_argument("--json", type=Path, default=Path("results/compare.json"))
+    parser.add_argument("--miou", type=Path, default=Path("results/miou.json"))
     parser.add_argument("--curves", type=Path, default=Path("results/val_miou.tsv"))
     args = parser.parse_args()
     models = list(load_params(args.params).models)
     rows = write_comparison(args.evaluate, models, args.md, args.json)
+    write_headline(rows, args.miou)
     write_curves(args.train, models, args.curves)
     logging.getLogger("cocoseg.stages.compare").info("\n%s", render_markdown(rows))
 

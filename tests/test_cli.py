@@ -126,30 +126,6 @@ def test_readme_seed_table_is_generated_from_the_code(params_path: Path) -> None
     assert table in (REPO / "README.md").read_text(), "README table out of date; it should read:\n" + table
 
 
-def exp_data(lr: float, mious: dict[str, float], time: str | None) -> dict:
-    """One row of `dvc exp show --json`, cut to what the table reads (the real rows hold more)."""
-    return {"timestamp": time, "params": {"params.yaml": {"data": {"train": {"lr": 0.002, "epochs": 12},
-                                                                  "models": {"fastscnn": {"lr": lr}}}}},
-            "metrics": {**{f"results/evaluate/{m}/metrics.json": {"data": {"miou": v, "dice": 0.5}}
-                           for m, v in mious.items()},
-                        "results/train/unet/metrics.json": {"data": {"val": {"miou": 0.1}}}}}
-
-
-def test_compare_table_fits_120_columns_for_three_models() -> None:
-    base = {"unet": 0.91786, "deeplabv3": 0.86333, "fastscnn": 0.88584}
-    shown = [{"rev": "workspace", "name": None, "data": exp_data(0.02, {**base, "fastscnn": 0.90644}, None)},
-             {"rev": "91175c2e0273", "name": "main", "data": exp_data(0.01, base, "2026-11-26T11:32:57"),
-              "experiments": [{"revs": [{"rev": "c7f4220", "name": "fastscnn-lr002",
-                                         "data": exp_data(0.02, {**base, "fastscnn": 0.90644},
-                                                          "2026-11-26T11:36:24")}]}]}]
-    table = cli.exp_table(shown).splitlines()
-    assert table[0].split() == ["Experiment", "Created", "unet", "mIoU", "deeplabv3", "mIoU", "fastscnn", "mIoU",
-                                "models.fastscnn.lr"]  # only the param that differs between rows
-    assert table[1].split() == ["workspace", "-", "0.918", "0.863", "0.906", "0.02"]
-    assert table[3].split() == ["└─", "fastscnn-lr002", "2026-11-26", "11:36", "0.918", "0.863", "0.906", "0.02"]
-    assert max(map(len, table)) <= 120
-
-
 def test_readme_shows_the_compare_command() -> None:
     readme = (REPO / "README.md").read_text()
-    assert "$ " + shlex.join(cli.EXP_SHOW) in readme and "cocoseg compare" in readme
+    assert shlex.join(cli.EXP_SHOW) in readme and "cocoseg compare" in readme

@@ -5,7 +5,7 @@ before it runs, so users learn the DVC form) from flags the seed's scripts had:
 
     cocoseg prepare --visualize 5            ->  dvc exp run masks -S masks.preview=5
     cocoseg train --models unet --lr 1e-3    ->  dvc exp run evaluate@unet -S +models.unet.lr=0.001
-    cocoseg compare                          ->  dvc exp show --json, as a compact table (mIoU, changed params)
+    cocoseg compare                          ->  dvc exp show, compact: each model's mIoU, changed params
     cocoseg compare --plots                  ->  dvc plots show, rendered for offline viewing
     cocoseg predict --model m.pt photo.jpg   ->  writes predictions/ (no DVC involved)
     cocoseg tensorboard                      ->  tensorboard --logdir runs
@@ -16,14 +16,12 @@ before it runs, so users learn the DVC form) from flags the seed's scripts had:
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import os
 import shlex
 import subprocess
 import sys
 from collections.abc import Sequence
-from typing import Any
 from pathlib import Path
 
 from cocoseg.core.errors import UserError
@@ -32,11 +30,10 @@ from cocoseg.core.params import Params, load_params
 log = logging.getLogger("cocoseg.cli")
 
 RUNS_DIR = "runs"  # TensorBoard logs and the per-run summaries (training/train.py writes them)
-# The experiment table: DVC names each metric column by its file path (40 characters for one model's
-# mIoU), so no `dvc exp show` column selection fits three models in 120 columns. `cocoseg compare` reads
-# this command's JSON and prints the experiment, its time, each model's mIoU and the changed params.
-EXP_SHOW = ["dvc", "exp", "show", "--json"]
-HEADLINE = ("results/evaluate/", "/metrics.json", "miou")  # metrics file of each model, and its key
+# The compact experiment table (the README's): every model's mIoU (results/miou.json's miou.<model>,
+# kept even where unchanged) and the params that differ between the rows shown; `--drop` hides the time
+# and every column DVC names by a file path: the per-model metrics files and the stage dependencies.
+EXP_SHOW = ["dvc", "exp", "show", "--only-changed", "--keep", r"miou\.", "--drop", "Created|.*/"]
 # Offline plots: `dvc plots show` with the vega scripts inlined (scripts/plots_template.sh builds it once).
 PLOTS_TEMPLATE = ".cache/plots_template.html"
 PLOTS_SHOW = ["dvc", "plots", "show", "--html-template", PLOTS_TEMPLATE, "-o", "plots"]
@@ -115,59 +112,6 @@ def compare_command(params: Params, args: argparse.Namespace) -> list[str]:
         subprocess.run(["bash", "scripts/plots_template.sh", PLOTS_TEMPLATE], check=True,
                        env={**os.environ, "PYTHON": sys.executable})
     return list(PLOTS_SHOW) if args.plots else [*EXP_SHOW, *(["--all-commits"] if args.all else [])]
-
-
-def exp_rows(shown: list[dict[str, Any]]) -> list[tuple[str, str, dict[str, Any], dict[str, Any]]]:
-    """`dvc exp show --json` -> (label, time, flat params, mIoU by model) per row: commits, experiments."""
-    rows = []
-    for commit in shown:
-        label = commit["name"] or ("workspace" if commit["rev"] == "workspace" else commit["rev"][:7])
-        rows.append((label, *_row_data(commit["data"])))
-        for exp in commit.get("experiments") or []:
-            rev = exp["revs"][0]
-            name = exp.get("name") or rev.get("name") or rev["rev"][:7]
-            rows.append(("└─ " + name, *_row_data(rev["data"])))
-    return rows
-
-
-def exp_table(shown: list[dict[str, Any]]) -> str:
-    """Experiment | Created | one mIoU column per model | the params that differ between rows."""
-    rows = exp_rows(shown)
-    models = list(dict.fromkeys(m for row in rows for m in row[3]))  # in params.yaml's order
-    keys = sorted({k for row in rows for k in row[2]})
-    changed = [k for k in keys if len({repr(row[2].get(k)) for row in rows}) > 1]
-    header = ["Experiment", "Created", *(f"{m} mIoU" for m in models), *changed]
-    body = [[label, time, *(_cell(miou.get(m), 3) for m in models), *(_cell(params.get(k)) for k in changed)]
-            for label, time, params, miou in rows]
-    widths = [max(len(line[i]) for line in [header, *body]) for i in range(len(header))]
-    return "\n".join("  ".join(cell.ljust(w) for cell, w in zip(line, widths)).rstrip()
-                     for line in [header, *body]) + "\n"
-
-
-def _row_data(data: dict[str, Any]) -> tuple[str, dict[str, Any], dict[str, Any]]:
-    params = _flatten((data.get("params") or {}).get("params.yaml", {}).get("data", {}))
-    prefix, suffix, key = HEADLINE
-    miou = {path[len(prefix):-len(suffix)]: (metrics.get("data") or {}).get(key)
-            for path, metrics in (data.get("metrics") or {}).items()
-            if path.startswith(prefix) and path.endswith(suffix)}
-    time = (data.get("timestamp") or "-").replace("T", " ")[:16]
-    return time, params, miou
-
-
-def _flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    flat: dict[str, Any] = {}
-    for key, value in tree.items():
-        if isinstance(value, dict):
-            flat.update(_flatten(value, f"{prefix}{key}."))
-        else:
-            flat[f"{prefix}{key}"] = value
-    return flat
-
-
-def _cell(value: Any, digits: int | None = None) -> str:
-    if value is None:
-        return "-"
-    return f"{value:.{digits}f}" if digits is not None and isinstance(value, float) else str(value)
 
 
 def tensorboard_command(params: Params, args: argparse.Namespace) -> list[str]:
@@ -273,17 +217,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     if command[0] == "dvc":  # the dvc of this Python, whatever PATH says
         command = [sys.executable, "-m", "dvc", *command[1:]]
-    if "--json" not in command:
-        return subprocess.run(command).returncode
-    result = subprocess.run(command, stdout=subprocess.PIPE, text=True)
-    if result.returncode == 0:
-        _emit(exp_table(json.loads(result.stdout)))
-    return result.returncode
+    return subprocess.run(command).returncode
 
 
 def _emit(text: str) -> None:
-    """The command's own output (the DVC command it runs, the experiment table) goes to stdout, where a
-    user pipes or reads it; diagnostics go through logging to stderr."""
+    """The command's own output (the DVC command it runs) goes to stdout, where a user pipes or reads it;
+    diagnostics go through logging to stderr."""
     sys.stdout.write(text)
     sys.stdout.flush()
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from cocoseg.core.errors import UserError
-from cocoseg.evaluation.compare import render_markdown, write_comparison, write_curves
+from cocoseg.evaluation.compare import render_markdown, write_comparison, write_curves, write_headline
 
 
 def write_fake_evaluation(folder: Path, metrics: dict, speed: dict | None = None) -> None:
@@ -33,6 +33,9 @@ def test_compare_ranks_models(tmp_path: Path) -> None:
     rows = write_comparison(evaluate, ["alpha", "beta", "gamma"], md, js)
     assert [r["model"] for r in rows] == ["beta", "alpha", "gamma"]
     assert json.loads(js.read_text())["best"] == "beta"
+    write_headline(rows, tmp_path / "miou.json")  # one key per model, for `dvc exp show`'s miou.<model>
+    headline = json.loads((tmp_path / "miou.json").read_text())
+    assert headline == {"miou": {"alpha": 0.5, "beta": 0.75, "gamma": None}}
     table = [line for line in md.read_text().splitlines() if line.startswith("|")]
     assert table == [
         "| model | mIoU | mean Dice | pixel acc. | params | images/s | IoU cat | IoU dog |",

@@ -1,5 +1,6 @@
 """Every model of params.yaml side by side: one table, best mIoU first (results/compare.md and
-compare.json), and the data of the all-models val mIoU plot (results/val_miou.tsv)."""
+compare.json), each model's mIoU as one DVC metrics file (results/miou.json), and the data of the
+all-models val mIoU plot (results/val_miou.tsv)."""
 
 from __future__ import annotations
 
@@ -70,6 +71,13 @@ def write_comparison(evaluate_dir: Path, models: list[str], out_md: Path,
     write_text(out_md, f"# Models on the val split (best first)\n\n{render_markdown(rows)}")
     write_json(out_json, {"best": rows[0]["model"], "models": rows})
     return rows
+
+
+def write_headline(rows: list[dict[str, Any]], out_json: Path) -> None:
+    """results/miou.json, {"miou": {model: mIoU}}: `dvc exp show` names a metric by its file path when
+    several files hold it (every model's metrics.json has "miou"), but keys only this file has keep their
+    short names, so the experiment table's columns read miou.unet, miou.deeplabv3, ..."""
+    write_json(out_json, {"miou": {r["model"]: r.get("miou") for r in rows}})
 
 
 def write_curves(train_dir: Path, models: list[str], out_tsv: Path) -> None:
