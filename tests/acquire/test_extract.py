@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+
 import zipfile
 from pathlib import Path
 
@@ -35,10 +37,30 @@ def test_extracts_good_archives(tmp_path: Path) -> None:
     raw = good_archives(tmp_path / "raw")
     counts = extract_coco(raw, tmp_path / "coco", SPLITS)
     assert counts == {"annotations_trainval2017.zip": 1, "val2017.zip": 2}
-    assert entries(tmp_path / "coco") == ["annotations", "annotations/instances_val2017.json", "val2017",
-                                          "val2017/a.jpg", "val2017/b.jpg"]
+    assert entries(tmp_path / "coco") == ["annotations", "annotations/instances_val2017.json", "contents.tsv",
+                                          "val2017", "val2017/a.jpg", "val2017/b.jpg"]
     assert (tmp_path / "coco" / "val2017" / "b.jpg").read_bytes() == b"BB"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["coco", "raw"]  # no temporary folder left
+
+
+def sha256_128(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()[:32]
+
+
+def test_contents_lists_every_file_with_its_digest_and_follows_one_byte(tmp_path: Path) -> None:
+    """What the masks stage depends on instead of data/coco: it must change when any file does."""
+    raw = good_archives(tmp_path / "raw")
+    extract_coco(raw, tmp_path / "coco", SPLITS)
+    contents = (tmp_path / "coco" / "contents.tsv").read_text()
+    assert contents == ("path\tsha256_128\n"
+                        f"annotations/instances_val2017.json\t{sha256_128(b'{}')}\n"
+                        f"val2017/a.jpg\t{sha256_128(b'A')}\nval2017/b.jpg\t{sha256_128(b'BB')}\n")
+    extract_coco(raw, tmp_path / "again", SPLITS)
+    assert (tmp_path / "again" / "contents.tsv").read_text() == contents  # no times, no paths outside
+    write_zip(raw / "val2017.zip", {"val2017/": b"", "val2017/a.jpg": b"A", "val2017/b.jpg": b"BC"})
+    extract_coco(raw, tmp_path / "coco", SPLITS)
+    changed = (tmp_path / "coco" / "contents.tsv").read_text()
+    assert changed == contents.replace(sha256_128(b"BB"), sha256_128(b"BC"))
 
 
 def test_replaces_an_older_extraction_whole(tmp_path: Path) -> None:
@@ -60,6 +82,8 @@ def test_manifest_folders_are_copied_and_leftover_archives_ignored(tmp_path: Pat
     counts = extract_coco(raw, tmp_path / "coco", SPLITS)
     assert counts == {"annotations": 1, "val2017": 1}
     assert sorted(p.name for p in (tmp_path / "coco" / "val2017").iterdir()) == ["a.jpg"]
+    assert (tmp_path / "coco" / "contents.tsv").read_text().splitlines()[1:] == [
+        f"annotations/instances_val2017.json\t{sha256_128(b'{}')}", f"val2017/a.jpg\t{sha256_128(b'A')}"]
 
 
 def test_manifest_naming_a_missing_folder_fails_clearly(tmp_path: Path) -> None:

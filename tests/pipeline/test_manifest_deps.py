@@ -1,5 +1,6 @@
-"""train@ and evaluate@ depend on data/masks/manifest.tsv, not on the image and mask folders: a changed
-image still reruns them, an edited mask is put back without retraining, and nothing changed reruns nothing.
+"""train@ and evaluate@ depend on data/masks/manifest.tsv, not on the image and mask folders, and masks
+on data/coco/contents.tsv, not on data/coco: a changed image still reruns them all, an image or mask
+edited by hand is put back without retraining, and nothing changed reruns nothing.
 
 One shrunken project (one small model, the repository's .dvc/config, so outputs are links into the
 cache) is reproduced once; each test starts and ends with it up to date. Files are changed by writing
@@ -9,6 +10,7 @@ a new file under the old name, never in place: a linked output shares its bytes 
 from __future__ import annotations
 
 import re
+import zipfile
 from pathlib import Path
 
 import pytest
@@ -68,29 +70,52 @@ def test_nothing_changed_reruns_nothing(project: Path) -> None:
     assert "Stage 'train@fastscnn' didn't change, skipping" in output
 
 
-def test_a_changed_image_reruns_masks_train_and_evaluate(project: Path) -> None:
+def changed_jpeg(data: bytes) -> bytes:
+    """One byte changed: the JFIF header's horizontal density; the pixels, and so the masks, stay."""
+    edited = bytearray(data)
+    assert edited[6:11] == b"JFIF\0"
+    edited[15] ^= 1
+    return bytes(edited)
+
+
+def test_a_changed_image_reruns_extract_masks_train_and_evaluate(project: Path) -> None:
+    """A new version of an image arrives the way data does: in the archive that download delivers."""
     assert UP_TO_DATE in run_in(project, "dvc", "status")
     before = manifest(project)
     item = sorted(before)[0]
-    path = project / "data" / "coco" / item
-    data = bytearray(path.read_bytes())
-    assert data[6:11] == b"JFIF\0"
-    data[15] ^= 1  # one byte: the JFIF header's horizontal density; the pixels, and so the masks, stay
-    replace_file(path, bytes(data))
-
+    archive = project / "data" / "raw" / f"{item.split('/')[0]}.zip"
+    with zipfile.ZipFile(archive) as zf:
+        members = [(info, zf.read(info)) for info in zf.infolist()]
+    archive.unlink()  # a linked output: write a new file, never into the cache's bytes
+    with zipfile.ZipFile(archive, "w") as zf:
+        for info, data in members:
+            zf.writestr(info, changed_jpeg(data) if info.filename == item else data)
+    run_in(project, "dvc", "commit", "-f", "download")  # the edited archive as download's new output
     status = run_in(project, "dvc", "status")
-    assert re.search(r"masks:\s+changed deps:\s+modified:\s+data/coco\s", status), status
-    # A new data/coco arrives through download and extract; `dvc repro` as such would rerun extract and
-    # put the old image back. Record the edited folder as extract's output instead, as a new version.
-    run_in(project, "dvc", "commit", "-f", "extract")
-    status = run_in(project, "dvc", "status")
-    assert "masks:" in status and "train@fastscnn" not in status  # the manifest is rebuilt by masks
+    assert "extract:" in status and "masks:" not in status  # masks follows data/coco/contents.tsv
 
     output = run_in(project, "dvc", "repro")
-    assert {"masks", *MODEL_STAGES} <= ran(output) and not ran(output) & {"download", "extract"}, output
+    assert {"extract", "masks", *MODEL_STAGES} <= ran(output) and "download" not in ran(output), output
     after = manifest(project)
     assert after[item][0] != before[item][0] and after[item][1] == before[item][1]  # same pixels' masks
     assert {k: v for k, v in after.items() if k != item} == {k: v for k, v in before.items() if k != item}
+    assert UP_TO_DATE in run_in(project, "dvc", "status")
+
+
+def test_an_image_edited_in_data_coco_is_put_back_by_extract(project: Path) -> None:
+    """data/coco is extract's output: a hand edit there shows as such and is undone, not trained on."""
+    assert UP_TO_DATE in run_in(project, "dvc", "status")
+    item = sorted(manifest(project))[0]
+    path = project / "data" / "coco" / item
+    original = path.read_bytes()
+    replace_file(path, changed_jpeg(original))
+
+    status = run_in(project, "dvc", "status")
+    assert re.search(r"extract:\s+changed outs:\s+modified:\s+data/coco\s", status), status
+    assert "masks:" not in status and "train@fastscnn" not in status
+    output = run_in(project, "dvc", "repro")
+    assert ran(output) <= {"extract"}, output  # rerun, or restored from the run-cache
+    assert path.read_bytes() == original
     assert UP_TO_DATE in run_in(project, "dvc", "status")
 
 

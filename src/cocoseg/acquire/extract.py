@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import shutil
 import zipfile
 from pathlib import Path, PurePosixPath
+from typing import BinaryIO
 
 from cocoseg.core.errors import UserError
-from cocoseg.core.files import atomic_dir, write_json
-from cocoseg.core.layout import MANIFEST, annotation_member, archive_names
+from cocoseg.core.files import atomic_dir, write_json, write_text
+from cocoseg.core.layout import COCO_CONTENTS, COCO_CONTENTS_HEADER, MANIFEST, annotation_member, archive_names
 
 log = logging.getLogger(__name__)
 
@@ -36,8 +38,10 @@ MAX_RATIO = 200
 _SUPPORTED = {zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED, zipfile.ZIP_BZIP2, zipfile.ZIP_LZMA}
 
 
-def extract_archive(archive: Path, target: Path) -> int:
+def extract_archive(archive: Path, target: Path, digests: dict[str, str] | None = None) -> int:
     """Extract every member of a zip archive into ``target``; return the number of files written.
+
+    ``digests`` receives each written file's digest (``_copy_hashed``), by member name.
 
     Every member is checked before the first byte is written: its path, its compression, that it is
     not encrypted, that no name is both a file and a folder, and that the declared sizes fit the free
@@ -51,6 +55,7 @@ def extract_archive(archive: Path, target: Path) -> int:
     except (zipfile.BadZipFile, OSError, EOFError, ValueError) as err:
         raise ExtractError(f"{archive}: not a valid zip archive ({err})") from None
     count = 0
+    digests = {} if digests is None else digests
     with zf:
         members = zf.infolist()
         check_members(archive, target, members)
@@ -62,7 +67,7 @@ def extract_archive(archive: Path, target: Path) -> int:
             dest.parent.mkdir(parents=True, exist_ok=True)
             try:
                 with zf.open(info) as src, open(dest, "wb") as out:
-                    shutil.copyfileobj(src, out, 1 << 20)
+                    digests[info.filename] = _copy_hashed(src, out)
             except (zipfile.BadZipFile, OSError, EOFError, ValueError, RuntimeError,
                     NotImplementedError) as err:
                 raise ExtractError(f"{archive}: member {info.filename!r} is corrupt ({err})") from None
@@ -123,23 +128,47 @@ def extract_coco(raw_dir: Path, out_dir: Path, splits: tuple[str, ...]) -> dict[
 
     The manifest, written by the download stage, names the archives to unzip and the folders to
     copy (subset mode writes ``annotations/`` and ``<split>/`` directly); without one, the official
-    archives of ``splits`` are expected.
+    archives of ``splits`` are expected. ``out_dir/contents.tsv`` lists every file with its digest:
+    the masks stage depends on it, so that ``dvc status`` checks data/coco once, as this stage's
+    output, instead of once more as the masks stage's input.
     """
     manifest = _read_manifest(raw_dir, splits)
     counts: dict[str, int] = {}
+    digests: dict[str, str] = {}
     with atomic_dir(out_dir) as tmp:
         for name in manifest["archives"]:
-            counts[name] = extract_archive(raw_dir / name, tmp)
+            counts[name] = extract_archive(raw_dir / name, tmp, digests)
             log.info("extract: %s -> %d files", name, counts[name])
         for name in manifest["folders"]:
-            folder = raw_dir / name
-            if not folder.is_dir():
-                raise ExtractError(f"{folder}: folder listed in {raw_dir / MANIFEST} is missing")
-            shutil.copytree(folder, tmp / name, dirs_exist_ok=True)
-            counts[name] = sum(1 for p in folder.rglob("*") if p.is_file())
+            counts[name] = _copy_folder(raw_dir, name, tmp, digests)
             log.info("extract: copied %s/ -> %d files", name, counts[name])
         verify_extracted(tmp, splits, shown_root=out_dir)
+        write_text(tmp / COCO_CONTENTS, COCO_CONTENTS_HEADER
+                   + "".join(f"{path}\t{digests[path]}\n" for path in sorted(digests)))
     return counts
+
+
+def _copy_folder(raw_dir: Path, name: str, target: Path, digests: dict[str, str]) -> int:
+    folder = raw_dir / name
+    if not folder.is_dir():
+        raise ExtractError(f"{folder}: folder listed in {raw_dir / MANIFEST} is missing")
+    files = sorted(p for p in folder.rglob("*") if p.is_file())
+    for path in files:
+        relative = path.relative_to(raw_dir).as_posix()
+        dest = target / relative
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        with open(path, "rb") as src, open(dest, "wb") as out:
+            digests[relative] = _copy_hashed(src, out)
+    return len(files)
+
+
+def _copy_hashed(src: BinaryIO, out: BinaryIO) -> str:
+    """Copy ``src`` to ``out`` in 1 MiB blocks; return the first 128 bits of the bytes' SHA-256, in hex."""
+    digest = hashlib.sha256()
+    while block := src.read(1 << 20):
+        digest.update(block)
+        out.write(block)
+    return digest.hexdigest()[:32]
 
 
 def write_manifest(raw_dir: Path, source: str, archives: list[str], folders: list[str]) -> None:

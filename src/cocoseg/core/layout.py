@@ -3,7 +3,8 @@
 The stages talk to each other only through files; this module is the contract between them:
 
     data/raw/      annotations_trainval2017.zip, <split>.zip, manifest.json  (download -> extract)
-    data/coco/     annotations/instances_<split>.json, <split>/<file_name>   (extract -> masks, train)
+    data/coco/     annotations/instances_<split>.json, <split>/<file_name>,
+                   contents.tsv                                              (extract -> masks, train)
     data/masks/    semantic/<split>/<stem>.png, instance/<split>/..., labels.json, split.json,
                    manifest.tsv, report.json, preview/                        (masks -> train, evaluate)
 
@@ -83,6 +84,8 @@ SPLIT_FILE = "split.json"
 REPORT_FILE = "report.json"
 # One line per written image: its item, the hash of its bytes and of its semantic mask's. Train and
 # evaluate depend on this small file instead of data/coco and data/masks/semantic (see dvc.yaml).
+COCO_CONTENTS = "contents.tsv"  # extract -> masks: every file of data/coco and its digest
+COCO_CONTENTS_HEADER = "path\tsha256_128\n"
 MASKS_MANIFEST = "manifest.tsv"
 MASKS_MANIFEST_HEADER = "item\timage_blake2b_128\tsemantic_blake2b_128\n"
 INSTANCE_TABLE = "instances.jsonl"
