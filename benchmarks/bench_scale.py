@@ -18,7 +18,7 @@ Then a least-squares line ``a + b*N`` per figure over the Ns, and its value at 1
 
 The project is the real one (dvc.yaml, params.yaml, stages/, src/) with the sample's download and
 extract stages in place; data/coco is committed as extract's output, so every stage that depends on
-data (masks on data/coco; train and evaluate of each model on data/masks/manifest.tsv) costs what it
+data (masks on data/coco/contents.tsv; train and evaluate of each model on data/masks/manifest.tsv) costs what it
 costs on real data.
 
     .venv/bin/python benchmarks/bench_scale.py --n 2000 5000 20000 [--coco-root DIR] [--work-dir DIR]
@@ -33,6 +33,7 @@ Run it on a quiet machine (the load average is printed); each N needs about 0.2 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
 import shutil
@@ -76,6 +77,16 @@ def build_set(source: Path, n: int, coco: Path) -> None:
             annotations.append({**ann, "id": len(annotations) + 1, "image_id": i + 1})
     coco_json = {**src, "images": images, "annotations": annotations}
     (coco / "annotations" / f"instances_{SPLIT}.json").write_text(json.dumps(coco_json))
+    write_contents(coco)
+
+
+def write_contents(coco: Path) -> None:
+    """data/coco/contents.tsv as extract writes it (what the masks stage depends on)."""
+    from cocoseg.core.layout import COCO_CONTENTS, COCO_CONTENTS_HEADER
+
+    files = sorted(p.relative_to(coco).as_posix() for p in coco.rglob("*") if p.is_file())
+    (coco / COCO_CONTENTS).write_text(COCO_CONTENTS_HEADER + "".join(
+        f"{name}\t{hashlib.sha256((coco / name).read_bytes()).hexdigest()[:32]}\n" for name in files))
 
 
 def sh(cwd: Path, *args: str, expect: str = "") -> float:
