@@ -169,9 +169,9 @@ class EvaluateConfig:
     speed_batches: int = 10  # forward passes timed for images per second (after a warm-up pass)
     batch_size: int = 8  # val images per forward pass
     workers: int = 2  # DataLoader worker processes reading the val images
-    # exact: argmax of the bilinearly upsampled logits (the usual protocol); nearest: argmax at the model's
-    # size, class ids upsampled (faster, differs on boundary pixels only)
-    upsample: str = "exact"
+    # nearest: argmax at the model's size, class ids upsampled (12-15 ms an image at 81 classes on one
+    # core); exact: argmax of the bilinearly upsampled logits, the protocol of published results (40-70 ms)
+    upsample: str = "nearest"
 
     def __post_init__(self) -> None:
         _check(self.upsample in ("exact", "nearest"), "evaluate.upsample", self.upsample, "exact or nearest")
