@@ -182,11 +182,12 @@ def read_rgb(path: Path) -> np.ndarray:
     return cv2.cvtColor(cv2.imread(str(path)), cv2.COLOR_BGR2RGB)
 
 
+@pytest.mark.parametrize("upsample", ["nearest", "exact"])
 @pytest.mark.parametrize("which", ["trained", "untrained"])
-def test_evaluate(run: Run, checkpoints: dict[str, Path], tmp_path: Path, which: str) -> None:
+def test_evaluate(run: Run, checkpoints: dict[str, Path], tmp_path: Path, which: str, upsample: str) -> None:
     model_path = checkpoints[which]
     out = tmp_path / "evaluate" / "x"
-    cfg = EvaluateConfig(overlays=1, speed_batches=1)
+    cfg = EvaluateConfig(overlays=1, speed_batches=1, upsample=upsample)
     metrics = evaluate_model(model_path, run.coco, run.masks, out, cfg)
     assert json.loads((out / "metrics.json").read_text()) == metrics
     assert set(metrics) == {"miou", "dice", "pixel_accuracy", "per_class", "params", "val_images"}
@@ -200,7 +201,7 @@ def test_evaluate(run: Run, checkpoints: dict[str, Path], tmp_path: Path, which:
     for item in val:
         mask_path = run.masks / "semantic" / "val2017" / f"{Path(item).stem}.png"
         target = cv2.imread(str(mask_path), cv2.IMREAD_UNCHANGED)
-        pred = predict_by_hand(model_path, read_rgb(run.coco / item))
+        pred = predict_by_hand(model_path, read_rgb(run.coco / item), cfg.upsample)
         assert pred.shape == target.shape == (48, 64)
         varied |= len(np.unique(pred)) > 1
         valid = target != 255

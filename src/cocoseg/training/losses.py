@@ -7,8 +7,8 @@ logits are the largest tensor of a step (N x K x H x W: 340 M values for 16 imag
 81 classes) and the loss is memory-bound. Written with ordinary autograd ops, CE and Dice each build
 their own softmax and Dice builds a float one-hot of the logits' size; autograd then keeps and
 revisits all of them. Here one float32 softmax is made and kept, the per-class sums come from
-gathers and ``index_add`` over the labels (no one-hot), and the backward pass writes the gradient in
-three passes over it. Nothing reads a value back to the host, so a CUDA step never waits for the
+gathers and ``index_add`` over the labels (no one-hot), and the backward pass reads it three times and
+writes the gradient twice, the second time in the logits' dtype. Nothing reads a value back to the host, so a CUDA step never waits for the
 GPU. segmentation-models-pytorch's DiceLoss is not used for the same reason: it one-hot encodes
 through int64 tensors (about 1 GB and seconds per batch of 8x256x256 at 81 classes on a CPU).
 
@@ -24,9 +24,8 @@ from typing import Any
 import torch
 
 
-
 def _per_class(values: torch.Tensor, labels: torch.Tensor, num_classes: int) -> torch.Tensor:
-    """sum of ``values`` per label. Each image row adds into its own K bins, then the rows are summed:
+    """Sum of ``values`` per label. Each image row adds into its own K bins, then the rows are summed:
     on CUDA one ``index_add`` into only K bins made every pixel's atomic add wait on the others (it
     was 8 ms of a 30 ms Fast-SCNN step); on the CPU the adds run in order, so sums are reproducible."""
     rows = labels.shape[0] * labels.shape[1]  # (N, H, W) labels: N x H rows
@@ -95,10 +94,10 @@ class _CrossEntropyDice(torch.autograd.Function):
         dim = ctx.dim
         with torch.autocast(probs.device.type, enabled=False):
             scale = grad_output.to(probs.dtype)
+            shape = [1] * probs.dim()
+            shape[dim] = -1  # b as a vector along the class dimension
             a_true = a[labels] * p_true
             grad = probs * (valid * scale * (1 / n_valid - a_true - _class_dot(probs, b, dim)))
-            shape = [1] * probs.dim()
-            shape[dim] = -1
             grad.scatter_add_(dim, labels, valid * scale * (a_true - 1 / n_valid))  # cancels in float32
             # the last term writes the logits' dtype directly (computed in float32, rounded once)
             out = torch.addcmul(grad, probs, (b * scale).view(shape),
