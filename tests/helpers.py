@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -151,3 +152,35 @@ def run_in(repo: Path, *args: str, timeout: float = 300) -> str:
     output = result.stdout + result.stderr
     assert result.returncode == 0, output
     return output
+
+
+GIT = ("-c", "user.name=test", "-c", "user.email=test@example.com", "-c", "commit.gpgsign=false")
+
+
+def git_commit(repo: Path, message: str) -> None:
+    run_in(repo, "git", "add", "-A")
+    run_in(repo, "git", *GIT, "commit", "-q", "-m", message)
+
+
+def ran(output: str) -> set[str]:
+    """The stages a `dvc repro` / `dvc exp run` output says it ran."""
+    return set(re.findall(r"Running stage '([^']+)'", output))
+
+
+def one_model_project(repo: Path, preview: int = 0) -> None:
+    """The pipeline shrunken to 16 sample images and one small Fast-SCNN, with the repository's own
+    .dvc/config (so cache.type links as shipped), in a new git + DVC repository with one commit
+    (dvclive needs one)."""
+    copy_project(repo)
+    params = yaml.safe_load((repo / "params.yaml").read_text())
+    params["data"]["sample"].update(num_images=16, min_size=64, max_size=80)
+    params["masks"].update(preview=preview, workers=1)
+    params["train"].update(epochs=1, image_size=[64, 64], workers=0, accelerator="cpu", devices=1)
+    params["models"] = {"fastscnn": params["models"]["fastscnn"]}
+    params["evaluate"].update(speed_batches=1, overlays=1, workers=0)
+    (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    run_in(repo, "git", "init", "-q")
+    run_in(repo, "dvc", "init", "-q")
+    shutil.copy(REPO / ".dvc" / "config", repo / ".dvc" / "config")
+    run_in(repo, "dvc", "config", "core.check_update", "false")
+    git_commit(repo, "shrunken pipeline")

@@ -12,12 +12,11 @@ from pathlib import Path
 
 import pytest
 import yaml
-from helpers import REPO, copy_project, run_in
+from helpers import REPO, copy_project, git_commit, run_in
 
 from cocoseg import cli
 
 MODELS = ("unet", "deeplabv3", "fastscnn")
-GIT = ("-c", "user.name=test", "-c", "user.email=test@example.com", "-c", "commit.gpgsign=false")
 WIDTH = 120
 
 # Stand-in for train@<model> / evaluate@<model>: copy the committed results of that model (metrics scaled).
@@ -66,11 +65,6 @@ def stand_in_project(repo: Path) -> None:
     run_in(repo, "dvc", "config", "core.check_update", "false")
 
 
-def commit(repo: Path, message: str) -> None:
-    run_in(repo, "git", "add", "-A")
-    run_in(repo, "git", *GIT, "commit", "-q", "-m", message)
-
-
 def widest(table: str) -> int:
     return max(len(line.rstrip()) for line in table.splitlines())
 
@@ -81,9 +75,9 @@ def test_readme_exp_show_fits_120_columns_for_three_models(tmp_path: Path) -> No
     assert shlex.split(command) == cli.EXP_SHOW  # `cocoseg compare` runs the same command
     repo = tmp_path / "repo"
     stand_in_project(repo)
-    commit(repo, "stand-in pipeline")
+    git_commit(repo, "stand-in pipeline")
     run_in(repo, "dvc", "repro")
-    commit(repo, "baseline")
+    git_commit(repo, "baseline")
     run_in(repo, "dvc", "exp", "run", "-n", "unet-r34", "-S", "models.unet.encoder=resnet34")  # the README's
     run_in(repo, "dvc", "exp", "run", "-n", "fastscnn-lr002", "-S", "models.fastscnn.lr=0.02")  # stacks on it
 

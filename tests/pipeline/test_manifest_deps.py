@@ -15,17 +15,13 @@ from pathlib import Path
 
 import pytest
 import yaml
-from helpers import REPO, copy_project, run_in
+from helpers import one_model_project, ran, run_in
 
 pytestmark = pytest.mark.slow
 
-GIT = ("-c", "user.name=test", "-c", "user.email=test@example.com", "-c", "commit.gpgsign=false")
 MODEL_STAGES = {"train@fastscnn", "evaluate@fastscnn"}
 UP_TO_DATE = "Data and pipelines are up to date."
 
-
-def ran(output: str) -> set[str]:
-    return set(re.findall(r"Running stage '([^']+)'", output))
 
 
 def manifest(repo: Path) -> dict[str, tuple[str, str]]:
@@ -42,20 +38,7 @@ def replace_file(path: Path, data: bytes) -> None:
 @pytest.fixture(scope="module")
 def project(tmp_path_factory: pytest.TempPathFactory) -> Path:
     repo = tmp_path_factory.mktemp("manifest") / "repo"
-    copy_project(repo)
-    params = yaml.safe_load((repo / "params.yaml").read_text())
-    params["data"]["sample"].update(num_images=16, min_size=64, max_size=80)
-    params["masks"].update(preview=0, workers=1)
-    params["train"].update(epochs=1, image_size=[64, 64], workers=0, accelerator="cpu", devices=1)
-    params["models"] = {"fastscnn": params["models"]["fastscnn"]}
-    params["evaluate"].update(speed_batches=1, overlays=1, workers=0)
-    (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-    run_in(repo, "git", "init", "-q")
-    run_in(repo, "dvc", "init", "-q")
-    (repo / ".dvc" / "config").write_text((REPO / ".dvc" / "config").read_text())  # cache.type: links
-    run_in(repo, "dvc", "config", "core.check_update", "false")
-    run_in(repo, "git", "add", "-A")
-    run_in(repo, "git", *GIT, "commit", "-q", "-m", "shrunken pipeline")  # dvclive needs a commit
+    one_model_project(repo)
     assert MODEL_STAGES < ran(run_in(repo, "dvc", "repro"))
     lock = yaml.safe_load((repo / "dvc.lock").read_text())["stages"]
     deps = {d["path"] for d in lock["train@fastscnn"]["deps"]}

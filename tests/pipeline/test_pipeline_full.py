@@ -5,27 +5,16 @@ from __future__ import annotations
 import csv
 import io
 import json
-import re
 from pathlib import Path
 
 import pytest
 import torch
 import yaml
-from helpers import copy_project, run_in
+from helpers import copy_project, git_commit, ran, run_in
 
 MODELS = ("unet", "deeplabv3", "fastscnn")
 STAGES = ("download", "extract", "masks", *(f"train@{m}" for m in MODELS), *(f"evaluate@{m}" for m in MODELS),
           "compare")
-GIT = ("-c", "user.name=test", "-c", "user.email=test@example.com", "-c", "commit.gpgsign=false")
-
-
-def commit(repo: Path, message: str) -> None:
-    run_in(repo, "git", "add", "-A")
-    run_in(repo, "git", *GIT, "commit", "-q", "-m", message)
-
-
-def ran(output: str) -> set[str]:
-    return set(re.findall(r"Running stage '([^']+)'", output))
 
 
 @pytest.mark.slow
@@ -43,7 +32,7 @@ def test_dvc_repro_whole_pipeline(tmp_path: Path) -> None:
     run_in(repo, "dvc", "config", "core.check_update", "false")
     # A clone has commits; a fresh `git init` has none, and dvclive 3.49 then crashes in the train stage
     # (it asks git for HEAD before checking there is one, treeverse/dvclive#522): start from a commit.
-    commit(repo, "shrunken pipeline")
+    git_commit(repo, "shrunken pipeline")
 
     first = run_in(repo, "dvc", "repro")
     assert ran(first) == set(STAGES), first
@@ -66,7 +55,7 @@ def test_dvc_repro_whole_pipeline(tmp_path: Path) -> None:
     assert "Data and pipelines are up to date." in second
 
     # What a user does to try one knob: commit the results, then an experiment that changes one model's lr.
-    commit(repo, "baseline")
+    git_commit(repo, "baseline")
     before = {m: (repo / "models" / m / "model.pt").read_bytes() for m in MODELS}
     third = run_in(repo, "dvc", "exp", "run", "-S", "models.fastscnn.lr=0.02")
     assert ran(third) == {"train@fastscnn", "evaluate@fastscnn", "compare"}, third

@@ -6,8 +6,6 @@ from __future__ import annotations
 
 import csv
 import io
-import re
-import shutil
 import socket
 import subprocess
 import sys
@@ -20,43 +18,21 @@ import boto3
 import psutil
 import pytest
 import yaml
-from helpers import REPO, copy_project, run_in
+from helpers import git_commit, one_model_project, ran, run_in
 
 pytestmark = pytest.mark.slow
 
-GIT = ("-c", "user.name=test", "-c", "user.email=test@example.com", "-c", "commit.gpgsign=false")
 STAGES = {"download", "extract", "masks", "train@fastscnn", "evaluate@fastscnn", "compare"}
 BUCKET = "cocoseg-team"
-
-
-def commit(repo: Path, message: str) -> None:
-    run_in(repo, "git", "add", "-A")
-    run_in(repo, "git", *GIT, "commit", "-q", "-m", message)
-
-
-def ran(output: str) -> set[str]:
-    return set(re.findall(r"Running stage '([^']+)'", output))
 
 
 @pytest.fixture(scope="module")
 def project(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The pipeline with one small model, the repository's own .dvc/config, reproduced and committed."""
     repo = tmp_path_factory.mktemp("team") / "repo"
-    copy_project(repo)
-    params = yaml.safe_load((repo / "params.yaml").read_text())
-    params["data"]["sample"].update(num_images=16, min_size=64, max_size=80)
-    params["masks"].update(preview=1, workers=1)
-    params["train"].update(epochs=1, image_size=[64, 64], workers=0, accelerator="cpu", devices=1)
-    params["models"] = {"fastscnn": params["models"]["fastscnn"]}
-    params["evaluate"].update(speed_batches=1, overlays=1, workers=0)
-    (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-    run_in(repo, "git", "init", "-q")
-    run_in(repo, "dvc", "init", "-q")
-    shutil.copy(REPO / ".dvc" / "config", repo / ".dvc" / "config")  # cache.type as shipped
-    run_in(repo, "dvc", "config", "core.check_update", "false")
-    commit(repo, "shrunken pipeline")
+    one_model_project(repo, preview=1)
     assert ran(run_in(repo, "dvc", "repro")) == STAGES
-    commit(repo, "baseline")
+    git_commit(repo, "baseline")
     return repo
 
 
@@ -105,7 +81,7 @@ def test_clone_and_pull_from_s3_reproduces_with_nothing_rerun(project: Path, s3_
                                                               tmp_path: Path) -> None:
     run_in(project, "dvc", "remote", "add", "-d", "team", f"s3://{BUCKET}/dvc")
     run_in(project, "dvc", "remote", "modify", "team", "endpointurl", s3_endpoint)
-    commit(project, "team remote")
+    git_commit(project, "team remote")
     run_in(project, "dvc", "push", "--run-cache")
 
     # A new machine: clone + pull restores everything, download and extract included; repro reruns nothing.
