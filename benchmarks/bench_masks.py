@@ -13,7 +13,11 @@ time and in CPU time of the process and its workers (which other load on the mac
 Peak memory: ru_maxrss of the timed process and of its largest worker, and the whole process tree's
 RSS summed every 10 ms by the driver with psutil (shared pages count once per process: an upper bound).
 All of it runs on the real set and on a set ``--scale`` times larger, made of hard or symbolic links
-to the same JPEGs under new names, with the JSON records replicated under new ids.
+to the same JPEGs under new names, with the JSON records replicated under new ids. Each set has the
+``contents.tsv`` that extract writes beside the images it unpacks (each file's digest, taken while
+unzipping), as the stage always finds it in the pipeline: it takes each image's digest for its
+manifest from there. ``--no-contents`` leaves the list out, so the stage reads and hashes every image
+itself, as it does on a folder that extract did not write.
 
 Outputs go to one temporary folder under ``--work-dir`` (default: the repository, the filesystem
 where the stage writes data/masks), each run in its own subfolder, and are deleted only at the
@@ -26,6 +30,7 @@ what creating a file costs before and after the runs; on such a disk, give it a 
 (the kernel counts an inode as recent for 60 s, or 5 min while its block is unwritten).
 
     .venv/bin/python benchmarks/bench_masks.py [--coco-root DIR] [--repeat 5] [--scale 10] [--work-dir DIR]
+                                               [--no-contents]
 """
 
 from __future__ import annotations
@@ -137,8 +142,11 @@ def file_creation_ms(folder: Path, n: int = 300) -> float:
     return 1000 * (time.process_time() - start) / n
 
 
-def build_scaled(src: Path, dst: Path, scale: int) -> None:
-    """Write a COCO folder with every image ``scale`` times (linked, renamed) and the JSON to match."""
+def build_scaled(src: Path, dst: Path, scale: int, contents: bool = True) -> None:
+    """Write a COCO folder with every image ``scale`` times (linked, renamed), the JSON to match, and
+    (``contents``) the list of files and digests that extract would have written."""
+    from cocoseg.core.contents import digest_bytes, format_contents
+
     data = json.loads((src / "annotations" / f"instances_{SPLIT}.json").read_text())
     image_stride = max(im["id"] for im in data["images"]) + 1
     ann_stride = max(a["id"] for a in data["annotations"]) + 1
@@ -157,6 +165,10 @@ def build_scaled(src: Path, dst: Path, scale: int) -> None:
                  for a in data["annotations"]]
     data.update(images=images, annotations=anns)
     (dst / "annotations" / f"instances_{SPLIT}.json").write_text(json.dumps(data))
+    if contents:  # written last, as extract does: newer than every file it lists
+        files = sorted(p for p in dst.rglob("*") if p.is_file())
+        (dst / "contents.tsv").write_text(format_contents(
+            {p.relative_to(dst).as_posix(): digest_bytes(p.read_bytes()) for p in files}))
 
 
 def main() -> None:
@@ -165,6 +177,8 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=5, help="runs per variant; the fastest is shown")
     parser.add_argument("--scale", type=int, default=10, help="larger set = this many copies")
     parser.add_argument("--work-dir", type=Path, default=REPO, help="where outputs and the larger set go")
+    parser.add_argument("--no-contents", action="store_true",
+                        help="no contents.tsv beside the images: the stage hashes every image itself")
     parser.add_argument("--out", type=Path, help=argparse.SUPPRESS)  # internal: one measured run's output
     parser.add_argument("--child", choices=VARIANTS, help=argparse.SUPPRESS)  # internal: one measured run
     args = parser.parse_args()
@@ -183,13 +197,15 @@ def main() -> None:
     n_images, n_anns = len(real["images"]), len(real["annotations"])
     print(f"masks benchmark: {args.coco_root} ({SPLIT}), {n_images} images, {n_anns} annotations, "
           f"{cores} cores, best of {args.repeat} interleaved runs, each in a fresh process; "
-          f"outputs under {args.work_dir}")
+          f"outputs under {args.work_dir}; image digests "
+          f"{'hashed by the stage (--no-contents)' if args.no_contents else 'from contents.tsv, as extract lists them'}")
     load_before = os.getloadavg()[0]
     with tempfile.TemporaryDirectory(prefix=".bench_masks.", dir=args.work_dir) as tmp:
-        scaled = Path(tmp) / "scaled"
-        build_scaled(args.coco_root, scaled, args.scale)
+        sets = {}
+        for scale in (1, args.scale):  # the real set too, linked: the shared copy may be read-only
+            build_scaled(args.coco_root, Path(tmp) / f"{scale}x", scale, contents=not args.no_contents)
+            sets[f"{scale}x"] = (Path(tmp) / f"{scale}x", n_images * scale)
         creation = [file_creation_ms(Path(tmp) / "probe-before")]
-        sets = {"1x": (args.coco_root, n_images), f"{args.scale}x": (scaled, n_images * args.scale)}
         runs: dict[tuple[str, str], list[dict]] = {(s, v): [] for s in sets for v in VARIANTS}
         for i in range(args.repeat):
             for set_name, (root, _n) in sets.items():

@@ -5,6 +5,8 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import os
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -15,6 +17,7 @@ from helpers import jpeg_bytes
 from pycocotools.coco import COCO
 
 import cocoseg.masks.build as build_module
+from cocoseg.core.contents import format_contents
 from cocoseg.masks.coco import CocoFormatError
 from cocoseg.core.params import MasksConfig
 from cocoseg.masks.build import build_masks, split_images
@@ -344,14 +347,14 @@ def test_outputs_are_byte_identical_across_runs_and_worker_counts(coco_root: Pat
 def manifest_rows(out: Path) -> dict[str, tuple[str, str]]:
     """manifest.tsv as {item: (image hash, semantic mask hash)}, after checking its header and order."""
     header, *lines = (out / "manifest.tsv").read_text().splitlines()
-    assert header == "item\timage_blake2b_128\tsemantic_blake2b_128"
+    assert header == "item\timage_sha256_128\tsemantic_sha256_128"
     rows = [line.split("\t") for line in lines]
     assert [row[0] for row in rows] == sorted(row[0] for row in rows)
     return {item: (image_hash, mask_hash) for item, image_hash, mask_hash in rows}
 
 
-def blake2b_128(path: Path) -> str:
-    return hashlib.blake2b(path.read_bytes(), digest_size=16).hexdigest()
+def sha256_128(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()[:32]
 
 
 def test_manifest_hashes_every_written_image_and_its_mask(coco_root: Path, tmp_path: Path) -> None:
@@ -361,8 +364,8 @@ def test_manifest_hashes_every_written_image_and_its_mask(coco_root: Path, tmp_p
     split = json.loads((out / "split.json").read_text())
     assert sorted(rows) == sorted(split["train"] + split["val"])  # the written images, no skipped one
     for item, (image_hash, mask_hash) in rows.items():
-        assert image_hash == blake2b_128(coco_root / item)
-        assert mask_hash == blake2b_128(out / "semantic" / SPLIT / item.split("/")[1].replace(".jpg", ".png"))
+        assert image_hash == sha256_128(coco_root / item)
+        assert mask_hash == sha256_128(out / "semantic" / SPLIT / item.split("/")[1].replace(".jpg", ".png"))
 
 
 def test_manifest_is_byte_identical_across_builds_and_follows_one_image_byte(coco_root: Path,
@@ -383,7 +386,48 @@ def test_manifest_is_byte_identical_across_builds_and_follows_one_image_byte(coc
     assert files_of(tmp_path / "c" / "semantic") == files_of(tmp_path / "a" / "semantic")
     changed = {item for item in before if before[item] != after[item]}
     assert changed == {f"{SPLIT}/001.jpg"}
-    assert after[f"{SPLIT}/001.jpg"] == (blake2b_128(path), before[f"{SPLIT}/001.jpg"][1])
+    assert after[f"{SPLIT}/001.jpg"] == (sha256_128(path), before[f"{SPLIT}/001.jpg"][1])
+
+
+
+def list_contents(coco_root: Path, digests: dict[str, str]) -> None:
+    """Write coco_root/contents.tsv as extract does: after the files it lists, so newer than they are."""
+    (coco_root / "contents.tsv").write_text(format_contents(digests))
+
+
+def test_manifest_takes_image_digests_from_contents_tsv(coco_root: Path, tmp_path: Path) -> None:
+    """Extract lists each file's digest; the masks stage takes it from there instead of hashing the
+    image again. Shown with digests that are not the files' own, which only the list can have given."""
+    images = sorted((coco_root / SPLIT).iterdir())
+    listed = {f"{SPLIT}/{p.name}": f"{k:032x}" for k, p in enumerate(images)}
+    list_contents(coco_root, listed)
+    out = tmp_path / "masks"
+    run(coco_root, out)
+    rows = manifest_rows(out)
+    assert {item: image_hash for item, (image_hash, _) in rows.items()} == {item: listed[item] for item in rows}
+
+    # an image changed after the list was written (its mtime is later) is hashed afresh; so is one the
+    # list leaves out
+    touched = coco_root / SPLIT / "001.jpg"
+    os.utime(touched, ns=(time.time_ns() + 10**9,) * 2)
+    del listed[f"{SPLIT}/002.jpg"]
+    list_contents(coco_root, listed)
+    os.utime(coco_root / "contents.tsv", ns=(time.time_ns(),) * 2)
+    run(coco_root, tmp_path / "again")
+    again = manifest_rows(tmp_path / "again")
+    assert again[f"{SPLIT}/001.jpg"][0] == sha256_128(touched)
+    assert again[f"{SPLIT}/002.jpg"][0] == sha256_128(coco_root / SPLIT / "002.jpg")
+    assert {item: row for item, row in again.items() if item not in (f"{SPLIT}/001.jpg", f"{SPLIT}/002.jpg")} \
+        == {item: row for item, row in rows.items() if item not in (f"{SPLIT}/001.jpg", f"{SPLIT}/002.jpg")}
+
+
+def test_a_contents_tsv_of_another_format_is_not_used(coco_root: Path, tmp_path: Path) -> None:
+    (coco_root / "contents.tsv").write_text("path\tmd5\n" + "".join(
+        f"{SPLIT}/{p.name}\t{0:032x}\n" for p in (coco_root / SPLIT).iterdir()))
+    out = tmp_path / "masks"
+    run(coco_root, out)
+    for item, (image_hash, _) in manifest_rows(out).items():
+        assert image_hash == sha256_128(coco_root / item)
 
 
 def test_previews(coco_root: Path, tmp_path: Path) -> None:
@@ -423,10 +467,10 @@ def test_interrupted_run_keeps_previous_output(coco_root: Path, tmp_path: Path,
     before = files_of(out)
     real = build_module.process_image
 
-    def failing(settings, image, anns):  # runs in the worker process, forked with this patch
+    def failing(settings, image, *rest):  # runs in the worker process, forked with this patch
         if image["id"] > 4:
             raise RuntimeError("killed")
-        return real(settings, image, anns)
+        return real(settings, image, *rest)
 
     monkeypatch.setattr(build_module, "process_image", failing)
     with pytest.raises(RuntimeError, match="killed"):

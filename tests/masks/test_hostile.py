@@ -5,6 +5,7 @@ previous outputs intact and no temporary folder left."""
 from __future__ import annotations
 
 import faulthandler
+import hashlib
 import json
 import os
 import signal
@@ -29,7 +30,7 @@ from cocoseg.core.params import MasksConfig
 from cocoseg.masks.build import build_masks
 from cocoseg.masks.coco import CocoFormatError
 from cocoseg.masks.decode import decode_region
-from cocoseg.masks.image_file import ImageRejected, check_image
+from cocoseg.masks.image_file import ImageRejected, Listed, check_image
 from cocoseg.masks.workers import WorkerDied
 
 H, W = 427, 640  # the size of the image in the report
@@ -90,11 +91,11 @@ def test_coordinates_beyond_double_precision_are_reported() -> None:
 def _kill_on(image_id: int, sig: int) -> Callable:
     real = build_module.process_image
 
-    def process(settings, image, anns):  # patched before the fork, so it runs in the worker
+    def process(settings, image, *rest):  # patched before the fork, so it runs in the worker
         if image["id"] == image_id:
             faulthandler.disable()  # pytest's fault handler would print a stack dump for the SIGSEGV
             os.kill(os.getpid(), sig)
-        return real(settings, image, anns)
+        return real(settings, image, *rest)
 
     return process
 
@@ -126,10 +127,10 @@ def test_killed_worker_gives_the_stage_one_line(make_coco: Callable[..., Path], 
         "import os, runpy, sys\n"
         "import cocoseg.masks.build as b\n"
         "real = b.process_image\n"
-        "def process(s, image, anns):\n"
+        "def process(s, image, *rest):\n"
         "    if image['id'] == 17:\n"
         "        os.kill(os.getpid(), 9)\n"
-        "    return real(s, image, anns)\n"
+        "    return real(s, image, *rest)\n"
         "b.process_image = process\n"
         f"sys.argv = ['masks.py', '--params', {str(params)!r}, '--coco', {str(root)!r}, '--out', 'm']\n"
         f"runpy.run_path({str(REPO / 'stages' / 'masks.py')!r}, run_name='__main__')\n")
@@ -249,6 +250,38 @@ def test_file_too_big_for_any_image_in_the_budget_is_not_read(tmp_path: Path) ->
     (tmp_path / "huge.jpg").write_bytes(jpeg_bytes(8, 8) + bytes(9 << 20))
     with pytest.raises(ImageRejected, match=r"the file is larger than any image of 1.0 megapixels"):
         check_image(tmp_path / "huge.jpg", 1_000_000)
+
+
+
+@pytest.mark.parametrize("listed", [False, True], ids=["hashed", "listed"])
+def test_large_files_are_checked_alike_whether_or_not_contents_tsv_lists_their_digest(tmp_path: Path,
+                                                                                      listed: bool) -> None:
+    """With a listed digest only the file's head and last bytes are read; files bigger than that head
+    must still be accepted or refused exactly as when the whole file is read to hash it."""
+    noise = np.random.default_rng(2).integers(0, 256, (400, 500, 3), np.uint8)
+    baseline = cv2.imencode(".jpg", noise, [cv2.IMWRITE_JPEG_QUALITY, 95])[1].tobytes()
+    progressive = cv2.imencode(".jpg", noise, [cv2.IMWRITE_JPEG_PROGRESSIVE, 1])[1].tobytes()
+    assert min(len(baseline), len(progressive)) > 2 * 65536  # beyond the head that is walked first
+    cases = {
+        "whole": baseline,
+        "bytes after the end marker": baseline + b"\x00trailing",
+        "progressive": progressive,
+        "cut in the image data": baseline[:-5000],
+        "cut between two scans": progressive[:progressive.rindex(b"\xff\xda")],
+    }
+    refused = {"cut in the image data": "ends inside the JPEG image data",
+               "cut between two scans": "ends before the JPEG end-of-image marker"}
+    path = tmp_path / "x.jpg"
+    for name, data in cases.items():
+        path.write_bytes(data)
+        given = Listed("ab" * 16, time.time_ns() + 10**9) if listed else None
+        if name in refused:
+            with pytest.raises(ImageRejected, match=refused[name]):
+                check_image(path, MasksConfig().max_pixels, given)
+            continue
+        checked = check_image(path, MasksConfig().max_pixels, given)
+        assert (checked.height, checked.width) == (400, 500), name
+        assert checked.digest == ("ab" * 16 if listed else hashlib.sha256(data).hexdigest()[:32]), name
 
 
 def test_image_files_the_training_reader_could_not_use_are_skipped(make_coco: Callable[..., Path],

@@ -10,9 +10,10 @@ import zipfile
 from pathlib import Path, PurePosixPath
 from typing import BinaryIO
 
+from cocoseg.core.contents import DIGEST_CHARS, format_contents
 from cocoseg.core.errors import UserError
 from cocoseg.core.files import atomic_dir, write_json, write_text
-from cocoseg.core.layout import COCO_CONTENTS, COCO_CONTENTS_HEADER, MANIFEST, annotation_member, archive_names
+from cocoseg.core.layout import COCO_CONTENTS, MANIFEST, annotation_member, archive_names
 
 log = logging.getLogger(__name__)
 
@@ -143,8 +144,7 @@ def extract_coco(raw_dir: Path, out_dir: Path, splits: tuple[str, ...]) -> dict[
             counts[name] = _copy_folder(raw_dir, name, tmp, digests)
             log.info("extract: copied %s/ -> %d files", name, counts[name])
         verify_extracted(tmp, splits, shown_root=out_dir)
-        write_text(tmp / COCO_CONTENTS, COCO_CONTENTS_HEADER
-                   + "".join(f"{path}\t{digests[path]}\n" for path in sorted(digests)))
+        write_text(tmp / COCO_CONTENTS, format_contents(digests))  # last: newer than every file it lists
     return counts
 
 
@@ -163,12 +163,12 @@ def _copy_folder(raw_dir: Path, name: str, target: Path, digests: dict[str, str]
 
 
 def _copy_hashed(src: BinaryIO, out: BinaryIO) -> str:
-    """Copy ``src`` to ``out`` in 1 MiB blocks; return the first 128 bits of the bytes' SHA-256, in hex."""
+    """Copy ``src`` to ``out`` in 1 MiB blocks; return the bytes' digest (see ``cocoseg.core.contents``)."""
     digest = hashlib.sha256()
     while block := src.read(1 << 20):
         digest.update(block)
         out.write(block)
-    return digest.hexdigest()[:32]
+    return digest.hexdigest()[:DIGEST_CHARS]  # as digest_bytes() gives for the whole file
 
 
 def write_manifest(raw_dir: Path, source: str, archives: list[str], folders: list[str]) -> None:

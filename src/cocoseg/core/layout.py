@@ -87,7 +87,7 @@ REPORT_FILE = "report.json"
 COCO_CONTENTS = "contents.tsv"  # extract -> masks: every file of data/coco and its digest
 COCO_CONTENTS_HEADER = "path\tsha256_128\n"
 MASKS_MANIFEST = "manifest.tsv"
-MASKS_MANIFEST_HEADER = "item\timage_blake2b_128\tsemantic_blake2b_128\n"
+MASKS_MANIFEST_HEADER = "item\timage_sha256_128\tsemantic_sha256_128\n"  # digests: cocoseg.core.contents
 INSTANCE_TABLE = "instances.jsonl"
 
 

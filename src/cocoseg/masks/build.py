@@ -7,15 +7,15 @@ and never hold a copy of it (with fork, a worker's garbage collector would other
 copy, every page of the parent's annotations). Everything is written into a temporary folder that
 replaces the output folder only at the end, so an interrupted run leaves the previous masks untouched.
 
-manifest.tsv names the content of every training pair: per written image, a hash of the image file's
-bytes (read whole while it is checked) and of its semantic mask's PNG bytes (hashed before they are
-written). Sorted, with no paths or times, so the same inputs give the same bytes.
+manifest.tsv names the content of every training pair: per written image, a digest of the image file's
+bytes (as data/coco/contents.tsv lists it, or hashed while the image is checked, see image_file.py)
+and of its semantic mask's PNG bytes (hashed before they are written). Sorted, with no paths or
+times, so the same inputs give the same bytes.
 """
 
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -26,11 +26,13 @@ from numpy.random import default_rng
 from tqdm import tqdm
 
 from cocoseg.masks.coco import CocoFormatError, CocoIndex, load_coco
-from cocoseg.core.params import MasksConfig
+from cocoseg.core.contents import Contents, read_contents
 from cocoseg.core.files import atomic_dir, write_json, write_text
+from cocoseg.core.params import MasksConfig
 from cocoseg.core.layout import (INSTANCE, INSTANCE_TABLE, LABELS_FILE, MASKS_MANIFEST, MASKS_MANIFEST_HEADER,
                                  REPORT_FILE, SEMANTIC, SPLIT_FILE, annotation_file, make_item, mask_name)
 from cocoseg.core.machine import usable_cores
+from cocoseg.masks.image_file import Listed
 from cocoseg.masks.image_job import ImageResult, MaskSettings, process_image
 from cocoseg.masks.labels import LabelMap, build_label_map
 from cocoseg.masks.paint import check_overlap
@@ -39,7 +41,8 @@ from cocoseg.masks.workers import WorkerPool
 
 log = logging.getLogger(__name__)
 
-Task = tuple[MaskSettings, dict[str, Any], list[dict[str, Any]]]  # one image and its annotations
+Task = tuple[MaskSettings, dict[str, Any], list[dict[str, Any]], Listed | None]  # an image, its annotations
+                                                                                # and its listed digest
 RunImages = Callable[[list[Task]], Iterator[ImageResult]]
 
 
@@ -56,6 +59,7 @@ def _build(coco_root: Path, out_root: Path, splits: tuple[str, ...], cfg: MasksC
     indexes = {split: load_coco(annotation_file(coco_root, split)) for split in splits}
     check_splits(indexes)
     labels = build_label_map(indexes[splits[0]].categories, cfg.categories, cfg.priority)
+    contents = read_contents(coco_root)  # the image digests extract took; without them, workers hash
 
     report = _Report()
     written: list[str] = []  # "<split>/<file_name>" of every image that got masks
@@ -71,7 +75,8 @@ def _build(coco_root: Path, out_root: Path, splits: tuple[str, ...], cfg: MasksC
             settings.instance_dir.mkdir(parents=True)
             report.add_orphans(split, index)
             by_image = index.annotations_by_image
-            tasks = [(settings, image, by_image.get(image["id"], [])) for image in index.images]
+            tasks = [(settings, image, by_image.get(image["id"], []), _listed(contents, split, image))
+                     for image in index.images]
             progress = tqdm(run_images(tasks), total=len(tasks), desc=f"masks {split}", unit="img",
                             mininterval=1.0)
             with open(settings.instance_dir / INSTANCE_TABLE, "w") as tables:
@@ -80,7 +85,7 @@ def _build(coco_root: Path, out_root: Path, splits: tuple[str, ...], cfg: MasksC
                     if result.written:
                         written.append(make_item(split, result.file_name))
                         manifest.append(f"{written[-1]}\t{result.image_digest}\t{result.semantic_digest}\n")
-                        tables.write(_table_line(result))
+                        tables.write(result.table_line)
         if not written:
             # a user error (wrong category selection, images not extracted), not a bug: no traceback
             raise CocoFormatError(f"{coco_root}: no image produced a mask; see the skipped images: "
@@ -109,13 +114,6 @@ def check_splits(indexes: dict[str, CocoIndex]) -> None:
                     f"{index.path}: images {other['file_name']!r} (id {other['id']}) and {image['file_name']!r} "
                     f"(id {image['id']}) would both have masks named {mask_name(image['file_name'])!r}; "
                     f"masks are named by the image's stem, so give one of them another name")
-
-
-def _table_line(result: ImageResult) -> str:
-    """One line of instances.jsonl: an image's instance index -> annotation id and category."""
-    stem = Path(result.file_name).stem  # the instance map is <stem>.png beside this table
-    return json.dumps({"image": stem, "image_id": result.image_id, "instances": result.instances},
-                      separators=(",", ":")) + "\n"
 
 
 def split_images(written: list[str], val_fraction: float, seed: int,
@@ -162,8 +160,13 @@ def _image_runner(workers: int) -> Iterator[RunImages]:
     pool.close()
 
 
+def _listed(contents: Contents | None, split: str, image: dict[str, Any]) -> Listed | None:
+    digest = contents and contents.digests.get(make_item(split, image["file_name"]))
+    return Listed(digest, contents.listed_ns) if digest else None
+
+
 def _describe(task: Task) -> str:
-    settings, image, _ = task
+    settings, image, *_ = task
     return f"{settings.split}/{image['file_name']} (image id {image['id']})"
 
 

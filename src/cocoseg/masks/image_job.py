@@ -2,16 +2,17 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
-import hashlib
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from cocoseg.core.contents import digest_bytes
 from cocoseg.core.layout import mask_name
 from cocoseg.masks.decode import MalformedAnnotation, Region, decode_regions
-from cocoseg.masks.image_file import ImageOverBudget, check_image
+from cocoseg.masks.image_file import ImageOverBudget, Listed, check_image
 from cocoseg.masks.labels import LabelMap
 from cocoseg.masks.paint import PaintObject, paint_masks
 from cocoseg.masks.png import encode_label_png
@@ -44,22 +45,24 @@ class ImageResult:
     notices: list[str] = field(default_factory=list)
     skipped_annotations: list[tuple[int, str]] = field(default_factory=list)  # (annotation id, reason)
     painted: int = 0
-    instances: list[dict] = field(default_factory=list)  # the instance table of a written image
+    table_line: str = ""  # a written image's line of instances.jsonl: instance -> annotation and class
     crowd: int = 0
     unselected: int = 0
     not_processed: int = 0  # annotations of an image that was skipped before decoding
-    image_digest: str = ""  # blake2b-128 of the image file's bytes (hex)
-    semantic_digest: str = ""  # blake2b-128 of the semantic mask's PNG bytes as written (hex)
+    image_digest: str = ""  # of the image file's bytes (cocoseg.core.contents.digest_bytes)
+    semantic_digest: str = ""  # of the semantic mask's PNG bytes as written
 
 
-def process_image(settings: MaskSettings, image: dict[str, Any], anns: list[dict[str, Any]]) -> ImageResult:
+def process_image(settings: MaskSettings, image: dict[str, Any], anns: list[dict[str, Any]],
+                  listed: Listed | None = None) -> ImageResult:
+    """The masks of one image; ``listed``: the image's digest in data/coco/contents.tsv, if any."""
     result = ImageResult(image["id"], image["file_name"], not_processed=len(anns))
     path = settings.image_dir / image["file_name"]
     if not path.is_file():
         result.reason = "image file missing"
         return result
     try:
-        height, width, result.image_digest = check_image(path, settings.max_pixels)
+        height, width, result.image_digest = check_image(path, settings.max_pixels, listed)
     except ImageOverBudget as err:
         result.reason = f"image too large ({err})"
         return result
@@ -90,8 +93,10 @@ def process_image(settings: MaskSettings, image: dict[str, Any], anns: list[dict
     semantic_png = encode_label_png(semantic)
     (settings.semantic_dir / name).write_bytes(semantic_png)
     (settings.instance_dir / name).write_bytes(encode_label_png(instance))
-    result.semantic_digest = hashlib.blake2b(semantic_png, digest_size=16).hexdigest()
-    result.instances = table  # the parent streams every table into one instances.jsonl per split
+    result.semantic_digest = digest_bytes(semantic_png)
+    # the parent streams these lines into one instances.jsonl per split; the instance map is <stem>.png
+    result.table_line = json.dumps({"image": Path(image["file_name"]).stem, "image_id": image["id"],
+                                    "instances": table}, separators=(",", ":")) + "\n"
     result.written = True
     result.painted = len(objects)
     return result

