@@ -30,7 +30,7 @@ what creating a file costs before and after the runs; on such a disk, give it a 
 (the kernel counts an inode as recent for 60 s, or 5 min while its block is unwritten).
 
     .venv/bin/python benchmarks/bench_masks.py [--coco-root DIR] [--repeat 5] [--scale 10] [--work-dir DIR]
-                                               [--no-contents]
+                                               [--no-contents] [--before OTHER_CHECKOUT/src]
 """
 
 from __future__ import annotations
@@ -52,6 +52,7 @@ REPO = Path(__file__).resolve().parents[1]
 SPLIT = "val2017"
 VARIANTS = {"baseline": "baseline (pycocotools loop)", "stage1": "stage workers=1",
             "stage0": "stage workers=0"}
+BEFORE = {"before1": "--before stage workers=1", "before0": "--before stage workers=0"}  # with --before
 
 
 def run_baseline(coco_root: Path, out_dir: Path) -> None:
@@ -89,8 +90,8 @@ def measure(variant: str, coco_root: Path, out: Path) -> dict:
     start, cpu_start = time.perf_counter(), _cpu_seconds()
     if variant == "baseline":
         run_baseline(coco_root, out)
-    else:
-        run_stage(coco_root, out, workers=int(variant.removeprefix("stage")))
+    else:  # the stage, from this tree or (--before) from the one on PYTHONPATH
+        run_stage(coco_root, out, workers=int(variant[-1]))
     seconds, cpu = time.perf_counter() - start, _cpu_seconds() - cpu_start
     kib = 1 / 1024  # ru_maxrss is in KiB on Linux
     return {"seconds": seconds, "cpu": cpu, "main": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * kib,
@@ -103,11 +104,13 @@ def _cpu_seconds() -> float:
     return sum(u.ru_utime + u.ru_stime for u in usage)
 
 
-def spawn(variant: str, coco_root: Path, out: Path) -> dict:
-    """Run ``measure`` in a fresh process while summing the RSS of its process tree from out here."""
+def spawn(variant: str, coco_root: Path, out: Path, before: Path | None = None) -> dict:
+    """Run ``measure`` in a fresh process while summing the RSS of its process tree from out here;
+    a ``before`` variant imports cocoseg from the source folder ``before``."""
     cmd = [sys.executable, __file__, "--coco-root", str(coco_root), "--out", str(out), "--child", variant]
+    env = dict(os.environ, PYTHONPATH=str(before)) if variant in BEFORE else None
     with tempfile.TemporaryFile("w+") as log:  # the stage's progress bar goes to stderr
-        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=log, text=True)
+        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=log, text=True, env=env)
         root, tree, peak, polls = psutil.Process(proc.pid), [], 0, 0
         while proc.poll() is None:
             if polls % 25 == 0:  # listing children scans /proc (~1 ms): refresh it every 0.25 s only
@@ -180,7 +183,10 @@ def main() -> None:
     parser.add_argument("--no-contents", action="store_true",
                         help="no contents.tsv beside the images: the stage hashes every image itself")
     parser.add_argument("--out", type=Path, help=argparse.SUPPRESS)  # internal: one measured run's output
-    parser.add_argument("--child", choices=VARIANTS, help=argparse.SUPPRESS)  # internal: one measured run
+    parser.add_argument("--before", type=Path, metavar="SRC",
+                        help="also time the stage as the cocoseg package in this source folder has it (another "
+                             "checkout's src/), interleaved with the rest: before/after in one run")
+    parser.add_argument("--child", choices=[*VARIANTS, *BEFORE], help=argparse.SUPPRESS)  # internal: one run
     args = parser.parse_args()
     if args.repeat < 1 or args.scale < 2:
         parser.error("--repeat must be >= 1 and --scale >= 2")
@@ -206,29 +212,30 @@ def main() -> None:
             build_scaled(args.coco_root, Path(tmp) / f"{scale}x", scale, contents=not args.no_contents)
             sets[f"{scale}x"] = (Path(tmp) / f"{scale}x", n_images * scale)
         creation = [file_creation_ms(Path(tmp) / "probe-before")]
-        runs: dict[tuple[str, str], list[dict]] = {(s, v): [] for s in sets for v in VARIANTS}
+        variants = {**VARIANTS, **(BEFORE if args.before else {})}
+        runs: dict[tuple[str, str], list[dict]] = {(s, v): [] for s in sets for v in variants}
         for i in range(args.repeat):
             for set_name, (root, _n) in sets.items():
-                for variant in VARIANTS:
+                for variant in variants:
                     out = Path(tmp) / "runs" / f"{set_name}-{variant}-{i}"
-                    runs[set_name, variant].append(spawn(variant, root, out))
+                    runs[set_name, variant].append(spawn(variant, root, out, args.before))
         creation.append(file_creation_ms(Path(tmp) / "probe-after"))
 
-    report(runs, sets, cores, load_before, creation)
+    report(runs, sets, variants, cores, load_before, creation)
 
 
-def report(runs: dict[tuple[str, str], list[dict]], sets: dict[str, tuple[Path, int]], cores: int,
-           load_before: float, creation: list[float]) -> None:
-    print(f"\n{'set':>4} {'images':>6}  {'variant':<28} {'img/s':>6} {'vs base':>7} {'cpu ms/img':>10}"
+def report(runs: dict[tuple[str, str], list[dict]], sets: dict[str, tuple[Path, int]], variants: dict[str, str],
+           cores: int, load_before: float, creation: list[float]) -> None:
+    print(f"\n{'set':>4} {'images':>6}  {'variant':<36} {'img/s':>6} {'vs base':>7} {'cpu ms/img':>10}"
           f"  {'runs (s)':<30}  peak MiB: {'main':>4} {'child':>5} {'tree':>5}")
     speed = {key: sets[key[0]][1] / min(r["seconds"] for r in results)  # noise only adds time: take the best
              for key, results in runs.items()}
     for (set_name, variant), results in runs.items():
         worst = {key: max(r[key] for r in results) for key in ("main", "child", "tree")}
-        label = VARIANTS[variant] + (f" ({cores} procs)" if variant == "stage0" else "")
+        label = variants[variant] + (f" ({cores} procs)" if variant.endswith("0") else "")
         times = " ".join(f"{r['seconds']:.2f}" for r in results)
         cpu_ms = 1000 * min(r["cpu"] for r in results) / sets[set_name][1]
-        print(f"{set_name:>4} {sets[set_name][1]:>6}  {label:<28} {speed[set_name, variant]:>6.1f} "
+        print(f"{set_name:>4} {sets[set_name][1]:>6}  {label:<36} {speed[set_name, variant]:>6.1f} "
               f"{speed[set_name, variant] / speed[set_name, 'baseline']:>6.2f}x {cpu_ms:>10.1f}  {times:<30}"
               f"  {'':>9} {worst['main']:>4.0f} {worst['child']:>5.0f} {worst['tree']:>5.0f}")
     print(f"\nload average (1 min) before the runs: {load_before:.2f} (about 0 on an idle machine; "
@@ -238,16 +245,18 @@ def report(runs: dict[tuple[str, str], list[dict]], sets: dict[str, tuple[Path, 
           f"(about 0.02 on a quiet disk; the stage writes 2 files per image, the baseline 1)")
     print("speed, ratios of images/s (best runs):")
     for set_name in sets:
-        s = {v: speed[set_name, v] for v in VARIANTS}
-        print(f"  {set_name:>4}: stage/baseline {s['stage0'] / s['baseline']:.2f}x on {cores} cores"
-              f" = per image {s['stage1'] / s['baseline']:.2f}x (workers=1 vs baseline)"
-              f" x parallel {s['stage0'] / s['stage1']:.2f}x (workers=0 vs workers=1)")
+        s = {v: speed[set_name, v] for v in variants}
+        for stage in ("stage", "before") if "before0" in s else ("stage",):
+            print(f"  {set_name:>4}: {'--before ' if stage == 'before' else ''}stage/baseline "
+                  f"{s[stage + '0'] / s['baseline']:.2f}x on {cores} cores"
+                  f" = per image {s[stage + '1'] / s['baseline']:.2f}x (workers=1 vs baseline)"
+                  f" x parallel {s[stage + '0'] / s[stage + '1']:.2f}x (workers=0 vs workers=1)")
     (small, n_small), (large, n_large) = ((name, n) for name, (_root, n) in sets.items())
     print(f"peak memory in MiB, {n_small} -> {n_large} images (worst run):")
-    for variant in VARIANTS:
+    for variant in variants:
         peaks = {key: [max(r[key] for r in runs[name, variant]) for name in (small, large)]
                  for key in ("main", "tree")}
-        print(f"  {VARIANTS[variant]:<28}" + "".join(f"  {key} {a:4.0f} -> {b:4.0f} ({b - a:+3.0f})"
+        print(f"  {variants[variant]:<36}" + "".join(f"  {key} {a:4.0f} -> {b:4.0f} ({b - a:+3.0f})"
                                                      for key, (a, b) in peaks.items()))
     print("  cpu ms/img: user + system CPU of the process and its workers, per image (least of the runs);\n"
           "  main: ru_maxrss of the timed process; child: largest ru_maxrss among its workers;\n"
