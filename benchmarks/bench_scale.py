@@ -33,7 +33,6 @@ Run it on a quiet machine (the load average is printed); each N needs about 0.2 
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import os
 import shutil
@@ -82,11 +81,12 @@ def build_set(source: Path, n: int, coco: Path) -> None:
 
 def write_contents(coco: Path) -> None:
     """data/coco/contents.tsv as extract writes it (what the masks stage depends on)."""
-    from cocoseg.core.layout import COCO_CONTENTS, COCO_CONTENTS_HEADER
+    from cocoseg.core.contents import digest_bytes, format_contents
+    from cocoseg.core.layout import COCO_CONTENTS
 
     files = sorted(p.relative_to(coco).as_posix() for p in coco.rglob("*") if p.is_file())
-    (coco / COCO_CONTENTS).write_text(COCO_CONTENTS_HEADER + "".join(
-        f"{name}\t{hashlib.sha256((coco / name).read_bytes()).hexdigest()[:32]}\n" for name in files))
+    (coco / COCO_CONTENTS).write_text(format_contents({name: digest_bytes((coco / name).read_bytes())
+                                                       for name in files}))
 
 
 def sh(cwd: Path, *args: str, expect: str = "") -> float:

@@ -25,13 +25,13 @@ from typing import Any
 from numpy.random import default_rng
 from tqdm import tqdm
 
-from cocoseg.masks.coco import CocoFormatError, CocoIndex, load_coco
 from cocoseg.core.contents import Contents, read_contents
 from cocoseg.core.files import atomic_dir, write_json, write_text
-from cocoseg.core.params import MasksConfig
 from cocoseg.core.layout import (INSTANCE, INSTANCE_TABLE, LABELS_FILE, MASKS_MANIFEST, MASKS_MANIFEST_HEADER,
                                  REPORT_FILE, SEMANTIC, SPLIT_FILE, annotation_file, make_item, mask_name)
 from cocoseg.core.machine import usable_cores
+from cocoseg.core.params import MasksConfig
+from cocoseg.masks.coco import CocoFormatError, CocoIndex, load_coco
 from cocoseg.masks.image_file import Listed
 from cocoseg.masks.image_job import ImageResult, MaskSettings, process_image
 from cocoseg.masks.labels import LabelMap, build_label_map
