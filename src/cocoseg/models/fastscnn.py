@@ -4,7 +4,10 @@ branch and a 1/32 global feature extractor (inverted residuals + pyramid pooling
 feature fusion module adds before a light classifier; about 1.1M parameters for 19 classes.
 
 Every resize goes to an explicit target size (never a scale factor), so any input height and width
-works, odd sizes included, and the logits always come back at the input's exact H x W.
+works, odd sizes included, and the logits always come back at the input's exact H x W. Resizing and
+pooling are PyTorch's bilinear interpolation and adaptive average pooling with a backward pass made
+of matrix products (``cocoseg.models.resize``): deterministic on CUDA, where PyTorch's own backward
+kernels are not, and without their atomic adds on the 81 class maps of the last layer.
 """
 
 from __future__ import annotations
@@ -12,6 +15,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from cocoseg.models.resize import adaptive_avg_pool, resize_bilinear
 
 # Widths and block layout from the paper's Table 1: (channels, blocks, stride of the first block).
 _BOTTLENECK_STAGES: tuple[tuple[int, int, int], ...] = ((64, 3, 2), (96, 3, 2), (128, 3, 1))
@@ -84,8 +89,8 @@ class PyramidPooling(nn.Module):
             # A tiny input (33x33 gives a 2x2 map here) is smaller than the 3 and 6 bins; adaptive pooling
             # would then just repeat pixels, so cap the grid at the map size: finer than a pixel adds nothing.
             grid = (min(bin_size, height), min(bin_size, width))
-            y = branch(F.adaptive_avg_pool2d(x, grid))
-            pooled.append(F.interpolate(y, size=(height, width), mode="bilinear", align_corners=False))
+            y = branch(adaptive_avg_pool(x, grid))
+            pooled.append(resize_bilinear(y, (height, width)))
         return self.fuse(torch.cat(pooled, dim=1))  # (N, 2C, h, w) -> (N, out, h, w)
 
 
@@ -104,7 +109,7 @@ class FeatureFusion(nn.Module):
 
     def forward(self, high: torch.Tensor, low: torch.Tensor) -> torch.Tensor:
         # Resize to the high-res tensor's exact size: for odd inputs 1/32 x 4 != 1/8 exactly.
-        low = F.interpolate(low, size=high.shape[-2:], mode="bilinear", align_corners=False)
+        low = resize_bilinear(low, high.shape[-2:])
         low = self.low_proj(self.low_dw(low))
         return F.relu(self.high_proj(high) + low)
 
@@ -163,4 +168,4 @@ class FastSCNN(nn.Module):
         low = self.global_features(high)  # (N, 128, ~H/32, ~W/32)
         fused = self.fusion(high, low)  # (N, 128, ~H/8, ~W/8)
         logits = self.classifier(fused)  # (N, num_classes, ~H/8, ~W/8)
-        return F.interpolate(logits, size=size, mode="bilinear", align_corners=False)  # (N, K, H, W)
+        return resize_bilinear(logits, size)  # (N, K, H, W)
