@@ -13,9 +13,9 @@ the input with atomic adds:
   atomic adds pile onto few input cells (each gets the gradient of 64 outputs) and accumulate in bf16;
   the products read the gradient once, accumulate in float32 (cuBLAS) and round twice, once each.
 
-The weights are those PyTorch uses (``align_corners=False``; the bins of adaptive pooling), built
-on the gradient's device for each call: a few small kernels, and nothing cached that ``torch.compile``
-would have to trace around. Channels-last gradients stay channels-last.
+The weights are those PyTorch uses (``align_corners=False``; the bins of adaptive pooling), made once
+per size, dtype and device (backward passes only run in training, at a fixed size) and built afresh
+inside ``torch.compile``'s tracing. Channels-last gradients stay channels-last.
 """
 
 from __future__ import annotations
@@ -58,6 +58,16 @@ def pool_weights(n_in: int, n_out: int, dtype: torch.dtype = torch.float64,
 
 
 _WEIGHTS = {"bilinear": bilinear_weights, "pool": pool_weights}
+_MADE: dict[tuple, torch.Tensor] = {}
+
+
+def _weights(kind: str, n_in: int, n_out: int, like: torch.Tensor) -> torch.Tensor:
+    if torch.compiler.is_compiling():  # traced into the graph, not taken from outside it
+        return _WEIGHTS[kind](n_in, n_out, like.dtype, like.device)
+    key = (kind, n_in, n_out, like.dtype, like.device)
+    if key not in _MADE:
+        _MADE[key] = _WEIGHTS[kind](n_in, n_out, like.dtype, like.device)
+    return _MADE[key]
 
 
 class _SeparableLinear(torch.autograd.Function):
@@ -72,9 +82,8 @@ class _SeparableLinear(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad: torch.Tensor) -> tuple[torch.Tensor, None, None]:  # type: ignore[override]
         (h, w), (out_h, out_w) = ctx.in_size, grad.shape[-2:]
-        weights = _WEIGHTS[ctx.kind]
-        a = weights(h, out_h, grad.dtype, grad.device)  # (out_h, h)
-        b = weights(w, out_w, grad.dtype, grad.device)  # (out_w, w)
+        a = _weights(ctx.kind, h, out_h, grad)  # (out_h, h)
+        b = _weights(ctx.kind, w, out_w, grad)  # (out_w, w)
         n, k = grad.shape[:2]
         if ctx.channels_last:  # the input's gradient in the input's layout
             g = grad.permute(0, 2, 3, 1).contiguous()  # (n, out_h, out_w, k): a view if grad is channels-last
