@@ -8,10 +8,11 @@ the input with atomic adds:
 
 - those kernels have no deterministic version (``torch.use_deterministic_algorithms`` lists bilinear
   ``interpolate`` and ``AdaptiveAvgPool2d`` among the CUDA backward passes it refuses), while matrix
-  products run in a fixed order, so a network built from these trains reproducibly on a GPU too;
+  products run in a fixed order, so these two are no obstacle to reproducible training on a GPU;
 - for Fast-SCNN's last layer, 81 class maps upsampled 8x (340 M values for 16 images of 512 px), the
-  atomic adds pile onto few input cells (each gets the gradient of 64 outputs) and accumulate in bf16;
-  the products read the gradient once, accumulate in float32 (cuBLAS) and round twice, once each.
+  atomic adds pile onto few input cells (about 256 adds each: 64 outputs per cell, 4 cells per output)
+  and accumulate in bf16; the products read the gradient once, accumulate in float32 (cuBLAS) and
+  round twice, once each.
 
 The weights are those PyTorch uses (``align_corners=False``; the bins of adaptive pooling), made once
 per size, dtype and device (backward passes only run in training, at a fixed size) and built afresh
