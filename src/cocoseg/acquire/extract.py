@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import shutil
 import zipfile
 from pathlib import Path, PurePosixPath
-from typing import BinaryIO
 
-from cocoseg.core.contents import DIGEST_CHARS, format_contents
+from cocoseg.core.contents import copy_with_digest, format_contents
 from cocoseg.core.errors import UserError
 from cocoseg.core.files import atomic_dir, write_json, write_text
 from cocoseg.core.layout import COCO_CONTENTS, MANIFEST, annotation_member, archive_names
@@ -42,7 +40,7 @@ _SUPPORTED = {zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED, zipfile.ZIP_BZIP2, zipfi
 def extract_archive(archive: Path, target: Path, digests: dict[str, str] | None = None) -> int:
     """Extract every member of a zip archive into ``target``; return the number of files written.
 
-    ``digests`` receives each written file's digest (``_copy_hashed``), by member name.
+    ``digests`` receives each written file's digest (``cocoseg.core.contents``), by member name.
 
     Every member is checked before the first byte is written: its path, its compression, that it is
     not encrypted, that no name is both a file and a folder, and that the declared sizes fit the free
@@ -68,7 +66,7 @@ def extract_archive(archive: Path, target: Path, digests: dict[str, str] | None 
             dest.parent.mkdir(parents=True, exist_ok=True)
             try:
                 with zf.open(info) as src, open(dest, "wb") as out:
-                    digests[info.filename] = _copy_hashed(src, out)
+                    digests[info.filename] = copy_with_digest(src, out)
             except (zipfile.BadZipFile, OSError, EOFError, ValueError, RuntimeError,
                     NotImplementedError) as err:
                 raise ExtractError(f"{archive}: member {info.filename!r} is corrupt ({err})") from None
@@ -158,17 +156,8 @@ def _copy_folder(raw_dir: Path, name: str, target: Path, digests: dict[str, str]
         dest = target / relative
         dest.parent.mkdir(parents=True, exist_ok=True)
         with open(path, "rb") as src, open(dest, "wb") as out:
-            digests[relative] = _copy_hashed(src, out)
+            digests[relative] = copy_with_digest(src, out)
     return len(files)
-
-
-def _copy_hashed(src: BinaryIO, out: BinaryIO) -> str:
-    """Copy ``src`` to ``out`` in 1 MiB blocks; return the bytes' digest (see ``cocoseg.core.contents``)."""
-    digest = hashlib.sha256()
-    while block := src.read(1 << 20):
-        digest.update(block)
-        out.write(block)
-    return digest.hexdigest()[:DIGEST_CHARS]  # as digest_bytes() gives for the whole file
 
 
 def write_manifest(raw_dir: Path, source: str, archives: list[str], folders: list[str]) -> None:

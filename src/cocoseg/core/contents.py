@@ -14,7 +14,7 @@ from __future__ import annotations
 import hashlib
 import os
 from pathlib import Path
-from typing import NamedTuple
+from typing import BinaryIO, NamedTuple
 
 from cocoseg.core.layout import COCO_CONTENTS, COCO_CONTENTS_HEADER
 
@@ -24,6 +24,15 @@ DIGEST_CHARS = 32  # 128 bits in hex
 def digest_bytes(data: bytes) -> str:
     """The digest of ``data``: the first 128 bits of its SHA-256, in hex (``sha256sum | cut -c1-32``)."""
     return hashlib.sha256(data).hexdigest()[:DIGEST_CHARS]
+
+
+def copy_with_digest(src: BinaryIO, out: BinaryIO, block: int = 1 << 20) -> str:
+    """Copy ``src`` to ``out`` in blocks; return the digest of the bytes copied (as ``digest_bytes``)."""
+    digest = hashlib.sha256()
+    while data := src.read(block):
+        digest.update(data)
+        out.write(data)
+    return digest.hexdigest()[:DIGEST_CHARS]
 
 
 def format_contents(digests: dict[str, str]) -> str:

@@ -82,10 +82,10 @@ PREVIEW = "preview"
 LABELS_FILE = "labels.json"
 SPLIT_FILE = "split.json"
 REPORT_FILE = "report.json"
-# One line per written image: its item, the hash of its bytes and of its semantic mask's. Train and
-# evaluate depend on this small file instead of data/coco and data/masks/semantic (see dvc.yaml).
 COCO_CONTENTS = "contents.tsv"  # extract -> masks: every file of data/coco and its digest
 COCO_CONTENTS_HEADER = "path\tsha256_128\n"
+# One line per written image: its item, the digest of its bytes and of its semantic mask's. Train and
+# evaluate depend on this small file instead of data/coco and data/masks/semantic (see dvc.yaml).
 MASKS_MANIFEST = "manifest.tsv"
 MASKS_MANIFEST_HEADER = "item\timage_sha256_128\tsemantic_sha256_128\n"  # digests: cocoseg.core.contents
 INSTANCE_TABLE = "instances.jsonl"

@@ -8,9 +8,10 @@ logits are the largest tensor of a step (N x K x H x W: 340 M values for 16 imag
 their own softmax and Dice builds a float one-hot of the logits' size; autograd then keeps and
 revisits all of them. Here one float32 softmax is made and kept, the per-class sums come from
 gathers and ``index_add`` over the labels (no one-hot), and the backward pass reads it three times and
-writes the gradient twice, the second time in the logits' dtype. Nothing reads a value back to the host, so a CUDA step never waits for the
-GPU. segmentation-models-pytorch's DiceLoss is not used for the same reason: it one-hot encodes
-through int64 tensors (about 1 GB and seconds per batch of 8x256x256 at 81 classes on a CPU).
+writes the gradient twice, the second time in the logits' dtype. Nothing reads a value back to the
+host, so a CUDA step never waits for the GPU. segmentation-models-pytorch's DiceLoss is not used for
+the same reason: it one-hot encodes through int64 tensors (about 1 GB and seconds per batch of
+8x256x256 at 81 classes on a CPU).
 
 The arithmetic runs in float32 (float64 for float64 logits) whatever the autocast state, and every
 reduction runs in a fixed order on the CPU, so CPU training stays bit-identical for a seed.
