@@ -13,7 +13,11 @@ Images are named across stages by an *item*, the string ``"<split>/<file_name>"`
 
 from __future__ import annotations
 
-from pathlib import Path
+import re
+from collections.abc import Mapping
+from pathlib import Path, PurePosixPath
+from typing import Any
+from urllib.parse import unquote, urlsplit
 
 VOID = 255  # label of pixels that are ignored by the loss and the metrics (crowds, contested pixels)
 
@@ -59,6 +63,41 @@ def annotation_file(coco_root: Path, split: str) -> Path:
     return Path(coco_root) / annotation_member(split)
 
 
+MAX_NAME_BYTES = 255  # one path component, on every common file system
+_UNSAFE_CHARACTERS = re.compile(r"[\x00-\x1f\x7f\\]")  # control characters (tab, newline), backslash
+
+
+def relative_name_problem(name: object) -> str | None:
+    """Why ``name`` cannot be a file's path under its split's folder, or None when it can.
+
+    Subfolders are allowed (``JPEGImages/x.jpg``, as CVAT and labelme write them); an absolute path,
+    ``..`` or ``.`` parts, hidden parts, empty parts, backslashes, control characters (a tab or a newline
+    would split a row of manifest.tsv) and components longer than file systems allow are not.
+    """
+    if not isinstance(name, str) or not name:
+        return "is not a non-empty string"
+    if _UNSAFE_CHARACTERS.search(name):
+        return "holds a backslash or a control character"
+    if name.startswith("/") or (len(name) > 1 and name[1] == ":"):
+        return "is an absolute path"
+    parts = name.split("/")
+    if any(part in ("", ".", "..") or part.startswith(".") for part in parts):
+        return "has an empty, hidden, '.' or '..' part"
+    if any(len(part.encode("utf-8", "surrogatepass")) > MAX_NAME_BYTES for part in parts):
+        return f"has a part longer than {MAX_NAME_BYTES} bytes"
+    return None
+
+
+def image_file_name(image: Mapping[str, Any]) -> str | None:
+    """An image record's path relative to its split's image folder: its ``file_name``, or, where the record has
+    none (LVIS-style files name images by URL only), the last part of its ``coco_url``. None when neither
+    gives a usable relative path (``relative_name_problem``)."""
+    name = image.get("file_name")
+    if name is None and isinstance(image.get("coco_url"), str):
+        name = unquote(PurePosixPath(urlsplit(image["coco_url"]).path).name)
+    return name if relative_name_problem(name) is None else None
+
+
 def make_item(split: str, file_name: str) -> str:
     return f"{split}/{file_name}"
 
@@ -92,8 +131,9 @@ INSTANCE_TABLE = "instances.jsonl"
 
 
 def mask_name(file_name: str) -> str:
-    """The PNG name of an image's masks: its stem, so 000000139.jpg -> 000000139.png."""
-    return f"{Path(file_name).stem}.png"
+    """The PNG path of an image's masks: its path with the suffix .png, subfolders kept, so 000000139.jpg ->
+    000000139.png and JPEGImages/a.jpg -> JPEGImages/a.png."""
+    return str(PurePosixPath(file_name).with_suffix(".png"))
 
 
 def semantic_mask_path(masks_root: Path, item: str) -> Path:
