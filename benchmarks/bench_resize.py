@@ -5,9 +5,11 @@ Two parts, both side by side in one process:
   on the meta device and recording every call: the head's 8x upsampling of the class maps, the
   fusion's 4x upsampling of the global features, and the pyramid pooling's pools and upsamplings),
   timed alone: forward and backward in ms (median of ``--repeat``, the two variants alternated), and
-  the error of each variant's input gradient against a float64 reference (PyTorch's op on the same
-  values in float64): relative L2 norm and max |error| / max |reference|. On CUDA the inputs are
-  bf16 and channels-last and the ops run under bf16 autocast, as in training (``--dtype`` changes it);
+  the error of each variant's input gradient against a float64 reference (PyTorch's op in float64 on
+  the same, already rounded, inputs): relative L2 norm and max |error| / max |reference|, beside the
+  error of the exact gradient merely rounded to the dtype, the least any backward can reach. On CUDA
+  the inputs are bf16 and channels-last and the ops run under bf16 autocast, as in training
+  (``--dtype`` changes it);
 - a whole Fast-SCNN training step (``bench_train_input``'s step: ``prepare_batch``, forward, the fused
   loss, backward, fused AdamW; cuDNN autotuning as with ``train.deterministic: false``) on batches
   already on the device, with the network's resizes swapped between the two variants, img/s median of
@@ -110,18 +112,19 @@ def time_variant(op: Callable, x: torch.Tensor, out: tuple[int, int], grad: torc
     y: list[torch.Tensor] = []
     with autocast():
         fwd = ms(lambda: y.append(op(x, out)))
-    dx: list[torch.Tensor] = []
-    bwd = ms(lambda: dx.extend(torch.autograd.grad(y[0], x, grad.to(y[0].dtype))))
+    grad, dx = grad.to(y[0].dtype), []  # a cast only where autocast ran the op in another dtype
+    bwd = ms(lambda: dx.extend(torch.autograd.grad(y[0], x, grad)))
     return fwd, bwd, dx[0], y[0].dtype
 
 
 def bench_case(case: Case, args: argparse.Namespace, device: torch.device, dtype: torch.dtype) -> dict:
     """Per variant: forward and backward ms, gradient errors, and the dtype the op ran in."""
     kind, _, out = case
-    x64, g64 = case_inputs(case, args.batch, torch.Generator().manual_seed(0))
-    x64, g64 = x64.to(device), g64.to(device)
-    want = torch.autograd.grad(STOCK[kind](x64.requires_grad_(), out), x64, g64)[0]
-    x, g = on_device(x64.detach(), device, dtype), on_device(g64, device, dtype)
+    x, g = (on_device(t, device, dtype) for t in case_inputs(case, args.batch, torch.Generator().manual_seed(0)))
+    # The reference takes the same (rounded) inputs, so the errors are what each backward adds.
+    x64 = x.double().requires_grad_()
+    want = torch.autograd.grad(STOCK[kind](x64, out), x64, g.double())[0]
+    del x64
     autocast = (lambda: torch.autocast(device.type, dtype)) if dtype != torch.float32 else nullcontext
     ms, times = timer(device), {name: ([], []) for name in VARIANTS}
     result: dict = {}
@@ -135,6 +138,8 @@ def bench_case(case: Case, args: argparse.Namespace, device: torch.device, dtype
         fwd, bwd = (statistics.median(t[1:]) for t in times[name])
         rel, peak = gradient_error(result[name].pop("grad"), want)
         result[name].update(fwd=fwd, bwd=bwd, rel=rel, max=peak)
+    dtype_seen = getattr(torch, result["matrix"]["dtype"])
+    result["rounding"] = gradient_error(want.to(dtype_seen), want)  # the least error a gradient in it can have
     return result
 
 
@@ -148,12 +153,14 @@ def print_cases(cases: Counter[Case], args: argparse.Namespace, device: torch.de
     for case, count in cases.items():
         kind, shape, out = case
         result = bench_case(case, args, device, dtype)
+        rounding = result.pop("rounding")
         for name, r in result.items():
             total[name] += count * (r["fwd"] + r["bwd"])
             print(f"  {kind:<8} {[args.batch, *shape]!s:>18} {'x'.join(map(str, out)):>10} {count:>2}  "
                   f"{name:<8} {r['dtype']:<8} {r['fwd']:8.3f} {r['bwd']:8.3f} {r['rel']:9.2e} {r['max']:9.2e}",
                   flush=True)
-        print(f"  {'':<42}bwd pytorch / matrix: {result['pytorch']['bwd'] / result['matrix']['bwd']:.2f}x")
+        print(f"  {'':<42}bwd pytorch / matrix: {result['pytorch']['bwd'] / result['matrix']['bwd']:.2f}x; "
+              f"the exact gradient rounded to {result['matrix']['dtype']}: {rounding[0]:.2e} {rounding[1]:.2e}")
     print("  all resizes of one step, fwd + bwd: " + ", ".join(f"{n} {t:.2f} ms" for n, t in total.items())
           + f" (pytorch / matrix {total['pytorch'] / total['matrix']:.2f}x)", flush=True)
 

@@ -4,7 +4,8 @@
 # shows the parts before. It writes only under a fresh folder (mktemp -d in $TMPDIR, else /tmp) and,
 # when $OUT is set, $OUT/gpu_check.log (all it prints) and $OUT/repro.log (part 1's full output).
 #
-#   benchmarks/gpu_check.sh [--coco DIR] [--parts "0 1 2 3 4"] [--skip-own-data] [--keep] [--cpu-dry-run]
+#   benchmarks/gpu_check.sh [--coco DIR] [--parts "0 1 2 3 4"] [--skip-own-data] [--wheels DIR] [--keep]
+#                           [--cpu-dry-run]
 #   benchmarks/gpu_check.sh --fetch-wheels [DIR]    # here, with PyPI: benchmarks/gpu_wheels.txt into DIR (.whl)
 #
 #   0  the machine: card, driver, CUDA, torch, CPUs; the carried wheels installed and imported
@@ -18,14 +19,16 @@
 #      synthetic sets of many classes (GPU_CHECK_CLASSES, default 200) and of 2048x1536 photos: the
 #      masks stage's img/s, then part 2's benchmark on them
 #
-# --cpu-dry-run: every part at toy scale on the CPU, without installing wheels (the test suite runs it).
+# --cpu-dry-run: every part at toy scale on the CPU, without installing wheels unless --wheels names
+# a folder (the test suite runs it without).
 # Environment: GPU_CHECK_PYTHON (default /opt/torch/.venv/bin/python3 if present, else python3),
 # GPU_CHECK_OWN_MODELS (part 4's models, default all), GPU_CHECK_TIMEOUT_1..4 (seconds per part).
-# Wheels: every *.whl in the repository's .whl/ is installed into the fresh folder (pip --target).
+# Wheels: every *.whl of --wheels DIR (default: the repository's .whl/) is installed into the fresh
+# folder (pip --target) and put on PYTHONPATH; `python` and `dvc` on PATH are wrappers in a new folder.
 
 set -uo pipefail
 REPO=$(cd "$(dirname "$0")/.." && pwd)
-DRY=0 KEEP=0 COCO=${GPU_CHECK_COCO:-} PARTS="0 1 2 3 4" FETCH=0 FETCH_DIR=""
+DRY=0 KEEP=0 COCO=${GPU_CHECK_COCO:-} PARTS="0 1 2 3 4" FETCH=0 FETCH_DIR="" WHEELS=""
 [[ ${GPU_CHECK_SKIP_OWN_DATA:-0} == 1 ]] && PARTS="0 1 2 3"
 
 usage() { sed -n '2,/^$/s/^# \{0,1\}//p' "$0"; exit "${1:-0}"; }
@@ -35,6 +38,7 @@ while (($#)); do
         --coco) COCO=$(cd "$2" && pwd) || exit 2; shift 2 ;;
         --parts) PARTS=$2; shift 2 ;;
         --skip-own-data) PARTS=${PARTS//4/}; shift ;;
+        --wheels) WHEELS=$(cd "$2" && pwd) || exit 2; shift 2 ;;
         --keep) KEEP=1; shift ;;
         --cpu-dry-run) DRY=1; shift ;;
         --fetch-wheels) FETCH=1; FETCH_DIR=${2:-}; shift $(($# > 1 ? 2 : 1)) ;;
@@ -60,7 +64,8 @@ fetch_wheels() {  # every pin of gpu_wheels.txt into $1 as a cp312 manylinux whe
         fi || { echo "FAILED: $pin"; failed=1; }
     done < "$REPO/benchmarks/gpu_wheels.txt"
     local twice
-    twice=$(ls "$dir" | grep '\.whl$' | sed -E 's/-[0-9][^-]*-.*//' | tr 'A-Z_.' 'a-z--' | sort | uniq -d)
+    twice=$(for w in "$dir"/*.whl; do basename "$w"; done | sed -E 's/-[0-9][^-]*-.*//' | tr 'A-Z_.' 'a-z--' \
+            | sort | uniq -d)
     [[ -n $twice ]] && { echo "two versions of: $twice (pip would refuse the folder): keep one"; failed=1; }
     echo "$(ls "$dir"/*.whl | wc -l) wheels, $(du -sh "$dir" | cut -f1) in $dir"
     return $failed
@@ -76,6 +81,9 @@ else PY=$(command -v python3); fi
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/gpu_check.XXXXXX")
 COPY=$WORK/repo
 export PYTHONUNBUFFERED=1 DVC_NO_ANALYTICS=1 GIT_PYTHON_REFRESH=quiet GIT_TERMINAL_PROMPT=0
+# Caches that would land in /var/tmp, ~/.cache or $TMPDIR go to the new folder too.
+export DVC_SITE_CACHE_DIR=$WORK/cache/dvc XDG_CACHE_HOME=$WORK/cache MPLCONFIGDIR=$WORK/cache/matplotlib \
+    TORCHINDUCTOR_CACHE_DIR=$WORK/cache/torchinductor TRITON_CACHE_DIR=$WORK/cache/triton
 declare -A STATUS=()
 
 if ((DRY)); then  # one model (Fast-SCNN, the light one), one torch thread: tiny tensors gain nothing from two
@@ -93,7 +101,7 @@ else
            --settle 0.3)
     OWN_BENCH=(--device cuda --image-size 512 512 --batch 16 --workers auto --replicate 8 --steps 20 --rounds 2
                --settle 0.3)
-    RESIZE=(--device cuda --batch 16 --classes 81 --image-size 512 512 --repeat 20 --steps 30 --rounds 3)
+    RESIZE=(--device cuda --batch 16 --classes 81 --image-size 512 512 --repeat 20 --steps 60 --rounds 3)
     OWN_SETS=("classes 64 640 480" "large 64 2048 1536")
 fi
 
@@ -123,9 +131,9 @@ setup_python() {  # the carried wheels, `python` and `dvc` on PATH (wrappers in 
     printf '#!/bin/sh\nexec "%s" -m dvc "$@"\n' "$PY" > "$WORK/bin/dvc"
     chmod +x "$WORK/bin/python" "$WORK/bin/dvc"
     export PATH="$WORK/bin:$PATH" PYTHONPATH="$COPY/src:$WORK/site"
-    local wheels=("$REPO"/.whl/*.whl)
-    if ((DRY)) || [[ ! -e ${wheels[0]} ]]; then
-        say "no wheels installed ($( ((DRY)) && echo "dry run" || echo "no $REPO/.whl/*.whl"))"
+    local wheels=("${WHEELS:-$REPO/.whl}"/*.whl)
+    if ((DRY)) && [[ -z $WHEELS ]] || [[ ! -e ${wheels[0]} ]]; then
+        say "no wheels installed ($( ((DRY)) && [[ -z $WHEELS ]] && echo "dry run" || echo "none in ${WHEELS:-$REPO/.whl}"))"
         return
     fi
     if "$PY" -m pip --version >/dev/null 2>&1; then
@@ -206,7 +214,8 @@ bench_input() {  # bench_input COCO MASKS ARGS...: the input benchmark on a buil
 part0() {
     nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.max.sm --format=csv,noheader 2>/dev/null \
         || echo "nvidia-smi: none"
-    echo "CPUs: $(grep -c ^processor /proc/cpuinfo); memory: $(free -g | awk '/Mem:/ {print $2}') GiB"
+    echo "CPUs: $(grep -c ^processor /proc/cpuinfo); memory: $(free -g | awk '/Mem:/ {print $2}') GiB;" \
+        "/dev/shm (the DataLoader workers' batches): $(df -h /dev/shm 2>/dev/null | awk 'NR == 2 {print $2}')"
     python - <<'EOF'
 import importlib
 import os
@@ -274,7 +283,8 @@ part3() {
 
 part4() {
     bench_params || return 1
-    local classes=${GPU_CHECK_CLASSES:-200} models=(${GPU_CHECK_OWN_MODELS:-}) set name images w h k rc=0
+    local classes=${GPU_CHECK_CLASSES:-200} models set name images w h k rc=0
+    read -r -a models <<< "${GPU_CHECK_OWN_MODELS:-}"
     # Today's masks are uint8 with 255 as void: at most 254 classes. Once uint16 masks land, run
     # GPU_CHECK_CLASSES=1203 (LVIS) to take the uint16 path (masks, loader, a 1,204-channel head).
     ((classes > 254)) && echo "note: $classes classes need uint16 masks"
