@@ -138,7 +138,7 @@ setup_python() {  # the carried wheels, `python` and `dvc` on PATH (wrappers in 
     fi
     if "$PY" -m pip --version >/dev/null 2>&1; then
         "$PY" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target "$WORK/site" \
-            "${wheels[@]}" 2>&1 | grep -v "^WARNING: Target directory" || true
+            "${wheels[@]}" > "$WORK/pip.log" 2>&1 || { cat "$WORK/pip.log"; say "installing the wheels FAILED"; return 1; }
     else  # no pip: a wheel is a zip of the files site-packages gets
         "$PY" -c 'import sys, zipfile; [zipfile.ZipFile(w).extractall(sys.argv[1]) for w in sys.argv[2:]]' \
             "$WORK/site" "${wheels[@]}"
@@ -274,7 +274,24 @@ part2() {
         echo "real COCO photos: $coco ($(ls "$coco/val2017" | wc -l) images)"
         masks_of "$coco" "$masks" "$WORK/params.bench.yaml" || return 1
     fi
-    bench_input "$coco" "$masks" "${BENCH[@]}"
+    bench_input "$coco" "$masks" "${BENCH[@]}" | tee "$WORK/part2.txt"
+    local rc=${PIPESTATUS[0]}
+    against_targets "$WORK/part2.txt"
+    return "$rc"
+}
+
+against_targets() {  # part 2's table against the issue's targets (GPU figures: a dry run falls short)
+    python - "$1" <<'EOF'
+import sys
+resident = {"fastscnn": 700, "unet": 400, "deeplabv3": 370}  # img/s, bf16, 512 px, batch 16, no compile
+for line in open(sys.argv[1]):
+    cells = line.split()  # model batch resident fed (wait) fed/res alone cpu (main), one worker setting
+    if len(cells) == 9 and cells[0] in resident and cells[1].isdigit():
+        res, ratio, goal = float(cells[2]), float(cells[5]), resident[cells[0]]
+        print(f"target {cells[0]}: resident {res:.1f} img/s {'>=' if res >= goal else '< '} {goal} "
+              f"{'ok' if res >= goal else 'SHORT'}; fed/resident {ratio:.2f} {'>=' if ratio >= 0.95 else '< '} 0.95 "
+              f"{'ok' if ratio >= 0.95 else 'SHORT'}")
+EOF
 }
 
 part3() {

@@ -44,6 +44,7 @@ def test_cpu_dry_run_runs_every_part_and_writes_only_out_and_a_fresh_folder(tmp_
     # part 2: the masks stage on the --coco folder, then resident / fed / alone figures for the model
     assert re.search(r"masks stage: 1\d of 16 images, 4 classes", log)  # the sample skips a few by design
     assert re.search(r"fastscnn +\d+ +\d+\.\d +\d+\.\d \(\d+%\) +\d+\.\d\d +\d+\.\d", log)
+    assert re.search(r"target fastscnn: resident \d+\.\d img/s < +700 SHORT", log)  # a GPU target, on the CPU
     # part 3: both resize variants per case, float32 gradients close to the float64 reference
     errors = [float(e) for e in re.findall(r"(?:pytorch|matrix) +float32 .* (\d\.\d\de[-+]\d\d) +\d\.\d\de[-+]\d\d", log)]
     assert len(errors) == 12 and max(errors) < 1e-5  # 6 resizes in Fast-SCNN, 2 variants each
