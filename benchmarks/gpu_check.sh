@@ -28,7 +28,7 @@
 
 set -uo pipefail
 REPO=$(cd "$(dirname "$0")/.." && pwd)
-DRY=0 KEEP=0 COCO=${GPU_CHECK_COCO:-} PARTS="0 1 2 3 4" FETCH=0 FETCH_DIR="" WHEELS=""
+DRY=0 KEEP=0 COCO="" PARTS="0 1 2 3 4" FETCH=0 FETCH_DIR="" WHEELS=""
 [[ ${GPU_CHECK_SKIP_OWN_DATA:-0} == 1 ]] && PARTS="0 1 2 3"
 
 usage() { sed -n '2,/^$/s/^# \{0,1\}//p' "$0"; exit "${1:-0}"; }
