@@ -14,7 +14,9 @@
 #   2  the input benchmark's GPU mode for every model on the real photos of --coco DIR (a COCO folder:
 #      annotations/instances_val2017.json + val2017/; without it, part 1's sample): GPU-resident,
 #      loader-fed and loader-alone img/s, fed / resident, at 512 px, batch 16, train.deterministic: false
-#   3  Fast-SCNN's resizes, PyTorch's kernels against models/resize.py (benchmarks/bench_resize.py)
+#   3  Fast-SCNN's resizes, PyTorch's kernels against models/resize.py (benchmarks/bench_resize.py), then a
+#      profile of its whole training step: the operators and kernels that take its GPU time
+#      (benchmarks/profile_step.py)
 #   4  own data where it changes the GPU path (last, optional: --skip-own-data or GPU_CHECK_SKIP_OWN_DATA=1):
 #      synthetic sets of many classes (GPU_CHECK_CLASSES, default 200) and of 2048x1536 photos: the
 #      masks stage's img/s, then part 2's benchmark on them
@@ -93,6 +95,7 @@ if ((DRY)); then  # one model (Fast-SCNN, the light one), one torch thread: tiny
            --alone-batches 2 --models fastscnn)
     OWN_BENCH=("${BENCH[@]}")
     RESIZE=(--device cpu --batch 2 --classes 5 --image-size 64 64 --repeat 2 --steps 2 --rounds 1)
+    PROFILE=(--device cpu --batch 2 --classes 5 --image-size 64 64 --steps 1 --top 5)
     OWN_SETS=("classes 4 96 64" "large 4 320 240")
 else
     T=(0 "${GPU_CHECK_TIMEOUT_1:-360}" "${GPU_CHECK_TIMEOUT_2:-240}" "${GPU_CHECK_TIMEOUT_3:-150}"
@@ -102,6 +105,7 @@ else
     OWN_BENCH=(--device cuda --image-size 512 512 --batch 16 --workers auto --replicate 8 --steps 20 --rounds 2
                --settle 0.3)
     RESIZE=(--device cuda --batch 16 --classes 81 --image-size 512 512 --repeat 20 --steps 60 --rounds 3)
+    PROFILE=(--device cuda --batch 16 --classes 81 --image-size 512 512 --steps 10 --top 25)
     OWN_SETS=("classes 64 640 480" "large 64 2048 1536")
 fi
 
@@ -294,8 +298,10 @@ for line in open(sys.argv[1]):
 EOF
 }
 
-part3() {
-    (cd "$COPY" && timeout "${T[3]}" python benchmarks/bench_resize.py "${RESIZE[@]}")
+part3() {  # the resizes side by side, then where the rest of a Fast-SCNN step's GPU time goes
+    (cd "$COPY" && timeout "${T[3]}" python benchmarks/bench_resize.py "${RESIZE[@]}") || return 1
+    (cd "$COPY" && timeout "${T[3]}" python benchmarks/profile_step.py --model fastscnn "${PROFILE[@]}" 2>&1 \
+        | grep -v -e '^USDT:' -e '^ERROR:.*DeviceProperties')
 }
 
 part4() {
@@ -320,7 +326,7 @@ part4() {
 }
 
 TITLES=([0]="the machine" [1]="dvc repro of the default pipeline" [2]="input benchmark, every model"
-        [3]="Fast-SCNN's resizes" [4]="own data: many classes, large photos")
+        [3]="Fast-SCNN's resizes and step profile" [4]="own data: many classes, large photos")
 
 main() {
     say "gpu_check.sh ($( ((DRY)) && echo "CPU dry run" || echo "GPU")): parts $PARTS; work folder $WORK; python $PY"
