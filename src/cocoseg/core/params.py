@@ -67,6 +67,7 @@ class CocoConfig:
     subset_categories_only: bool = True  # subset mode picks only images holding a selected category
     workers: int = 16  # parallel connections in subset mode
     verify_checksums: bool = True  # turning the MD5 check off must be explicit
+    stall_seconds: float = 60.0  # a download without progress for this long (retries included) is given up
     md5: Mapping[str, str] = field(default_factory=lambda: dict(COCO_MD5))
 
     def __post_init__(self) -> None:
@@ -76,6 +77,8 @@ class CocoConfig:
                self.max_images, "null (whole archives) or a positive integer")
         _check(1 <= self.workers <= limits.MAX_DOWNLOAD_WORKERS, "data.coco.workers", self.workers,
                f"an integer from 1 to {limits.MAX_DOWNLOAD_WORKERS}")
+        _check(1 <= self.stall_seconds <= 3600, "data.coco.stall_seconds", self.stall_seconds,
+               "a number of seconds from 1 to 3600")
 
 
 @dataclass(frozen=True)

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any, overload
 
 from cocoseg.core.errors import UserError
+from cocoseg.core.layout import relative_name_problem
 from cocoseg.core.limits import MAX_LISTED
 
 _DECODER = json.JSONDecoder()  # json.load's own decoder: a record parsed here is what json.load gives
@@ -238,12 +239,19 @@ def _is_int(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)  # JSON true is not an id
 
 
+def _shown(name: Any, limit: int = 80) -> str:
+    text = repr(name)
+    return text if len(text) <= limit else f"{text[:limit]}... ({len(str(name))} characters)"
+
+
 def _image_problem(img: Any) -> str | None:
     if not isinstance(img, dict):
         return "is not an object"
     if not _is_int(img.get("id")):
         return "has no integer 'id'"
     name = img.get("file_name")
-    if not isinstance(name, str) or not name or "/" in name or "\\" in name or name.startswith("."):
-        return f"(id {img.get('id')}) has no usable 'file_name' (got {name!r})"
+    # relative_name_problem: a tab or newline would split a row of manifest.tsv, an over-long name fail
+    # every file operation; subfolders are not read here
+    if relative_name_problem(name) or "/" in name:
+        return f"(id {img.get('id')}) has no usable 'file_name' (got {_shown(name)})"
     return None
