@@ -9,6 +9,7 @@ so a rerun skips a multi-GB archive without hashing it again.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import hashlib
 import http.client
@@ -20,6 +21,7 @@ import shutil
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
 from typing import BinaryIO
 
@@ -93,11 +95,9 @@ def download_file(
     """Download ``url`` to ``dest`` unless a verified copy is already there; return ``dest``.
 
     ``retries`` counts retries after the first attempt. An attempt that still extended the part does
-    not use one up, so a long download over a flaky link goes on while it makes progress; but
-    ``stall_seconds`` without progress end it, however many retries are left (each read waits at most
-    half of that). ``sidecar`` false writes no ``.verified`` file (for folders of images that other
-    tools glob). A full disk ends it at once, the part deleted: it is no lost connection to retry.
-    """
+    not use one up, so a long download over a flaky link goes on while it makes progress; ``stall_seconds``
+    without progress end it, whatever retries are left. ``sidecar`` false writes no ``.verified`` file (for
+    folders of images that other tools glob). A full disk ends it at once, the part deleted."""
     dest = Path(dest)
     if _accept_existing(dest, expected_size, expected_md5, sidecar):
         return dest
@@ -107,14 +107,8 @@ def download_file(
     log.debug("downloading %s -> %s%s", url, dest, f" (resuming at byte {_size(part)})" if resumed else "")
 
     def fetch() -> None:
-        try:
+        with _removed_when_disk_full(part, f"{url} to {dest}"):
             _fetch_with_retries(url, part, expected_size, retries, backoff, (timeout, stall_seconds), progress)
-        except OSError as err:
-            if err.errno not in (errno.ENOSPC, errno.EDQUOT):
-                raise
-            part.unlink(missing_ok=True)
-            raise InsufficientSpaceError(f"disk full while downloading {url} to {dest} ({err.strerror}); the "
-                                         "partial download was removed") from None
 
     if expected_size is not None:
         check_free_space(dest.parent, expected_size - _size(part))
@@ -134,6 +128,20 @@ def download_file(
         write_json(_sidecar_path(dest), {"md5": md5, "mtime_ns": stat.st_mtime_ns, "size": stat.st_size})
     log.debug("downloaded %s -> %s (%d bytes)", url, dest, dest.stat().st_size)
     return dest
+
+
+@contextlib.contextmanager
+def _removed_when_disk_full(part: Path, what: str) -> Iterator[None]:
+    """A full disk is no lost connection to retry: the part is deleted (freeing its space) and the
+    download ends with InsufficientSpaceError."""
+    try:
+        yield
+    except OSError as err:
+        if err.errno not in (errno.ENOSPC, errno.EDQUOT):
+            raise
+        part.unlink(missing_ok=True)
+        raise InsufficientSpaceError(f"disk full while downloading {what} ({err.strerror}); the partial "
+                                     "download was removed") from None
 
 
 def _part_path(dest: Path) -> Path:

@@ -100,9 +100,7 @@ def download_subset(
     stall_seconds: float = STALL_SECONDS,
 ) -> SubsetResult:
     """Fetch a seeded subset of one split's images in parallel and write its filtered annotations.
-
-    DownloadError when no image arrives (none qualifies, or every one failed): the stage fails here,
-    not later in extract; a full disk stops every fetch at once."""
+    DownloadError when no image arrives (none qualifies, or all failed); a full disk stops every fetch."""
     chosen = select_images(annotations_json, max_images, seed, category_ids)
     image_dir = Path(raw_dir) / split
     image_dir.mkdir(parents=True, exist_ok=True)
@@ -129,8 +127,8 @@ def download_subset(
     ok_ids = {i for i, outcome in outcomes.items() if outcome in ("fetched", "reused")}
     result = _summarise(chosen, outcomes, ok_ids)
     if not ok_ids:
-        raise DownloadError(f"{split}: no image of the subset could be fetched ({result.requested} selected"
-                            f"{'; the first failure: ' + ': '.join(result.failures[0]) if result.failures else ''})")
+        first = f"; the first failure: {': '.join(result.failures[0])}" if result.failures else ""
+        raise DownloadError(f"{split}: no image of the subset could be fetched ({result.requested} selected{first})")
     write_json(annotation_file(Path(raw_dir), split), _filter_annotations(annotations_json, ok_ids))
     log.info("%s subset: %s", split, result)
     return result
