@@ -12,6 +12,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 GB = 1 << 30
 
@@ -49,6 +50,7 @@ class Watched:
     stderr: str
     seconds: float
     peak_rss: int = 0  # bytes: the tree's sampled sum, or one process's high-water mark if that is more
+    peak_processes: int = 0  # the most processes seen in the tree at once
     left: list[int] = field(default_factory=list)  # processes of the session still running after it ended
 
 
@@ -56,7 +58,7 @@ class TreeSampler:
     """Samples the memory of session ``sid`` in a thread until stopped."""
 
     def __init__(self, sid: int, interval: float = 0.005) -> None:
-        self.sid, self.interval, self.peak = sid, interval, 0
+        self.sid, self.interval, self.peak, self.processes = sid, interval, 0, 0
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
         self._thread.start()
@@ -64,6 +66,7 @@ class TreeSampler:
     def _run(self) -> None:
         while not self._stop.is_set():
             samples = [memory(pid) for pid in session_pids(self.sid)]
+            self.processes = max(self.processes, len(samples))
             self.peak = max([self.peak, sum(rss for rss, _ in samples), *(hwm for _, hwm in samples)])
             self._stop.wait(self.interval)
 
@@ -73,11 +76,12 @@ class TreeSampler:
         return self.peak
 
 
-def watch(args: list[str], cwd: Path, env: dict[str, str] | None = None, timeout: float = 120) -> Watched:
+def watch(args: list[str], cwd: Path, env: dict[str, str] | None = None, timeout: float = 120,
+          preexec_fn: Any = None) -> Watched:
     """Run ``args`` to its end; every process it leaves behind is listed in ``left``, then killed."""
     start = time.monotonic()
     proc = subprocess.Popen(args, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            start_new_session=True)
+                            start_new_session=True, preexec_fn=preexec_fn)
     sampler = TreeSampler(proc.pid)
     try:
         stdout, stderr = proc.communicate(timeout=timeout)
@@ -86,7 +90,7 @@ def watch(args: list[str], cwd: Path, env: dict[str, str] | None = None, timeout
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
         peak = sampler.stop()
-    watched = Watched(proc.returncode, stdout, stderr, time.monotonic() - start, peak)
+    watched = Watched(proc.returncode, stdout, stderr, time.monotonic() - start, peak, sampler.processes)
     watched.left = left_behind(proc.pid)
     return watched
 
