@@ -178,8 +178,9 @@ def _work(task: Task) -> ImageResult:
 
 
 class _Report:
-    """Counts of everything, and the first MAX_LISTED records of each list: a file with a million bad records
-    gives a report of a few hundred kB, with ``omitted`` saying how many entries each list left out."""
+    """Counts of everything, and the first MAX_LISTED records of each list from each source (annotations of no
+    image, those of an image): a file with a million bad records gives a report of a few hundred kB, with
+    ``omitted`` saying how many entries each list left out, and a million orphans hide no image's reasons."""
 
     def __init__(self) -> None:
         self.counts: Counter[str] = Counter()
@@ -187,11 +188,12 @@ class _Report:
         self.skipped_annotations: list[dict] = []
         self.notices: list[dict] = []
         self.omitted: Counter[str] = Counter()
+        self.listed: Counter[tuple[str, str]] = Counter()
 
-    def _list(self, kind: str, entry: dict) -> None:
-        entries = getattr(self, kind)
-        if len(entries) < MAX_LISTED:
-            entries.append(entry)
+    def _list(self, kind: str, entry: dict, source: str = "images") -> None:
+        if self.listed[kind, source] < MAX_LISTED:
+            self.listed[kind, source] += 1
+            getattr(self, kind).append(entry)
         else:
             self.omitted[kind] += 1
 
@@ -206,7 +208,7 @@ class _Report:
         self.counts["annotations_skipped"] += total
         for ann, reason in skipped:
             self._list("skipped_annotations", {"split": split, "annotation_id": ann["id"],
-                                               "image_id": ann.get("image_id"), "reason": reason})
+                                               "image_id": ann.get("image_id"), "reason": reason}, "load")
         self.omitted["skipped_annotations"] += total - len(skipped)
 
     def add(self, split: str, r: ImageResult) -> None:
