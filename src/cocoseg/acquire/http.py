@@ -221,12 +221,15 @@ def _fetch_with_retries(
     timeout, stall = limits
     failures, progressed = 0, time.monotonic()  # when the download last made progress
     while True:
-        before = _size(part)
+        before, started = _size(part), time.monotonic()
         try:
             _fetch_once(url, part, expected_size, min(timeout, stall / 2), progress, min(STALL_WINDOW, stall / 2))
             return
         except _TransientError as err:
-            if _size(part) > before and not isinstance(err, _StalledError):
+            # progress: the part grew at MIN_RATE at least (a server that sends a little, then hangs, every
+            # time it is asked, makes none)
+            grew = _size(part) - before
+            if grew > 0 and grew >= MIN_RATE * (time.monotonic() - started) and not isinstance(err, _StalledError):
                 progressed = time.monotonic()
                 log.warning("%s: %s; resuming at byte %d", url, err, _size(part))
                 continue
