@@ -71,8 +71,8 @@ def extract_archive(archive: Path, target: Path, digests: dict[str, str] | None 
             except (zipfile.BadZipFile, OSError, EOFError, ValueError, RuntimeError,
                     NotImplementedError) as err:
                 if machine_refusal(err):  # disk full, permission: the machine's refusal, not the archive's
-                    raise ExtractError(f"{archive}: cannot write member {info.filename!r} under {target}: "
-                                       f"{machine_refusal(err)}") from None
+                    raise ExtractError(f"{archive}: cannot write member {info.filename!r}: "
+                                       f"{machine_refusal(err, with_file=False)}") from None
                 raise ExtractError(f"{archive}: member {info.filename!r} is corrupt ({err})") from None
             count += 1
     return count

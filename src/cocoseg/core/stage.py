@@ -18,11 +18,11 @@ USER_ERRNOS = {
 }
 
 
-def machine_refusal(err: BaseException) -> str | None:
+def machine_refusal(err: BaseException, with_file: bool = True) -> str | None:
     """One line for an OSError the machine raised about a file (disk full, permission, ...), else None."""
     if not isinstance(err, OSError) or err.errno not in USER_ERRNOS:
         return None
-    where = f": {err.filename}" if err.filename is not None else ""
+    where = f": {err.filename}" if err.filename is not None and with_file else ""
     return f"{USER_ERRNOS[err.errno]}{where} ({err.strerror or err})"
 
 

@@ -143,9 +143,9 @@ class EpochCheckpoint(L.Callback):
         if trainer.current_epoch + 1 < trainer.max_epochs:  # after the last epoch the run is published
             try:
                 trainer.save_checkpoint(self.state.pending, weights_only=False)  # the whole training state
-            except OSError:  # a full disk: never leave a partial checkpoint behind
+            except OSError as err:  # a full disk: never leave a partial checkpoint behind
                 self.state.pending.unlink(missing_ok=True)
-                raise
+                raise OSError(err.errno, err.strerror, str(self.state.pending)) from None
 
     def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if not trainer.is_global_zero or not self.state.pending.is_file():
