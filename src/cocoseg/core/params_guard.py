@@ -53,8 +53,9 @@ def guard_params(path: str | Path, stage: str, model: str | None = None) -> None
                                 "nothing was published; run the stage again") from None
         for key in keys:
             if now[key] != values[key]:
-                raise ParamsChanged(f"{path}: {key} changed while this stage ran ({_show(values[key])} when it "
-                                    f"started, {_show(now[key])} now); nothing was published, so DVC cannot record "
+                where, before, after = _difference(key, values[key], now[key])
+                raise ParamsChanged(f"{path}: {where} changed while this stage ran ({_show(before)} when it "
+                                    f"started, {_show(after)} now); nothing was published, so DVC cannot record "
                                     "parameters these outputs were not made with; run the stage again")
         read["text"] = text  # an unrelated edit: compare against it from now on
 
@@ -69,6 +70,15 @@ def _values(raw: Any, keys: list[str]) -> dict[str, Any]:
             value = value.get(part, _ABSENT) if isinstance(value, dict) else _ABSENT
         out[key] = value
     return out
+
+
+def _difference(key: str, old: Any, new: Any) -> tuple[str, Any, Any]:
+    """The first dotted key under ``key`` whose value differs, with both values."""
+    if isinstance(old, dict) and isinstance(new, dict):
+        for part in sorted(set(old) | set(new), key=str):
+            if old.get(part, _ABSENT) != new.get(part, _ABSENT):
+                return _difference(f"{key}.{part}", old.get(part, _ABSENT), new.get(part, _ABSENT))
+    return key, old, new
 
 
 def _show(value: Any, limit: int = 80) -> str:
