@@ -21,6 +21,7 @@ from cocoseg.core.yaml_file import load_yaml
 
 # Each stage's params in dvc.yaml ({model}: the model of a train@ or evaluate@ stage); a test keeps them equal.
 STAGE_PARAMS = {
+    "check": ("base", "data", "masks", "train", "models", "evaluate"),
     "download": ("base", "data", "masks.categories"),
     "extract": ("data.splits",),
     "masks": ("base", "data.splits", "masks"),
