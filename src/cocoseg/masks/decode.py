@@ -104,9 +104,15 @@ def _check_polygon_cost(polygons: list[list[float]], height: int, width: int) ->
         raise MalformedAnnotation(f"polygons of {coordinates} coordinates, over the limit of {MAX_POLYGON_COORDINATES}")
     steps = 0
     for poly in polygons:
+        near = _is_near(poly, height, width)
+        extent = max(max(poly[0::2]) - min(poly[0::2]), max(poly[1::2]) - min(poly[1::2])) if near else width
+        bound = (len(poly) // 2) * (extent + 2)  # no edge walks further than the polygon's extent
+        if bound <= MAX_POLYGON_STEPS // len(polygons):
+            steps += bound
+            continue
         xy = np.asarray(poly, np.float64).reshape(-1, 2)
         d = np.abs(np.roll(xy, -1, axis=0) - xy)
-        walked = d.max(axis=1) if _is_near(poly, height, width) else np.minimum(d[:, 0], width)
+        walked = d.max(axis=1) if near else np.minimum(d[:, 0], width)
         steps += int(np.ceil(walked).sum()) + len(xy)
     if steps > MAX_POLYGON_STEPS:
         raise MalformedAnnotation(f"polygon edges {steps} pixels long, over the limit of {MAX_POLYGON_STEPS}")
