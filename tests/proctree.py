@@ -81,7 +81,7 @@ def watch(args: list[str], cwd: Path, env: dict[str, str] | None = None, timeout
     """Run ``args`` to its end; every process it leaves behind is listed in ``left``, then killed."""
     start = time.monotonic()
     proc = subprocess.Popen(args, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            start_new_session=True, preexec_fn=preexec_fn)
+                            start_new_session=True, preexec_fn=preexec_fn)  # noqa: PLW1509 - before threads
     sampler = TreeSampler(proc.pid)
     try:
         stdout, stderr = proc.communicate(timeout=timeout)

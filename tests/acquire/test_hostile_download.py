@@ -17,7 +17,7 @@ from helpers import REPO, assert_one_error, jpeg_bytes
 from http_server import FaultyFileServer
 from proctree import GB, assert_contained, watch
 
-import cocoseg.acquire.http as http
+from cocoseg.acquire import http
 from cocoseg.acquire.http import DownloadError, download_file
 from cocoseg.acquire.mirror import build_mirror
 

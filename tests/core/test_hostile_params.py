@@ -124,8 +124,8 @@ def test_option_that_breaks_the_output_shape_fails_before_the_first_step(tmp_pat
 
 @pytest.mark.parametrize(("stage", "text", "message"), [
     ("train", "train: {accelerator: cpu, devices: 1000}\nmodels: {unet: {arch: unet}}\n",
-     f"train.devices: 1000 is not allowed on the CPU, where each device is a training process: this process may "
-     f"use {usable_cores()} CPU cores"),
+     (f"train.devices: 1000 is not allowed on the CPU, where each device is a training process: this process may "
+      f"use {usable_cores()} CPU cores")),
     ("evaluate", "evaluate: {speed_batches: 100000}\nmodels: {unet: {arch: unet}}\n",
      "evaluate.speed_batches: 100000 is not allowed; expected an integer from 1 to 1000"),
     ("download", "data: {source: coco2017, coco: {workers: 1000, max_images: 5}}\n",
@@ -169,8 +169,9 @@ def test_loader_workers_are_capped_with_a_line(key: str, caplog: pytest.LogCaptu
         assert cap_processes(key, 64) == min(64, cores)
         assert cap_processes(key, 1) == 1
     lines = [r.getMessage() for r in caplog.records]
-    assert lines == ([] if cores >= 64 else [f"{key}: 64 processes asked, {cores} used: this process may use "
-                                             f"{cores} CPU cores, and more processes than cores only compete for them"])
+    expected = (f"{key}: 64 processes asked, {cores} used: this process may use {cores} CPU cores, and more "
+                "processes than cores only compete for them")
+    assert lines == ([] if cores >= 64 else [expected])
 
 
 def test_speed_timing_ends_within_its_time_budget(monkeypatch: pytest.MonkeyPatch,
@@ -178,8 +179,8 @@ def test_speed_timing_ends_within_its_time_budget(monkeypatch: pytest.MonkeyPatc
     """evaluate.speed_batches (at most 1000) passes, or as many as SPEED_SECONDS allow, with a line."""
     import torch
 
-    import cocoseg.evaluation.evaluate as evaluate
     from cocoseg.core.params import EvaluateConfig
+    from cocoseg.evaluation import evaluate
 
     monkeypatch.setattr(evaluate, "SPEED_SECONDS", 0.3)
     slow = torch.nn.Sequential(torch.nn.Conv2d(3, 3, 3))

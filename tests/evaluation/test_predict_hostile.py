@@ -65,10 +65,10 @@ def test_folder_of_hostile_images_skips_each_with_a_line(model: Path, tmp_path: 
     assert "Traceback" not in result.stderr
     warnings = sorted(line.split(": ", 1)[1] for line in result.stderr.splitlines() if line.startswith("WARNING"))
     assert warnings == [
-        "skipped photos/claims.png: image too large (40000x40000 is 1600.0 megapixels, over the budget of 64.0 "
-        "(--max-pixels))",
-        "skipped photos/huge.png: image too large (20000x20000 is 400.0 megapixels, over the budget of 64.0 "
-        "(--max-pixels))",
+        ("skipped photos/claims.png: image too large (40000x40000 is 1600.0 megapixels, over the budget of 64.0 "
+         "(--max-pixels))"),
+        ("skipped photos/huge.png: image too large (20000x20000 is 400.0 megapixels, over the budget of 64.0 "
+         "(--max-pixels))"),
         "skipped photos/x.jpg: not a regular file"]
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["ok_mask.png", "ok_overlay.png"]
     assert_contained(result)

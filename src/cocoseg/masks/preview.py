@@ -12,7 +12,6 @@ from cocoseg.core.images import colourise, explained_panel, overlay, read_image,
 from cocoseg.core.layout import PREVIEW, image_path, mask_name, semantic_mask_path, split_item
 from cocoseg.masks.labels import LabelMap
 
-
 PREVIEW_SIDE = 1024  # a panel's image and mask are shrunk to this longest side: a preview, not the data
 
 

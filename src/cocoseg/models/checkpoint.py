@@ -23,8 +23,8 @@ from torch import nn
 from cocoseg.core.errors import UserError
 from cocoseg.core.files import write_bytes
 from cocoseg.models import build_model
-from cocoseg.models.checkpoint_checks import (ModelFileLies, check_classes, check_digest, check_preprocessing,
-                                              check_spec, check_weight_shapes, weights_digest)
+from cocoseg.models import checkpoint_checks as checks
+from cocoseg.models.checkpoint_checks import ModelFileLies, weights_digest
 
 FORMAT_VERSION = 2
 READABLE_VERSIONS = (1, 2)  # format 1: the same file without weights_sha256
@@ -70,11 +70,11 @@ def load_checkpoint(path: Path, map_location: str | torch.device = "cpu") -> tup
     if missing:
         raise CheckpointError(f"{path}: incomplete cocoseg model file: no {', '.join(missing)}")
     try:  # every claim checked before the file decides what is allocated
-        check_spec(ckpt["model"])
-        check_preprocessing(ckpt["preprocessing"])
-        check_digest(ckpt)
-        check_weight_shapes(ckpt["model"], ckpt["state_dict"], build_model)
-        check_classes(ckpt["classes"], ckpt["model"])
+        checks.check_spec(ckpt["model"])
+        checks.check_preprocessing(ckpt["preprocessing"])
+        checks.check_digest(ckpt)
+        checks.check_weight_shapes(ckpt["model"], ckpt["state_dict"], build_model)
+        checks.check_classes(ckpt["classes"], ckpt["model"])
     except ModelFileLies as err:
         raise CheckpointError(f"{path}: {err}") from None
     except (TypeError, ValueError, KeyError, UserError) as err:  # the meta build of an unbuildable spec

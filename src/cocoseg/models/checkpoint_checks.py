@@ -31,7 +31,7 @@ def weights_digest(state_dict: dict[str, torch.Tensor]) -> str:
     for key in sorted(state_dict):
         tensor = state_dict[key].detach().cpu().contiguous()
         digest.update(f"{key}\t{tensor.dtype}\t{tuple(tensor.shape)}\n".encode())
-        digest.update(tensor.reshape(-1).view(torch.uint8).numpy())
+        digest.update(tensor.reshape(-1).view(torch.uint8).numpy().tobytes())
     return digest.hexdigest()
 
 
