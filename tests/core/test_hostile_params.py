@@ -126,6 +126,8 @@ def test_option_that_breaks_the_output_shape_fails_before_the_first_step(tmp_pat
     ("train", "train: {accelerator: cpu, devices: 1000}\nmodels: {unet: {arch: unet}}\n",
      (f"train.devices: 1000 is not allowed on the CPU, where each device is a training process: this process may "
       f"use {usable_cores()} CPU cores")),
+    ("train", "train: {accelerator: cpu, num_nodes: 1000}\nmodels: {unet: {arch: unet}}\n",
+     "train.num_nodes: 1000 needs a launcher on every node"),  # it waited for the other nodes for ever
     ("evaluate", "evaluate: {speed_batches: 100000}\nmodels: {unet: {arch: unet}}\n",
      "evaluate.speed_batches: 100000 is not allowed; expected an integer from 1 to 1000"),
     ("download", "data: {source: coco2017, coco: {workers: 1000, max_images: 5}}\n",

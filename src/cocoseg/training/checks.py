@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import ctypes
 import importlib.util
+import os
 import platform
 
 from cocoseg.core.machine import usable_cores
@@ -43,6 +44,21 @@ def check_train(params: Params) -> None:
     _one_of("train.strategy", cfg.strategy, STRATEGIES)
     _one_of("train.precision", cfg.precision, PRECISIONS)
     check_devices(cfg)
+    check_nodes(cfg)
+
+
+# What a launcher of several nodes sets (torchrun, SLURM, MPI, LSF, or MASTER_ADDR and NODE_RANK by hand),
+# as Lightning's cluster environments read it
+LAUNCHER_VARIABLES = ("MASTER_ADDR", "NODE_RANK", "TORCHELASTIC_RUN_ID", "SLURM_NTASKS", "OMPI_COMM_WORLD_SIZE",
+                      "PMI_SIZE", "LSB_JOBID")
+
+
+def check_nodes(cfg: TrainConfig) -> None:
+    """``train.num_nodes`` above 1 without a launcher: Lightning would wait for the other nodes for ever."""
+    if cfg.num_nodes > 1 and not any(name in os.environ for name in LAUNCHER_VARIABLES):
+        raise ConfigError(f"train.num_nodes: {cfg.num_nodes} needs a launcher on every node (torchrun or SLURM's "
+                          "srun, which set MASTER_ADDR and NODE_RANK; see the README's DDP section), and none is "
+                          "set here: training would wait for the other nodes for ever; expected 1")
 
 
 def check_devices(cfg: TrainConfig) -> None:
