@@ -6,6 +6,7 @@ import logging
 from pathlib import Path
 
 from cocoseg.core.params import load_params
+from cocoseg.core.params_guard import guard_params
 from cocoseg.core.stage import run_stage
 from cocoseg.evaluation.compare import render_markdown, write_comparison, write_curves, write_headline
 
@@ -21,6 +22,7 @@ def main() -> None:
     parser.add_argument("--curves", type=Path, default=Path("results/val_miou.tsv"))
     args = parser.parse_args()
     models = list(load_params(args.params).models)
+    guard_params(args.params, "compare")
     rows = write_comparison(args.evaluate, models, args.md, args.json)
     write_headline(rows, args.miou)
     write_curves(args.train, models, args.curves)

@@ -9,6 +9,7 @@ from pathlib import Path
 
 from cocoseg.core.stage import run_stage
 from cocoseg.core.params import load_params
+from cocoseg.core.params_guard import guard_params
 
 
 def main() -> None:
@@ -19,6 +20,7 @@ def main() -> None:
                         help="where downloads resume and stay (not a DVC output)")
     args = parser.parse_args()
     params = load_params(args.params)
+    guard_params(args.params, "download")
     if params.data.source == "sample":
         from cocoseg.acquire.sample import write_sample_archives
 

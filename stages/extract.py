@@ -5,6 +5,7 @@ from pathlib import Path
 
 from cocoseg.core.stage import run_stage
 from cocoseg.core.params import load_params
+from cocoseg.core.params_guard import guard_params
 from cocoseg.acquire.extract import extract_coco
 
 
@@ -15,6 +16,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=Path("data/coco"))
     args = parser.parse_args()
     params = load_params(args.params)
+    guard_params(args.params, "extract")
     extract_coco(args.raw, args.out, params.data.splits)
 
 

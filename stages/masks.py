@@ -6,6 +6,7 @@ from pathlib import Path
 
 from cocoseg.core.stage import run_stage
 from cocoseg.core.params import load_params
+from cocoseg.core.params_guard import guard_params
 from cocoseg.masks.build import build_masks
 from cocoseg.masks.paint import check_params
 
@@ -19,6 +20,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=Path("data/masks"))
     args = parser.parse_args()
     params = load_params(args.params, check_params)
+    guard_params(args.params, "masks")
     report = build_masks(args.coco, args.out, params.data.splits, params.masks, params.base.seed)
     counts = report["counts"]
     log.info("wrote masks for %d of %d images (%d skipped); %d annotations painted, %d skipped; see %s",

@@ -4,6 +4,7 @@ import argparse
 from pathlib import Path
 
 from cocoseg.core.params import load_params
+from cocoseg.core.params_guard import guard_params
 from cocoseg.core.stage import run_stage
 from cocoseg.models import check_model
 from cocoseg.training.checks import check_train
@@ -22,6 +23,7 @@ def main() -> None:
                         "default: checkpoints/<model>")
     args = parser.parse_args()
     params = load_params(args.params, lambda p: check_model(p, args.model), check_train)
+    guard_params(args.params, "train", args.model)
     # Imported only now: torch and Lightning take seconds to load, and a bad value must fail at once.
     from cocoseg.training.runs import runs_root
     from cocoseg.training.train import TrainPaths, train_model

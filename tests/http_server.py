@@ -26,6 +26,7 @@ class FaultyFileServer:
         self.trickle: float | None = None  # send the body one byte at a time, this many seconds apart
         self.status_for: dict[str, int] = {}  # path -> error status to answer with
         self.latency = 0.0  # seconds of sleep before each answer
+        self.send_length = True  # False: no Content-Length; the body ends when the connection closes
         self.counts: collections.Counter[str] = collections.Counter()
         self.ranges: list[tuple[str, str | None]] = []  # (path, Range header) in arrival order
         self.max_in_flight = 0
@@ -100,7 +101,8 @@ def _make_handler(server: FaultyFileServer) -> type[BaseHTTPRequestHandler]:
             if start:
                 self.send_header("Content-Range", f"bytes {start}-{len(data) - 1}/{len(data)}")
             body = data[start:]
-            self.send_header("Content-Length", str(len(body)))
+            if server.send_length:
+                self.send_header("Content-Length", str(len(body)))
             self.end_headers()
             if server._take_cut():
                 self.wfile.write(body[: server.cut_after])

@@ -87,7 +87,10 @@ def setting_overrides(params: Params, models: list[str], values: dict[str, objec
 
 
 def train_command(params: Params, args: argparse.Namespace) -> list[str]:
-    models = split_list(args.models) if args.models else list(params.models)
+    models = list(params.models) if args.models is None else split_list(args.models)
+    if not models:  # --models "" or ",,,": naming no model must not mean every model
+        raise CliError(f"--models {args.models!r}: names no model; expected comma-separated names of params.yaml's "
+                       f"models ({', '.join(params.models)}), or leave --models out to train them all")
     unknown = [m for m in models if m not in params.models]
     if unknown:
         raise CliError(f"--models: {', '.join(unknown)} not in params.yaml's models section; "

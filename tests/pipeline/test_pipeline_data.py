@@ -26,7 +26,7 @@ def test_dvc_repro_masks(tmp_path: Path) -> None:
     (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
 
     first = dvc(repo, "repro", "masks")
-    for stage in ("download", "extract", "masks"):
+    for stage in ("check", "download", "extract", "masks"):
         assert f"Running stage '{stage}'" in first
     masks = repo / "data" / "masks"
     report = json.loads((masks / "report.json").read_text())
@@ -34,12 +34,13 @@ def test_dvc_repro_masks(tmp_path: Path) -> None:
     assert len(list((masks / "semantic" / "val2017").glob("*.png"))) == 61
     assert len(list((masks / "preview").glob("*.png"))) == params["masks"]["preview"]
     assert (repo / "dvc.lock").is_file()
-    assert set(yaml.safe_load((repo / "dvc.lock").read_text())["stages"]) == {"download", "extract", "masks"}
+    assert set(yaml.safe_load((repo / "dvc.lock").read_text())["stages"]) == {"check", "download", "extract",
+                                                                              "masks"}
     before = (masks / "semantic" / "val2017" / "000000000001.png").stat().st_mtime_ns
 
     second = dvc(repo, "repro", "masks")
     assert "Running stage" not in second
-    for stage in ("download", "extract", "masks"):
+    for stage in ("check", "download", "extract", "masks"):
         assert f"Stage '{stage}' didn't change, skipping" in second
     assert "Data and pipelines are up to date." in second
     assert (masks / "semantic" / "val2017" / "000000000001.png").stat().st_mtime_ns == before

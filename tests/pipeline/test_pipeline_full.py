@@ -13,7 +13,7 @@ import yaml
 from helpers import copy_project, git_commit, ran, run_in
 
 MODELS = ("unet", "deeplabv3", "fastscnn")
-STAGES = ("download", "extract", "masks", *(f"train@{m}" for m in MODELS), *(f"evaluate@{m}" for m in MODELS),
+STAGES = ("check", "download", "extract", "masks", *(f"train@{m}" for m in MODELS), *(f"evaluate@{m}" for m in MODELS),
           "compare")
 
 
@@ -58,7 +58,7 @@ def test_dvc_repro_whole_pipeline(tmp_path: Path) -> None:
     git_commit(repo, "baseline")
     before = {m: (repo / "models" / m / "model.pt").read_bytes() for m in MODELS}
     third = run_in(repo, "dvc", "exp", "run", "-S", "models.fastscnn.lr=0.02")
-    assert ran(third) == {"train@fastscnn", "evaluate@fastscnn", "compare"}, third
+    assert ran(third) == {"check", "train@fastscnn", "evaluate@fastscnn", "compare"}, third  # check: any param
     assert yaml.safe_load((repo / "params.yaml").read_text())["models"]["fastscnn"]["lr"] == 0.02
     assert (repo / "models" / "unet" / "model.pt").read_bytes() == before["unet"]
     assert (repo / "models" / "fastscnn" / "model.pt").read_bytes() != before["fastscnn"]
@@ -73,7 +73,7 @@ def test_dvc_repro_whole_pipeline(tmp_path: Path) -> None:
                                "options": {"decoder_pyramid_channels": 32, "decoder_segmentation_channels": 32}}
     (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     fourth = run_in(repo, "dvc", "repro")
-    assert ran(fourth) == {"train@fpn", "evaluate@fpn", "compare"}, fourth
+    assert ran(fourth) == {"check", "train@fpn", "evaluate@fpn", "compare"}, fourth
     spec = torch.load(repo / "models" / "fpn" / "model.pt", weights_only=True)["model"]
     assert spec["arch"] == "fpn" and spec["decoder_pyramid_channels"] == 32  # options travel in the model file
     assert 0 <= json.loads((repo / "results" / "evaluate" / "fpn" / "metrics.json").read_text())["miou"] <= 1

@@ -116,7 +116,7 @@ def test_failed_experiment_changes_only_params(repo: Path, changes: list[str], e
     assert "Traceback" not in result.stdout + result.stderr
     git, dvc = status(repo)
     assert git == " M params.yaml\n"  # what the user changed, nothing else
-    assert set(dvc) <= {"train@fastscnn", "evaluate@fastscnn", "compare"}, dvc
+    assert set(dvc) <= {"check", "train@fastscnn", "evaluate@fastscnn", "compare"}, dvc
     for stage, changes_seen in dvc.items():  # only params.yaml changed; no output deleted or modified
         assert [set(change.get("changed deps", {})) for change in changes_seen] == [{"params.yaml"}], (stage, dvc)
     assert snapshot(repo) == before

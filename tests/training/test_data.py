@@ -153,5 +153,6 @@ def test_workers_run_opencv_on_one_thread(shapes: tuple[Path, Path, list[np.ndar
 def test_auto_workers_follow_the_usable_cores(shapes: tuple[Path, Path, list[np.ndarray]]) -> None:
     coco, masks, _ = shapes
     assert resolve_workers("auto") == usable_cores() == len(os.sched_getaffinity(0))
-    assert resolve_workers(3) == 3
+    assert resolve_workers(1) == 1
+    assert resolve_workers(usable_cores() + 62) == usable_cores()  # capped, with a line (tests/core/test_limits.py)
     assert SegmentationDataModule(coco, masks, (32, 32), batch_size=2, workers="auto").workers == usable_cores()

@@ -12,6 +12,7 @@ from cocoseg.core.contents import copy_with_digest, format_contents
 from cocoseg.core.errors import UserError
 from cocoseg.core.files import atomic_dir, write_json, write_text
 from cocoseg.core.layout import COCO_CONTENTS, MANIFEST, annotation_member, archive_names
+from cocoseg.core.stage import machine_refusal
 
 log = logging.getLogger(__name__)
 
@@ -69,6 +70,9 @@ def extract_archive(archive: Path, target: Path, digests: dict[str, str] | None 
                     digests[info.filename] = copy_with_digest(src, out)
             except (zipfile.BadZipFile, OSError, EOFError, ValueError, RuntimeError,
                     NotImplementedError) as err:
+                if machine_refusal(err):  # disk full, permission: the machine's refusal, not the archive's
+                    raise ExtractError(f"{archive}: cannot write member {info.filename!r}: "
+                                       f"{machine_refusal(err, with_file=False)}") from None
                 raise ExtractError(f"{archive}: member {info.filename!r} is corrupt ({err})") from None
             count += 1
     return count

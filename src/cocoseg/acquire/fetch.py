@@ -31,18 +31,18 @@ def fetch_coco(params: Params, raw_dir: Path) -> None:
     sizes = {name: COCO_SIZES.get(name) if md5s.get(name) == COCO_MD5.get(archive_stem(name)) else None
              for name in md5s}
     if coco.max_images is None:
-        download_archives(coco.base_url, splits, raw_dir, md5s, sizes)
+        download_archives(coco.base_url, splits, raw_dir, md5s, sizes, coco.stall_seconds)
         write_manifest(raw_dir, "coco2017", archive_names(splits), [])
         return
 
     # Subset mode: the annotations archive only, then N images one by one, in parallel.
     download_archives(coco.base_url, [], raw_dir, {ANNOTATIONS_ARCHIVE: md5s[ANNOTATIONS_ARCHIVE]},
-                      {ANNOTATIONS_ARCHIVE: sizes[ANNOTATIONS_ARCHIVE]})
+                      {ANNOTATIONS_ARCHIVE: sizes[ANNOTATIONS_ARCHIVE]}, coco.stall_seconds)
     for split in splits:
         annotations = read_annotations(raw_dir / ANNOTATIONS_ARCHIVE, split)
         category_ids = _category_filter(params, annotations) if coco.subset_categories_only else None
         result = download_subset(coco.base_url, split, raw_dir, annotations, coco.max_images,
-                                 params.base.seed, category_ids, coco.workers)
+                                 params.base.seed, category_ids, coco.workers, stall_seconds=coco.stall_seconds)
         log.info("%s: %d images requested, %d fetched, %d already here, %d failed", split, result.requested,
                  result.fetched, result.reused, result.failed)
         _remove_unlisted_images(raw_dir, split)

@@ -9,6 +9,8 @@ so a rerun skips a multi-GB archive without hashing it again.
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import hashlib
 import http.client
 import json
@@ -19,6 +21,7 @@ import shutil
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
 from typing import BinaryIO
 
@@ -34,6 +37,9 @@ CHUNK = 1 << 20
 # socket timeout is per read, so a server trickling a byte a second would otherwise hold a stage for ever.
 STALL_WINDOW = 30.0
 MIN_RATE = 1024
+# A download that has made no progress (MIN_RATE bytes/s) for this long, over any number of retries, is
+# given up: a server that never answers, goes silent or trickles ends the stage within about this time.
+STALL_SECONDS = 60.0
 
 
 class DownloadError(UserError, RuntimeError):
@@ -84,13 +90,14 @@ def download_file(
     timeout: float = 60,
     progress: bool = True,
     sidecar: bool = True,
+    stall_seconds: float = STALL_SECONDS,
 ) -> Path:
     """Download ``url`` to ``dest`` unless a verified copy is already there; return ``dest``.
 
     ``retries`` counts retries after the first attempt. An attempt that still extended the part does
-    not use one up, so a long download over a flaky link goes on while it makes progress. ``sidecar``
-    false writes no ``.verified`` file (for folders of images that other tools glob).
-    """
+    not use one up, so a long download over a flaky link goes on while it makes progress; ``stall_seconds``
+    without progress end it, whatever retries are left. ``sidecar`` false writes no ``.verified`` file (for
+    folders of images that other tools glob). A full disk ends it at once, the part deleted."""
     dest = Path(dest)
     if _accept_existing(dest, expected_size, expected_md5, sidecar):
         return dest
@@ -100,7 +107,8 @@ def download_file(
     log.debug("downloading %s -> %s%s", url, dest, f" (resuming at byte {_size(part)})" if resumed else "")
 
     def fetch() -> None:
-        _fetch_with_retries(url, part, expected_size, retries, backoff, timeout, progress)
+        with _removed_when_disk_full(part, f"{url} to {dest}"):
+            _fetch_with_retries(url, part, expected_size, retries, backoff, (timeout, stall_seconds), progress)
 
     if expected_size is not None:
         check_free_space(dest.parent, expected_size - _size(part))
@@ -120,6 +128,20 @@ def download_file(
         write_json(_sidecar_path(dest), {"md5": md5, "mtime_ns": stat.st_mtime_ns, "size": stat.st_size})
     log.debug("downloaded %s -> %s (%d bytes)", url, dest, dest.stat().st_size)
     return dest
+
+
+@contextlib.contextmanager
+def _removed_when_disk_full(part: Path, what: str) -> Iterator[None]:
+    """A full disk is no lost connection to retry: the part is deleted (freeing its space) and the
+    download ends with InsufficientSpaceError."""
+    try:
+        yield
+    except OSError as err:
+        if err.errno not in (errno.ENOSPC, errno.EDQUOT):
+            raise
+        part.unlink(missing_ok=True)
+        raise InsufficientSpaceError(f"disk full while downloading {what} ({err.strerror}); the partial "
+                                     "download was removed") from None
 
 
 def _part_path(dest: Path) -> Path:
@@ -192,20 +214,29 @@ def _fetch_with_retries(
     expected_size: int | None,
     retries: int,
     backoff: float,
-    timeout: float,
+    limits: tuple[float, float],
     progress: bool,
 ) -> None:
-    failures = 0
+    """Attempts until the part is whole; ``limits``: (the socket timeout asked for, the stall budget)."""
+    timeout, stall = limits
+    failures, progressed = 0, time.monotonic()  # when the download last made progress
     while True:
-        before = _size(part)
+        before, started = _size(part), time.monotonic()
         try:
-            _fetch_once(url, part, expected_size, timeout, progress)
+            _fetch_once(url, part, expected_size, min(timeout, stall / 2), progress, min(STALL_WINDOW, stall / 2))
             return
         except _TransientError as err:
-            if _size(part) > before and not isinstance(err, _StalledError):
+            # progress: the part grew at MIN_RATE at least (a server that sends a little, then hangs, every
+            # time it is asked, makes none)
+            grew = _size(part) - before
+            if grew > 0 and grew >= MIN_RATE * (time.monotonic() - started) and not isinstance(err, _StalledError):
+                progressed = time.monotonic()
                 log.warning("%s: %s; resuming at byte %d", url, err, _size(part))
                 continue
             failures += 1
+            if time.monotonic() - progressed >= stall:
+                raise DownloadError(f"failed to download {url}: no progress for {stall:.0f} s over {failures} "
+                                    f"attempts ({err})") from None
             if failures > retries:
                 raise DownloadError(f"failed to download {url} after {failures} attempts: {err}") from None
             delay = backoff * 2 ** (failures - 1)
@@ -213,7 +244,8 @@ def _fetch_with_retries(
             time.sleep(delay)
 
 
-def _fetch_once(url: str, part: Path, expected_size: int | None, timeout: float, progress: bool) -> None:
+def _fetch_once(url: str, part: Path, expected_size: int | None, timeout: float, progress: bool,
+                window: float) -> None:
     """One request: append to the part (206) or rewrite it (200) until the body ends."""
     offset = _size(part)
     response = _open(url, offset, timeout)
@@ -236,7 +268,7 @@ def _fetch_once(url: str, part: Path, expected_size: int | None, timeout: float,
         with open(part, "ab" if offset else "wb") as f:  # "wb" truncates first, so its space counts as free
             if expected_size is None and length is not None:  # else download_file checked it already
                 check_free_space(part.parent, length)
-            _stream(response, f, length, offset, total, progress, part.name.removesuffix(".part"))
+            _stream(response, f, (length, offset, total), progress, part.name.removesuffix(".part"), window)
             os.fsync(f.fileno())
 
 
@@ -256,6 +288,13 @@ def _open(url: str, offset: int, timeout: float) -> http.client.HTTPResponse | i
         raise _TransientError(f"network error: {getattr(err, 'reason', err)}") from None
 
 
+def _read(response: http.client.HTTPResponse, received: int) -> bytes:
+    try:
+        return response.read1(CHUNK)
+    except (OSError, http.client.HTTPException) as err:
+        raise _TransientError(f"connection lost after {received} bytes: {err}") from None
+
+
 def _parse_content_range(value: str | None) -> tuple[int, int]:
     """``bytes 100-199/200`` -> (100, 200); ``bytes */200`` -> (-1, 200); -1 for what is missing."""
     match = re.fullmatch(r"bytes (?:(\d+)-\d+|\*)/(\d+|\*)", (value or "").strip())
@@ -268,31 +307,30 @@ def _parse_content_range(value: str | None) -> tuple[int, int]:
 def _stream(
     response: http.client.HTTPResponse,
     f: BinaryIO,
-    length: int | None,
-    offset: int,
-    total: int | None,
+    sizes: tuple[int | None, int, int | None],
     progress: bool,
     label: str,
+    window: float,
 ) -> None:
+    """Append the body to ``f``; ``sizes``: (Content-Length, the part's size before, the whole file's size).
+    A read that fails is a lost connection (retried); a write that fails (disk full) is raised as it is."""
+    length, offset, total = sizes
     received = 0
     with tqdm(total=total, initial=offset, unit="B", unit_scale=True, unit_divisor=1024, desc=label,
               disable=not progress) as bar:
-        try:
-            # read1 returns what has arrived, so a stalled server still leaves its bytes in the part
-            window_start, window_bytes = time.monotonic(), 0
-            while chunk := response.read1(CHUNK):
-                f.write(chunk)
-                f.flush()  # a killed process must leave every received byte in the part, ready to resume
-                received += len(chunk)
-                bar.update(len(chunk))
-                window_bytes += len(chunk)
-                elapsed = time.monotonic() - window_start
-                if elapsed >= STALL_WINDOW:
-                    if window_bytes < MIN_RATE * elapsed:
-                        raise _StalledError(f"transfer stalled: {window_bytes} bytes in {elapsed:.0f} s, under "
-                                            f"the minimum of {MIN_RATE} bytes/s")
-                    window_start, window_bytes = time.monotonic(), 0
-        except (OSError, http.client.HTTPException) as err:
-            raise _TransientError(f"connection lost after {offset + received} bytes: {err}") from None
+        # read1 returns what has arrived, so a stalled server still leaves its bytes in the part
+        window_start, window_bytes = time.monotonic(), 0
+        while chunk := _read(response, offset + received):
+            f.write(chunk)
+            f.flush()  # a killed process must leave every received byte in the part, ready to resume
+            received += len(chunk)
+            bar.update(len(chunk))
+            window_bytes += len(chunk)
+            elapsed = time.monotonic() - window_start
+            if elapsed >= window:
+                if window_bytes < MIN_RATE * elapsed:
+                    raise _StalledError(f"transfer stalled: {window_bytes} bytes in {elapsed:.0f} s, under "
+                                        f"the minimum of {MIN_RATE} bytes/s")
+                window_start, window_bytes = time.monotonic(), 0
     if length is not None and received < length:
         raise _TransientError(f"connection closed after {received} of {length} bytes")

@@ -19,7 +19,7 @@ import numpy as np
 from PIL import Image
 from tqdm import tqdm
 
-from cocoseg.acquire.http import DownloadError, download_file
+from cocoseg.acquire.http import STALL_SECONDS, DownloadError, InsufficientSpaceError, download_file
 from cocoseg.core.files import write_json
 from cocoseg.core.layout import ANNOTATIONS_ARCHIVE, annotation_file, image_archive
 
@@ -50,6 +50,7 @@ def download_archives(
     raw_dir: str | os.PathLike[str],
     md5s: dict[str, str | None],
     sizes: dict[str, int | None],
+    stall_seconds: float = STALL_SECONDS,
 ) -> list[Path]:
     """Fetch the annotations archive and ``<split>.zip`` for each split into ``raw_dir``."""
     base = base_url.rstrip("/")
@@ -60,7 +61,8 @@ def download_archives(
     if missing:
         raise ValueError(f"no MD5 given for {missing}; pass None for an archive to skip its check")
     return [
-        download_file(url, Path(raw_dir) / name, expected_md5=md5s[name], expected_size=sizes.get(name))
+        download_file(url, Path(raw_dir) / name, expected_md5=md5s[name], expected_size=sizes.get(name),
+                      stall_seconds=stall_seconds)
         for name, url in urls.items()
     ]
 
@@ -71,8 +73,9 @@ def select_images(annotations_json: dict[str, Any], max_images: int, seed: int,
     images = sorted(annotations_json["images"], key=lambda image: image["id"])
     if category_ids is not None:
         # a record may lack category_id or hold an unhashable one: it simply does not select its image
-        wanted = {a.get("image_id") for a in annotations_json["annotations"]
-                  if type(a.get("category_id")) is int and a["category_id"] in category_ids}
+        wanted = {a.get("image_id") for a in annotations_json["annotations"]  # ids of any JSON type: ints only
+                  if type(a.get("category_id")) is int and a["category_id"] in category_ids
+                  and type(a.get("image_id")) is int}
         images = [image for image in images if image["id"] in wanted]
     if max_images > len(images):
         log.warning("asked for %d images but only %d qualify; taking all of them", max_images, len(images))
@@ -94,21 +97,19 @@ def download_subset(
     backoff: float = 0.5,
     timeout: float = 60,
     progress: bool = True,
+    stall_seconds: float = STALL_SECONDS,
 ) -> SubsetResult:
-    """Fetch a seeded subset of one split's images in parallel and write its filtered annotations."""
+    """Fetch a seeded subset of one split's images in parallel and write its filtered annotations.
+    DownloadError when no image arrives (none qualifies, or all failed); a full disk stops every fetch."""
     chosen = select_images(annotations_json, max_images, seed, category_ids)
     image_dir = Path(raw_dir) / split
     image_dir.mkdir(parents=True, exist_ok=True)
-    outcomes: dict[int, str] = {}  # image id -> "fetched" | "reused" | failure reason
-    for image in chosen:
-        if not _is_safe_name(image.get("file_name")):  # from a downloaded JSON: never outside the folder
-            outcomes[image["id"]] = f"unsafe file_name {image.get('file_name')!r}"
-            log.warning("not fetching image %s: unsafe file_name %r", image["id"], image.get("file_name"))
+    outcomes = _unusable_records(chosen)  # image id -> "fetched" | "reused" | failure reason
     with ThreadPoolExecutor(max_workers=workers) as pool:
         futures = {
             pool.submit(
                 _fetch_image, rewrite_url(image.get("coco_url"), base_url, split, image["file_name"]),
-                image_dir / image["file_name"], retries, backoff, timeout,
+                image_dir / image["file_name"], retries, backoff, (timeout, stall_seconds),
             ): image
             for image in chosen if image["id"] not in outcomes
         }
@@ -117,14 +118,35 @@ def download_subset(
             image = futures[future]
             try:
                 outcomes[image["id"]] = future.result()
+            except InsufficientSpaceError:
+                pool.shutdown(cancel_futures=True)
+                raise
             except (DownloadError, _UndecodableImage) as err:
                 outcomes[image["id"]] = str(err)
                 log.warning("could not fetch %s: %s", image["file_name"], err)
     ok_ids = {i for i, outcome in outcomes.items() if outcome in ("fetched", "reused")}
-    write_json(annotation_file(Path(raw_dir), split), _filter_annotations(annotations_json, ok_ids))
     result = _summarise(chosen, outcomes, ok_ids)
+    if not ok_ids:
+        first = f"; the first failure: {': '.join(result.failures[0])}" if result.failures else ""
+        raise DownloadError(f"{split}: no image of the subset could be fetched ({result.requested} selected{first})")
+    write_json(annotation_file(Path(raw_dir), split), _filter_annotations(annotations_json, ok_ids))
     log.info("%s subset: %s", split, result)
     return result
+
+
+def _unusable_records(chosen: list[dict[str, Any]]) -> dict[int, str]:
+    """The chosen images that must not be fetched, with the reason: a file_name that would leave the
+    folder, a coco_url that is no URL (from a downloaded JSON: any JSON type may stand there)."""
+    outcomes = {}
+    for image in chosen:
+        if not _is_safe_name(image.get("file_name")):
+            outcomes[image["id"]] = f"unsafe file_name {image.get('file_name')!r}"
+        elif image.get("coco_url") is not None and not isinstance(image["coco_url"], str):
+            outcomes[image["id"]] = f"coco_url {image['coco_url']!r} is not a URL"
+        else:
+            continue
+        log.warning("not fetching image %s: %s", image["id"], outcomes[image["id"]])
+    return outcomes
 
 
 def _summarise(chosen: list[dict[str, Any]], outcomes: dict[int, str], ok_ids: set[int]) -> SubsetResult:
@@ -153,15 +175,15 @@ def _decodes(path: Path) -> bool:
         return False
 
 
-def _fetch_image(url: str, path: Path, retries: int, backoff: float, timeout: float) -> str:
-    """Return "reused" or "fetched"; raise DownloadError or _UndecodableImage."""
+def _fetch_image(url: str, path: Path, retries: int, backoff: float, limits: tuple[float, float]) -> str:
+    """Return "reused" or "fetched"; raise DownloadError or _UndecodableImage. ``limits``: (socket timeout,
+    stall budget)."""
     if path.exists() and _decodes(path):
         return "reused"
     for attempt in (1, 2):
         try:
-            download_file(
-                url, path, retries=retries, backoff=backoff, timeout=timeout, progress=False, sidecar=False
-            )
+            download_file(url, path, retries=retries, backoff=backoff, timeout=limits[0], progress=False,
+                          sidecar=False, stall_seconds=limits[1])
         except DownloadError:
             path.with_name(path.name + ".part").unlink(missing_ok=True)  # an image is too small to resume
             raise

@@ -13,11 +13,25 @@ import json
 import os
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+# Checks run before anything is published under its final name (see core/params_guard.py): a check that
+# raises leaves the previous file or folder in place and the new one unpublished.
+_PUBLISH_CHECKS: list[Callable[[], None]] = []
+
+
+def before_publish(check: Callable[[], None]) -> None:
+    """Run ``check`` before every rename onto a final name that this process makes from now on."""
+    _PUBLISH_CHECKS.append(check)
+
+
+def _check_publish() -> None:
+    for check in _PUBLISH_CHECKS:
+        check()
 
 
 @contextlib.contextmanager
@@ -31,6 +45,7 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
     try:
         yield tmp_path
         os.chmod(tmp_path, 0o644)  # mkstemp makes 0600 files; outputs should be readable like any other
+        _check_publish()
         os.replace(tmp_path, path)
     finally:
         tmp_path.unlink(missing_ok=True)
@@ -84,6 +99,7 @@ def replace_dir(src: str | os.PathLike[str], path: str | os.PathLike[str]) -> No
     """Move the folder ``src`` onto ``path`` (same filesystem), replacing any folder there whole."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    _check_publish()
     if path.exists():
         old = path.with_name(f".{path.name}.old")
         shutil.rmtree(old, ignore_errors=True)

@@ -17,7 +17,10 @@ VOID_COLOUR = (255, 255, 255)  # BGR: void pixels are drawn white
 
 def read_image(path: Path) -> np.ndarray:
     """(H, W, 3) uint8 BGR as stored."""
-    image = cv2.imread(str(path), cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION)
+    try:
+        image = cv2.imread(str(path), cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION)
+    except cv2.error as err:  # OpenCV refuses a header over its own pixel limit with an exception
+        raise OSError(f"{path}: cannot read image ({str(err).strip().splitlines()[-1]})") from None
     if image is None:
         raise OSError(f"{path}: cannot read image")
     return image

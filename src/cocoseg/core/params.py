@@ -18,8 +18,10 @@ from typing import Any, Literal
 
 import yaml
 
+from cocoseg.core import limits
 from cocoseg.core.errors import UserError
 from cocoseg.core.layout import COCO_MD5, SPLITS
+from cocoseg.core.yaml_file import YamlRefused, load_yaml
 
 
 class ConfigError(UserError, ValueError):
@@ -49,10 +51,13 @@ class SampleConfig:
     max_size: int = 160
 
     def __post_init__(self) -> None:
-        _check(self.num_images >= 16, "data.sample.num_images", self.num_images, "an integer >= 16")
+        _check(16 <= self.num_images <= limits.MAX_SAMPLE_IMAGES, "data.sample.num_images", self.num_images,
+               f"an integer from 16 to {limits.MAX_SAMPLE_IMAGES} (more: data.source coco2017)")
         # random shapes have radius >= 12 and fit in a quarter of the shorter side: 48 px at least
         _check(48 <= self.min_size <= self.max_size, "data.sample.min_size", self.min_size,
                "48 <= min_size <= max_size")
+        _check(self.max_size <= limits.MAX_SAMPLE_SIDE, "data.sample.max_size", self.max_size,
+               f"an integer up to {limits.MAX_SAMPLE_SIDE} (pixels a side)")
 
 
 @dataclass(frozen=True)
@@ -62,6 +67,7 @@ class CocoConfig:
     subset_categories_only: bool = True  # subset mode picks only images holding a selected category
     workers: int = 16  # parallel connections in subset mode
     verify_checksums: bool = True  # turning the MD5 check off must be explicit
+    stall_seconds: float = 60.0  # a download without progress for this long (retries included) is given up
     md5: Mapping[str, str] = field(default_factory=lambda: dict(COCO_MD5))
 
     def __post_init__(self) -> None:
@@ -69,7 +75,10 @@ class CocoConfig:
                self.base_url, "an http(s):// or file:// URL")
         _check(self.max_images is None or self.max_images > 0, "data.coco.max_images",
                self.max_images, "null (whole archives) or a positive integer")
-        _check(self.workers >= 1, "data.coco.workers", self.workers, "an integer >= 1")
+        _check(1 <= self.workers <= limits.MAX_DOWNLOAD_WORKERS, "data.coco.workers", self.workers,
+               f"an integer from 1 to {limits.MAX_DOWNLOAD_WORKERS}")
+        _check(1 <= self.stall_seconds <= 3600, "data.coco.stall_seconds", self.stall_seconds,
+               "a number of seconds from 1 to 3600")
 
 
 @dataclass(frozen=True)
@@ -143,8 +152,8 @@ class TrainConfig:
             _check(getattr(self, key) >= 1, f"train.{key}", getattr(self, key), "an integer >= 1")
         _check(0 < self.lr < math.inf, "train.lr", self.lr, "a positive number")
         _check(0 <= self.weight_decay < math.inf, "train.weight_decay", self.weight_decay, "a number >= 0")
-        _check(len(self.image_size) == 2 and min(self.image_size) >= 32, "train.image_size",
-               list(self.image_size), "[height, width], each >= 32")
+        _check(len(self.image_size) == 2 and 32 <= min(self.image_size) <= max(self.image_size) <= limits.MAX_IMAGE_SIDE,
+               "train.image_size", list(self.image_size), f"[height, width], each from 32 to {limits.MAX_IMAGE_SIDE}")
         _check(len(self.scale) == 2 and 0 < self.scale[0] <= self.scale[1], "train.scale", list(self.scale),
                "[min, max] with 0 < min <= max")
         _check(self.dice_weight >= 0, "train.dice_weight", self.dice_weight, "a number >= 0")
@@ -176,7 +185,8 @@ class EvaluateConfig:
     def __post_init__(self) -> None:
         _check(self.upsample in ("exact", "nearest"), "evaluate.upsample", self.upsample, "exact or nearest")
         _check(self.overlays >= 0, "evaluate.overlays", self.overlays, "an integer >= 0")
-        _check(self.speed_batches >= 1, "evaluate.speed_batches", self.speed_batches, "an integer >= 1")
+        _check(1 <= self.speed_batches <= limits.MAX_SPEED_BATCHES, "evaluate.speed_batches", self.speed_batches,
+               f"an integer from 1 to {limits.MAX_SPEED_BATCHES}")
         _check(self.batch_size >= 1, "evaluate.batch_size", self.batch_size, "an integer >= 1")
         _check(self.workers >= 0, "evaluate.workers", self.workers, "an integer >= 0")
 
@@ -232,11 +242,14 @@ def load_params(path: str | Path = "params.yaml", *checks: Callable[[Params], ob
     """
     path = Path(path)
     try:
-        raw = yaml.safe_load(path.read_text()) or {}
+        raw = load_yaml(path)
     except FileNotFoundError:
         raise ConfigError(f"{path}: file not found") from None
     except yaml.YAMLError as err:
-        raise ConfigError(f"{path}: not valid YAML: {err}") from None
+        raise ConfigError(f"{path}: not valid YAML: {' '.join(str(err).split())}") from None
+    except (YamlRefused, OSError) as err:  # too big, an alias bomb, not UTF-8, unreadable
+        raise ConfigError(f"{path}: {err}") from None
+    raw = {} if raw is None else raw
     if not isinstance(raw, dict):
         raise ConfigError(f"{path}: expected a mapping of sections at the top level")
     try:
@@ -252,7 +265,10 @@ def parse_params(raw: Mapping[str, Any]) -> Params:
     unknown = sorted(set(raw) - set(_SECTIONS))
     if unknown:
         raise ConfigError(f"unknown section {unknown[0]!r}; allowed sections: {sorted(_SECTIONS)}")
-    return Params(**{name: convert(tp, raw.get(name) or {}, name) for name, tp in _SECTIONS.items()})
+    # An absent or empty section (``train:``) takes the defaults; anything else must be a mapping:
+    # ``train: []`` or ``train: 0`` is an error, never all defaults in disguise.
+    return Params(**{name: convert(tp, {} if raw.get(name) is None else raw[name], name)
+                     for name, tp in _SECTIONS.items()})
 
 
 def convert(tp: Any, value: Any, key: str) -> Any:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import logging
 import sys
 from collections.abc import Callable
@@ -10,6 +11,19 @@ from cocoseg.core.errors import UserError
 
 # Errors caused by the user's data, parameters or network: one clear line, no traceback.
 USER_ERRORS: tuple[type[BaseException], ...] = (UserError, FileNotFoundError)
+# What the machine refuses, whichever file it was: one line that says so, not a traceback.
+USER_ERRNOS = {
+    errno.ENOSPC: "disk full", errno.EDQUOT: "disk quota exceeded", errno.EACCES: "permission denied",
+    errno.EPERM: "permission denied", errno.EROFS: "read-only file system", errno.ENAMETOOLONG: "name too long",
+}
+
+
+def machine_refusal(err: BaseException, with_file: bool = True) -> str | None:
+    """One line for an OSError the machine raised about a file (disk full, permission, ...), else None."""
+    if not isinstance(err, OSError) or err.errno not in USER_ERRNOS:
+        return None
+    where = f": {err.filename}" if err.filename is not None and with_file else ""
+    return f"{USER_ERRNOS[err.errno]}{where} ({err.strerror or err})"
 
 
 def setup_logging(level: int = logging.INFO) -> None:
@@ -23,6 +37,12 @@ def run_stage(main: Callable[[], None]) -> None:
         main()
     except USER_ERRORS as err:
         logging.getLogger("cocoseg").error("%s", err)
+        sys.exit(1)
+    except OSError as err:
+        line = machine_refusal(err)
+        if line is None:
+            raise
+        logging.getLogger("cocoseg").error("%s; partial files were removed, finished ones are intact", line)
         sys.exit(1)
     except KeyboardInterrupt:
         logging.getLogger("cocoseg").error("interrupted; finished files are intact, nothing half-written")

@@ -16,12 +16,14 @@ from torch.utils.data import DataLoader, Dataset
 from cocoseg.core.files import write_json, write_png
 from cocoseg.core.images import explained_panel, overlay, read_image, read_mask, read_rgb
 from cocoseg.core.layout import image_path, mask_name, semantic_mask_path, split_item
+from cocoseg.core.limits import SPEED_SECONDS, cap_processes
 from cocoseg.core.params import EvaluateConfig
 from cocoseg.core.splits import load_split
 from cocoseg.evaluation.metrics import confusion_matrix, scores
 from cocoseg.evaluation.plots import write_confusion_plot
 from cocoseg.models import count_parameters
 from cocoseg.models.checkpoint import load_checkpoint
+from cocoseg.models.devices import check_device
 from cocoseg.models.inference import Preprocessing, predict_batch, to_chw
 
 log = logging.getLogger(__name__)
@@ -53,7 +55,8 @@ def confusion_over(model: torch.nn.Module, dataset: ValImages, num_classes: int,
 
     ``on_image(index, target, prediction)`` sees each image's arrays (the overlays use it).
     """
-    loader = DataLoader(dataset, batch_size=cfg.batch_size, num_workers=cfg.workers, collate_fn=_collate)
+    workers = cap_processes("evaluate.workers", cfg.workers)
+    loader = DataLoader(dataset, batch_size=cfg.batch_size, num_workers=workers, collate_fn=_collate)
     cm = np.zeros((num_classes, num_classes), np.int64)
     index = 0
     for images, targets in loader:
@@ -70,6 +73,7 @@ def confusion_over(model: torch.nn.Module, dataset: ValImages, num_classes: int,
 
 def evaluate_model(model_path: Path, coco_root: Path, masks_root: Path, out_dir: Path, cfg: EvaluateConfig,
                    device: str = "cpu") -> dict[str, Any]:
+    check_device(device)
     model, ckpt = load_checkpoint(model_path, device)
     classes, prep = ckpt["classes"], Preprocessing.from_checkpoint(ckpt)
     dataset = ValImages(load_split(masks_root)["val"], coco_root, masks_root, prep)
@@ -104,18 +108,21 @@ def measure_speed(model: torch.nn.Module, size: tuple[int, int], cfg: EvaluateCo
     """Inference images per second at batch size 1 and the model's input size, after one warm-up pass.
 
     The median pass time is used, so a pass slowed by another process on a shared machine does not
-    drag the figure down.
+    drag the figure down. ``evaluate.speed_batches`` passes are timed, or as many as fit in SPEED_SECONDS.
     """
     x = torch.randn(1, 3, *size, device=device)
-    times = []
+    times: list[float] = []
     with torch.no_grad():
         model(x)
-        for _ in range(cfg.speed_batches):
+        while len(times) < cfg.speed_batches and sum(times) < SPEED_SECONDS:
             _sync(device)
             start = time.perf_counter()
             model(x)
             _sync(device)
             times.append(time.perf_counter() - start)
+    if len(times) < cfg.speed_batches:
+        log.warning("evaluate.speed_batches: %d passes asked, %d timed: they took the %.0f s the timing may take",
+                    cfg.speed_batches, len(times), SPEED_SECONDS)
     return 1.0 / float(np.median(times))
 
 

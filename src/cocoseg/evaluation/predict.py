@@ -14,26 +14,46 @@ import cv2
 import numpy as np
 import torch
 
+from cocoseg.core.errors import UserError
 from cocoseg.core.files import write_png
 from cocoseg.core.images import overlay, read_rgb
+from cocoseg.core.limits import MAX_PREDICT_PIXELS, check_pixels
 from cocoseg.core.stage import run_stage
 from cocoseg.models.checkpoint import load_checkpoint
+from cocoseg.models.devices import check_device
 from cocoseg.models.inference import UPSAMPLING, Preprocessing, predict_batch, to_chw
 
 log = logging.getLogger(__name__)
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp"}
 
 
+class PredictError(UserError, ValueError):
+    """An input or --out that predict cannot use; the message names it."""
+
+
 def list_images(inputs: list[Path]) -> list[Path]:
+    """The images to predict: files named, and a folder's regular files with an image suffix (a FIFO or a
+    device named x.jpg would block the reader for ever, so anything else is left out with a line)."""
     images: list[Path] = []
     for item in inputs:
         if item.is_dir():
-            images += sorted(p for p in item.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+            for p in sorted(p for p in item.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES):
+                if p.is_file():
+                    images.append(p)
+                else:
+                    log.warning("skipped %s: not a regular file", p)
         elif item.is_file():
             images.append(item)
+        elif item.exists():
+            raise PredictError(f"{item}: not a regular file or a folder (a FIFO, a device, a socket?)")
         else:
             raise FileNotFoundError(f"{item}: no such image or folder")
     return images
+
+
+def check_out(out_dir: Path) -> None:
+    if out_dir.exists() and not out_dir.is_dir():
+        raise PredictError(f"--out {out_dir}: exists and is not a folder; name a folder for the predictions")
 
 
 def overlay_in_bands(rgb: np.ndarray, pred: np.ndarray, num_classes: int, rows: int = 256) -> np.ndarray:
@@ -64,15 +84,20 @@ def output_stems(images: list[Path]) -> dict[Path, str]:
 
 
 def predict_images(model_path: Path, inputs: list[Path], out_dir: Path, device: str = "cpu",
-                   upsample: str = "exact") -> list[Path]:
+                   upsample: str = "exact", max_pixels: int = MAX_PREDICT_PIXELS) -> list[Path]:
+    """Each readable image's class-id mask and overlay in ``out_dir``; images over ``max_pixels`` (by their
+    header, before decoding) or unreadable are skipped with a line."""
+    check_out(out_dir)
+    check_device(device)
+    images = list_images(inputs)
     model, ckpt = load_checkpoint(model_path, device)
     prep = Preprocessing.from_checkpoint(ckpt)
     num_classes = len(ckpt["classes"])
     written = []
-    images = list_images(inputs)
     names = output_stems(images)
     for path in images:
         try:
+            check_pixels(path, max_pixels, "--max-pixels")
             rgb = read_rgb(path)
         except OSError as err:
             log.warning("skipped %s: %s", path, err)
@@ -97,9 +122,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--upsample", choices=sorted(UPSAMPLING), default="exact",
                         help="exact: argmax of the bilinearly upsampled logits; "
                              "nearest: faster, boundaries approximate")
+    parser.add_argument("--max-pixels", type=int, default=MAX_PREDICT_PIXELS,
+                        help="skip images with more pixels (read from the header, before decoding)")
     parser.add_argument("inputs", type=Path, nargs="+", help="image files or folders of images")
     args = parser.parse_args(argv)
-    predict_images(args.model, args.inputs, args.out, args.device, args.upsample)
+    predict_images(args.model, args.inputs, args.out, args.device, args.upsample, args.max_pixels)
 
 
 def cli() -> None:

@@ -29,6 +29,7 @@ from cocoseg.core.contents import Contents, read_contents
 from cocoseg.core.files import atomic_dir, write_json, write_text
 from cocoseg.core.layout import (INSTANCE, INSTANCE_TABLE, LABELS_FILE, MASKS_MANIFEST, MASKS_MANIFEST_HEADER,
                                  REPORT_FILE, SEMANTIC, SPLIT_FILE, annotation_file, make_item, mask_name)
+from cocoseg.core.limits import MAX_LISTED, cap_processes
 from cocoseg.core.machine import usable_cores
 from cocoseg.core.params import MasksConfig
 from cocoseg.masks.coco import CocoFormatError, CocoIndex, load_coco
@@ -144,7 +145,7 @@ def _image_runner(workers: int) -> Iterator[RunImages]:
     """Yield a function that turns tasks into results, in order, in a pool of ``workers`` processes
     (0: one per core). Even one worker is a separate process: a segfault or an out-of-memory kill
     while making one image's masks then ends the stage with a line that names the image."""
-    workers = workers or usable_cores()
+    workers = cap_processes("masks.workers", workers) if workers else usable_cores()
     pool = WorkerPool(workers, _work)
 
     def run(tasks: list[Task]) -> Iterator[ImageResult]:
@@ -177,22 +178,38 @@ def _work(task: Task) -> ImageResult:
 
 
 class _Report:
+    """Counts of everything, and the first MAX_LISTED records of each list from each source (annotations of no
+    image, those of an image): a file with a million bad records gives a report of a few hundred kB, with
+    ``omitted`` saying how many entries each list left out, and a million orphans hide no image's reasons."""
+
     def __init__(self) -> None:
         self.counts: Counter[str] = Counter()
         self.skipped_images: list[dict] = []
         self.skipped_annotations: list[dict] = []
         self.notices: list[dict] = []
+        self.omitted: Counter[str] = Counter()
+        self.listed: Counter[tuple[str, str]] = Counter()
+
+    def _list(self, kind: str, entry: dict, source: str = "images") -> None:
+        if self.listed[kind, source] < MAX_LISTED:
+            self.listed[kind, source] += 1
+            getattr(self, kind).append(entry)
+        else:
+            self.omitted[kind] += 1
 
     def add_orphans(self, split: str, index: CocoIndex) -> None:
         """Annotations skipped while loading: those of no listed image, and repeats of an id."""
         skipped = [(ann, f"image_id {ann.get('image_id')!r} is not in images") for ann in index.orphan_annotations]
         skipped += [(ann, f"annotation id {ann['id']} was used by an earlier record, which is the one painted")
                     for ann in index.duplicate_annotations]
+        total = max(index.orphan_count, len(index.orphan_annotations)) + max(index.duplicate_count,
+                                                                              len(index.duplicate_annotations))
+        self.counts["annotations"] += total
+        self.counts["annotations_skipped"] += total
         for ann, reason in skipped:
-            self.counts["annotations"] += 1
-            self.counts["annotations_skipped"] += 1
-            self.skipped_annotations.append({"split": split, "annotation_id": ann["id"],
-                                             "image_id": ann.get("image_id"), "reason": reason})
+            self._list("skipped_annotations", {"split": split, "annotation_id": ann["id"],
+                                               "image_id": ann.get("image_id"), "reason": reason}, "load")
+        self.omitted["skipped_annotations"] += total - len(skipped)
 
     def add(self, split: str, r: ImageResult) -> None:
         c = self.counts
@@ -205,20 +222,22 @@ class _Report:
         c["annotations_unselected"] += r.unselected
         c["annotations_skipped"] += len(r.skipped_annotations)
         if r.reason:
-            self.skipped_images.append({"split": split, "image_id": r.image_id, "file_name": r.file_name,
-                                        "reason": r.reason})
+            self._list("skipped_images", {"split": split, "image_id": r.image_id, "file_name": r.file_name,
+                                          "reason": r.reason})
             log.info("skipped image %s/%s (id %d): %s", split, r.file_name, r.image_id, r.reason)
         for ann_id, reason in r.skipped_annotations:
-            self.skipped_annotations.append({"split": split, "annotation_id": ann_id, "image_id": r.image_id,
-                                             "reason": reason})
+            self._list("skipped_annotations", {"split": split, "annotation_id": ann_id, "image_id": r.image_id,
+                                               "reason": reason})
         for notice in r.notices:
             c["size_mismatches"] += 1
-            self.notices.append({"split": split, "image_id": r.image_id, "file_name": r.file_name,
-                                 "notice": notice})
+            self._list("notices", {"split": split, "image_id": r.image_id, "file_name": r.file_name,
+                                   "notice": notice})
 
     def to_json(self) -> dict[str, Any]:
         keys = ["images", "images_written", "images_skipped", "annotations", "annotations_painted",
                 "annotations_crowd", "annotations_unselected", "annotations_skipped",
                 "annotations_in_skipped_images", "size_mismatches"]
-        return {"counts": {k: self.counts[k] for k in keys}, "skipped_images": self.skipped_images,
-                "skipped_annotations": self.skipped_annotations, "notices": self.notices}
+        report = {"counts": {k: self.counts[k] for k in keys}, "skipped_images": self.skipped_images,
+                  "skipped_annotations": self.skipped_annotations, "notices": self.notices}
+        omitted = {kind: n for kind, n in sorted(self.omitted.items()) if n}
+        return report | ({"omitted": omitted} if omitted else {})  # only when a list was cut: same bytes as before

@@ -22,6 +22,8 @@ from pathlib import Path
 from typing import Any, overload
 
 from cocoseg.core.errors import UserError
+from cocoseg.core.layout import relative_name_problem
+from cocoseg.core.limits import MAX_LISTED
 
 _DECODER = json.JSONDecoder()  # json.load's own decoder: a record parsed here is what json.load gives
 _SPACE = re.compile(r"[ \t\n\r]*")  # JSON's whitespace
@@ -71,8 +73,10 @@ class CocoIndex:
     images: list[dict[str, Any]]  # sorted by id
     categories: list[dict[str, Any]]  # sorted by id
     annotations_by_image: dict[int, Annotations]  # each sorted by annotation id
-    orphan_annotations: list[dict[str, Any]]  # annotations whose image_id is not in images
-    duplicate_annotations: list[dict[str, Any]] = field(default_factory=list)  # ids seen before; not used
+    orphan_annotations: list[dict[str, Any]]  # annotations whose image_id is not in images (the first MAX_LISTED)
+    duplicate_annotations: list[dict[str, Any]] = field(default_factory=list)  # ids seen before (first MAX_LISTED)
+    orphan_count: int = 0  # all of them: a million orphans are counted, not held
+    duplicate_count: int = 0
 
 
 class _Records:
@@ -96,20 +100,20 @@ class _Records:
     def record(self, k: int) -> dict[str, Any]:
         return json.loads(self.text[self.spans[2 * k]:self.spans[2 * k + 1]])
 
-    def index(self, known: set[int]) -> tuple[dict[int, Annotations], list[dict], list[dict]]:
+    def index(self, known: set[int]) -> tuple[dict[int, Annotations], list[int], list[int]]:
         """Records grouped by image (the first record of an id is used; later ones are reported, not
-        painted), orphans (no listed image) and repeats, in file order."""
+        painted), and the positions of orphans (no listed image) and repeats, in file order."""
         by_image: dict[int, list[tuple[int, int]]] = defaultdict(list)
         orphans, duplicates, seen = [], [], set()
         for k, (ann_id, image_id) in enumerate(zip(self.ids, self.image_ids)):
             if ann_id in seen:
-                duplicates.append(self.record(k))
+                duplicates.append(k)
                 continue
             seen.add(ann_id)
             if image_id is not None and image_id in known:
                 by_image[image_id].append((ann_id, k))
             else:
-                orphans.append(self.record(k))
+                orphans.append(k)
         spans = self.spans
         grouped = {image_id: Annotations(self.text, array("q", [v for _, k in sorted(refs)
                                                                 for v in (spans[2 * k], spans[2 * k + 1])]))
@@ -139,8 +143,10 @@ def load_coco(path: Path) -> CocoIndex:
     if records.bad is not None:
         raise CocoFormatError(f"{path}: annotations[{records.bad}] is not an object with an integer 'id'")
     by_image, orphans, duplicates = records.index({img["id"] for img in images})
+    # Only the first MAX_LISTED of each are parsed again, for the report: their count covers the rest.
     return CocoIndex(path, sorted(images, key=lambda im: im["id"]), sorted(categories, key=lambda c: c["id"]),
-                     by_image, orphans, duplicates)
+                     by_image, [records.record(k) for k in orphans[:MAX_LISTED]],
+                     [records.record(k) for k in duplicates[:MAX_LISTED]], len(orphans), len(duplicates))
 
 
 def _read_json(path: Path) -> tuple[dict[str, Any], _Records]:
@@ -233,12 +239,19 @@ def _is_int(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)  # JSON true is not an id
 
 
+def _shown(name: Any, limit: int = 80) -> str:
+    text = repr(name)
+    return text if len(text) <= limit else f"{text[:limit]}... ({len(str(name))} characters)"
+
+
 def _image_problem(img: Any) -> str | None:
     if not isinstance(img, dict):
         return "is not an object"
     if not _is_int(img.get("id")):
         return "has no integer 'id'"
     name = img.get("file_name")
-    if not isinstance(name, str) or not name or "/" in name or "\\" in name or name.startswith("."):
-        return f"(id {img.get('id')}) has no usable 'file_name' (got {name!r})"
+    # relative_name_problem: a tab or newline would split a row of manifest.tsv, an over-long name fail
+    # every file operation; subfolders are not read here
+    if relative_name_problem(name) or "/" in name:
+        return f"(id {img.get('id')}) has no usable 'file_name' (got {_shown(name)})"
     return None

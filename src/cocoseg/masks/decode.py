@@ -9,13 +9,14 @@ reason the report can quote.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 from pycocotools import mask as mask_utils
 
+from cocoseg.core.limits import MAX_POLYGON_COORDINATES, MAX_POLYGON_STEPS, MAX_REGION_PIXELS, MAX_RLE_CHARS
 from cocoseg.masks.polygon import polygon_counts
 from cocoseg.masks.rle import decode_boxes
 
@@ -24,6 +25,10 @@ MAX_COORDINATE = 1e15  # beyond this a double cannot place a point to a fifth of
 
 class MalformedAnnotation(ValueError):
     """The segmentation cannot be decoded; str(err) is the reason for the report."""
+
+
+class RegionsOverBudget(ValueError):
+    """One image's decoded regions would hold more pixels than MAX_REGION_PIXELS; str(err) is the reason."""
 
 
 @dataclass(frozen=True)
@@ -57,6 +62,7 @@ def to_rle(segmentation: Any, height: int, width: int) -> dict:
                 raise MalformedAnnotation(f"polygon {i} has {len(poly)} coordinates (need an even number >= 6)")
             if max(map(abs, poly)) > MAX_COORDINATE:
                 raise MalformedAnnotation(f"polygon {i} has a coordinate beyond +-{MAX_COORDINATE:.0e}")
+        _check_polygon_cost(segmentation, height, width)
         parts = _polygon_rles(segmentation, height, width)
         return parts[0] if len(parts) == 1 else mask_utils.merge(parts)  # merging one part copies it
     if isinstance(segmentation, dict):
@@ -71,6 +77,9 @@ def to_rle(segmentation: Any, height: int, width: int) -> dict:
             if sum(counts) != height * width:
                 raise MalformedAnnotation(f"uncompressed RLE covers {sum(counts)} pixels, image has {height * width}")
             return mask_utils.frPyObjects(segmentation, height, width)
+        if isinstance(counts, (str, bytes)) and len(counts) > MAX_RLE_CHARS:
+            raise MalformedAnnotation(f"RLE counts string of {len(counts)} characters, over the limit of "
+                                      f"{MAX_RLE_CHARS}")
         if isinstance(counts, str):
             return {"size": size, "counts": counts.encode("ascii", "replace")}
         if isinstance(counts, bytes):
@@ -79,15 +88,43 @@ def to_rle(segmentation: Any, height: int, width: int) -> dict:
     raise MalformedAnnotation(f"segmentation must be a polygon list or an RLE object, got {type(segmentation).__name__}")
 
 
+def _is_near(poly: list[float], height: int, width: int) -> bool:
+    """Whether the polygon stays within one image size of the image (pycocotools rasterises it)."""
+    margin = max(height, width)
+    xs, ys = poly[0::2], poly[1::2]
+    return min(xs) >= -margin and max(xs) <= width + margin and min(ys) >= -margin and max(ys) <= height + margin
+
+
+def _check_polygon_cost(polygons: list[list[float]], height: int, width: int) -> None:
+    """Refuse polygons whose rasterising would take memory without bound: too many coordinates, or edges
+    that walk too many pixels (a near polygon is walked step by step; of a far one, only the image's
+    columns its edges cross count)."""
+    coordinates = sum(len(poly) for poly in polygons)
+    if coordinates > MAX_POLYGON_COORDINATES:
+        raise MalformedAnnotation(f"polygons of {coordinates} coordinates, over the limit of {MAX_POLYGON_COORDINATES}")
+    steps = 0
+    for poly in polygons:
+        near = _is_near(poly, height, width)
+        extent = max(max(poly[0::2]) - min(poly[0::2]), max(poly[1::2]) - min(poly[1::2])) if near else width
+        bound = (len(poly) // 2) * (extent + 2)  # no edge walks further than the polygon's extent
+        if bound <= MAX_POLYGON_STEPS // len(polygons):
+            steps += bound
+            continue
+        xy = np.asarray(poly, np.float64).reshape(-1, 2)
+        d = np.abs(np.roll(xy, -1, axis=0) - xy)
+        walked = d.max(axis=1) if near else np.minimum(d[:, 0], width)
+        steps += int(np.ceil(walked).sum()) + len(xy)
+    if steps > MAX_POLYGON_STEPS:
+        raise MalformedAnnotation(f"polygon edges {steps} pixels long, over the limit of {MAX_POLYGON_STEPS}")
+
+
 def _polygon_rles(polygons: list[list[float]], height: int, width: int) -> list[dict]:
     """pycocotools' RLE of each polygon; those reaching far outside the image are rasterised by
     ``polygon_counts``, whose cost does not grow with the coordinates (pycocotools' does, without
     bound), with the same pixels."""
-    margin = max(height, width)
     near, far = [], []
     for poly in polygons:
-        xs, ys = poly[0::2], poly[1::2]
-        if min(xs) >= -margin and max(xs) <= width + margin and min(ys) >= -margin and max(ys) <= height + margin:
+        if _is_near(poly, height, width):
             near.append(poly)
         else:
             far.append({"size": [height, width], "counts": polygon_counts(poly, height, width)})
@@ -107,16 +144,39 @@ def decode_regions(segmentations: Sequence[Any], height: int,
             rles.append(to_rle(segmentation, height, width)["counts"])
         except MalformedAnnotation as err:
             rles.append(err)
-    decoded = iter(decode_boxes([rle for rle in rles if isinstance(rle, bytes)], height, width))
+    decoded = _decode_in_batches([rle for rle in rles if isinstance(rle, bytes)], height, width)
     results: list[Region | MalformedAnnotation] = []
+    held = 0  # pixels of the boxes decoded so far
     for rle in rles:
         if isinstance(rle, MalformedAnnotation):
             results.append(rle)
             continue
         one = next(decoded)
+        if not isinstance(one, str):
+            held += one[0].size
+            if held > MAX_REGION_PIXELS:
+                raise RegionsOverBudget(f"its annotations' boxes hold over {MAX_REGION_PIXELS} pixels together "
+                                        f"({len(rles)} annotations of a {width}x{height} image)")
         results.append(MalformedAnnotation(f"RLE cannot be decoded ({one})") if isinstance(one, str)
                        else Region(*one, shape=(height, width)))
     return results
+
+
+def _decode_in_batches(counts: list[bytes], height: int, width: int) -> Iterator[tuple | str]:
+    """``decode_boxes`` over batches of at most MAX_RLE_CHARS characters and of strings whose boxes could
+    hold a quarter of MAX_REGION_PIXELS: working memory is set by the batch, not by how many strings the
+    image has (one batch for any COCO-sized image)."""
+    per_batch = max(1, MAX_REGION_PIXELS // 4 // max(1, height * width))
+    batch: list[bytes] = []
+    size = 0
+    for s in counts:
+        if batch and (size + len(s) > MAX_RLE_CHARS or len(batch) >= per_batch):
+            yield from decode_boxes(batch, height, width)
+            batch, size = [], 0
+        batch.append(s)
+        size += len(s)
+    if batch:
+        yield from decode_boxes(batch, height, width)
 
 
 def decode_region(segmentation: Any, height: int, width: int) -> Region:

@@ -11,7 +11,7 @@ import numpy as np
 
 from cocoseg.core.contents import digest_bytes
 from cocoseg.core.layout import mask_name
-from cocoseg.masks.decode import MalformedAnnotation, Region, decode_regions
+from cocoseg.masks.decode import MalformedAnnotation, Region, RegionsOverBudget, decode_regions
 from cocoseg.masks.image_file import ImageOverBudget, Listed, check_image
 from cocoseg.masks.labels import LabelMap
 from cocoseg.masks.paint import PaintObject, paint_masks
@@ -74,7 +74,10 @@ def process_image(settings: MaskSettings, image: dict[str, Any], anns: list[dict
                               f"{height}x{width}; masks use the file's size")
 
     result.not_processed = 0
-    objects, crowd, table = _decode_annotations(settings, anns, height, width, result)
+    try:
+        objects, crowd, table = _decode_annotations(settings, anns, height, width, result)
+    except RegionsOverBudget as err:  # memory for one image is bounded: the image is skipped whole
+        return ImageResult(image["id"], image["file_name"], reason=str(err), not_processed=len(anns))
     if not objects and not settings.keep_empty_images:
         result.reason = "no kept annotations"
         return result

@@ -4,12 +4,26 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import cv2
 import numpy as np
 
 from cocoseg.core.files import write_png
 from cocoseg.core.images import colourise, explained_panel, overlay, read_image, read_mask
 from cocoseg.core.layout import PREVIEW, image_path, mask_name, semantic_mask_path, split_item
 from cocoseg.masks.labels import LabelMap
+
+PREVIEW_SIDE = 1024  # a panel's image and mask are shrunk to this longest side: a preview, not the data
+
+
+def fit_preview(image: np.ndarray, semantic: np.ndarray, side: int = PREVIEW_SIDE) -> tuple[np.ndarray, np.ndarray]:
+    """Image and mask shrunk to ``side`` pixels on the longest side (area for the image, nearest for the
+    class ids); smaller ones as they are. Rendering a panel of a 64-megapixel image took 3.9 GB."""
+    height, width = semantic.shape[:2]
+    if max(height, width) <= side:
+        return image, semantic
+    size = (max(1, round(width * side / max(height, width))), max(1, round(height * side / max(height, width))))
+    return (cv2.resize(image, size, interpolation=cv2.INTER_AREA),
+            cv2.resize(semantic, size, interpolation=cv2.INTER_NEAREST))
 
 
 def render_panel(image: np.ndarray, semantic: np.ndarray, names: list[str], title: str) -> np.ndarray:
@@ -28,8 +42,8 @@ def write_previews(coco_root: Path, out_root: Path, written: list[str], labels: 
     chosen = sorted(rng.choice(sorted(written), size=min(count, len(written)), replace=False))
     paths = []
     for item in chosen:
-        image = read_image(image_path(coco_root, item))
-        semantic = read_mask(semantic_mask_path(out_root, item))
+        image, semantic = fit_preview(read_image(image_path(coco_root, item)),
+                                      read_mask(semantic_mask_path(out_root, item)))
         split, file_name = split_item(item)
         path = out_root / PREVIEW / mask_name(file_name)
         if path in paths:  # the same file name in two splits: the second panel takes its split's name too

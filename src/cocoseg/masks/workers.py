@@ -15,9 +15,12 @@ worker that is itself waiting to send).
 
 from __future__ import annotations
 
+import ctypes
 import multiprocessing
+import os
 import queue
 import signal
+import sys
 import threading
 import traceback
 from collections import deque
@@ -26,10 +29,16 @@ from multiprocessing.connection import Connection, wait
 from typing import Any
 
 from cocoseg.core.errors import UserError
+from cocoseg.core.stage import machine_refusal
 
 
 class WorkerDied(UserError, RuntimeError):
     """A worker process ended without finishing its task; the message names the task."""
+
+
+class WorkerRefused(UserError, RuntimeError):
+    """The machine refused a worker's file operation (disk full, permission denied); the message names
+    the task and says which."""
 
 
 class _Failure:
@@ -39,7 +48,30 @@ class _Failure:
         self.text = text
 
 
-def _serve(conn: Connection, slot: int, current: Any, function: Callable[[Any], Any]) -> None:
+class _Refusal:
+    """A file operation the machine refused (``machine_refusal``'s line), carried back as one line."""
+
+    def __init__(self, line: str, index: int) -> None:
+        self.line, self.index = line, index
+
+
+PR_SET_PDEATHSIG = 1  # prctl(2): the signal a process gets when its parent dies
+
+
+def end_with_parent(parent: int) -> None:
+    """Have the kernel SIGKILL this process when its parent dies (Linux), so that a SIGKILL of the stage
+    leaves no worker behind; elsewhere, or if the parent is already gone, nothing is set or we exit."""
+    if sys.platform.startswith("linux"):
+        try:
+            ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+        except (OSError, AttributeError):
+            pass
+    if os.getppid() != parent:  # the parent died before the request took effect
+        os._exit(1)
+
+
+def _serve(conn: Connection, slot: int, current: Any, function: Callable[[Any], Any], parent: int) -> None:
+    end_with_parent(parent)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
     while (message := conn.recv()) is not None:
         start, tasks = message
@@ -48,8 +80,9 @@ def _serve(conn: Connection, slot: int, current: Any, function: Callable[[Any], 
             for k, task in enumerate(tasks):
                 current[slot] = start + k
                 results.append(function(task))
-        except Exception:  # a bug, not bad input: the parent re-raises it with the traceback
-            conn.send(_Failure(traceback.format_exc()))
+        except Exception as err:  # a bug, not bad input: the parent re-raises it with the traceback
+            line = machine_refusal(err)
+            conn.send(_Failure(traceback.format_exc()) if line is None else _Refusal(line, current[slot]))
             continue
         conn.send(results)
 
@@ -66,7 +99,7 @@ class WorkerPool:
         self.sender = threading.Thread(target=self._send_all, daemon=True)
         for slot in range(workers):
             parent, child = ctx.Pipe()
-            proc = ctx.Process(target=_serve, args=(child, slot, self.current, function), daemon=True)
+            proc = ctx.Process(target=_serve, args=(child, slot, self.current, function, os.getpid()), daemon=True)
             proc.start()
             child.close()
             self.conns.append(parent)
@@ -141,6 +174,9 @@ class WorkerPool:
             if isinstance(result, _Failure):
                 self.kill()  # before the caller removes the output folder the others are writing into
                 raise RuntimeError(f"a masks worker failed:\n{result.text}")
+            if isinstance(result, _Refusal):
+                self.kill()
+                raise WorkerRefused(f"while making the masks of {describe(result.index)}: {result.line}")
             done[busy[worker].popleft()] = result  # a worker answers its chunks in the order it got them
             self._give(worker, pending, chunks, busy)
 

@@ -11,7 +11,7 @@ params.yaml entry with ``arch: fpn`` is all it takes); another network needs one
 from __future__ import annotations
 
 import inspect
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -23,6 +23,19 @@ if TYPE_CHECKING:
 # smp's own names (segmentation_models_pytorch.MODEL_ARCHITECTURES_MAPPING; a test keeps them in step)
 SMP_ARCHITECTURES = ("unet", "unetplusplus", "manet", "linknet", "fpn", "pspnet", "deeplabv3",
                      "deeplabv3plus", "pan", "upernet", "segformer", "dpt")
+
+
+# Arguments cocoseg gives every network itself: an option that sets one would break the contract the loss,
+# the metrics and the model file rely on (3-channel RGB in, one map of logits per class out).
+RESERVED_OPTIONS = {
+    "in_channels": "the network reads 3-channel RGB images",
+    "classes": "the class count comes from the masks stage's labels.json",
+    "num_classes": "the class count comes from the masks stage's labels.json",
+    "encoder_name": "set it as models.<name>.encoder",
+    "encoder_weights": "set it as models.<name>.encoder_weights",
+    "activation": "the network must give logits: the loss and the argmax take them",
+    "aux_params": "the network must give one tensor of logits, not a (mask, label) pair",
+}
 
 
 @dataclass(frozen=True)
@@ -77,6 +90,38 @@ def check_model(params: Params, name: str) -> None:
     model = params.model(name)
     if check_arch(model.arch, f"models.{name}.arch").uses_encoder:
         check_encoder(model.encoder, model.encoder_weights, f"models.{name}")
+    check_options(model.options, f"models.{name}.options")
+
+
+def check_options(options: Mapping[str, Any], key: str) -> None:
+    """Refuse an option that cocoseg sets itself (``RESERVED_OPTIONS``), before anything is built."""
+    for option in options:
+        if option in RESERVED_OPTIONS:
+            raise ConfigError(f"{key}.{option}: not allowed; {RESERVED_OPTIONS[option]}")
+
+
+def check_forward(model: nn.Module, num_classes: int, image_size: tuple[int, ...], key: str) -> None:
+    """One forward pass of a blank RGB image in eval mode (no gradient, no statistics or RNG touched): the
+    network must give (1, num_classes, H, W) logits. An option that breaks this (a decoder that stops
+    short of the input size, an encoder depth its decoder does not take) fails here with a line, not at
+    the first training step with a traceback."""
+    import torch
+
+    height, width = image_size
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            out = model(torch.zeros(1, 3, height, width))
+    except (RuntimeError, ValueError, TypeError, IndexError) as err:
+        raise ConfigError(f"{key}: the network fails on a {height}x{width} RGB image "
+                          f"({str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__})") from None
+    finally:
+        model.train(was_training)
+    shape = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
+    if shape != (1, num_classes, height, width):
+        raise ConfigError(f"{key}: the network gives {shape} for a {height}x{width} RGB image; expected "
+                          f"logits of shape {(1, num_classes, height, width)}")
 
 
 def check_model_name(name: str) -> None:

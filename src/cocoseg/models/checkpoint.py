@@ -5,7 +5,9 @@
     model = build_model(**ckpt["model"]); model.load_state_dict(ckpt["state_dict"])
 
 It holds tensors and plain Python types only (no pickled classes, no paths, no timestamps), so
-``weights_only=True`` loads it and the same training gives the same bytes.
+``weights_only=True`` loads it and the same training gives the same bytes. Format 2 adds the SHA-256 of
+the weights (``weights_sha256``, see checkpoint_checks.py), checked on load; format 1 files, without it,
+still load.
 """
 
 from __future__ import annotations
@@ -21,19 +23,24 @@ from torch import nn
 from cocoseg.core.errors import UserError
 from cocoseg.core.files import write_bytes
 from cocoseg.models import build_model
+from cocoseg.models import checkpoint_checks as checks
+from cocoseg.models.checkpoint_checks import ModelFileLies, weights_digest
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+READABLE_VERSIONS = (1, 2)  # format 1: the same file without weights_sha256
 
 
 def save_checkpoint(path: Path, state_dict: dict[str, torch.Tensor], model_spec: dict[str, Any],
                     preprocessing: dict[str, Any], classes: list[str], metrics: dict[str, float]) -> None:
+    weights = {k: v.detach().cpu().clone() for k, v in state_dict.items()}
     payload = {
         "format_version": FORMAT_VERSION,
         "model": model_spec,  # arch, num_classes, encoder: build_model(**ckpt["model"])
         "preprocessing": preprocessing,  # image_size, mean, std, channel order
         "classes": classes,
         "metrics": metrics,
-        "state_dict": {k: v.detach().cpu().clone() for k, v in state_dict.items()},
+        "state_dict": weights,
+        "weights_sha256": weights_digest(weights),  # checked on load: a damaged byte is refused
     }
     buf = io.BytesIO()
     torch.save(payload, buf)
@@ -53,15 +60,25 @@ def load_checkpoint(path: Path, map_location: str | torch.device = "cpu") -> tup
     if not path.is_file():
         raise FileNotFoundError(f"{path}: model file not found (did the train stage run?)")
     ckpt = _read(path, map_location)
-    if not isinstance(ckpt, dict) or ckpt.get("format_version") != FORMAT_VERSION:
+    if not isinstance(ckpt, dict) or ckpt.get("format_version") not in READABLE_VERSIONS:
         if isinstance(ckpt, dict) and ckpt and all(isinstance(v, torch.Tensor) for v in ckpt.values()):
             raise CheckpointError(f"{path}: a bare state_dict (weights without the model spec); expected a "
                                   "model.pt written by the train stage")
-        raise CheckpointError(f"{path}: not a cocoseg model file of format {FORMAT_VERSION}; expected a model.pt "
-                              "written by the train stage")
+        raise CheckpointError(f"{path}: not a cocoseg model file of format {' or '.join(map(str, READABLE_VERSIONS))}; "
+                              "expected a model.pt written by the train stage")
     missing = [key for key in REQUIRED if key not in ckpt]
     if missing:
         raise CheckpointError(f"{path}: incomplete cocoseg model file: no {', '.join(missing)}")
+    try:  # every claim checked before the file decides what is allocated
+        checks.check_spec(ckpt["model"])
+        checks.check_preprocessing(ckpt["preprocessing"])
+        checks.check_digest(ckpt)
+        checks.check_weight_shapes(ckpt["model"], ckpt["state_dict"], build_model)
+        checks.check_classes(ckpt["classes"], ckpt["model"])
+    except ModelFileLies as err:
+        raise CheckpointError(f"{path}: {err}") from None
+    except (TypeError, ValueError, KeyError, UserError) as err:  # the meta build of an unbuildable spec
+        raise CheckpointError(f"{path}: its model spec {ckpt['model']} cannot be built ({_first_line(err)})") from None
     # load_state_dict copies into the new model's CPU weights: move the model where its inputs will be
     return _build(path, ckpt).to(map_location).eval(), ckpt
 

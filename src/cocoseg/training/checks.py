@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import ctypes
 import importlib.util
+import os
 import platform
 
+from cocoseg.core.machine import usable_cores
 from cocoseg.core.params import ConfigError, Params, TrainConfig
 
 # Trainer(accelerator=...): AcceleratorRegistry's names plus Lightning's aliases "auto" and "gpu"
@@ -42,6 +44,21 @@ def check_train(params: Params) -> None:
     _one_of("train.strategy", cfg.strategy, STRATEGIES)
     _one_of("train.precision", cfg.precision, PRECISIONS)
     check_devices(cfg)
+    check_nodes(cfg)
+
+
+# What a launcher of several nodes sets (torchrun, SLURM, MPI, LSF, or MASTER_ADDR and NODE_RANK by hand),
+# as Lightning's cluster environments read it
+LAUNCHER_VARIABLES = ("MASTER_ADDR", "NODE_RANK", "TORCHELASTIC_RUN_ID", "SLURM_NTASKS", "OMPI_COMM_WORLD_SIZE",
+                      "PMI_SIZE", "LSB_JOBID")
+
+
+def check_nodes(cfg: TrainConfig) -> None:
+    """``train.num_nodes`` above 1 without a launcher: Lightning would wait for the other nodes for ever."""
+    if cfg.num_nodes > 1 and not any(name in os.environ for name in LAUNCHER_VARIABLES):
+        raise ConfigError(f"train.num_nodes: {cfg.num_nodes} needs a launcher on every node (torchrun or SLURM's "
+                          "srun, which set MASTER_ADDR and NODE_RANK; see the README's DDP section), and none is "
+                          "set here: training would wait for the other nodes for ever; expected 1")
 
 
 def check_devices(cfg: TrainConfig) -> None:
@@ -53,12 +70,27 @@ def check_devices(cfg: TrainConfig) -> None:
                           ">= 1 (-1 = all), or a list of distinct device indices")
     available = available_devices(cfg.accelerator)
     if available is None:
-        return  # auto and cpu: Lightning picks what there is / any number of processes
+        check_cpu_processes(cfg)
+        return  # auto with a GPU: Lightning picks what there is
     wanted = max(devices) + 1 if isinstance(devices, tuple) else devices if isinstance(devices, int) and devices > 0 else 1
     if wanted > available:
         have = f"{available} {cfg.accelerator} device{'s' if available != 1 else ''}"
         raise ConfigError(f"train.accelerator: {cfg.accelerator!r} with train.devices {_show(devices)} is not "
                           f"possible: this machine has {have}; expected train.accelerator: cpu or auto")
+
+
+def check_cpu_processes(cfg: TrainConfig) -> None:
+    """On the CPU (``cpu``, or ``auto`` without a GPU) ``train.devices`` counts training processes: one
+    each, with their own copy of the model and loader workers. More than the usable cores only compete
+    for them (``devices: 1000`` started hundreds of processes), so that is refused."""
+    devices = cfg.devices
+    if cfg.accelerator not in ("cpu", "auto") or (cfg.accelerator == "auto" and cuda_device_count() > 0):
+        return
+    wanted = len(devices) if isinstance(devices, tuple) else devices if isinstance(devices, int) else 1
+    cores = usable_cores()
+    if wanted > cores:
+        raise ConfigError(f"train.devices: {_show(devices)} is not allowed on the CPU, where each device is a "
+                          f"training process: this process may use {cores} CPU cores; expected at most {cores}")
 
 
 def available_devices(accelerator: str) -> int | None:

@@ -26,6 +26,7 @@ from torch.utils.data import DataLoader, Dataset, Sampler, get_worker_info
 
 from cocoseg.core.images import read_mask, read_rgb
 from cocoseg.core.layout import VOID, image_path, semantic_mask_path
+from cocoseg.core.limits import cap_processes
 from cocoseg.core.machine import usable_cores
 from cocoseg.core.splits import load_labels, load_split
 from cocoseg.models.inference import MEAN, STD
@@ -36,8 +37,9 @@ Pair = tuple[np.ndarray, np.ndarray]  # (H, W, 3) uint8 RGB image, (H, W) uint8 
 
 
 def resolve_workers(workers: int | str) -> int:
-    """``train.workers``: an integer, or "auto" = one worker per usable core."""
-    return usable_cores() if workers == "auto" else int(workers)
+    """``train.workers``: an integer (at most one per usable core, with a line when capped), or "auto" =
+    one worker per usable core."""
+    return usable_cores() if workers == "auto" else cap_processes("train.workers", int(workers))
 
 
 def resize_pair(image: np.ndarray, mask: np.ndarray, size: tuple[int, int]) -> Pair:

@@ -141,15 +141,23 @@ class EpochCheckpoint(L.Callback):
 
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if trainer.current_epoch + 1 < trainer.max_epochs:  # after the last epoch the run is published
-            trainer.save_checkpoint(self.state.pending, weights_only=False)  # the whole training state
+            try:
+                trainer.save_checkpoint(self.state.pending, weights_only=False)  # the whole training state
+            except OSError as err:  # a full disk: never leave a partial checkpoint behind
+                self.state.pending.unlink(missing_ok=True)
+                raise OSError(err.errno, err.strerror, str(self.state.pending)) from None
 
     def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if not trainer.is_global_zero or not self.state.pending.is_file():
             return
         tmp = self.state.root / "last.tmp"
         shutil.rmtree(tmp, ignore_errors=True)
-        shutil.copytree(self.state.root / "run", tmp / "run")
-        write_text(tmp / "fingerprint.txt", self.fingerprint)
+        try:
+            shutil.copytree(self.state.root / "run", tmp / "run")
+            write_text(tmp / "fingerprint.txt", self.fingerprint)
+        except OSError:  # a full disk: the previous last/ stays, the partial copy goes
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
         self.state.pending.replace(tmp / "last.ckpt")
         replace_dir(tmp, self.state.saved)
 

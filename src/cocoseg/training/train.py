@@ -17,7 +17,7 @@ from lightning.pytorch.loggers import TensorBoardLogger
 from cocoseg.training.callbacks import BestWeights, FiniteLoss, FirstIterationMetrics, ProgressLines, StepScalars
 from cocoseg.models.checkpoint import save_checkpoint
 from cocoseg.core.params import Params, TrainConfig
-from cocoseg.models import check_arch, model_spec
+from cocoseg.models import check_arch, check_forward, model_spec
 from cocoseg.models.inference import Preprocessing
 from cocoseg.training.checks import check_timm_encoder
 from cocoseg.training.data import SegmentationDataModule
@@ -104,6 +104,7 @@ def train_model(params: Params, name: str, paths: TrainPaths) -> dict[str, Any]:
     module = SegmentationModule(model_cfg.arch, datamodule.num_classes, model_cfg.encoder,
                                 model_cfg.encoder_weights, lr, cfg.weight_decay, cfg.dice_weight,
                                 dict(model_cfg.options), speed.pop("channels_last"), params.model_compile(name))
+    check_forward(module.model, datamodule.num_classes, cfg.image_size, f"models.{name}")  # before any step
 
     state, fingerprint = paths.state, run_fingerprint(params, name, paths.masks_root)
     resume_from = prepare_run(state, fingerprint)
