@@ -35,6 +35,15 @@ def copy_with_digest(src: BinaryIO, out: BinaryIO, block: int = 1 << 20) -> str:
     return digest.hexdigest()[:DIGEST_CHARS]
 
 
+def digest_file(path: str | os.PathLike[str], block: int = 1 << 20) -> str:
+    """The digest of a file's bytes (as ``digest_bytes``), read in blocks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        while data := f.read(block):
+            digest.update(data)
+    return digest.hexdigest()[:DIGEST_CHARS]
+
+
 def format_contents(digests: dict[str, str]) -> str:
     """contents.tsv's text: a header, then ``path<TAB>digest`` per file, sorted by path."""
     return COCO_CONTENTS_HEADER + "".join(f"{path}\t{digests[path]}\n" for path in sorted(digests))
