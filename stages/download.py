@@ -9,8 +9,8 @@ then are hard-linked into --out, the stage's cached DVC output.
 import argparse
 from pathlib import Path
 
-from cocoseg.core.stage import run_stage
 from cocoseg.core.params import load_params
+from cocoseg.core.stage import run_stage
 
 
 def main() -> None:

@@ -4,10 +4,10 @@ splits the import stages wrote in its local/ folder; unsafe archive members are 
 import argparse
 from pathlib import Path
 
-from cocoseg.core.stage import run_stage
-from cocoseg.core.params import load_params
 from cocoseg.acquire.extract import extract_coco
 from cocoseg.core.layout import RAW_DOWNLOAD, RAW_LOCAL
+from cocoseg.core.params import load_params
+from cocoseg.core.stage import run_stage
 
 
 def main() -> None:

@@ -9,7 +9,14 @@ import pytest
 from exports import coco_json, write_coco_layout, write_roboflow, write_split
 
 from cocoseg.acquire import layouts
-from cocoseg.acquire.layouts import Layout, LayoutError, SplitSource, find_folder_layout, find_layout, scan_json
+from cocoseg.acquire.layouts import (
+    Layout,
+    LayoutError,
+    SplitSource,
+    find_folder_layout,
+    find_layout,
+    scan_json,
+)
 
 
 def splits_of(layout: Layout) -> dict[str, tuple[str, str]]:

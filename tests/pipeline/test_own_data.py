@@ -72,3 +72,16 @@ def test_a_local_export_reruns_exactly_what_a_changed_file_feeds(tmp_path: Path)
     assert changed_stages(repo) == {"import@valid", *DOWNSTREAM}
     assert ran(run_in(repo, "dvc", "repro", "masks")) == {"import@valid"}
     assert snapshot(export) == edited
+
+    # A teammate without the export: clone, pull, and the data stages are up to date (their import
+    # stages' deps are missing, and --allow-missing skips a stage with no other change).
+    run_in(repo, "dvc", "remote", "add", "-d", "team", str(tmp_path / "remote"))
+    git_commit(repo, "ran on own data")
+    run_in(repo, "dvc", "push")
+    export.rename(tmp_path / "elsewhere")
+    clone = tmp_path / "clone"
+    run_in(tmp_path, "git", "clone", "-q", str(repo), str(clone))
+    run_in(clone, "dvc", "pull")
+    output = run_in(clone, "dvc", "repro", "--allow-missing", "masks")
+    assert ran(output) == set() and "Data and pipelines are up to date." in output, output
+    assert (clone / "data" / "coco" / "train" / "train_3.jpg").read_bytes() == square_jpeg(999)

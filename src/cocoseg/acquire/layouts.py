@@ -133,7 +133,7 @@ def _nothing_found(listing: set[str], names: Mapping[str, Sequence[str]], notes:
     said = [*notes, *(f"{f} (not COCO instances)" for f in jsons if f not in names)]
     found = f"{len(jsons)} JSON file(s): {_first(said)}" if jsons else "no JSON file"
     images = [f for f in listing if _is_image(f)]
-    where = sorted({_folder(PurePosixPath(f).parent) + "/" for f in images})
+    where = sorted({(_folder(PurePosixPath(f).parent) or ".") + "/" for f in images})
     found += f", {len(images)} image(s)" + (f" in {_first(where)}" if images else "")
     return (f"no COCO export layout recognised: found {found}; expected <split>/{ROBOFLOW_JSON} beside its "
             "images, annotations/instances_<split>.json with <split>/ or images/<split>/, or a COCO JSON beside "
