@@ -95,3 +95,24 @@ def test_the_stage_reads_its_paths_from_params_and_fails_in_one_line(tmp_path: P
     result = run_stage("import", "--split", "train", "--out", "data/raw/local/train", cwd=tmp_path)
     assert_one_error(result, "export/train/_annotations.coco.json: not a readable JSON file (JSONDecodeError")
     assert files_under(tmp_path / "data" / "raw" / "local" / "train")  # the previous import is intact
+
+
+def test_extract_links_the_imported_splits_into_data_coco(tmp_path: Path) -> None:
+    from cocoseg.acquire.extract import ExtractError, extract_coco, write_manifest
+    from cocoseg.core.contents import digest_bytes
+
+    export = write_roboflow(tmp_path / "export", {"train": 2, "valid": 1})
+    raw = tmp_path / "data" / "raw"
+    for split in ("train", "valid"):
+        import_split(split, export / split / "_annotations.coco.json", export / split, raw / "local" / split)
+    write_manifest(raw / "download", "local", [], [])
+    coco = tmp_path / "data" / "coco"
+    assert extract_coco(raw / "download", coco, ("train", "valid"), raw / "local") == {"train": 3, "valid": 2}
+    assert files_under(coco) == ["annotations/instances_train.json", "annotations/instances_valid.json",
+                                 "contents.tsv", "train/train_0.jpg", "train/train_1.jpg", "valid/valid_0.jpg"]
+    image = coco / "valid" / "valid_0.jpg"
+    assert image.stat().st_ino == (raw / "local" / "valid" / "valid" / "valid_0.jpg").stat().st_ino
+    assert f"valid/valid_0.jpg\t{digest_bytes(image.read_bytes())}" in (coco / "contents.tsv").read_text()
+    with pytest.raises(ExtractError, match=r"local/test: split 'test' was not imported; data.local.splits needs"):
+        extract_coco(raw / "download", coco, ("train", "test"), raw / "local")
+    assert files_under(coco)[0] == "annotations/instances_train.json"  # the previous data/coco is kept
