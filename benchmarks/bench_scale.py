@@ -16,6 +16,12 @@ For each N of ``--n``, in a fresh DVC project under ``--work-dir``:
    imports), and over the Ns the cost of one more val image.
 Then a least-squares line ``a + b*N`` per figure over the Ns, and its value at 118,287 images.
 
+With ``--baseline-rev REV``, the status part compares this checkout's pipeline with REV's on the same data
+instead: the download stage is kept, its output laid out as subset mode leaves it (manifest, annotation
+file and the N images, hard links to data/coco's) where each revision's dvc.yaml puts it; the project's
+dvc.yaml, params.yaml, stages/ and src/ are switched between the two ``--repeats`` times, each time every
+stage committed again and ``dvc status`` run cold, then warm (the figure: the median warm one of each).
+
 The project is the real one (dvc.yaml, params.yaml, stages/, src/) with the sample's download and
 extract stages in place; data/coco is committed as extract's output, so every stage that depends on
 data (masks on data/coco/contents.tsv; train and evaluate of each model on data/masks/manifest.tsv) costs what it
@@ -25,6 +31,7 @@ costs on real data.
     .venv/bin/python benchmarks/bench_scale.py --parts masks --n 2000 5000 20000   # masks only
     .venv/bin/python benchmarks/bench_scale.py --parts evaluate --model-size 512 --upsample nearest
     .venv/bin/python benchmarks/bench_scale.py --parts upsample --baseline-rev main  # class maps alone
+    .venv/bin/python benchmarks/bench_scale.py --parts status --n 20000 --baseline-rev main  # dvc status, both
     .venv/bin/python benchmarks/bench_scale.py --skip-evaluate   # the same as --parts masks status
 
 Run it on a quiet machine (the load average is printed); each N needs about 0.2 MB per image of disk.
@@ -156,7 +163,7 @@ def write_placeholder_outputs(project: Path) -> list[str]:
     models = yaml.safe_load((project / "params.yaml").read_text())["models"]
     names = []
     for name, stage in pipeline.items():
-        if name in ("extract", "masks"):
+        if name in ("download", "import", "extract", "masks"):
             continue
         keys = list(models) if "foreach" in stage else [None]
         for key in keys:
@@ -188,13 +195,15 @@ def write_untrained_model(project: Path, size: int) -> None:
 
 
 def measure(n: int, source: Path, work: Path, parts: set[str], upsample: str,
-            size: int) -> dict[str, float]:
+            size: int, baseline: str | None = None, repeats: int = 2) -> dict[str, float]:
     root = work / f"n{n}"
     shutil.rmtree(root, ignore_errors=True)
     project = make_project(root, upsample)
     build_set(source, n, project / "data" / "coco")
     figures: dict[str, float] = {"n": n, **run_masks(project)}
-    if "status" in parts:
+    if "status" in parts and baseline:
+        figures.update(compare_status(project, baseline, repeats, upsample))
+    elif "status" in parts:
         figures["commit_s"] = sh(project, "dvc", "commit", "-f", "-q", "extract", "masks")
         sh(project, "dvc", "commit", "-f", "-q", *write_placeholder_outputs(project))
         up_to_date = "Data and pipelines are up to date."
@@ -208,6 +217,54 @@ def measure(n: int, source: Path, work: Path, parts: set[str], upsample: str,
         split = json.loads((project / "data" / "masks" / "split.json").read_text())
         figures["val_images"] = len(split["val"])
     return figures
+
+
+def install_pipeline(project: Path, rev: str | None, upsample: str) -> list[str]:
+    """Put ``rev``'s dvc.yaml, params.yaml, stages/ and src/ (None: this checkout's) into ``project``, download
+    stage kept, and lay out its output as subset mode leaves it; return every stage's name, to commit."""
+    for name in ("dvc.yaml", "params.yaml"):
+        (project / name).unlink(missing_ok=True)
+    for name in ("stages", "src"):
+        shutil.rmtree(project / name, ignore_errors=True)
+    if rev is None:
+        for name in ("dvc.yaml", "params.yaml"):
+            shutil.copy(REPO / name, project / name)
+        for name in ("stages", "src"):
+            shutil.copytree(REPO / name, project / name, ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
+    else:
+        archive = subprocess.run(["git", "archive", rev, "dvc.yaml", "params.yaml", "stages", "src"], cwd=REPO,
+                                 capture_output=True, check=True).stdout
+        subprocess.run(["tar", "-x", "-C", str(project)], input=archive, check=True)
+    params = yaml.safe_load((project / "params.yaml").read_text())
+    params["masks"]["preview"] = 0
+    if upsample != "exact":
+        params["evaluate"]["upsample"] = upsample
+    (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    pipeline = yaml.safe_load((project / "dvc.yaml").read_text())["stages"]
+    raw = project / str(pipeline["download"]["outs"][0])
+    shutil.rmtree(project / "data" / "raw", ignore_errors=True)
+    coco = project / "data" / "coco"
+    for path in sorted(p for p in coco.rglob("*") if p.is_file() and p.name != "contents.tsv"):
+        (raw / path.relative_to(coco)).parent.mkdir(parents=True, exist_ok=True)
+        os.link(path, raw / path.relative_to(coco))
+    (raw / "manifest.json").write_text(json.dumps({"source": "coco2017-subset", "archives": [],
+                                                   "folders": ["annotations", SPLIT]}))
+    return ["download", "extract", "masks", *write_placeholder_outputs(project)]
+
+
+def compare_status(project: Path, rev: str, repeats: int, upsample: str) -> dict[str, float]:
+    """Warm ``dvc status`` of this checkout's pipeline and of ``rev``'s on the same data, alternated."""
+    up_to_date = "Data and pipelines are up to date."
+    times: dict[str, list[float]] = {"status_s": [], "status_base_s": []}
+    for _ in range(repeats):
+        for key, revision in (("status_s", None), ("status_base_s", rev)):
+            stages = install_pipeline(project, revision, upsample)
+            (project / "dvc.lock").unlink(missing_ok=True)
+            sh(project, "dvc", "commit", "-f", "-q", *stages)
+            sh(project, "dvc", "status", expect=up_to_date)  # cold: the new paths' hash state
+            times[key].append(sh(project, "dvc", "status", expect=up_to_date))
+            print(f"  {key}: {times[key][-1]:.2f} s (load {os.getloadavg()[0]:.2f})", flush=True)
+    return {key: float(np.median(values)) for key, values in times.items()}
 
 
 def smooth_logits(classes: int, field: int, size: int, seed: int = 0) -> "torch.Tensor":
@@ -298,7 +355,9 @@ def main() -> None:
     parser.add_argument("--upsample", choices=["exact", "nearest"], default="exact",
                         help="evaluate part: the project's evaluate.upsample")
     parser.add_argument("--model-size", type=int, default=128, help="evaluate part: the model's input size")
-    parser.add_argument("--baseline-rev", help="upsample part: also time this git revision's exact method")
+    parser.add_argument("--baseline-rev", help="upsample part: also time this git revision's exact method; "
+                        "status part: also time this revision's pipeline on the same data (see above)")
+    parser.add_argument("--repeats", type=int, default=2, help="status part with --baseline-rev: alternations")
     parser.add_argument("--skip-evaluate", action="store_true", help="the parts masks and status only")
     args = parser.parse_args()
     if args.skip_evaluate:
@@ -315,12 +374,13 @@ def report_stages(args: argparse.Namespace) -> None:
     rows = []
     for n in args.n:
         rows.append(measure(n, args.coco_root, args.work_dir, set(args.parts), args.upsample,
-                            args.model_size))
+                            args.model_size, args.baseline_rev, args.repeats))
         print(json.dumps({k: round(v, 3) for k, v in rows[-1].items()}), f"load {os.getloadavg()[0]:.2f}",
               flush=True)
         if not args.keep:
             shutil.rmtree(args.work_dir / f"n{n}", ignore_errors=True)
-    keys = ["masks_s", "masks_main_rss_mib", "masks_worker_rss_mib", "commit_s", "status_s", "evaluate_s"]
+    keys = ["masks_s", "masks_main_rss_mib", "masks_worker_rss_mib", "commit_s", "status_s", "status_base_s",
+            "evaluate_s"]
     keys = [key for key in keys if key in rows[0]]
     header = " | ".join(f"N={r['n']}" for r in rows)
     print(f"\n| figure | {header} | fit at {TRAIN2017} |")

@@ -1,12 +1,14 @@
-"""Stage extract: unpack the archives in --raw into --out (data/coco), refusing unsafe paths."""
+"""Stage extract: data/coco from --raw (data/raw): the archives and folders in its download/ folder, or the
+splits the import stages wrote in its local/ folder; unsafe archive members are refused."""
 
 import argparse
 from pathlib import Path
 
-from cocoseg.core.stage import run_stage
+from cocoseg.acquire.extract import extract_coco
+from cocoseg.core.layout import RAW_DOWNLOAD, RAW_LOCAL
 from cocoseg.core.params import load_params
 from cocoseg.core.params_guard import guard_params
-from cocoseg.acquire.extract import extract_coco
+from cocoseg.core.stage import run_stage
 
 
 def main() -> None:
@@ -17,7 +19,7 @@ def main() -> None:
     args = parser.parse_args()
     params = load_params(args.params)
     guard_params(args.params, "extract")
-    extract_coco(args.raw, args.out, params.data.splits)
+    extract_coco(args.raw / RAW_DOWNLOAD, args.out, params.data.splits, args.raw / RAW_LOCAL)
 
 
 if __name__ == "__main__":

@@ -111,7 +111,7 @@ def test_compare_and_tensorboard_commands(params_path: Path) -> None:
 @pytest.mark.parametrize(("words", "message"), [
     (["train", "--models", "unet,pspnet"], "--models: pspnet not in params.yaml's models section"),
     (["train", "--gpu", "first"], "--gpu 'first': expected GPU indices"),
-    (["prepare", "--data_root", "/data/coco"], "--data_root /data/coco: the pipeline's paths live in"),
+    (["prepare", "--data_root", "/data/coco"], "--data_root /data/coco: no such folder"),
 ])
 def test_bad_flags_give_one_line(params_path: Path, words: list[str], message: str) -> None:
     command = [sys.executable, "-m", "cocoseg", *words, "--params", str(params_path), "--dry-run"]

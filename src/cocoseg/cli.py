@@ -4,6 +4,7 @@ DVC stays the interface that does the work; each subcommand only builds a ``dvc`
 before it runs, so users learn the DVC form) from flags the seed's scripts had:
 
     cocoseg prepare --visualize 5            ->  dvc exp run masks -S masks.preview=5
+    cocoseg prepare --data_root my-export    ->  dvc exp run masks -S data.source=local -S data.splits=[...] ...
     cocoseg train --models unet --lr 1e-3    ->  dvc exp run evaluate@unet -S +models.unet.lr=0.001
     cocoseg compare                          ->  dvc exp show, compact: each model's mIoU, changed params
     cocoseg compare --plots                  ->  dvc plots show, rendered for offline viewing
@@ -18,11 +19,14 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import re
 import shlex
 import subprocess
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+
+import yaml
 
 from cocoseg.core.errors import UserError
 from cocoseg.core.params import Params, load_params
@@ -42,7 +46,7 @@ PER_MODEL_FLAGS = {"lr": "lr", "epochs": "epochs", "batch_size": "batch_size"}
 
 
 class CliError(UserError):
-    """A flag the translation cannot honour (an unknown model, a data root DVC does not use)."""
+    """A flag the translation cannot honour (an unknown model, a data root that is not a folder)."""
 
 
 def split_list(text: str) -> list[str]:
@@ -95,8 +99,7 @@ def train_command(params: Params, args: argparse.Namespace) -> list[str]:
     if unknown:
         raise CliError(f"--models: {', '.join(unknown)} not in params.yaml's models section; "
                        f"defined: {', '.join(params.models)} (a new model is one entry there)")
-    _check_data_root(args.data_root)
-    sets = [*gpu_overrides(args.gpu),
+    sets = [*data_root_overrides(params, args.data_root, args.queue), *gpu_overrides(args.gpu),
             *setting_overrides(params, models,
                                {"lr": args.lr, "epochs": args.epochs, "batch_size": args.batch_size}),
             *args.set]
@@ -105,8 +108,8 @@ def train_command(params: Params, args: argparse.Namespace) -> list[str]:
 
 
 def prepare_command(params: Params, args: argparse.Namespace) -> list[str]:
-    _check_data_root(args.data_root)
-    sets = [] if args.visualize is None else [f"masks.preview={args.visualize}"]
+    sets = data_root_overrides(params, args.data_root, args.queue)
+    sets += [] if args.visualize is None else [f"masks.preview={args.visualize}"]
     return _exp_run(["masks"], [*sets, *args.set], args)
 
 
@@ -130,10 +133,50 @@ def _exp_run(targets: list[str], sets: list[str], args: argparse.Namespace) -> l
     return command + (["--queue"] if args.queue else [])
 
 
-def _check_data_root(data_root: str | None) -> None:
-    if data_root not in (None, "data", "data/"):
-        raise CliError(f"--data_root {data_root}: the pipeline's paths live in dvc.yaml (data/...); "
-                       "point data.source / data.coco.base_url in params.yaml at your data instead")
+def data_root_overrides(params: Params, data_root: str | None, queue: bool = False) -> list[str]:
+    """``--data_root DIR``: -S values that point the pipeline at the COCO-format export in DIR, from the
+    layout recognised there (cocoseg.acquire.layouts): data.source=local, data.splits = every split found,
+    and each split's annotation file and images folder (relative to the repository when inside it, else
+    absolute). ``data`` means the pipeline's own data: no values."""
+    if data_root is None or data_root.rstrip("/") == "data":
+        return []
+    root = Path(data_root)
+    if not root.is_dir():
+        raise CliError(f"--data_root {data_root}: no such folder")
+    from cocoseg.acquire.layouts import find_folder_layout
+
+    layout = find_folder_layout(root)
+    log.info("--data_root %s: %s", data_root, layout.describe())
+    for name in layout.splits:
+        if yaml.safe_load(name) != name:
+            raise CliError(f"--data_root {data_root}: split {name!r} would read as {yaml.safe_load(name)!r} in "
+                           "params.yaml; rename its folder, or write data.local.splits in params.yaml by hand")
+    base = _path_for_params(root)
+    if queue and not base.is_absolute() and not root.with_name(root.name + ".dvc").is_file():
+        log.warning("--queue: a queued experiment runs in a copy of the repository, which holds %s only if git "
+                    "or DVC tracks it (dvc add %s), or give its absolute path", base, base)
+    entries = ", ".join(f"{name}: {{annotations: {hydra_quote((base / split.annotations).as_posix())}, "
+                        f"images: {hydra_quote((base / split.images).as_posix())}}}"
+                        for name, split in layout.splits.items())
+    # `++` sets the key whether or not params.yaml has it; entries already there would be merged with
+    # the new ones, so they are deleted (`~`) first
+    splits = ([f"++data.local.splits={{{entries}}}"] if not params.data.local.splits
+              else ["~data.local.splits", f"+data.local.splits={{{entries}}}"])
+    names = ",".join(layout.splits)  # safe names (core.layout.split_name_problem) that YAML reads as strings
+    return ["data.source=local", f"data.splits=[{names}]", *splits]
+
+
+def _path_for_params(root: Path) -> Path:
+    """``root`` relative to the repository (the working folder) when inside it, else absolute."""
+    absolute, here = root.resolve(), Path.cwd().resolve()
+    return absolute.relative_to(here) if absolute.is_relative_to(here) else absolute
+
+
+def hydra_quote(text: str) -> str:
+    """``text`` as a double-quoted string of DVC's -S (Hydra) grammar: a quote, and backslashes before one
+    or at the end, escaped with a backslash. (Double quotes keep the shell's single quotes plain.)"""
+    escaped = re.sub(r'(\\*)"', lambda m: m[1] * 2 + '\\"', text)
+    return '"' + re.sub(r"(\\+)$", lambda m: m[1] * 2, escaped) + '"'
 
 
 # The README's seed-mapping table is generated from these rows (tests/test_cli.py checks it).
@@ -168,7 +211,8 @@ def _add_common(parser: argparse.ArgumentParser, exp: bool = False) -> None:
     parser.add_argument("--dry-run", action="store_true", help="print the command, do not run it")
     parser.add_argument("--params", default="params.yaml", help="the params.yaml the translation reads")
     if exp:
-        parser.add_argument("--data_root", help="the seed's flag; must be data (paths live in dvc.yaml)")
+        parser.add_argument("--data_root", metavar="DIR", help="a COCO-format export (Roboflow, CVAT, Label "
+                            "Studio, labelme2coco ...) to use instead of params.yaml's data; data: the pipeline's own")
         parser.add_argument("--queue", action="store_true", help="queue it; dvc queue start runs the queue")
         parser.add_argument("-n", "--name", help="experiment name")
         parser.add_argument("-S", "--set", action="append", default=[], metavar="KEY=VALUE",

@@ -3,13 +3,18 @@
 from __future__ import annotations
 
 import hashlib
-
 import zipfile
 from pathlib import Path
 
 import pytest
 
-from cocoseg.acquire.extract import ExtractError, extract_archive, extract_coco, safe_member_path, write_manifest
+from cocoseg.acquire.extract import (
+    ExtractError,
+    extract_archive,
+    extract_coco,
+    safe_member_path,
+    write_manifest,
+)
 
 SPLITS = ("val2017",)
 
@@ -210,8 +215,8 @@ def _zip_bomb(path: Path) -> None:
 
 
 @pytest.mark.parametrize(("damage", "message"), [
-    (_zip_bomb, r"member 'val2017/zeros\.jpg' claims 8388608 bytes from \d+ \(over 200:1\); refusing a likely "
-                r"zip bomb"),
+    (_zip_bomb, (r"member 'val2017/zeros\.jpg' claims 8388608 bytes from \d+ \(over 200:1\); refusing a likely "
+                r"zip bomb")),
     (lambda p: _patch_headers(p, b"val2017/b.jpg", method=99),
      r"member 'val2017/b\.jpg' uses compression method 99, which cannot be unpacked here"),
     (lambda p: _patch_headers(p, b"val2017/b.jpg", flags=1),
@@ -253,8 +258,8 @@ def test_manifest_naming_a_folder_outside_raw_is_refused(tmp_path: Path, folder:
 def test_hostile_archive_gives_the_stage_one_line(tmp_path: Path) -> None:
     from helpers import assert_one_error, run_stage
 
-    raw = good_archives(tmp_path / "raw")
+    raw = good_archives(tmp_path / "raw" / "download")
     _patch_headers(raw / "val2017.zip", b"val2017/b.jpg", flags=1)
     (tmp_path / "params.yaml").write_text("{}\n")
-    result = run_stage("extract", "--raw", raw, "--out", tmp_path / "coco", cwd=tmp_path)
+    result = run_stage("extract", "--raw", raw.parent, "--out", tmp_path / "coco", cwd=tmp_path)
     assert_one_error(result, "member 'val2017/b.jpg' is encrypted")

@@ -13,7 +13,6 @@ from pathlib import Path
 
 import pytest
 import yaml
-
 from helpers import REPO
 
 
@@ -49,22 +48,32 @@ def project_closure(script: Path, src: Path) -> set[Path]:
         if path in seen:
             continue
         seen.add(path)
-        todo += [f for f in map(lambda m: module_file(src, m), imported_modules(path)) if f is not None]
+        todo += [f for f in (module_file(src, m) for m in imported_modules(path)) if f is not None]
     return seen
 
 
+def foreach_items(params: dict, foreach: str) -> dict[str, dict]:
+    """What a stage's ``foreach`` iterates: the models, or the local splits (a made-up one while there are
+    none, so that the import stage's code deps are checked too)."""
+    if foreach == "${models}":
+        return {key: {} for key in params["models"]}
+    assert foreach == "${data.local.splits}", f"foreach over {foreach} is not handled here"
+    return params["data"]["local"]["splits"] or {"example": {"annotations": "a.json", "images": "images"}}
+
+
 def expanded_stages(repo: Path) -> dict[str, dict]:
-    """dvc.yaml's stages with ``foreach: ${models}`` expanded over params.yaml's model names."""
+    """dvc.yaml's stages with ``foreach`` expanded over params.yaml's models or local splits."""
     stages = yaml.safe_load((repo / "dvc.yaml").read_text())["stages"]
-    models = yaml.safe_load((repo / "params.yaml").read_text())["models"]
+    params = yaml.safe_load((repo / "params.yaml").read_text())
     out = {}
     for name, stage in stages.items():
         if "foreach" not in stage:
             out[name] = stage
             continue
-        assert stage["foreach"] == "${models}", f"{name}: only foreach over ${{models}} is handled here"
-        for key in models:
+        for key, item in foreach_items(params, stage["foreach"]).items():
             text = yaml.safe_dump(stage["do"]).replace("${key}", key)
+            for field, value in item.items():
+                text = text.replace(f"${{item.{field}}}", value)
             out[f"{name}@{key}"] = yaml.safe_load(text)
     return out
 

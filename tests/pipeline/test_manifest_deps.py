@@ -66,7 +66,7 @@ def test_a_changed_image_reruns_extract_masks_train_and_evaluate(project: Path) 
     assert UP_TO_DATE in run_in(project, "dvc", "status")
     before = manifest(project)
     item = sorted(before)[0]
-    archive = project / "data" / "raw" / f"{item.split('/')[0]}.zip"
+    archive = project / "data" / "raw" / "download" / f"{item.split('/')[0]}.zip"
     with zipfile.ZipFile(archive) as zf:
         members = [(info, zf.read(info)) for info in zf.infolist()]
     archive.unlink()  # a linked output: write a new file, never into the cache's bytes

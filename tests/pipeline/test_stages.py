@@ -86,14 +86,14 @@ def test_masks_stage_no_masks_at_all(make_coco: Callable[..., Path], tmp_path: P
 
 
 def test_extract_stage_unsafe_archive(tmp_path: Path) -> None:
-    raw = tmp_path / "raw"
-    raw.mkdir()
+    raw = tmp_path / "raw" / "download"  # --raw names data/raw; the download stage's output is inside
+    raw.mkdir(parents=True)
     with zipfile.ZipFile(raw / "annotations_trainval2017.zip", "w") as zf:
         zf.writestr("annotations/instances_val2017.json", "{}")
     with zipfile.ZipFile(raw / "val2017.zip", "w") as zf:
         zf.writestr("../evil.txt", "x")
-    result = run_stage("extract", "--params", params_file(tmp_path), "--raw", raw, "--out", tmp_path / "coco",
-                       cwd=tmp_path)
+    result = run_stage("extract", "--params", params_file(tmp_path), "--raw", raw.parent, "--out",
+                       tmp_path / "coco", cwd=tmp_path)
     assert_one_error(result, f"{raw / 'val2017.zip'}: member '../evil.txt' would be written outside")
     assert not (tmp_path / "evil.txt").exists() and not (tmp_path / "coco").exists()
 
@@ -101,7 +101,7 @@ def test_extract_stage_unsafe_archive(tmp_path: Path) -> None:
 def test_extract_stage_missing_archives(tmp_path: Path) -> None:
     result = run_stage("extract", "--params", params_file(tmp_path), "--raw", tmp_path / "raw", "--out",
                        tmp_path / "coco", cwd=tmp_path)
-    assert_one_error(result, f"{tmp_path / 'raw' / 'annotations_trainval2017.zip'}: archive not found")
+    assert_one_error(result, f"{tmp_path / 'raw' / 'download' / 'annotations_trainval2017.zip'}: archive not found")
 
 
 def test_extract_stage_missing_params_file(tmp_path: Path) -> None:

@@ -87,10 +87,10 @@ def test_clone_and_pull_from_s3_reproduces_with_nothing_rerun(project: Path, s3_
     # A new machine: clone + pull restores everything, download and extract included; repro reruns nothing.
     first = clone(project, tmp_path / "first")
     run_in(first, "dvc", "pull")
-    for path in ("data/raw/val2017.zip", "data/coco/annotations/instances_val2017.json",
+    for path in ("data/raw/download/val2017.zip", "data/coco/annotations/instances_val2017.json",
                  "models/fastscnn/model.pt"):
         assert (first / path).read_bytes() == (project / path).read_bytes(), path
-    assert (first / "data/raw/val2017.zip").stat().st_nlink == 2  # linked to the cache, not a second copy
+    assert (first / "data/raw/download/val2017.zip").stat().st_nlink == 2  # linked to the cache, not a second copy
     output = run_in(first, "dvc", "repro")
     assert ran(output) == set(), output
     assert "Data and pipelines are up to date." in output

@@ -1,10 +1,10 @@
 """Fetch one file over HTTP: resume, retry, verify, and only then rename it into place.
 
-Bytes stream into ``<dest>.part`` beside the destination. Only a part that passed the size and MD5
-checks is renamed onto ``dest`` (``os.replace`` in the same folder, so atomic): the final name never
+Bytes stream into ``<dest>.part`` beside the destination. Only a part that passed the size and MD5 (or
+SHA-256) checks is renamed onto ``dest`` (``os.replace`` in the same folder, so atomic): the final name never
 holds a partial or unverified file, whenever the process dies. A later run resumes the part with a
-``Range`` request. A small ``<dest>.verified`` sidecar records a verified file's size, mtime and MD5,
-so a rerun skips a multi-GB archive without hashing it again.
+``Range`` request. A small ``<dest>.verified`` sidecar records a verified file's size, mtime and
+checksums, so a rerun skips a multi-GB archive without hashing it again.
 """
 
 from __future__ import annotations
@@ -62,12 +62,20 @@ class _StalledError(_TransientError):
     """Bytes still come, too slowly to finish: retried, and every stall uses up a retry."""
 
 
-def md5_file(path: str | os.PathLike[str], chunk: int = 1 << 20) -> str:
-    digest = hashlib.md5()
+DIGEST_NAMES = {"md5": "MD5", "sha256": "SHA-256"}  # the checksums download_file verifies
+
+
+def file_digest(path: str | os.PathLike[str], algorithm: str, chunk: int = 1 << 20) -> str:
+    """The hex digest of a file's bytes by ``algorithm`` (a hashlib name: md5, sha256)."""
+    digest = hashlib.new(algorithm)
     with open(path, "rb") as f:
         while block := f.read(chunk):
             digest.update(block)
     return digest.hexdigest()
+
+
+def md5_file(path: str | os.PathLike[str], chunk: int = 1 << 20) -> str:
+    return file_digest(path, "md5", chunk)
 
 
 def check_free_space(folder: str | os.PathLike[str], needed_bytes: int) -> None:
@@ -85,6 +93,7 @@ def download_file(
     *,
     expected_size: int | None = None,
     expected_md5: str | None = None,
+    expected_sha256: str | None = None,
     retries: int = 5,
     backoff: float = 0.5,
     timeout: float = 60,
@@ -99,7 +108,10 @@ def download_file(
     without progress end it, whatever retries are left. ``sidecar`` false writes no ``.verified`` file (for
     folders of images that other tools glob). A full disk ends it at once, the part deleted."""
     dest = Path(dest)
-    if _accept_existing(dest, expected_size, expected_md5, sidecar):
+    expected = {name: value.lower() for name, value in zip(DIGEST_NAMES, (expected_md5, expected_sha256))
+                if value is not None}
+    algorithms = list(expected) or (["md5"] if sidecar else [])  # a sidecar records an MD5 at least
+    if _accept_existing(dest, expected_size, expected, algorithms, sidecar):
         return dest
     dest.parent.mkdir(parents=True, exist_ok=True)
     part = _part_path(dest)
@@ -114,18 +126,17 @@ def download_file(
         check_free_space(dest.parent, expected_size - _size(part))
     fetch()
     try:
-        md5 = _verify(part, dest, expected_size, expected_md5, need_md5=sidecar)
+        digests = _verify(part, dest, expected_size, expected, algorithms)
     except ChecksumError:
         if not resumed:
             raise
         # Bytes from an earlier run may be stale (the file changed on the server): one clean restart.
         log.warning("%s: part left by an earlier run failed verification; downloading from the start", dest)
         fetch()
-        md5 = _verify(part, dest, expected_size, expected_md5, need_md5=sidecar)
+        digests = _verify(part, dest, expected_size, expected, algorithms)
     os.replace(part, dest)
     if sidecar:
-        stat = dest.stat()
-        write_json(_sidecar_path(dest), {"md5": md5, "mtime_ns": stat.st_mtime_ns, "size": stat.st_size})
+        _write_sidecar(dest, digests)
     log.debug("downloaded %s -> %s (%d bytes)", url, dest, dest.stat().st_size)
     return dest
 
@@ -144,6 +155,11 @@ def _removed_when_disk_full(part: Path, what: str) -> Iterator[None]:
                                      "download was removed") from None
 
 
+def _write_sidecar(dest: Path, digests: dict[str, str]) -> None:
+    stat = dest.stat()
+    write_json(_sidecar_path(dest), {**digests, "mtime_ns": stat.st_mtime_ns, "size": stat.st_size})
+
+
 def _part_path(dest: Path) -> Path:
     return dest.with_name(dest.name + ".part")
 
@@ -156,8 +172,10 @@ def _size(path: Path) -> int:
     return path.stat().st_size if path.exists() else 0
 
 
-def _accept_existing(dest: Path, expected_size: int | None, expected_md5: str | None, sidecar: bool) -> bool:
-    """True when ``dest`` is already verified; a known-bad ``dest`` is deleted."""
+def _accept_existing(dest: Path, expected_size: int | None, expected: dict[str, str], algorithms: list[str],
+                     sidecar: bool) -> bool:
+    """True when ``dest`` is already verified; a known-bad ``dest`` is deleted. ``expected``: checksums by
+    algorithm; ``algorithms``: those to compute (and, with ``sidecar``, record)."""
     if not dest.exists():
         return False
     stat = dest.stat()
@@ -170,20 +188,20 @@ def _accept_existing(dest: Path, expected_size: int | None, expected_md5: str | 
         and record.get("size") == stat.st_size
         and record.get("mtime_ns") == stat.st_mtime_ns
         and (expected_size is None or expected_size == stat.st_size)
-        and (expected_md5 is None or expected_md5.lower() == record.get("md5"))
+        and all(record.get(name) == value for name, value in expected.items())
     ):
         log.info("%s is already downloaded and verified; skipping", dest)
         return True
     _sidecar_path(dest).unlink(missing_ok=True)
-    if expected_size is None and expected_md5 is None:
+    if expected_size is None and not expected:
         return False  # nothing tells a whole file from a stray one: download again, replace it at the end
     # A file without a current sidecar (say, copied in by hand): verify it the slow way, once.
-    md5 = md5_file(dest) if expected_md5 is not None or sidecar else None
-    if (expected_size is None or stat.st_size == expected_size) and (
-        expected_md5 is None or expected_md5.lower() == md5
+    digests = {name: file_digest(dest, name) for name in algorithms}
+    if (expected_size is None or stat.st_size == expected_size) and all(
+        digests[name] == value for name, value in expected.items()
     ):
         if sidecar:
-            write_json(_sidecar_path(dest), {"md5": md5, "mtime_ns": stat.st_mtime_ns, "size": stat.st_size})
+            _write_sidecar(dest, digests)
         log.info("%s exists and matches its expected size/MD5; skipping", dest)
         return True
     log.warning("%s exists but fails verification; deleting it and downloading again", dest)
@@ -192,20 +210,20 @@ def _accept_existing(dest: Path, expected_size: int | None, expected_md5: str | 
 
 
 def _verify(
-    part: Path, dest: Path, expected_size: int | None, expected_md5: str | None, need_md5: bool
-) -> str | None:
-    """Check the finished part; delete it and raise ChecksumError when wrong. Returns its MD5 if hashed."""
+    part: Path, dest: Path, expected_size: int | None, expected: dict[str, str], algorithms: list[str]
+) -> dict[str, str]:
+    """Check the finished part; delete it and raise ChecksumError when wrong. Returns the digests of
+    ``algorithms``."""
     size = _size(part)
     if expected_size is not None and size != expected_size:
         part.unlink(missing_ok=True)
         raise ChecksumError(f"size mismatch for {dest}: expected {expected_size} bytes, got {size}")
-    if expected_md5 is None and not need_md5:
-        return None
-    md5 = md5_file(part)
-    if expected_md5 is not None and md5 != expected_md5.lower():
-        part.unlink(missing_ok=True)
-        raise ChecksumError(f"MD5 mismatch for {dest}: expected {expected_md5.lower()}, got {md5}")
-    return md5
+    digests = {name: file_digest(part, name) for name in algorithms}
+    for name, value in expected.items():
+        if digests[name] != value:
+            part.unlink(missing_ok=True)
+            raise ChecksumError(f"{DIGEST_NAMES[name]} mismatch for {dest}: expected {value}, got {digests[name]}")
+    return digests
 
 
 def _fetch_with_retries(

@@ -17,7 +17,7 @@ import os
 import shutil
 from pathlib import Path
 
-from cocoseg.acquire.extract import ExtractError
+from cocoseg.acquire.unpack import ExtractError
 from cocoseg.core.files import atomic_dir
 from cocoseg.core.layout import MANIFEST
 

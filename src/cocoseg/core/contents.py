@@ -14,7 +14,7 @@ from __future__ import annotations
 import hashlib
 import os
 from pathlib import Path
-from typing import BinaryIO, NamedTuple
+from typing import IO, NamedTuple
 
 from cocoseg.core.layout import COCO_CONTENTS, COCO_CONTENTS_HEADER
 
@@ -26,12 +26,21 @@ def digest_bytes(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()[:DIGEST_CHARS]
 
 
-def copy_with_digest(src: BinaryIO, out: BinaryIO, block: int = 1 << 20) -> str:
+def copy_with_digest(src: IO[bytes], out: IO[bytes], block: int = 1 << 20) -> str:
     """Copy ``src`` to ``out`` in blocks; return the digest of the bytes copied (as ``digest_bytes``)."""
     digest = hashlib.sha256()
     while data := src.read(block):
         digest.update(data)
         out.write(data)
+    return digest.hexdigest()[:DIGEST_CHARS]
+
+
+def digest_file(path: str | os.PathLike[str], block: int = 1 << 20) -> str:
+    """The digest of a file's bytes (as ``digest_bytes``), read in blocks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        while data := f.read(block):
+            digest.update(data)
     return digest.hexdigest()[:DIGEST_CHARS]
 
 

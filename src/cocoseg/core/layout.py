@@ -2,7 +2,10 @@
 
 The stages talk to each other only through files; this module is the contract between them:
 
-    data/raw/      annotations_trainval2017.zip, <split>.zip, manifest.json  (download -> extract)
+    data/raw/download/     the sample's or COCO's archives, or a user's archive, manifest.json
+                                                                             (download -> extract)
+    data/raw/local/<split>/  annotations/instances_<split>.json, <split>/<file_name>: one split of
+                           the user's own files, data.local.splits          (import@<split> -> extract)
     data/coco/     annotations/instances_<split>.json, <split>/<file_name>,
                    contents.tsv                                              (extract -> masks, train)
     data/masks/    semantic/<split>/<stem>.png, instance/<split>/..., labels.json, split.json,
@@ -36,6 +39,8 @@ COCO_SIZES: dict[str, int | None] = {  # archive name -> bytes; train2017.zip's 
     "train2017.zip": None,
 }
 MANIFEST = "manifest.json"  # the download stage's note to extract: archives to unzip, folders to copy
+RAW_DOWNLOAD = "download"  # data/raw/download: the download stage's output
+RAW_LOCAL = "local"  # data/raw/local/<split>: the import stage's output, one folder per split
 
 
 def image_archive(split: str) -> str:
@@ -61,6 +66,28 @@ def annotation_member(split: str) -> str:
 
 def annotation_file(coco_root: Path, split: str) -> Path:
     return Path(coco_root) / annotation_member(split)
+
+
+MAX_SPLIT_NAME = 100
+_SPLIT_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]*")
+
+
+def split_name_problem(name: object) -> str | None:
+    """Why ``name`` cannot name a split, or None when it can.
+
+    A split's name is a folder under data/coco and data/masks, part of a DVC stage name (import@<split>)
+    and a word on the import stage's command line: letters, digits, ``_``, ``-`` and ``.`` only, not
+    starting with ``.`` (hidden) or ``-`` (an option), and never ``contents.tsv`` (data/coco's list).
+    """
+    if not isinstance(name, str) or not name:
+        return "is not a non-empty string"
+    if not _SPLIT_NAME.fullmatch(name):
+        return "must be letters, digits, '_', '-' and '.', starting with a letter, digit or '_'"
+    if len(name) > MAX_SPLIT_NAME:
+        return f"is longer than {MAX_SPLIT_NAME} characters"
+    if name == COCO_CONTENTS:
+        return f"is the name of data/coco's own {COCO_CONTENTS}"
+    return None
 
 
 MAX_NAME_BYTES = 255  # one path component, on every common file system

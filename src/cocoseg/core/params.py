@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import re
 import types
 import typing
 from collections.abc import Callable, Mapping
@@ -20,7 +21,7 @@ import yaml
 
 from cocoseg.core import limits
 from cocoseg.core.errors import UserError
-from cocoseg.core.layout import COCO_MD5, SPLITS
+from cocoseg.core.layout import COCO_MD5, SPLITS, split_name_problem
 from cocoseg.core.yaml_file import YamlRefused, load_yaml
 
 
@@ -82,19 +83,92 @@ class CocoConfig:
 
 
 @dataclass(frozen=True)
-class DataConfig:
-    source: Literal["sample", "coco2017"] = "sample"
-    splits: tuple[str, ...] = ("val2017",)  # COCO splits to fetch and turn into masks
-    sample: SampleConfig = SampleConfig()
-    coco: CocoConfig = CocoConfig()
+class LocalSplitConfig:
+    """One split of the user's own export: its COCO JSON and the folder its file names are relative to.
+
+    Both are required: dvc.yaml's import stage depends on ``${item.images}``, and DVC's interpolation has
+    no defaults (for a Roboflow-style export, ``images`` is the JSON's own folder: write it)."""
+
+    annotations: str | None = None  # path relative to the repository, or absolute
+    images: str | None = None
+
+
+@dataclass(frozen=True)
+class LocalConfig:
+    splits: Mapping[str, LocalSplitConfig] = field(default_factory=dict)  # split name -> its files
+
+
+@dataclass(frozen=True)
+class ArchiveConfig:
+    url: str | None = None  # http(s)://, file:// or a local path of a zip or tar(.gz) export
+    sha256: str | None = None  # the archive's SHA-256 (sha256sum FILE); required unless verify_checksum is false
+    verify_checksum: bool = True  # turning the check off must be explicit
 
     def __post_init__(self) -> None:
-        for split in self.splits:
-            _check(split in SPLITS, "data.splits", split, f"a list drawn from {list(SPLITS)}")
+        _check(self.url is None or (bool(self.url) and ("://" not in self.url or self.url.startswith(
+            ("http://", "https://", "file://")))), "data.archive.url", self.url,
+            "null, an http(s):// or file:// URL, or a local path")
+        _check(self.sha256 is None or re.fullmatch(r"[0-9a-fA-F]{64}", self.sha256) is not None,
+               "data.archive.sha256", self.sha256, "null or 64 hexadecimal digits (sha256sum FILE)")
+
+
+SOURCES = ("sample", "coco2017", "local", "archive")
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    source: Literal["sample", "coco2017", "local", "archive"] = "sample"
+    splits: tuple[str, ...] = ("val2017",)  # the splits turned into masks, by the source's own names
+    sample: SampleConfig = SampleConfig()
+    coco: CocoConfig = CocoConfig()
+    local: LocalConfig = LocalConfig()
+    archive: ArchiveConfig = ArchiveConfig()
+
+    def __post_init__(self) -> None:
         _check(len(self.splits) > 0, "data.splits", self.splits, "a non-empty list")
+        _check(len(set(self.splits)) == len(self.splits), "data.splits", list(self.splits), "a list without repeats")
+        for split in self.splits:
+            problem = split_name_problem(split)
+            _check(problem is None, "data.splits", split, f"a split name (this one {problem})")
+        self._check_local_splits()
         if self.source == "sample":
             _check(self.splits == ("val2017",), "data.splits", list(self.splits),
                    "['val2017'] with data.source: sample (the sample has one split)")
+        elif self.source == "coco2017":
+            for split in self.splits:
+                _check(split in SPLITS, "data.splits", split, f"a list drawn from {list(SPLITS)} with data.source: "
+                       f"coco2017")
+        elif self.source == "local":
+            self._check_local_source()
+        elif self.source == "archive":
+            self._check_archive_source()
+
+    def _check_local_splits(self) -> None:
+        """Every entry of data.local.splits, whatever the source: dvc.yaml makes an import stage of each."""
+        for name, split in self.local.splits.items():
+            key = f"data.local.splits.{name}"
+            problem = split_name_problem(name)
+            _check(problem is None, key, name, f"a split name (this one {problem})")
+            for part in ("annotations", "images"):
+                value = getattr(split, part)
+                _check(bool(value), f"{key}.{part}", value,
+                       "a path, relative to the repository or absolute" + (
+                           " (required: dvc.yaml's import stage depends on it, and DVC has no default; for a "
+                           "JSON beside its images write the JSON's own folder)" if part == "images" else ""))
+
+    def _check_local_source(self) -> None:
+        have = sorted(self.local.splits)
+        _check(bool(have), "data.local.splits", {}, "one entry per split with data.source: local, "
+               "such as train: {annotations: path/to/train.json, images: path/to/train}")
+        for split in self.splits:
+            _check(split in self.local.splits, "data.splits", split, f"a split of data.local.splits: {have}")
+
+    def _check_archive_source(self) -> None:
+        _check(self.archive.url is not None, "data.archive.url", None,
+               "the URL or path of the export's zip or tar.gz with data.source: archive")
+        _check(self.archive.sha256 is not None or not self.archive.verify_checksum, "data.archive.sha256", None,
+               "the archive's SHA-256 (64 hex digits: sha256sum FILE), or data.archive.verify_checksum: false "
+               "explicitly")
 
 
 @dataclass(frozen=True)
@@ -221,7 +295,7 @@ class Params:
     def model_settings(self, name: str) -> tuple[float, int, int]:
         """(lr, epochs, batch_size) of one model: its own value where set, else the train section's."""
         model = self.model(name)
-        pick = lambda own, shared: shared if own is None else own  # noqa: E731
+        pick = lambda own, shared: shared if own is None else own
         return (pick(model.lr, self.train.lr), pick(model.epochs, self.train.epochs),
                 pick(model.batch_size, self.train.batch_size))
 
@@ -299,7 +373,7 @@ def convert(tp: Any, value: Any, key: str) -> Any:
         return tuple(convert(item_type, v, f"{key}[{i}]") for i, v in enumerate(value))
     if origin in (Mapping, dict):
         _check(isinstance(value, dict), key, value, "a mapping")
-        key_type, value_type = typing.get_args(tp)
+        _key_type, value_type = typing.get_args(tp)
         return {str(k): convert(value_type, v, f"{key}.{k}") for k, v in value.items()}
     if tp is bool:
         _check(isinstance(value, bool), key, value, "true or false")

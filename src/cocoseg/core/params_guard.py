@@ -22,7 +22,8 @@ from cocoseg.core.yaml_file import load_yaml
 # Each stage's params in dvc.yaml ({model}: the model of a train@ or evaluate@ stage); a test keeps them equal.
 STAGE_PARAMS = {
     "check": ("base", "data", "masks", "train", "models", "evaluate"),
-    "download": ("base", "data", "masks.categories"),
+    "download": ("base", "data.source", "data.splits", "data.sample", "data.coco", "data.archive", "masks.categories"),
+    "import": (),  # no params: its deps are the split's own paths (data.local.splits.<split>)
     "extract": ("data.splits",),
     "masks": ("base", "data.splits", "masks"),
     "train": ("base", "train", "models.{model}"),
