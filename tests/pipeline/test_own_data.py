@@ -41,7 +41,8 @@ def test_a_local_export_reruns_exactly_what_a_changed_file_feeds(tmp_path: Path)
     original = snapshot(export)
 
     first = run_in(repo, "dvc", "repro")
-    assert ran(first) == {"download", "import@train", "import@valid", "extract", "masks", *DOWNSTREAM, "compare"}
+    assert ran(first) == {"check", "download", "import@train", "import@valid", "extract", "masks", *DOWNSTREAM,
+                          "compare"}
     assert sorted(p.name for p in (repo / "data" / "coco" / "valid").iterdir()) == ["valid_0.jpg", "valid_1.jpg",
                                                                                    "valid_2.jpg", "valid_3.jpg"]
     assert snapshot(export) == original  # bytes, modes and times, after DVC cached (and chmodded) its copies
@@ -69,8 +70,8 @@ def test_a_local_export_reruns_exactly_what_a_changed_file_feeds(tmp_path: Path)
     set_local_splits(repo, {"train": {"annotations": str(export / "train" / "_annotations.coco.json"),
                                       "images": str(export / "train")},
                             "valid": {"annotations": str(tmp_path / "valid-v2.json"), "images": str(export / "valid")}})
-    assert changed_stages(repo) == {"import@valid", *DOWNSTREAM}
-    assert ran(run_in(repo, "dvc", "repro", "masks")) == {"import@valid"}
+    assert changed_stages(repo) == {"check", "import@valid", *DOWNSTREAM}  # check: data.local changed
+    assert ran(run_in(repo, "dvc", "repro", "masks")) == {"check", "import@valid"}
     assert snapshot(export) == edited
 
     # A teammate without the export: clone, pull, and the data stages are up to date (their import
