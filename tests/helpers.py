@@ -140,16 +140,18 @@ def copy_project(repo: Path) -> None:
     shutil.copytree(REPO / "src", repo / "src", ignore=ignore)
 
 
-def run_in(repo: Path, *args: str, timeout: float = 300) -> str:
-    """Run ``dvc`` (the venv's) or another command in ``repo``; return stdout and stderr together."""
+def run_in(repo: Path, *args: str, timeout: float = 300, interleaved: bool = False) -> str:
+    """Run ``dvc`` (the venv's) or another command in ``repo``; return stdout and stderr together (one after
+    the other, or ``interleaved`` in the order they were written: a stage's log under its "Running stage")."""
     venv_bin = str(Path(sys.executable).parent)  # so `python` in stage commands is the venv's too
     # One torch thread per stage: the tiny tensors gain nothing from two, and on a busy 2-core machine an
     # oversubscribed thread pool made a DeepLabV3 step 5-10x slower.
     env = {**os.environ, "PATH": os.pathsep.join([venv_bin, os.environ.get("PATH", "")]),
            "DVC_NO_ANALYTICS": "1", "GIT_TERMINAL_PROMPT": "0", "OMP_NUM_THREADS": "1"}
     exe = str(Path(venv_bin) / "dvc") if args[0] == "dvc" else args[0]
-    result = subprocess.run([exe, *args[1:]], cwd=repo, env=env, capture_output=True, text=True, timeout=timeout)
-    output = result.stdout + result.stderr
+    result = subprocess.run([exe, *args[1:]], cwd=repo, env=env, stdout=subprocess.PIPE, text=True,
+                            stderr=subprocess.STDOUT if interleaved else subprocess.PIPE, timeout=timeout)
+    output = result.stdout + (result.stderr or "")
     assert result.returncode == 0, output
     return output
 
