@@ -23,7 +23,7 @@ from cocoseg.training.data import SegmentationDataModule
 from cocoseg.evaluation.evaluate import evaluate_model
 from cocoseg.models import build_model, count_parameters
 from cocoseg.training.module import SegmentationModule, build_metrics
-from cocoseg.evaluation.predict import predict_images
+from cocoseg.evaluation.predict import overlay_in_bands, predict_images
 from cocoseg.training.train import TrainPaths, train_model
 from helpers import CLASSES, assert_one_error, shapes_pair, write_dataset
 
@@ -281,7 +281,10 @@ def test_predict_images(checkpoints: dict[str, Path], tmp_path: Path, which: str
         assert mask.shape == (h, w) and mask.dtype == np.uint8 and mask.max() < 3
         np.testing.assert_array_equal(mask, predict_by_hand(model_path, read_rgb(inputs / name)))
         assert len(np.unique(mask)) > 1 or which == "trained"
-        assert cv2.imread(str(out / f"{stem}_overlay.png")).shape == (h, w, 3)
+        panel = cv2.imread(str(out / f"{stem}_overlay.png"))
+        assert panel.shape[1] == w and panel.shape[0] >= h + 16  # the overlay above a legend of its classes
+        np.testing.assert_array_equal(panel[:h], overlay_in_bands(read_rgb(inputs / name), mask, 3))
+        assert (panel[h:] < 64).any()  # the legend's text
     with pytest.raises(FileNotFoundError, match="missing.jpg: no such image or folder"):
         predict_images(model_path, [tmp_path / "missing.jpg"], out)
 
