@@ -122,9 +122,7 @@ def download_subset(
                 log.warning("could not fetch %s: %s", image["file_name"], err)
     ok_ids = {i for i, outcome in outcomes.items() if outcome in ("fetched", "reused")}
     write_json(annotation_file(Path(raw_dir), split), _filter_annotations(annotations_json, ok_ids))
-    result = _summarise(chosen, outcomes, ok_ids)
-    log.info("%s subset: %s", split, result)
-    return result
+    return _summarise(chosen, outcomes, ok_ids)  # the download stage logs its counts in words
 
 
 def _summarise(chosen: list[dict[str, Any]], outcomes: dict[int, str], ok_ids: set[int]) -> SubsetResult:
