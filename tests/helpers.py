@@ -13,7 +13,6 @@ from pathlib import Path
 
 import cv2
 import numpy as np
-import torch
 import yaml
 
 from cocoseg.acquire.sample import build_sample
@@ -105,7 +104,7 @@ def shapes_pair(height: int, width: int, seed: int) -> tuple[np.ndarray, np.ndar
 
 def run_stage(stage: str, *args: str | Path, cwd: Path) -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, str(REPO / "stages" / f"{stage}.py"), *map(str, args)], cwd=cwd,
-                          capture_output=True, text=True, timeout=60)
+                          capture_output=True, text=True, timeout=60, check=False)
 
 
 def params_file(tmp_path: Path, masks: dict | None = None, **sections: dict) -> Path:
@@ -126,7 +125,8 @@ def assert_one_error(result: subprocess.CompletedProcess[str], *fragments: str) 
 
 def committed_params() -> str:
     """params.yaml as committed: an experiment applied to the workspace must not change the tests."""
-    result = subprocess.run(["git", "show", "HEAD:params.yaml"], cwd=REPO, capture_output=True, text=True)
+    result = subprocess.run(["git", "show", "HEAD:params.yaml"], cwd=REPO, capture_output=True, text=True,
+                            check=False)
     return result.stdout if result.returncode == 0 else (REPO / "params.yaml").read_text()
 
 
@@ -150,7 +150,8 @@ def run_in(repo: Path, *args: str, timeout: float = 300, interleaved: bool = Fal
            "DVC_NO_ANALYTICS": "1", "GIT_TERMINAL_PROMPT": "0", "OMP_NUM_THREADS": "1"}
     exe = str(Path(venv_bin) / "dvc") if args[0] == "dvc" else args[0]
     result = subprocess.run([exe, *args[1:]], cwd=repo, env=env, stdout=subprocess.PIPE, text=True,
-                            stderr=subprocess.STDOUT if interleaved else subprocess.PIPE, timeout=timeout)
+                            stderr=subprocess.STDOUT if interleaved else subprocess.PIPE, timeout=timeout,
+                            check=False)
     output = result.stdout + (result.stderr or "")
     assert result.returncode == 0, output
     return output

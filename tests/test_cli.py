@@ -11,10 +11,10 @@ from pathlib import Path
 
 import pytest
 from dvc.utils.hydra import apply_overrides
+from helpers import REPO, committed_params
 
 from cocoseg import cli
 from cocoseg.core.params import load_params
-from helpers import REPO, committed_params
 
 SUBCOMMANDS = ["prepare", "train", "compare", "predict", "export", "tensorboard"]
 
@@ -56,7 +56,7 @@ def test_every_subcommand_has_help(subcommand: str, capsys: pytest.CaptureFixtur
 
 def test_python_dash_m_cocoseg_runs_the_command() -> None:
     result = subprocess.run([sys.executable, "-m", "cocoseg", "--help"], capture_output=True, text=True,
-                            timeout=120)
+                            timeout=120, check=False)
     assert result.returncode == 0, result.stderr
     assert result.stdout.startswith("usage: cocoseg ") and "tensorboard" in result.stdout
 
@@ -119,7 +119,7 @@ def test_compare_and_tensorboard_commands(params_path: Path) -> None:
 ])
 def test_bad_flags_give_one_line(params_path: Path, words: list[str], message: str) -> None:
     command = [sys.executable, "-m", "cocoseg", *words, "--params", str(params_path), "--dry-run"]
-    result = subprocess.run(command, capture_output=True, text=True, timeout=120)
+    result = subprocess.run(command, capture_output=True, text=True, timeout=120, check=False)
     assert result.returncode == 1 and "Traceback" not in result.stderr
     assert [line for line in result.stderr.splitlines() if line.startswith("ERROR")] == [
         line for line in result.stderr.splitlines() if message in line]

@@ -34,9 +34,9 @@ REAL = REPO.parents[1] / "shared" / "data" / "coco2017-val-mini" / "val2017"
 def photo(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A real COCO photo where ../shared has them, else a JPEG of the offline sample."""
     if REAL.is_dir():
-        return sorted(REAL.glob("*.jpg"))[0]
+        return min(REAL.glob("*.jpg"))
     coco = write_sample(tmp_path_factory.mktemp("sample") / "coco", num_images=16)
-    return sorted((coco / "val2017").glob("*.jpg"))[0]
+    return min((coco / "val2017").glob("*.jpg"))
 
 
 @pytest.fixture(scope="module", params=sorted(SPECS))

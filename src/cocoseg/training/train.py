@@ -15,18 +15,31 @@ import torch
 from dvclive.lightning import DVCLiveLogger
 from lightning.pytorch.loggers import TensorBoardLogger
 
-from cocoseg.training.callbacks import (BestWeights, FiniteLoss, FirstIterationMetrics, ProgressBar, ProgressLines,
-                                        StepScalars, epoch_label)
-from cocoseg.models.checkpoint import save_checkpoint
 from cocoseg.core.params import Params, TrainConfig
 from cocoseg.core.stage import drop_library_handlers
 from cocoseg.models import check_arch, model_spec
+from cocoseg.models.checkpoint import save_checkpoint
 from cocoseg.models.inference import Preprocessing
+from cocoseg.training.callbacks import (
+    BestWeights,
+    FiniteLoss,
+    FirstIterationMetrics,
+    ProgressBar,
+    ProgressLines,
+    StepScalars,
+    epoch_label,
+)
 from cocoseg.training.checks import check_timm_encoder
 from cocoseg.training.data import SegmentationDataModule
 from cocoseg.training.module import SegmentationModule
-from cocoseg.training.resume import (EpochCheckpoint, RunState, prepare_run, publish_run, run_fingerprint,
-                                     start_epoch)
+from cocoseg.training.resume import (
+    EpochCheckpoint,
+    RunState,
+    prepare_run,
+    publish_run,
+    run_fingerprint,
+    start_epoch,
+)
 from cocoseg.training.runs import run_name, write_run_summary
 
 log = logging.getLogger(__name__)
