@@ -135,8 +135,7 @@ for command in "${RUN[@]}"; do
     mkdir -p "$work/bin" && ln -sf "$(command -v git)" "$work/bin/git"
     PATH="$(dirname "$(command -v python)"):$work/bin" bash -c "$command" || { echo "FAILED: $command"; exit 1; }
     if grep -qE '<script[^>]*src=|cdn\.jsdelivr' plots/index.html; then
-      echo "FAILED: $command: plots/index.html loads a script from the network"; exit 1
-    fi
+      echo "FAILED: $command: plots/index.html loads a script from the network"; exit 1; fi
   else
     bash -c "$command" || { echo "FAILED: $command"; exit 1; }
   fi

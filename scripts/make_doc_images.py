@@ -20,7 +20,7 @@ from pathlib import Path
 import vl_convert
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
-from cocoseg.evaluation.offline_plots import VEGA_LITE  # noqa: E402
+from cocoseg.evaluation.offline_plots import VEGA_LITE
 
 MODEL = "unet"
 COPIED = {  # picture -> where the pipeline writes it (the first file, sorted, of a folder)
@@ -55,7 +55,8 @@ def plot_spec(repo: Path, target: str) -> dict:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--repo", type=Path, default=Path("."), help="a reproduced workspace")
     parser.add_argument("--out", type=Path, default=Path(__file__).resolve().parents[1] / "docs" / "images")
     args = parser.parse_args()

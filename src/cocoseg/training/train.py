@@ -136,9 +136,9 @@ def train_model(params: Params, name: str, paths: TrainPaths) -> dict[str, Any]:
     trainer = _trainer(params, epochs, resume_from is not None, state, speed, board, [
         best, FirstIterationMetrics(state.live / "metrics_first_iter.json"), StepScalars(), *progress,
         FiniteLoss(name), EpochCheckpoint(state, fingerprint)])  # EpochCheckpoint last: it saves the others
-    log.info("training %s (%s) for %d epochs (0-%d), lr %g, batch %d, %d train / %d val images, %d loader workers",
-             name, model_cfg.arch, epochs, epochs - 1, lr, batch_size, len(datamodule.split["train"]),
-             len(datamodule.split["val"]), datamodule.workers)
+    log.info("training %s (%s) for %d epochs (0-%d), lr %g, batch %d, %d train / %d val images, "
+             "%d loader workers", name, model_cfg.arch, epochs, epochs - 1, lr, batch_size,
+             len(datamodule.split["train"]), len(datamodule.split["val"]), datamodule.workers)
     settings = {"model": name, "arch": model_cfg.arch, "lr": lr, "epochs": epochs, "batch_size": batch_size}
     board.log_hyperparams(run_hparams(params, name, settings))  # before Lightning first writes hparams.yaml
     trainer.fit(module, datamodule=datamodule, ckpt_path=resume_from, weights_only=False)  # our own file
