@@ -37,16 +37,16 @@ def test_progress_bar_shows_no_v_num(tmp_path: Path) -> None:
     assert ProgressBar().get_metrics(trainer, None) == {}
 
 
-def test_first_iteration_metrics_score_a_bounded_sample(tmp_path) -> None:  # noqa: ANN001
+def test_first_iteration_metrics_score_a_bounded_sample(tmp_path) -> None:
     """At most ``max_images`` val images are scored after step 1, and the scores are those of exactly them."""
     import json
 
     import lightning as L
+    from helpers import shapes_pair, write_dataset
 
     from cocoseg.training.callbacks import FirstIterationMetrics
     from cocoseg.training.data import SegmentationDataModule
     from cocoseg.training.module import SegmentationModule
-    from helpers import shapes_pair, write_dataset
 
     pairs = [shapes_pair(48, 64, seed) for seed in range(7)]  # 3 train, 4 val
     coco, masks = write_dataset(tmp_path, [p[0] for p in pairs], [p[1] for p in pairs], num_val=4)
