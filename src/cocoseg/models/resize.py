@@ -47,8 +47,10 @@ def _plain_op(x: torch.Tensor) -> bool:
     from a traced tensor's shape (``x.shape[-2:]``, as every resize here), and ONNX and TorchScript have
     no place for a Python backward anyway.
     """
-    return torch.jit.is_tracing() or torch.onnx.is_in_onnx_export() or not (torch.is_grad_enabled()
-                                                                           and x.requires_grad)
+    if torch.compiler.is_compiling():  # torch.compile traces the Function as it did before
+        return False
+    exporting = torch.jit.is_tracing() or torch.onnx.is_in_onnx_export()
+    return exporting or not (torch.is_grad_enabled() and x.requires_grad)
 
 
 def bilinear_weights(n_in: int, n_out: int, dtype: torch.dtype = torch.float64,
