@@ -144,7 +144,7 @@ def test_train_transform_pads_with_void(tmp_path: Path) -> None:
 
 class ThreadsSeen(SegmentationDataset):
     def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
-        image, mask = super().__getitem__(index)
+        image, _ = super().__getitem__(index)
         return image, torch.tensor(cv2.getNumThreads())
 
 
