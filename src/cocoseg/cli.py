@@ -30,7 +30,7 @@ from cocoseg.core.params import Params, load_params
 log = logging.getLogger("cocoseg.cli")
 
 RUNS_DIR = "runs"  # TensorBoard logs and the per-run summaries (training/train.py writes them)
-EXPORTS_DIR = "exports"  # cocoseg export's files (git-ignored; models/<name> is a DVC output, kept as DVC made it)
+EXPORTS_DIR = "exports"  # cocoseg export writes here (git-ignored): models/<name> is a DVC output
 # The compact experiment table (the README's): every model's mIoU (results/miou.json's miou.<model>,
 # kept even where unchanged) and the params that differ between the rows shown; `--drop` hides the time
 # and every column DVC names by a file path: the per-model metrics files and the stage dependencies.
