@@ -133,7 +133,7 @@ for command in "${RUN[@]}"; do
     check_table "$command" || { echo "FAILED: $command"; exit 1; }
   elif [[ "$command" == "cocoseg compare --plots"* ]]; then  # the page must need neither the network nor npm
     mkdir -p "$work/bin" && ln -sf "$(command -v git)" "$work/bin/git"
-    PATH="$(dirname "$(command -v python)"):$work/bin" bash -c "$command" || { echo "FAILED: $command"; exit 1; }
+    PATH="$(dirname "$(command -v python)"):$work/bin" "$BASH" -c "$command" || { echo "FAILED: $command"; exit 1; }
     if grep -qE '<script[^>]*src=|cdn\.jsdelivr' plots/index.html; then
       echo "FAILED: $command: plots/index.html loads a script from the network"; exit 1; fi
   else
