@@ -11,11 +11,16 @@ export PATH := $(CURDIR)/$(BIN):$(PATH)
 
 install: $(STAMP)
 
+# pip without -q: each package as it is collected, downloaded (with a progress bar) and installed.
 $(STAMP): requirements.lock pyproject.toml
-	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --disable-pip-version-check -q -r requirements.lock
+	@test -x $(BIN)/python || { echo "== creating $(VENV) with $(PYTHON)"; $(PYTHON) -m venv $(VENV); }
+	@echo "== installing requirements.lock into $(VENV): about 6 GB on Linux (PyTorch with CUDA's libraries), \
+	several minutes on a fast connection"
+	$(BIN)/python -m pip install --disable-pip-version-check --progress-bar on -r requirements.lock
+	@echo "== installing cocoseg itself (editable: src/ is used in place)"
 	$(BIN)/python -m pip install --disable-pip-version-check -q --no-deps -e .
-	touch $(STAMP)
+	@touch $(STAMP)
+	@echo "== $(VENV) is ready; \`source $(VENV)/bin/activate\` puts dvc and cocoseg on your PATH"
 
 repro: install
 	$(BIN)/dvc repro
@@ -25,6 +30,9 @@ test: install
 
 # Re-pin after changing pyproject.toml: one lock for Linux and macOS (needs uv: pip install uv).
 lock:
+	@command -v uv >/dev/null || { echo "make lock needs uv, which resolves one lock for every platform:" \
+	"pip install uv (or see https://docs.astral.sh/uv/getting-started/installation/), then make lock again" >&2; \
+	exit 1; }
 	uv pip compile pyproject.toml --extra dev --universal --python-version 3.11 --no-header -o requirements.lock
 
 clean:

@@ -8,7 +8,7 @@ from pathlib import Path
 from cocoseg.core.params import load_params
 from cocoseg.core.params_guard import guard_params
 from cocoseg.core.stage import run_stage
-from cocoseg.evaluation.compare import render_markdown, write_comparison, write_curves, write_headline
+from cocoseg.evaluation.compare import render_models, write_comparison, write_curves, write_headline
 
 
 def main() -> None:
@@ -26,7 +26,7 @@ def main() -> None:
     rows = write_comparison(args.evaluate, models, args.md, args.json)
     write_headline(rows, args.miou)
     write_curves(args.train, models, args.curves)
-    logging.getLogger("cocoseg.stages.compare").info("\n%s", render_markdown(rows))
+    logging.getLogger("cocoseg.stages.compare").info("\n%s(per class: results/compare.md)", render_models(rows))
 
 
 if __name__ == "__main__":

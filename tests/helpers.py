@@ -13,7 +13,6 @@ from pathlib import Path
 
 import cv2
 import numpy as np
-import torch
 import yaml
 
 from cocoseg.acquire.sample import build_sample
@@ -105,7 +104,7 @@ def shapes_pair(height: int, width: int, seed: int) -> tuple[np.ndarray, np.ndar
 
 def run_stage(stage: str, *args: str | Path, cwd: Path) -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, str(REPO / "stages" / f"{stage}.py"), *map(str, args)], cwd=cwd,
-                          capture_output=True, text=True, timeout=60)
+                          capture_output=True, text=True, timeout=60, check=False)
 
 
 def params_file(tmp_path: Path, masks: dict | None = None, **sections: dict) -> Path:
@@ -126,7 +125,8 @@ def assert_one_error(result: subprocess.CompletedProcess[str], *fragments: str) 
 
 def committed_params() -> str:
     """params.yaml as committed: an experiment applied to the workspace must not change the tests."""
-    result = subprocess.run(["git", "show", "HEAD:params.yaml"], cwd=REPO, capture_output=True, text=True)
+    result = subprocess.run(["git", "show", "HEAD:params.yaml"], cwd=REPO, capture_output=True, text=True,
+                            check=False)
     return result.stdout if result.returncode == 0 else (REPO / "params.yaml").read_text()
 
 
@@ -140,16 +140,19 @@ def copy_project(repo: Path) -> None:
     shutil.copytree(REPO / "src", repo / "src", ignore=ignore)
 
 
-def run_in(repo: Path, *args: str, timeout: float = 300) -> str:
-    """Run ``dvc`` (the venv's) or another command in ``repo``; return stdout and stderr together."""
+def run_in(repo: Path, *args: str, timeout: float = 300, interleaved: bool = False) -> str:
+    """Run ``dvc`` (the venv's) or another command in ``repo``; return stdout and stderr together (one after
+    the other, or ``interleaved`` in the order they were written: a stage's log under its "Running stage")."""
     venv_bin = str(Path(sys.executable).parent)  # so `python` in stage commands is the venv's too
     # One torch thread per stage: the tiny tensors gain nothing from two, and on a busy 2-core machine an
     # oversubscribed thread pool made a DeepLabV3 step 5-10x slower.
     env = {**os.environ, "PATH": os.pathsep.join([venv_bin, os.environ.get("PATH", "")]),
            "DVC_NO_ANALYTICS": "1", "GIT_TERMINAL_PROMPT": "0", "OMP_NUM_THREADS": "1"}
     exe = str(Path(venv_bin) / "dvc") if args[0] == "dvc" else args[0]
-    result = subprocess.run([exe, *args[1:]], cwd=repo, env=env, capture_output=True, text=True, timeout=timeout)
-    output = result.stdout + result.stderr
+    result = subprocess.run([exe, *args[1:]], cwd=repo, env=env, stdout=subprocess.PIPE, text=True,
+                            stderr=subprocess.STDOUT if interleaved else subprocess.PIPE, timeout=timeout,
+                            check=False)
+    output = result.stdout + (result.stderr or "")
     assert result.returncode == 0, output
     return output
 

@@ -11,12 +11,12 @@ from pathlib import Path
 
 import pytest
 from dvc.utils.hydra import apply_overrides
+from helpers import REPO, committed_params
 
 from cocoseg import cli
 from cocoseg.core.params import load_params
-from helpers import REPO, committed_params
 
-SUBCOMMANDS = ["prepare", "train", "compare", "predict", "tensorboard"]
+SUBCOMMANDS = ["prepare", "train", "compare", "predict", "export", "tensorboard"]
 
 
 @pytest.fixture
@@ -56,7 +56,7 @@ def test_every_subcommand_has_help(subcommand: str, capsys: pytest.CaptureFixtur
 
 def test_python_dash_m_cocoseg_runs_the_command() -> None:
     result = subprocess.run([sys.executable, "-m", "cocoseg", "--help"], capture_output=True, text=True,
-                            timeout=120)
+                            timeout=120, check=False)
     assert result.returncode == 0, result.stderr
     assert result.stdout.startswith("usage: cocoseg ") and "tensorboard" in result.stdout
 
@@ -78,7 +78,8 @@ def test_some_models_get_their_own_keys_and_the_others_keep_theirs(params_path: 
     before = settings_after(params_path, [])
     command = dry_run(params_path, "train", "--models", "unet,fastscnn", "--lr", "0.0005", "--epochs", "3",
                       "--queue", "-n", "short")
-    assert command[3:5] == ["evaluate@unet", "evaluate@fastscnn"]
+    # their evaluate stages and compare: the comparison is this experiment's, the others are not retrained
+    assert command[3:6] == ["evaluate@unet", "evaluate@fastscnn", "compare"]
     assert command[-3:] == ["-n", "short", "--queue"]
     assert set_values(command) == ["+models.unet.lr=0.0005", "models.fastscnn.lr=0.0005",
                                    "+models.unet.epochs=3", "+models.fastscnn.epochs=3"]
@@ -104,7 +105,10 @@ def test_prepare_maps_visualize_to_previews(params_path: Path) -> None:
 
 def test_compare_and_tensorboard_commands(params_path: Path) -> None:
     assert dry_run(params_path, "compare") == cli.EXP_SHOW
-    assert dry_run(params_path, "compare", "--plots") == cli.PLOTS_SHOW
+    page = ["--html-template", cli.PLOTS_TEMPLATE, "-o", "plots"]
+    assert dry_run(params_path, "compare", "--plots") == ["dvc", "plots", "show", *page]
+    assert dry_run(params_path, "compare", "--plots", "HEAD", "my-exp") == ["dvc", "plots", "diff", "HEAD", "my-exp",
+                                                                           *page]
     assert dry_run(params_path, "tensorboard") == ["tensorboard", "--logdir", "runs", "--port", "6006"]
 
 
@@ -115,7 +119,7 @@ def test_compare_and_tensorboard_commands(params_path: Path) -> None:
 ])
 def test_bad_flags_give_one_line(params_path: Path, words: list[str], message: str) -> None:
     command = [sys.executable, "-m", "cocoseg", *words, "--params", str(params_path), "--dry-run"]
-    result = subprocess.run(command, capture_output=True, text=True, timeout=120)
+    result = subprocess.run(command, capture_output=True, text=True, timeout=120, check=False)
     assert result.returncode == 1 and "Traceback" not in result.stderr
     assert [line for line in result.stderr.splitlines() if line.startswith("ERROR")] == [
         line for line in result.stderr.splitlines() if message in line]

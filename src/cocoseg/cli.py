@@ -5,10 +5,11 @@ before it runs, so users learn the DVC form) from flags the seed's scripts had:
 
     cocoseg prepare --visualize 5            ->  dvc exp run masks -S masks.preview=5
     cocoseg prepare --data_root my-export    ->  dvc exp run masks -S data.source=local -S data.splits=[...] ...
-    cocoseg train --models unet --lr 1e-3    ->  dvc exp run evaluate@unet -S +models.unet.lr=0.001
+    cocoseg train --models unet --lr 1e-3    ->  dvc exp run evaluate@unet compare -S +models.unet.lr=0.001
     cocoseg compare                          ->  dvc exp show, compact: each model's mIoU, changed params
-    cocoseg compare --plots                  ->  dvc plots show, rendered for offline viewing
+    cocoseg compare --plots [REV ...]        ->  dvc plots show (or diff REV ...), viewable offline
     cocoseg predict --model m.pt photo.jpg   ->  writes predictions/ (no DVC involved)
+    cocoseg export --model unet --format onnx -> exports/unet.onnx and its .json (no DVC involved)
     cocoseg tensorboard                      ->  tensorboard --logdir runs
 
 ``--dry-run`` on any subcommand prints the command without running it.
@@ -18,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
 import re
 import shlex
 import subprocess
@@ -34,13 +34,14 @@ from cocoseg.core.params import Params, load_params
 log = logging.getLogger("cocoseg.cli")
 
 RUNS_DIR = "runs"  # TensorBoard logs and the per-run summaries (training/train.py writes them)
+EXPORTS_DIR = "exports"  # cocoseg export writes here (git-ignored): models/<name> is a DVC output
 # The compact experiment table (the README's): every model's mIoU (results/miou.json's miou.<model>,
 # kept even where unchanged) and the params that differ between the rows shown; `--drop` hides the time
 # and every column DVC names by a file path: the per-model metrics files and the stage dependencies.
 EXP_SHOW = ["dvc", "exp", "show", "--only-changed", "--keep", r"miou\.", "--drop", "Created|.*/"]
-# Offline plots: `dvc plots show` with the vega scripts inlined (scripts/plots_template.sh builds it once).
+# Offline plots: `dvc plots show` / `diff` with the vega libraries inlined (evaluation/offline_plots.py).
 PLOTS_TEMPLATE = ".cache/plots_template.html"
-PLOTS_SHOW = ["dvc", "plots", "show", "--html-template", PLOTS_TEMPLATE, "-o", "plots"]
+PLOTS_OUT = "plots"
 # Seed flag -> the key under train / models.<name>; a model that sets its own value gets its own -S.
 PER_MODEL_FLAGS = {"lr": "lr", "epochs": "epochs", "batch_size": "batch_size"}
 
@@ -103,7 +104,9 @@ def train_command(params: Params, args: argparse.Namespace) -> list[str]:
             *setting_overrides(params, models,
                                {"lr": args.lr, "epochs": args.epochs, "batch_size": args.batch_size}),
             *args.set]
-    targets = [] if set(models) == set(params.models) else [f"evaluate@{m}" for m in models]
+    # Some models only: their evaluate stages (DVC runs what they need) and compare, so the comparison and
+    # results/miou.json hold this experiment's scores; the models left out are not retrained.
+    targets = [] if set(models) == set(params.models) else [*(f"evaluate@{m}" for m in models), "compare"]
     return _exp_run(targets, sets, args)
 
 
@@ -114,10 +117,10 @@ def prepare_command(params: Params, args: argparse.Namespace) -> list[str]:
 
 
 def compare_command(params: Params, args: argparse.Namespace) -> list[str]:
-    if args.plots and not args.dry_run and not Path(PLOTS_TEMPLATE).is_file():
-        subprocess.run(["bash", "scripts/plots_template.sh", PLOTS_TEMPLATE], check=True,
-                       env={**os.environ, "PYTHON": sys.executable})
-    return list(PLOTS_SHOW) if args.plots else [*EXP_SHOW, *(["--all-commits"] if args.all else [])]
+    if args.plots is None:
+        return [*EXP_SHOW, *(["--all-commits"] if args.all else [])]
+    plots = ["plots", "diff", *args.plots] if args.plots else ["plots", "show"]
+    return ["dvc", *plots, "--html-template", PLOTS_TEMPLATE, "-o", PLOTS_OUT]
 
 
 def tensorboard_command(params: Params, args: argparse.Namespace) -> list[str]:
@@ -182,15 +185,16 @@ def hydra_quote(text: str) -> str:
 # The README's seed-mapping table is generated from these rows (tests/test_cli.py checks it).
 SEED_EXAMPLES = [
     ("python prepare_dataset.py --visualize 5", "cocoseg prepare --visualize 5"),
-    ("python train.py --data_root data --models unet,deeplabv3,fastscnn --gpu 0 --lr 1e-3 --batch_size 8 "
-     "--epochs 20", "cocoseg train --data_root data --models unet,deeplabv3,fastscnn --gpu 0 --lr 1e-3 "
-     "--batch_size 8 --epochs 20"),
+    (("python train.py --data_root data --models unet,deeplabv3,fastscnn --gpu 0 --lr 1e-3 --batch_size 8 "
+      "--epochs 20"), ("cocoseg train --data_root data --models unet,deeplabv3,fastscnn --gpu 0 --lr 1e-3 "
+                       "--batch_size 8 --epochs 20")),
     ("python train.py --models unet --lr 1e-3 --epochs 20",
      "cocoseg train --models unet --lr 1e-3 --epochs 20"),
     ("python train.py --models fastscnn --batch_size 16",
      "cocoseg train --models fastscnn --batch_size 16 --queue"),
     ("python train.py --gpu -1", "cocoseg train --gpu -1"),
     ("(compare the runs by hand)", "cocoseg compare"),
+    ("(plot the runs by hand)", "cocoseg compare --plots HEAD fastscnn-lr002"),
     ("tensorboard --logdir runs", "cocoseg tensorboard"),
 ]
 
@@ -223,7 +227,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="cocoseg", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="subcommand", required=True,
-                                metavar="{prepare,train,compare,predict,tensorboard}")
+                                metavar="{prepare,train,compare,predict,export,tensorboard}")
     prep = sub.add_parser("prepare", help="download, extract, make masks (the seed's prepare_dataset.py)")
     prep.add_argument("--visualize", type=int, metavar="N", help="preview panels to draw (masks.preview)")
     _add_common(prep, exp=True)
@@ -235,7 +239,9 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--epochs", type=int)
     _add_common(train, exp=True)
     comp = sub.add_parser("compare", help="the compact experiment table, or the plots rendered offline")
-    comp.add_argument("--plots", action="store_true", help="render every plot to plots/index.html, offline")
+    comp.add_argument("--plots", nargs="*", metavar="REV",
+                      help="every plot to plots/index.html, viewable offline; with revisions (commits, "
+                           "branches, experiment names), those revisions' plots overlaid (dvc plots diff)")
     comp.add_argument("--all", action="store_true", help="experiments of every commit, not only HEAD's")
     _add_common(comp)
     tb = sub.add_parser("tensorboard", help="TensorBoard over every run's logs, side by side")
@@ -243,6 +249,12 @@ def build_parser() -> argparse.ArgumentParser:
     tb.add_argument("--port", type=int, default=6006)
     _add_common(tb)
     sub.add_parser("predict", help="segment your own images with a trained model", add_help=False)
+    export = sub.add_parser("export", help="a trained model as ONNX or TorchScript, with its preprocessing")
+    export.add_argument("--model", required=True, help="a params.yaml model name (models/<name>/model.pt) "
+                        "or the path of a model.pt")
+    export.add_argument("--format", required=True, choices=["onnx", "torchscript"])
+    export.add_argument("--out", help="the file to write (default: exports/<name>.onnx or .torchscript.pt); "
+                        "its preprocessing goes beside it, in <file>.json")
     for name, command in (("prepare", prepare_command), ("train", train_command),
                           ("compare", compare_command), ("tensorboard", tensorboard_command)):
         sub.choices[name].set_defaults(command=command)
@@ -257,14 +269,35 @@ def main(argv: Sequence[str] | None = None) -> int:
         predict_main(argv[1:])
         return 0
     args = build_parser().parse_args(argv)
+    if args.subcommand == "export":
+        export(args.model, args.format, args.out)
+        return 0
     params = load_params(args.params) if args.subcommand in ("train", "prepare") else None
     command = args.command(params, args)
     _emit("$ " + shlex.join(command) + "\n")  # the DVC form, so users learn it
     if args.dry_run:
         return 0
+    if "--html-template" in command:  # the page's Vega libraries, from vl-convert-python (once)
+        from cocoseg.evaluation.offline_plots import write_plots_template
+
+        write_plots_template(Path(PLOTS_TEMPLATE))
     if command[0] == "dvc":  # the dvc of this Python, whatever PATH says
         command = [sys.executable, "-m", "dvc", *command[1:]]
-    return subprocess.run(command).returncode
+    return subprocess.run(command, check=False).returncode
+
+
+def export(model: str, fmt: str, out: str | None) -> None:
+    """``cocoseg export``: a name reads models/<name>/model.pt; the file goes to exports/ unless ``out`` says."""
+    from cocoseg.models import check_model_name
+
+    if model.endswith(".pt") or "/" in model:
+        path, name = Path(model), Path(model).parent.name or Path(model).stem
+    else:
+        check_model_name(model)
+        path, name = Path("models") / model / "model.pt", model
+    from cocoseg.models.export import export_model, export_path  # torch: only now
+
+    export_model(path, fmt, Path(out) if out else export_path(Path(EXPORTS_DIR), name, fmt))
 
 
 def _emit(text: str) -> None:

@@ -16,18 +16,23 @@ import pytest
 import torch
 import torch.nn.functional as F
 import yaml
+from helpers import (
+    CLASSES,
+    REPO,
+    assert_one_error,
+    shapes_pair,
+    write_dataset,
+)
 
-from cocoseg.models.checkpoint import save_checkpoint
 from cocoseg.core.params import EvaluateConfig, parse_params
-from cocoseg.training.data import SegmentationDataModule
 from cocoseg.evaluation.evaluate import evaluate_model
+from cocoseg.evaluation.predict import overlay_in_bands, predict_images
 from cocoseg.models import build_model, count_parameters
+from cocoseg.models.checkpoint import save_checkpoint
+from cocoseg.training.data import SegmentationDataModule
 from cocoseg.training.module import SegmentationModule, build_metrics
-from cocoseg.evaluation.predict import predict_images
 from cocoseg.training.train import TrainPaths, train_model
-from helpers import CLASSES, assert_one_error, shapes_pair, write_dataset
 
-from helpers import REPO  # noqa: E402
 TRAIN = {"epochs": 2, "batch_size": 2, "image_size": [32, 32], "workers": 0, "accelerator": "cpu",
          "devices": 1}
 PARAMS = parse_params({"train": TRAIN, "models": {"x": {"arch": "fastscnn", "lr": 0.01}}})
@@ -110,10 +115,21 @@ def test_train_keeps_a_run_folder_with_tensorboard_scalars_and_summaries(run: Ru
     assert re.fullmatch(r"x_miou_\d{8}-\d{6}", folder.name)
     events = EventAccumulator(str(folder))
     events.Reload()
-    steps = lambda tag: [e.step for e in events.Scalars(tag)]  # noqa: E731
+    steps = lambda tag: [e.step for e in events.Scalars(tag)]
     assert steps("train/loss_step") == steps("train/lr") == [0, 1, 2, 3]  # 4 images, batch 2, 2 epochs
     assert steps("val/miou") == steps("train/loss") == [1, 3]  # every epoch, at its last step
     assert {"val/loss", "val/dice", "train/miou"} <= set(events.Tags()["scalars"])
+    first_iter = json.loads((run.paths.live_dir / "metrics_first_iter.json").read_text())
+    for key in ("train/loss", "val/loss", "val/miou", "val/dice", "val/pixel_accuracy"):  # the first step's scores
+        scalar, = events.Scalars(f"first_iter/{key}")
+        assert scalar.step == 0 and scalar.value == pytest.approx(first_iter[key])
+    # HParams: the run's parameters (hparams.yaml too) beside its best and first-iteration mIoU
+    assert events.Scalars("hparams/best_val_miou")[-1].value == pytest.approx(run.best["val/miou"])
+    assert events.Scalars("hparams/first_iter_val_miou")[-1].value == pytest.approx(first_iter["val/miou"])
+    assert "_hparams_/session_start_info" in events.PluginTagToContent("hparams")
+    hparams = yaml.safe_load((folder / "hparams.yaml").read_text())
+    assert hparams["lr"] == 0.01 and hparams["epochs"] == 2 and hparams["model"] == "x"
+    assert hparams["train"]["image_size"] == [32, 32] and hparams["models.x"]["arch"] == "fastscnn"
     first = (folder / "metrics_first_iter.txt").read_text()
     assert first.startswith("step: 1\ntrain/loss: ")
     final = dict(line.split(": ", 1) for line in (folder / "final_metrics.txt").read_text().splitlines())
@@ -124,10 +140,13 @@ def test_train_keeps_a_run_folder_with_tensorboard_scalars_and_summaries(run: Ru
 def test_train_logs_one_line_per_epoch_without_a_terminal(run: Run, caplog: pytest.LogCaptureFixture,
                                                           recwarn: pytest.WarningsRecorder, tmp_path: Path) -> None:
     with caplog.at_level(logging.INFO):
-        train(tmp_path, run.coco, run.masks)  # pytest captures stdout: not a terminal
-    epochs = [r.getMessage() for r in caplog.records if r.getMessage().startswith("epoch ")]
-    assert len(epochs) == 2 and epochs[0].startswith("epoch 1/2: train/loss ")
-    assert "val/miou" in epochs[1]
+        again = train(tmp_path, run.coco, run.masks)  # pytest captures stdout: not a terminal
+    messages = [r.getMessage() for r in caplog.records]
+    epochs = [m for m in messages if m.startswith("epoch ")]
+    # counted from 0, as Lightning's progress bar, dvclive's "epoch" and the best epoch count them
+    assert len(epochs) == 2 and epochs[0].startswith("epoch 0 of 0-1: train/loss ")
+    assert epochs[1].startswith("epoch 1 of 0-1: ") and "val/miou" in epochs[1]
+    assert f"at epoch {again.best['best_epoch']} of 0-1 -> " in next(m for m in messages if m.startswith("best "))
     assert not [r for r in caplog.records if "litlogger" in r.getMessage()]
     assert not [w for w in recwarn if "deprecated" in str(w.message)]
 
@@ -184,13 +203,19 @@ def read_rgb(path: Path) -> np.ndarray:
 
 @pytest.mark.parametrize("upsample", ["nearest", "exact"])
 @pytest.mark.parametrize("which", ["trained", "untrained"])
-def test_evaluate(run: Run, checkpoints: dict[str, Path], tmp_path: Path, which: str, upsample: str) -> None:
+def test_evaluate(run: Run, checkpoints: dict[str, Path], tmp_path: Path, which: str, upsample: str,
+                  caplog: pytest.LogCaptureFixture) -> None:
     model_path = checkpoints[which]
     out = tmp_path / "evaluate" / "x"
     cfg = EvaluateConfig(overlays=1, speed_batches=1, upsample=upsample)
-    metrics = evaluate_model(model_path, run.coco, run.masks, out, cfg)
+    stale = out / "overlays" / "from_another_dataset.png"  # an earlier run's overlay must not survive
+    stale.parent.mkdir(parents=True)
+    stale.write_bytes(b"")
+    with caplog.at_level(logging.INFO):
+        metrics = evaluate_model(model_path, run.coco, run.masks, out, cfg)
+    assert any(r.getMessage().startswith("scored 2/2 val images (100%), ") for r in caplog.records)  # progress
     assert json.loads((out / "metrics.json").read_text()) == metrics
-    assert set(metrics) == {"miou", "dice", "pixel_accuracy", "per_class", "params", "val_images"}
+    assert set(metrics) == {"miou", "dice", "pixel_accuracy", "params", "val_images"}  # the same for any classes
     assert metrics["val_images"] == 2
     assert metrics["params"] == count_parameters(build_model("fastscnn", 3))
 
@@ -221,9 +246,12 @@ def test_evaluate(run: Run, checkpoints: dict[str, Path], tmp_path: Path, which:
     assert metrics["dice"] == pytest.approx(dice.mean(), abs=1e-6)
     assert metrics["pixel_accuracy"] == pytest.approx(correct[0] / counted[0], abs=1e-6)
     names = [n for n, keep in zip(CLASSES, present, strict=True) if keep]
-    assert sorted(metrics["per_class"]) == sorted(names)
+    per_class = json.loads((out / "per_class.json").read_text())  # a plot's records, worst IoU first
+    assert [r["iou"] for r in per_class] == sorted(r["iou"] for r in per_class)
+    assert sorted(r["class"] for r in per_class) == sorted(names)
+    by_name = {r["class"]: r for r in per_class}
     for name, i, d in zip(names, iou, dice, strict=True):
-        assert metrics["per_class"][name] == pytest.approx({"iou": i, "dice": d}, abs=1e-6)
+        assert by_name[name] == pytest.approx({"class": name, "iou": i, "dice": d}, abs=1e-6)
 
     speed = json.loads((out / "speed.json").read_text())
     assert speed["device"] == "cpu" and speed["images_per_second"] > 0
@@ -258,7 +286,10 @@ def test_predict_images(checkpoints: dict[str, Path], tmp_path: Path, which: str
         assert mask.shape == (h, w) and mask.dtype == np.uint8 and mask.max() < 3
         np.testing.assert_array_equal(mask, predict_by_hand(model_path, read_rgb(inputs / name)))
         assert len(np.unique(mask)) > 1 or which == "trained"
-        assert cv2.imread(str(out / f"{stem}_overlay.png")).shape == (h, w, 3)
+        panel = cv2.imread(str(out / f"{stem}_overlay.png"))
+        assert panel.shape[1] == w and panel.shape[0] >= h + 16  # the overlay above a legend of its classes
+        np.testing.assert_array_equal(panel[:h], overlay_in_bands(read_rgb(inputs / name), mask, 3))
+        assert (panel[h:] < 64).any()  # the legend's text
     with pytest.raises(FileNotFoundError, match="missing.jpg: no such image or folder"):
         predict_images(model_path, [tmp_path / "missing.jpg"], out)
 
@@ -284,7 +315,7 @@ def test_predict_images_nearest(checkpoints: dict[str, Path], tmp_path: Path) ->
 def test_stage_errors(tmp_path: Path, stage: str, fragments: list[str]) -> None:
     (tmp_path / "params.yaml").write_text(yaml.safe_dump({"models": {"fastscnn": {"arch": "fastscnn"}}}))
     result = subprocess.run([sys.executable, str(REPO / "stages" / f"{stage}.py"), "--model", "nope"],
-                            cwd=tmp_path, capture_output=True, text=True, timeout=120)
+                            cwd=tmp_path, capture_output=True, text=True, timeout=120, check=False)
     line = assert_one_error(result, *fragments)
     assert line.startswith("ERROR cocoseg: ")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["params.yaml"]  # failed before writing anything

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
@@ -17,20 +18,35 @@ def test_step_lines_every_n_steps_within_an_epoch(caplog: pytest.LogCaptureFixtu
     with caplog.at_level(logging.INFO, logger="cocoseg.training.callbacks"):
         for batch_idx in range(5):
             progress.on_train_batch_end(trainer, None, {"loss": torch.tensor(0.25)}, None, batch_idx)
-    assert [r.getMessage() for r in caplog.records] == ["epoch 2/3 step 2/5: train/loss 0.2500",
-                                                        "epoch 2/3 step 4/5: train/loss 0.2500"]
+    # the second of three epochs: epoch 1 of 0-2, counted from 0 as Lightning's progress bar counts it
+    assert [r.getMessage() for r in caplog.records] == ["epoch 1 of 0-2, step 2/5: train/loss 0.2500",
+                                                        "epoch 1 of 0-2, step 4/5: train/loss 0.2500"]
 
 
-def test_first_iteration_metrics_score_a_bounded_sample(tmp_path) -> None:  # noqa: ANN001
+def test_progress_bar_shows_no_v_num(tmp_path: Path) -> None:
+    """Lightning's bar appends ``v_num`` (the loggers' versions cut to 4 characters: ``run_``); ours does not."""
+    import lightning as L
+    from lightning.pytorch.callbacks import TQDMProgressBar
+    from lightning.pytorch.loggers import TensorBoardLogger
+
+    from cocoseg.training.callbacks import ProgressBar
+
+    trainer = L.Trainer(logger=TensorBoardLogger(str(tmp_path), name="x", version="run_20260101"),
+                        accelerator="cpu", enable_checkpointing=False)
+    assert TQDMProgressBar().get_metrics(trainer, None) == {"v_num": "0101"}
+    assert ProgressBar().get_metrics(trainer, None) == {}
+
+
+def test_first_iteration_metrics_score_a_bounded_sample(tmp_path) -> None:
     """At most ``max_images`` val images are scored after step 1, and the scores are those of exactly them."""
     import json
 
     import lightning as L
+    from helpers import shapes_pair, write_dataset
 
     from cocoseg.training.callbacks import FirstIterationMetrics
     from cocoseg.training.data import SegmentationDataModule
     from cocoseg.training.module import SegmentationModule
-    from helpers import shapes_pair, write_dataset
 
     pairs = [shapes_pair(48, 64, seed) for seed in range(7)]  # 3 train, 4 val
     coco, masks = write_dataset(tmp_path, [p[0] for p in pairs], [p[1] for p in pairs], num_val=4)

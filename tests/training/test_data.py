@@ -2,22 +2,27 @@
 
 from __future__ import annotations
 
-import json
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import cv2
 import numpy as np
 import pytest
 import torch
+from helpers import CLASSES, shapes_pair, write_dataset
 
 from cocoseg.core.splits import load_split
 from cocoseg.evaluation.evaluate import ValImages
 from cocoseg.models.inference import Preprocessing
-from cocoseg.training.data import (SegmentationDataModule, SegmentationDataset, resolve_workers, train_transform,
-                                   usable_cores)
-
-from helpers import CLASSES, shapes_pair, write_dataset
+from cocoseg.training.data import (
+    SegmentationDataModule,
+    SegmentationDataset,
+    resolve_workers,
+    train_transform,
+    usable_cores,
+)
 
 
 @pytest.fixture
@@ -139,15 +144,38 @@ def test_train_transform_pads_with_void(tmp_path: Path) -> None:
 
 class ThreadsSeen(SegmentationDataset):
     def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
-        image, mask = super().__getitem__(index)
+        image, _ = super().__getitem__(index)
         return image, torch.tensor(cv2.getNumThreads())
 
 
 def test_workers_run_opencv_on_one_thread(shapes: tuple[Path, Path, list[np.ndarray]]) -> None:
     coco, masks, _ = shapes
-    ds = ThreadsSeen(load_split(masks)["train"], coco, masks, (32, 32))
-    loader = torch.utils.data.DataLoader(ds, batch_size=3, num_workers=1)
+    dm = SegmentationDataModule(coco, masks, (32, 32), batch_size=3, workers=1)
+    loader = dm._loader(ThreadsSeen(load_split(masks)["train"], coco, masks, (32, 32)), None, drop_last=False)
     assert next(iter(loader))[1].tolist() == [1, 1, 1]
+
+
+# Workers forked right after the parent used OpenCV's thread pool: setting OpenCV's threads inside such a
+# worker hung it most times (pthread_cond_destroy waits for pool threads the fork did not copy).
+FORK_AFTER_OPENCV = """
+import sys
+import cv2, numpy as np
+from cocoseg.training.data import SegmentationDataModule
+image = np.random.default_rng(0).integers(0, 256, (480, 640, 3), dtype=np.uint8)
+for trial in range(6):
+    cv2.setNumThreads(2)
+    cv2.resize(cv2.cvtColor(image, cv2.COLOR_BGR2RGB), (96, 64))  # the pool's threads at work
+    dm = SegmentationDataModule(sys.argv[1], sys.argv[2], (32, 32), batch_size=2, workers=1)
+    next(iter(dm.train_dataloader()))
+print("done")
+"""
+
+
+def test_workers_forked_after_opencv_threads_ran_do_not_hang(shapes: tuple[Path, Path, list[np.ndarray]]) -> None:
+    coco, masks, _ = shapes
+    result = subprocess.run([sys.executable, "-c", FORK_AFTER_OPENCV, str(coco), str(masks)], capture_output=True,
+                            text=True, timeout=240, check=False)
+    assert result.returncode == 0 and result.stdout.strip() == "done", result.stderr
 
 
 def test_auto_workers_follow_the_usable_cores(shapes: tuple[Path, Path, list[np.ndarray]]) -> None:

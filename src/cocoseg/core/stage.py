@@ -30,6 +30,23 @@ def setup_logging(level: int = logging.INFO) -> None:
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
 
 
+def drop_library_handlers() -> None:
+    """Leave every log line to the root handler ``setup_logging`` installed, so each prints once.
+
+    Lightning, dvclive and torchmetrics attach a console handler of their own when imported, yet also
+    pass their records on to the root logger: every line of theirs was printed twice, in two formats.
+    Call after those imports; loggers that do not pass records on keep their handlers.
+    """
+    root = logging.getLogger()
+    if not root.handlers:
+        return
+    for logger in list(logging.Logger.manager.loggerDict.values()):
+        if isinstance(logger, logging.Logger) and logger.propagate:
+            for handler in list(logger.handlers):
+                if type(handler) is logging.StreamHandler:
+                    logger.removeHandler(handler)
+
+
 def run_stage(main: Callable[[], None]) -> None:
     """Run a stage's main(); user errors exit 1 with one line, bugs keep their traceback."""
     setup_logging()

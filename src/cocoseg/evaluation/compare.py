@@ -1,6 +1,6 @@
-"""Every model of params.yaml side by side: one table, best mIoU first (results/compare.md and
-compare.json), each model's mIoU as one DVC metrics file (results/miou.json), and the data of the
-all-models val mIoU plot (results/val_miou.tsv)."""
+"""Every model of params.yaml side by side: one table, best mIoU first, and a per-class table, worst class
+first (results/compare.md and compare.json), each model's mIoU as one DVC metrics file (results/miou.json),
+and the data of the all-models val mIoU plot (results/val_miou.tsv)."""
 
 from __future__ import annotations
 
@@ -29,9 +29,12 @@ def collect(evaluate_dir: Path, models: list[str]) -> list[dict[str, Any]]:
         if not metrics_path.is_file():
             raise UserError(f"{metrics_path}: missing (did the evaluate@{model} stage run?)")
         row = {"model": model, **json.loads(metrics_path.read_text())}
-        speed_path = metrics_path.parent / "speed.json"
+        speed_path, per_class_path = metrics_path.parent / "speed.json", metrics_path.parent / "per_class.json"
         if speed_path.is_file():
             row.update(json.loads(speed_path.read_text()))
+        if per_class_path.is_file():  # [{"class", "iou", "dice"}] -> {class: {"iou", "dice"}}
+            row["per_class"] = {r["class"]: {"iou": r["iou"], "dice": r["dice"]}
+                                for r in json.loads(per_class_path.read_text())}
         rows.append(row)
     return sorted(rows, key=lambda r: (-(r.get("miou") or 0.0), r["model"]))
 
@@ -49,19 +52,36 @@ def collect_curves(train_dir: Path, models: list[str]) -> list[dict[str, Any]]:
     return rows
 
 
-MAX_CLASS_COLUMNS = 12  # beyond this (COCO has 80) per-class IoU stays in compare.json only
-
-
 def render_markdown(rows: list[dict[str, Any]]) -> str:
-    classes = sorted({c for r in rows for c in r.get("per_class", {})})
-    if len(classes) > MAX_CLASS_COLUMNS:
-        classes = []
-    header = ["model", *(label for _, label, _ in COLUMNS), *(f"IoU {c}" for c in classes)]
+    """compare.md's body: the models table (best first), then the per-class table (worst class first)."""
+    if not any(r.get("per_class") for r in rows):
+        return render_models(rows)
+    classes = render_classes(rows)
+    count = classes.count("\n") - 2
+    return f"{render_models(rows)}\n## IoU per class, worst first ({count} classes)\n\n{classes}"
+
+
+def render_models(rows: list[dict[str, Any]]) -> str:
+    header = ["model", *(label for _, label, _ in COLUMNS)]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for r in rows:
-        cells = [r["model"], *(_fmt(r.get(key), fmt) for key, _, fmt in COLUMNS),
-                 *(_fmt(r.get("per_class", {}).get(c, {}).get("iou"), "{:.4f}") for c in classes)]
-        lines.append("| " + " | ".join(cells) + " |")
+        lines.append("| " + " | ".join([r["model"], *(_fmt(r.get(key), fmt) for key, _, fmt in COLUMNS)]) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def render_classes(rows: list[dict[str, Any]]) -> str:
+    """IoU per class (rows) and model (columns, best model first), worst class first: by the mean of its IoU
+    over the models that scored it. Every class any model scored has a row, whatever their number; ``-``
+    where a model has no score (the class is in neither its truth nor its prediction)."""
+    scored = {c: [r["per_class"][c]["iou"] for r in rows if c in r.get("per_class", {})]
+              for r in rows for c in r.get("per_class", {})}
+    mean = {c: sum(v for v in ious if v is not None) / max(sum(v is not None for v in ious), 1)
+            for c, ious in scored.items()}
+    header = ["class", *(f"IoU {r['model']}" for r in rows)]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for c in sorted(scored, key=lambda c: (mean[c], c)):
+        cells = [_fmt(r.get("per_class", {}).get(c, {}).get("iou"), "{:.4f}") for r in rows]
+        lines.append("| " + " | ".join([c, *cells]) + " |")
     return "\n".join(lines) + "\n"
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import math
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -13,13 +12,13 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from cocoseg.core.files import write_json, write_png
+from cocoseg.core.files import atomic_dir, write_json, write_png
 from cocoseg.core.images import explained_panel, overlay, read_image, read_mask, read_rgb
 from cocoseg.core.layout import image_path, mask_name, semantic_mask_path, split_item
 from cocoseg.core.limits import SPEED_SECONDS, cap_processes
 from cocoseg.core.params import EvaluateConfig
 from cocoseg.core.splits import load_split
-from cocoseg.evaluation.metrics import confusion_matrix, scores
+from cocoseg.evaluation.metrics import confusion_matrix, per_class_scores, summarise
 from cocoseg.evaluation.plots import write_confusion_plot
 from cocoseg.models import count_parameters
 from cocoseg.models.checkpoint import load_checkpoint
@@ -49,6 +48,21 @@ def _collate(batch: list[tuple[torch.Tensor, torch.Tensor]]) -> tuple[torch.Tens
     return torch.stack([image for image, _ in batch]), [mask for _, mask in batch]  # masks differ in size
 
 
+class Progress:
+    """A log line every ``every`` seconds and one at the end: how many val images are scored, how fast."""
+
+    def __init__(self, total: int, every: float = 30.0) -> None:
+        self.total, self.every = total, every
+        self.started = self.shown = time.perf_counter()
+
+    def update(self, done: int) -> None:
+        now = time.perf_counter()
+        if now - self.shown >= self.every or done == self.total:
+            self.shown = now
+            log.info("scored %d/%d val images (%d%%), %.1f images/s", done, self.total,
+                     100 * done // max(self.total, 1), done / max(now - self.started, 1e-9))
+
+
 def confusion_over(model: torch.nn.Module, dataset: ValImages, num_classes: int, cfg: EvaluateConfig,
                    device: str, on_image: Callable[[int, np.ndarray, np.ndarray], None] | None = None) -> np.ndarray:
     """(K, K) confusion matrix of ``model`` over ``dataset`` at the masks' resolution, in batches.
@@ -58,6 +72,7 @@ def confusion_over(model: torch.nn.Module, dataset: ValImages, num_classes: int,
     workers = cap_processes("evaluate.workers", cfg.workers)
     loader = DataLoader(dataset, batch_size=cfg.batch_size, num_workers=workers, collate_fn=_collate)
     cm = np.zeros((num_classes, num_classes), np.int64)
+    progress = Progress(len(dataset))
     index = 0
     for images, targets in loader:
         inputs = dataset.prep.normalise(images.to(device))
@@ -68,40 +83,37 @@ def confusion_over(model: torch.nn.Module, dataset: ValImages, num_classes: int,
             if on_image is not None:
                 on_image(index, target, pred)
             index += 1
+        progress.update(index)
     return cm
 
 
 def evaluate_model(model_path: Path, coco_root: Path, masks_root: Path, out_dir: Path, cfg: EvaluateConfig,
                    device: str = "cpu") -> dict[str, Any]:
+    """Write metrics.json (the scores ``dvc metrics`` and the experiment table show), per_class.json (each
+    class's IoU and Dice, worst first: a plot, so class names never become experiment-table columns),
+    speed.json, confusion.png and overlays/ (replaced whole: no overlay of an earlier run or dataset stays)."""
     check_device(device)
     model, ckpt = load_checkpoint(model_path, device)
     classes, prep = ckpt["classes"], Preprocessing.from_checkpoint(ckpt)
     dataset = ValImages(load_split(masks_root)["val"], coco_root, masks_root, prep)
+    log.info("scoring %s on %d val images, %d classes", model_path, len(dataset), len(classes))
+    with atomic_dir(out_dir / "overlays") as overlays:
+        def overlay_first(index: int, target: np.ndarray, pred: np.ndarray) -> None:
+            if index < cfg.overlays:
+                item = dataset.items[index]
+                _write_overlay(overlays / mask_name(split_item(item)[1]), image_path(coco_root, item),
+                               target, pred, classes)
 
-    def overlay_first(index: int, target: np.ndarray, pred: np.ndarray) -> None:
-        if index < cfg.overlays:
-            item = dataset.items[index]
-            _write_overlay(out_dir / "overlays" / mask_name(split_item(item)[1]), image_path(coco_root, item),
-                           target, pred, classes)
-
-    cm = confusion_over(model, dataset, len(classes), cfg, device, overlay_first)
-    metrics = {**summarise(cm, classes), "params": count_parameters(model), "val_images": len(dataset)}
+        cm = confusion_over(model, dataset, len(classes), cfg, device, overlay_first)
+    metrics = {**summarise(cm), "params": count_parameters(model), "val_images": len(dataset)}
     write_json(out_dir / "metrics.json", metrics)
+    write_json(out_dir / "per_class.json", per_class_scores(cm, classes))
     speed = measure_speed(model, prep.image_size, cfg, device)
     write_json(out_dir / "speed.json", {"images_per_second": round(speed, 2), "device": device})
     write_confusion_plot(out_dir / "confusion.png", cm, classes)
     log.info("mIoU %.4f, Dice %.4f, pixel accuracy %.4f over %d val images", metrics["miou"], metrics["dice"],
              metrics["pixel_accuracy"], len(dataset))
     return metrics
-
-
-def summarise(cm: np.ndarray, classes: list[str]) -> dict[str, Any]:
-    """metrics.json's scores: means, and per class where the class occurs (absent classes left out)."""
-    result = scores(cm)
-    per_class = {name: {"iou": _round(result["iou"][k]), "dice": _round(result["dice_per_class"][k])}
-                 for k, name in enumerate(classes) if not math.isnan(result["iou"][k])}
-    return {"miou": _round(result["miou"]), "dice": _round(result["dice"]),
-            "pixel_accuracy": _round(result["pixel_accuracy"]), "per_class": per_class}
 
 
 def measure_speed(model: torch.nn.Module, size: tuple[int, int], cfg: EvaluateConfig, device: str) -> float:
@@ -138,7 +150,3 @@ def _write_overlay(path: Path, source: Path, target: np.ndarray, pred: np.ndarra
     panels = [(source.name, image), ("ground truth", overlay(image, target, k)),
               ("prediction", overlay(image, pred, k))]
     write_png(path, explained_panel(panels, [target, pred], names))
-
-
-def _round(x: float) -> float | None:
-    return None if math.isnan(x) else round(float(x), 6)

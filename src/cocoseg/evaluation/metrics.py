@@ -7,6 +7,7 @@ left out of the means (NaN per class, ``nanmean`` over classes), never counted a
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import numpy as np
@@ -40,3 +41,24 @@ def scores(cm: np.ndarray) -> dict[str, Any]:
         "iou": iou,
         "dice_per_class": dice,
     }
+
+
+def summarise(cm: np.ndarray) -> dict[str, Any]:
+    """metrics.json's scores: the means over the classes that occur, and pixel accuracy. The same keys
+    whatever the class set, so `dvc exp show` gets the same columns for every dataset."""
+    result = scores(cm)
+    return {"miou": _round(result["miou"]), "dice": _round(result["dice"]),
+            "pixel_accuracy": _round(result["pixel_accuracy"])}
+
+
+def per_class_scores(cm: np.ndarray, classes: list[str]) -> list[dict[str, Any]]:
+    """per_class.json: one record per class that occurs in the truth or the prediction (absent classes
+    have no score), worst IoU first; DVC plots it as one bar per class."""
+    result = scores(cm)
+    rows = [{"class": name, "iou": _round(result["iou"][k]), "dice": _round(result["dice_per_class"][k])}
+            for k, name in enumerate(classes) if not math.isnan(result["iou"][k])]
+    return sorted(rows, key=lambda row: (row["iou"], row["class"]))
+
+
+def _round(x: float) -> float | None:
+    return None if math.isnan(x) else round(float(x), 6)

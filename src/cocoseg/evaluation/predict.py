@@ -1,4 +1,5 @@
-"""Apply a trained model to your own images: writes <stem>_mask.png (class ids) and <stem>_overlay.png.
+"""Apply a trained model to your own images: writes <stem>_mask.png (class ids) and <stem>_overlay.png (the
+image with the classes blended in, above a legend of the classes it shows).
 
     cocoseg predict --model models/unet/model.pt --out predictions photo1.jpg photos/
 """
@@ -16,7 +17,7 @@ import torch
 
 from cocoseg.core.errors import UserError
 from cocoseg.core.files import write_png
-from cocoseg.core.images import overlay, read_rgb
+from cocoseg.core.images import legend, overlay, read_rgb
 from cocoseg.core.limits import MAX_PREDICT_PIXELS, check_pixels
 from cocoseg.core.stage import run_stage
 from cocoseg.models.checkpoint import load_checkpoint
@@ -65,6 +66,16 @@ def overlay_in_bands(rgb: np.ndarray, pred: np.ndarray, num_classes: int, rows: 
     return out
 
 
+def with_legend(image: np.ndarray, ids: list[int], names: list[str]) -> np.ndarray:
+    """The overlay above a legend of the classes ``ids`` (those it shows). The legend is drawn at about 640
+    pixels wide and scaled up by a whole factor, so it stays readable under a 6000-pixel photo."""
+    width = image.shape[1]
+    scale = max(1, round(width / 640))
+    strip = legend(names, ids, len(names), -(-width // scale))
+    strip = cv2.resize(strip, (strip.shape[1] * scale, strip.shape[0] * scale), interpolation=cv2.INTER_NEAREST)
+    return np.concatenate([image, strip[:, :width]], axis=0)
+
+
 def output_stems(images: list[Path]) -> dict[Path, str]:
     """The stem each image's outputs are named by: its own stem, unless another input shares it (``a.jpg``,
     ``a.png``, ``other/a.jpg``; compared without case, for case-insensitive disks); then its name with
@@ -106,9 +117,11 @@ def predict_images(model_path: Path, inputs: list[Path], out_dir: Path, device: 
         pred = predict_batch(model, inputs, [rgb.shape[:2]], upsample)[1][0].cpu().numpy().astype(np.uint8)
         stem = names[path]
         write_png(out_dir / f"{stem}_mask.png", pred)
-        write_png(out_dir / f"{stem}_overlay.png", overlay_in_bands(rgb, pred, num_classes))
+        ids = np.flatnonzero(np.bincount(pred.ravel(), minlength=num_classes)).tolist()  # classes shown
+        write_png(out_dir / f"{stem}_overlay.png",
+                  with_legend(overlay_in_bands(rgb, pred, num_classes), ids, ckpt["classes"]))
         written.append(out_dir / f"{stem}_mask.png")
-        present = [ckpt["classes"][k] for k in np.unique(pred) if k > 0]
+        present = [ckpt["classes"][k] for k in ids if k > 0]
         log.info("%s -> %s (classes: %s)", path, written[-1], ", ".join(present) or "none")
     return written
 

@@ -27,12 +27,30 @@ import torch.nn.functional as F
 
 def resize_bilinear(x: torch.Tensor, size: tuple[int, int] | torch.Size) -> torch.Tensor:
     """``F.interpolate(x, size, mode="bilinear", align_corners=False)``, with a matrix-product backward."""
+    if _plain_op(x):
+        return F.interpolate(x, size=size, mode="bilinear", align_corners=False)
     return _SeparableLinear.apply(x, tuple(size), "bilinear")
 
 
 def adaptive_avg_pool(x: torch.Tensor, size: tuple[int, int] | torch.Size) -> torch.Tensor:
     """``F.adaptive_avg_pool2d(x, size)``, with a matrix-product backward."""
+    if _plain_op(x):
+        return F.adaptive_avg_pool2d(x, size)
     return _SeparableLinear.apply(x, tuple(size), "pool")
+
+
+def _plain_op(x: torch.Tensor) -> bool:
+    """PyTorch's own op, where no backward pass will run (inference) or the model is being exported.
+
+    The forward pass is the same op either way, so the outputs are the same bits. Export needs it:
+    ``torch.jit.trace`` fails with ``unordered_map::at`` on a custom autograd Function given sizes read
+    from a traced tensor's shape (``x.shape[-2:]``, as every resize here), and ONNX and TorchScript have
+    no place for a Python backward anyway.
+    """
+    if torch.compiler.is_compiling():  # torch.compile traces the Function as it did before
+        return False
+    exporting = torch.jit.is_tracing() or torch.onnx.is_in_onnx_export()
+    return exporting or not (torch.is_grad_enabled() and x.requires_grad)
 
 
 def bilinear_weights(n_in: int, n_out: int, dtype: torch.dtype = torch.float64,

@@ -12,6 +12,7 @@ from typing import Any
 
 import lightning as L
 import torch
+from lightning.pytorch.callbacks import TQDMProgressBar
 from lightning.pytorch.loggers import TensorBoardLogger
 
 from cocoseg.core.errors import UserError
@@ -20,6 +21,12 @@ from cocoseg.models.inference import predict_batch
 from cocoseg.training.module import build_metrics, exact_counting
 
 log = logging.getLogger(__name__)
+
+
+def epoch_label(epoch: int, max_epochs: int) -> str:
+    """``epoch 2 of 0-11``: counted from 0, as Lightning's progress bar (``Epoch 2``), its checkpoints and
+    dvclive's ``epoch`` count them, so every line of a run names an epoch the same way."""
+    return f"epoch {epoch} of 0-{max_epochs - 1}"
 
 
 class BestWeights(L.Callback):
@@ -102,6 +109,10 @@ class FirstIterationMetrics(L.Callback):
         result = {"step": 1, "train/loss": float(outputs["loss"]), "val/loss": loss_sum / seen, "val_images": seen,
                   **{k: float(v) for k, v in metrics.compute().items()}}
         write_text(self.path, json.dumps(result, indent=2, sort_keys=True) + "\n")
+        scalars = {f"first_iter/{k}": v for k, v in result.items() if "/" in k}  # beside the epochs' curves
+        for logger in trainer.loggers:
+            if isinstance(logger, TensorBoardLogger):
+                logger.log_metrics(scalars, step=0)  # after the first step, which the step scalars call 0
 
 
 class StepScalars(L.Callback):
@@ -135,7 +146,7 @@ class ProgressLines(L.Callback):
                            batch_idx: int) -> None:
         total = trainer.num_training_batches
         if (batch_idx + 1) % self.every_n_steps == 0 and batch_idx + 1 < total and trainer.is_global_zero:
-            log.info("epoch %d/%d step %d/%d: train/loss %.4f", trainer.current_epoch + 1, trainer.max_epochs,
+            log.info("%s, step %d/%d: train/loss %.4f", epoch_label(trainer.current_epoch, trainer.max_epochs),
                      batch_idx + 1, total, float(outputs["loss"]))
 
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
@@ -146,5 +157,15 @@ class ProgressLines(L.Callback):
             return
         shown = ("train/loss", "val/loss", "val/miou", "val/dice", "val/pixel_accuracy")
         values = ", ".join(f"{k} {float(metrics[k]):.4f}" for k in shown if k in metrics)
-        log.info("epoch %d/%d: %s (%.1f s)", trainer.current_epoch + 1, trainer.max_epochs, values,
+        log.info("%s: %s (%.1f s)", epoch_label(trainer.current_epoch, trainer.max_epochs), values,
                  time.perf_counter() - self.started)
+
+
+class ProgressBar(TQDMProgressBar):
+    """Lightning's progress bar without ``v_num``: the logger's version, here the run folder's name (which
+    the log names in full), cut to its last four characters."""
+
+    def get_metrics(self, trainer: L.Trainer, pl_module: L.LightningModule) -> dict[str, Any]:
+        items = super().get_metrics(trainer, pl_module)
+        items.pop("v_num", None)
+        return items

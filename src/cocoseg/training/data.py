@@ -22,7 +22,7 @@ import cv2
 import lightning as L
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, Dataset, Sampler, get_worker_info
+from torch.utils.data import DataLoader, Dataset, Sampler
 
 from cocoseg.core.images import read_mask, read_rgb
 from cocoseg.core.layout import VOID, image_path, semantic_mask_path
@@ -111,8 +111,6 @@ class SegmentationDataset(Dataset):
 
     def __getitem__(self, key: int | tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor]:
         """(H, W, 3) uint8 RGB image, (H, W) uint8 mask, both at ``size``."""
-        if get_worker_info() is not None and cv2.getNumThreads() != 1:
-            cv2.setNumThreads(1)  # in a worker process: the workers are the parallelism
         epoch, index = key if isinstance(key, tuple) else (0, key)
         image_path, mask_path = self.paths(index)
         image, mask = read_rgb(image_path), read_mask(mask_path)
@@ -158,6 +156,12 @@ class SegmentationDataModule(L.LightningDataModule):
         return self._loader(self.dataset("val"), None, drop_last=False)
 
     def _loader(self, ds: Dataset, sampler: Sampler | None, drop_last: bool) -> DataLoader:
+        if self.workers > 0:
+            # Each worker runs OpenCV on one thread (torch already does): the workers are the parallelism.
+            # Set here, in the process the workers are forked from, which they copy: resizing OpenCV's
+            # thread pool inside a forked worker hangs it (in pthread_cond_destroy) whenever this process
+            # had just used the pool (tests/training/test_data.py reproduces it).
+            cv2.setNumThreads(1)
         # Its own generator: each new iterator draws a seed from it, which would otherwise come from the
         # global RNG (dropout's) once per epoch without workers but once per run with persistent ones.
         return DataLoader(ds, batch_size=self.batch_size, sampler=sampler, drop_last=drop_last,

@@ -1,7 +1,9 @@
 """Run history outside DVC's outputs: one folder per training run, as the seed's runs/ had.
 
     runs/<model>_miou_<YYYYmmdd-HHMMSS>[_<experiment>]/
-        events.out.tfevents.*    TensorBoard: per-step train loss and lr, per-epoch train and val metrics
+        events.out.tfevents.*    TensorBoard: per-step train loss and lr, per-epoch train and val metrics,
+                                 the first-iteration metrics, the run's parameters and scores (HParams)
+        hparams.yaml             the run's parameters
         metrics_first_iter.txt   val scores after the first optimiser step
         final_metrics.txt        the best epoch's val scores, and the settings the run used
 
@@ -44,11 +46,15 @@ def run_name(model: str, runs_dir: Path, now: float | None = None) -> str:
     return name if taken == 1 else f"{name}-{taken}"
 
 
-def write_run_summary(run_dir: Path, first_iter: Path, best: dict[str, Any], settings: dict[str, Any]) -> None:
-    """The seed's two text files; values as in the dvclive metrics, one ``key: value`` a line."""
-    if first_iter.is_file():
-        write_text(run_dir / "metrics_first_iter.txt", _lines(json.loads(first_iter.read_text())))
+def write_run_summary(run_dir: Path, first_iter: Path, best: dict[str, Any],
+                      settings: dict[str, Any]) -> dict[str, Any]:
+    """The seed's two text files; values as in the dvclive metrics, one ``key: value`` a line. Returns the
+    first-iteration metrics ({} when the run never scored them)."""
+    first = json.loads(first_iter.read_text()) if first_iter.is_file() else {}
+    if first:
+        write_text(run_dir / "metrics_first_iter.txt", _lines(first))
     write_text(run_dir / "final_metrics.txt", _lines({**best, **settings}))
+    return first
 
 
 def _lines(values: dict[str, Any]) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import sys
 import warnings
@@ -14,16 +15,31 @@ import torch
 from dvclive.lightning import DVCLiveLogger
 from lightning.pytorch.loggers import TensorBoardLogger
 
-from cocoseg.training.callbacks import BestWeights, FiniteLoss, FirstIterationMetrics, ProgressLines, StepScalars
-from cocoseg.models.checkpoint import save_checkpoint
 from cocoseg.core.params import Params, TrainConfig
+from cocoseg.core.stage import drop_library_handlers
 from cocoseg.models import check_arch, check_forward, model_spec
+from cocoseg.models.checkpoint import save_checkpoint
 from cocoseg.models.inference import Preprocessing
+from cocoseg.training.callbacks import (
+    BestWeights,
+    FiniteLoss,
+    FirstIterationMetrics,
+    ProgressBar,
+    ProgressLines,
+    StepScalars,
+    epoch_label,
+)
 from cocoseg.training.checks import check_timm_encoder
 from cocoseg.training.data import SegmentationDataModule
 from cocoseg.training.module import SegmentationModule
-from cocoseg.training.resume import (EpochCheckpoint, RunState, prepare_run, publish_run, run_fingerprint,
-                                     start_epoch)
+from cocoseg.training.resume import (
+    EpochCheckpoint,
+    RunState,
+    prepare_run,
+    publish_run,
+    run_fingerprint,
+    start_epoch,
+)
 from cocoseg.training.runs import run_name, write_run_summary
 
 log = logging.getLogger(__name__)
@@ -52,7 +68,9 @@ _NO_ADVERTS = _NoAdverts()
 
 
 def quiet_third_party() -> None:
-    """Keep logs to what the run did: no advertisement, no deprecation notice between library versions."""
+    """Keep logs to what the run did, each line once: no advertisement, no deprecation notice between
+    library versions."""
+    drop_library_handlers()
     logging.getLogger("lightning.pytorch.utilities.rank_zero").addFilter(_NO_ADVERTS)
     warnings.filterwarnings("ignore", message=r"`isinstance\(treespec, LeafSpec\)` is deprecated")
     # prepare_batch lives on the LightningModule on purpose (the device side); Lightning notes it each run
@@ -115,24 +133,41 @@ def train_model(params: Params, name: str, paths: TrainPaths) -> dict[str, Any]:
     board = TensorBoardLogger(str(paths.runs_dir), name=state.run_name(lambda: run_name(name, paths.runs_dir)),
                               version="",
                               default_hp_metric=False)
-    progress = [] if sys.stdout.isatty() else [ProgressLines()]  # log lines in files and dvc queue logs
+    progress = [ProgressBar()] if sys.stdout.isatty() else [ProgressLines()]  # lines in files and dvc queue logs
     trainer = _trainer(params, epochs, resume_from is not None, state, speed, board, [
         best, FirstIterationMetrics(state.live / "metrics_first_iter.json"), StepScalars(), *progress,
         FiniteLoss(name), EpochCheckpoint(state, fingerprint)])  # EpochCheckpoint last: it saves the others
-    log.info("training %s (%s) for %d epochs, lr %g, batch %d, %d train / %d val images, %d loader workers",
-             name, model_cfg.arch, epochs, lr, batch_size, len(datamodule.split["train"]),
-             len(datamodule.split["val"]), datamodule.workers)
+    log.info("training %s (%s) for %d epochs (0-%d), lr %g, batch %d, %d train / %d val images, "
+             "%d loader workers", name, model_cfg.arch, epochs, epochs - 1, lr, batch_size,
+             len(datamodule.split["train"]), len(datamodule.split["val"]), datamodule.workers)
+    settings = {"model": name, "arch": model_cfg.arch, "lr": lr, "epochs": epochs, "batch_size": batch_size}
+    board.log_hyperparams(run_hparams(params, name, settings))  # before Lightning first writes hparams.yaml
     trainer.fit(module, datamodule=datamodule, ckpt_path=resume_from, weights_only=False)  # our own file
 
     if trainer.is_global_zero:
-        settings = {"model": name, "arch": model_cfg.arch, "lr": lr, "epochs": epochs, "batch_size": batch_size}
-        _export_best(best, model_cfg, datamodule, cfg.image_size, paths, Path(board.log_dir), settings)
+        _export_best(best, model_cfg, datamodule, cfg.image_size, paths, board, settings)
     return {"best_epoch": best.best_epoch, **best.best_metrics}
 
 
+def run_hparams(params: Params, name: str, settings: dict[str, Any]) -> dict[str, Any]:
+    """What decides this run, for TensorBoard's HParams tab and the run's hparams.yaml: the settings it used
+    (lr, epochs, batch size after a model's own overrides) and the base, train and models.<name> sections."""
+    sections = {"base": dataclasses.asdict(params.base), "train": dataclasses.asdict(params.train),
+                f"models.{name}": dataclasses.asdict(params.model(name))}
+    return {**settings, **{key: _plain(value) for key, value in sections.items()}}
+
+
+def _plain(value: Any) -> Any:
+    """Tuples as lists and the rest as is: hparams.yaml stays plain YAML (no Python tags)."""
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    return [_plain(v) for v in value] if isinstance(value, (tuple, list)) else value
+
+
 def _export_best(best: BestWeights, model_cfg: Any, datamodule: SegmentationDataModule, image_size: tuple[int, ...],
-                 paths: TrainPaths, run_dir: Path, settings: dict[str, Any]) -> None:
-    """The best epoch's weights -> models/<name>/model.pt; the run's summary; the new history swapped in."""
+                 paths: TrainPaths, board: TensorBoardLogger, settings: dict[str, Any]) -> None:
+    """The best epoch's weights -> models/<name>/model.pt; the run's summary and TensorBoard hparams; the new
+    history swapped in."""
     if best.best_state is None:
         raise RuntimeError("training finished without a validation score; no model to export")
     save_checkpoint(
@@ -140,10 +175,15 @@ def _export_best(best: BestWeights, model_cfg: Any, datamodule: SegmentationData
         model_spec(model_cfg.arch, datamodule.num_classes, model_cfg.encoder, **model_cfg.options),
         Preprocessing(tuple(image_size)).to_json(), datamodule.classes,
         {"best_epoch": best.best_epoch, **best.best_metrics})
-    write_run_summary(run_dir, paths.state.live / "metrics_first_iter.json",
-                      {"best_epoch": best.best_epoch, **best.best_metrics}, settings)
+    run_dir = Path(board.log_dir)
+    first_iter = write_run_summary(run_dir, paths.state.live / "metrics_first_iter.json",
+                                   {"best_epoch": best.best_epoch, **best.best_metrics}, settings)
+    hp_metrics = {"hparams/best_val_miou": best.best_score, "hparams/best_epoch": best.best_epoch,
+                  **({"hparams/first_iter_val_miou": first_iter["val/miou"]} if "val/miou" in first_iter else {})}
+    board.log_hyperparams(board.hparams, hp_metrics)  # the HParams tab: this run's settings and scores
     publish_run(paths.state, paths.live_dir)
-    log.info("best val/miou %.4f at epoch %d -> %s", best.best_score, best.best_epoch, paths.model_dir / "model.pt")
+    log.info("best val/miou %.4f at %s -> %s", best.best_score, epoch_label(best.best_epoch, settings["epochs"]),
+             paths.model_dir / "model.pt")
     log.info("run history (TensorBoard, summaries): %s", run_dir)
 
 
