@@ -3,6 +3,7 @@
 import argparse
 from pathlib import Path
 
+from cocoseg.core.arithmetic import pin_arithmetic
 from cocoseg.core.params import load_params
 from cocoseg.core.stage import run_stage
 from cocoseg.models import check_model_name
@@ -18,6 +19,7 @@ def main() -> None:
     parser.add_argument("--device", help="default: cuda where there is one, else cpu")
     args = parser.parse_args()
     params = load_params(args.params, lambda p: check_model_name(args.model))
+    pin_arithmetic(params.evaluate.deterministic, params.evaluate.threads)  # before torch reads the environment
     # Imported only now: torch takes seconds to load, and a bad value must fail at once.
     import torch
 

@@ -3,6 +3,7 @@
 import argparse
 from pathlib import Path
 
+from cocoseg.core.arithmetic import pin_arithmetic
 from cocoseg.core.params import load_params
 from cocoseg.core.stage import run_stage
 from cocoseg.models import check_model
@@ -22,6 +23,7 @@ def main() -> None:
                         "default: checkpoints/<model>")
     args = parser.parse_args()
     params = load_params(args.params, lambda p: check_model(p, args.model), check_train)
+    pin_arithmetic(params.train.deterministic, params.train.threads)  # before torch reads the environment
     # Imported only now: torch and Lightning take seconds to load, and a bad value must fail at once.
     from cocoseg.training.runs import runs_root
     from cocoseg.training.train import TrainPaths, train_model

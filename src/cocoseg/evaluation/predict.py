@@ -14,6 +14,7 @@ import cv2
 import numpy as np
 import torch
 
+from cocoseg.core.arithmetic import add_arithmetic_flags, settle_arithmetic
 from cocoseg.core.files import write_png
 from cocoseg.core.images import overlay, read_rgb
 from cocoseg.core.stage import run_stage
@@ -97,8 +98,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--upsample", choices=sorted(UPSAMPLING), default="exact",
                         help="exact: argmax of the bilinearly upsampled logits; "
                              "nearest: faster, boundaries approximate")
+    add_arithmetic_flags(parser)
     parser.add_argument("inputs", type=Path, nargs="+", help="image files or folders of images")
     args = parser.parse_args(argv)
+    settle_arithmetic(args.deterministic, args.threads)
     predict_images(args.model, args.inputs, args.out, args.device, args.upsample)
 
 

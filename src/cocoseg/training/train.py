@@ -14,6 +14,7 @@ import torch
 from dvclive.lightning import DVCLiveLogger
 from lightning.pytorch.loggers import TensorBoardLogger
 
+from cocoseg.core.arithmetic import settle_arithmetic
 from cocoseg.training.callbacks import BestWeights, FiniteLoss, FirstIterationMetrics, ProgressLines, StepScalars
 from cocoseg.models.checkpoint import save_checkpoint
 from cocoseg.core.params import Params, TrainConfig
@@ -96,6 +97,7 @@ def train_model(params: Params, name: str, paths: TrainPaths) -> dict[str, Any]:
     check_timm_encoder(params, name)
     lr, epochs, batch_size = params.model_settings(name)
     quiet_third_party()
+    arithmetic = settle_arithmetic(cfg.deterministic, cfg.threads)
     L.seed_everything(params.base.seed, workers=True, verbose=False)
     speed = trainer_speed_flags(cfg, on_cuda(cfg.accelerator))
 
@@ -124,14 +126,16 @@ def train_model(params: Params, name: str, paths: TrainPaths) -> dict[str, Any]:
     trainer.fit(module, datamodule=datamodule, ckpt_path=resume_from, weights_only=False)  # our own file
 
     if trainer.is_global_zero:
-        settings = {"model": name, "arch": model_cfg.arch, "lr": lr, "epochs": epochs, "batch_size": batch_size}
-        _export_best(best, model_cfg, datamodule, cfg.image_size, paths, Path(board.log_dir), settings)
+        settings = {"model": name, "arch": model_cfg.arch, "lr": lr, "epochs": epochs, "batch_size": batch_size,
+                    "deterministic": cfg.deterministic, "threads": arithmetic["threads"]}
+        _export_best(best, model_cfg, datamodule, cfg.image_size, paths, Path(board.log_dir), settings, arithmetic)
     return {"best_epoch": best.best_epoch, **best.best_metrics}
 
 
 def _export_best(best: BestWeights, model_cfg: Any, datamodule: SegmentationDataModule, image_size: tuple[int, ...],
-                 paths: TrainPaths, run_dir: Path, settings: dict[str, Any]) -> None:
-    """The best epoch's weights -> models/<name>/model.pt; the run's summary; the new history swapped in."""
+                 paths: TrainPaths, run_dir: Path, settings: dict[str, Any], arithmetic: dict[str, Any]) -> None:
+    """The best epoch's weights -> models/<name>/model.pt; the run's summary and what its arithmetic ran
+    on; the new history swapped in."""
     if best.best_state is None:
         raise RuntimeError("training finished without a validation score; no model to export")
     save_checkpoint(
@@ -140,7 +144,7 @@ def _export_best(best: BestWeights, model_cfg: Any, datamodule: SegmentationData
         Preprocessing(tuple(image_size)).to_json(), datamodule.classes,
         {"best_epoch": best.best_epoch, **best.best_metrics})
     write_run_summary(run_dir, paths.state.live / "metrics_first_iter.json",
-                      {"best_epoch": best.best_epoch, **best.best_metrics}, settings)
+                      {"best_epoch": best.best_epoch, **best.best_metrics}, settings, arithmetic)
     publish_run(paths.state, paths.live_dir)
     log.info("best val/miou %.4f at epoch %d -> %s", best.best_score, best.best_epoch, paths.model_dir / "model.pt")
     log.info("run history (TensorBoard, summaries): %s", run_dir)
