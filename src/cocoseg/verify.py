@@ -7,7 +7,7 @@ differs from the committed dvc.lock.
 
 Given stage names (``cocoseg verify train@unet evaluate@unet``), only those rerun: the clone takes the
 other stages' outputs from this repository's DVC cache (``dvc checkout``), and the rerun's outputs are
-stored there too. Timing files (``speed.json``) are listed apart: they differ on every run by nature.
+stored there too. Timing files are listed apart: they differ on every run by nature.
 """
 
 from __future__ import annotations
@@ -30,7 +30,9 @@ from cocoseg.core.errors import UserError
 
 log = logging.getLogger(__name__)
 
-TIMING = ("speed.json",)  # outputs that hold wall-clock figures: never equal between two runs
+# Outputs that hold wall-clock figures, never equal between two runs: evaluate's speed.json, and the
+# comparison table and JSON, which copy each model's images per second from it.
+TIMING = ("speed.json", "compare.md", "compare.json")
 
 
 class VerifyError(UserError):
@@ -81,8 +83,9 @@ def verify(repo: Path, targets: Sequence[str] = (), workdir: Path | None = None,
 
     Returns 0 when every output equals the committed dvc.lock (timing files aside), else 1."""
     root = _git_root(repo)
-    committed = yaml.safe_load(_git(root, "show", "HEAD:dvc.lock", what="a committed dvc.lock"))
-    if _git(root, "status", "--porcelain", "--untracked-files=no", what="git status").strip():
+    committed = yaml.safe_load(_git(root, "show", "HEAD:dvc.lock",
+                                    problem="the last commit has no dvc.lock: run the pipeline and commit it"))
+    if _git(root, "status", "--porcelain", "--untracked-files=no", problem="git status failed").strip():
         log.warning("the workspace has uncommitted changes; verify reruns the last commit, without them")
     parent = Path(tempfile.mkdtemp(prefix="cocoseg-verify-", dir=workdir))
     clone = parent / "clone"
@@ -99,7 +102,7 @@ def verify(repo: Path, targets: Sequence[str] = (), workdir: Path | None = None,
         _emit(check.line())
     differ = [c for c in checks if c.status == "DIFFERS"]
     _emit(f"{len(checks)} outputs checked, {len(differ)} differ from the dvc.lock of commit "
-          f"{_git(root, 'rev-parse', '--short', 'HEAD', what='HEAD').strip()}")
+          f"{_git(root, 'rev-parse', '--short', 'HEAD', problem='no commit').strip()}")
     return 1 if differ else 0
 
 
@@ -129,13 +132,14 @@ def _run(command: list[str], cwd: Path) -> None:
 
 
 def _git_root(path: Path) -> Path:
-    return Path(_git(path, "rev-parse", "--show-toplevel", what="a git repository").strip())
+    return Path(_git(path, "rev-parse", "--show-toplevel",
+                     problem="not inside a git repository: verify reruns a commit").strip())
 
 
-def _git(cwd: Path, *args: str, what: str) -> str:
+def _git(cwd: Path, *args: str, problem: str) -> str:
     result = subprocess.run(["git", *args], cwd=cwd, capture_output=True, text=True, check=False)
     if result.returncode != 0:
-        raise VerifyError(f"{cwd}: no {what} ({result.stderr.strip() or 'git ' + ' '.join(args)})")
+        raise VerifyError(f"{cwd}: {problem}")
     return result.stdout
 
 

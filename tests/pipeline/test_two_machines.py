@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 import yaml
+from helpers import REPO, shapes_pair, write_dataset
 
 from cocoseg.core.arithmetic import pinned_environment
-from helpers import REPO, shapes_pair, write_dataset
 
 # What another machine looks like to the libraries: an instruction set no wider than AVX2 ...
 AVX2_MACHINE = {"ONEDNN_MAX_CPU_ISA": "AVX2", "MKL_CBWR": "AVX2", "MKL_ENABLE_INSTRUCTIONS": "AVX2",
@@ -25,16 +25,17 @@ PARAMS = {"train": {"epochs": 2, "batch_size": 2, "image_size": [32, 32], "worke
 TIMING = {"speed.json"}
 
 
-def one_core() -> None:
-    """... and one core (as ``taskset -c``), in the child before it starts."""
-    os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})
+# ... and one core: the process narrows its affinity (as `taskset -c`), then becomes the stage script
+ONE_CORE = ["-c", ("import os, sys; os.sched_setaffinity(0, {min(os.sched_getaffinity(0))}); "
+                   "os.execv(sys.executable, [sys.executable, *sys.argv[1:]])")]
 
 
 def start(stage: str, machine: Path, data: Path, env: dict[str, str], narrow: bool) -> subprocess.Popen[str]:
-    command = [sys.executable, str(REPO / "stages" / f"{stage}.py"), "--model", "x", "--params",
-               str(data / "params.yaml"), "--coco", str(data / "data" / "coco"), "--masks", str(data / "data" / "masks")]
+    command = [sys.executable, *(ONE_CORE if narrow else []), str(REPO / "stages" / f"{stage}.py"),
+               "--model", "x", "--params", str(data / "params.yaml"), "--coco", str(data / "data" / "coco"),
+               "--masks", str(data / "data" / "masks")]
     return subprocess.Popen(command, cwd=machine, env=env, text=True, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, preexec_fn=one_core if narrow else None)
+                            stderr=subprocess.STDOUT)
 
 
 def run_both(stage: str, machines: dict[str, Path], data: Path, envs: dict[str, dict[str, str]]) -> None:
