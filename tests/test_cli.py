@@ -16,7 +16,7 @@ from cocoseg import cli
 from cocoseg.core.params import load_params
 from helpers import REPO, committed_params
 
-SUBCOMMANDS = ["prepare", "train", "compare", "predict", "tensorboard"]
+SUBCOMMANDS = ["prepare", "train", "compare", "predict", "tensorboard", "verify"]
 
 
 @pytest.fixture

@@ -1,5 +1,5 @@
-"""Two machines emulated on one: the train and evaluate stages give the same bytes with every kernel and
-core of this CPU as with an AVX2-only CPU of one core (``train.deterministic: true``)."""
+"""Two machines emulated on one: the train and evaluate stages, and predict, give the same bytes with every
+kernel and core of this CPU as with an AVX2-only CPU of one core (``deterministic: true``, the default)."""
 
 from __future__ import annotations
 
@@ -30,26 +30,25 @@ ONE_CORE = ["-c", ("import os, sys; os.sched_setaffinity(0, {min(os.sched_getaff
                    "os.execv(sys.executable, [sys.executable, *sys.argv[1:]])")]
 
 
-def start(stage: str, machine: Path, data: Path, env: dict[str, str], narrow: bool) -> subprocess.Popen[str]:
-    command = [sys.executable, *(ONE_CORE if narrow else []), str(REPO / "stages" / f"{stage}.py"),
-               "--model", "x", "--params", str(data / "params.yaml"), "--coco", str(data / "data" / "coco"),
-               "--masks", str(data / "data" / "masks")]
-    return subprocess.Popen(command, cwd=machine, env=env, text=True, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT)
+def stage(name: str, data: Path) -> list[str]:
+    return [str(REPO / "stages" / f"{name}.py"), "--model", "x", "--params", str(data / "params.yaml"),
+            "--coco", str(data / "data" / "coco"), "--masks", str(data / "data" / "masks")]
 
 
-def run_both(stage: str, machines: dict[str, Path], data: Path, envs: dict[str, dict[str, str]]) -> None:
-    """The stage on both machines at once; each must succeed."""
-    running = {name: start(stage, path, data, envs[name], narrow=name == "narrow")
+def run_both(args: list[str], machines: dict[str, Path], envs: dict[str, dict[str, str]]) -> None:
+    """``python <args>`` on both machines at once; each must succeed."""
+    running = {name: subprocess.Popen([sys.executable, *(ONE_CORE if name == "narrow" else []), *args],
+                                      cwd=path, env=envs[name], text=True, stdout=subprocess.PIPE,
+                                      stderr=subprocess.STDOUT)
                for name, path in machines.items()}
     for name, process in running.items():
         output, _ = process.communicate(timeout=240)
-        assert process.returncode == 0, f"{stage} on the {name} machine:\n{output}"
+        assert process.returncode == 0, f"{args[0]} on the {name} machine:\n{output}"
 
 
 def outputs(machine: Path) -> dict[str, bytes]:
-    """Every file the two stages wrote under models/ and results/, timing files aside."""
-    return {str(p.relative_to(machine)): p.read_bytes() for top in ("models", "results")
+    """Every file the stages and predict wrote, timing files aside."""
+    return {str(p.relative_to(machine)): p.read_bytes() for top in ("models", "results", "predictions")
             for p in sorted((machine / top).rglob("*")) if p.is_file() and p.name not in TIMING}
 
 
@@ -59,18 +58,21 @@ def test_full_machine_and_avx2_single_core_machine_give_the_same_bytes(tmp_path:
     pairs = [shapes_pair(48, 64, seed) for seed in range(6)]
     write_dataset(data, [p[0] for p in pairs], [p[1] for p in pairs], num_val=2)
     (data / "params.yaml").write_text(yaml.safe_dump(PARAMS))
-    clean = {k: v for k, v in os.environ.items()
-             if k not in pinned_environment(1) and not k.startswith("DVC_")}  # this machine as it is
+    clean = {k: v for k, v in os.environ.items()  # this machine as it is
+             if k not in {**pinned_environment(1), **AVX2_MACHINE} and not k.startswith("DVC_")}
     envs = {"full": clean, "narrow": {**clean, **AVX2_MACHINE}}
     machines = {name: tmp_path / name for name in envs}
     for path in machines.values():
         path.mkdir()
-    run_both("train", machines, data, envs)
-    run_both("evaluate", machines, data, envs)
+    run_both(stage("train", data), machines, envs)
+    run_both(stage("evaluate", data), machines, envs)
+    run_both(["-m", "cocoseg", "predict", "--model", "models/x/model.pt", "--out", "predictions",
+              str(data / "data" / "coco" / "val2017")], machines, envs)
 
     full, narrow = outputs(machines["full"]), outputs(machines["narrow"])
     assert "models/x/model.pt" in full and "results/evaluate/x/metrics.json" in full
     assert "results/train/x/plots/metrics/val/miou.tsv" in full  # the history
+    assert "predictions/000000000006_mask.png" in full
     assert sorted(full) == sorted(narrow)
     assert [name for name in full if full[name] != narrow[name]] == []
 

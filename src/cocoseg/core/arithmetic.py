@@ -4,10 +4,10 @@ PyTorch's CPU kernels (its own, oneDNN's convolutions, MKL's matrix products) ar
 instruction set the CPU has, and split their sums over the threads they run on; either changes the last
 bits of a result, and training compounds them into other weights and scores. With ``deterministic: true``
 the stages pin both, so the same parameters give the same bytes on any x86-64 CPU with AVX2: the kernels
-are capped at AVX2 and the thread count is a parameter. They are pinned in the environment, where the
-libraries read them as they load and where DataLoader workers and DDP processes inherit them; so
-``pin_arithmetic`` must run before torch is imported. ``deterministic: false`` leaves every kernel and
-core to the machine. docs/reproducibility.md has the measurements behind each pin.
+are capped at AVX2 (MKL's at its vendor-neutral path) and the thread count is a parameter. They are
+pinned in the environment, where the libraries read them as they load and where DataLoader workers and
+DDP processes inherit them; so ``pin_arithmetic`` must run before torch is imported. ``deterministic:
+false`` leaves every kernel and core to the machine. docs/reproducibility.md has the measurements.
 """
 
 from __future__ import annotations
@@ -32,13 +32,18 @@ def pinned_environment(threads: int) -> dict[str, str]:
     n = str(threads)
     return {
         "ONEDNN_MAX_CPU_ISA": ISA,  # oneDNN (convolutions): no AVX-512, VNNI or AMX kernels
-        "MKL_CBWR": ISA,  # MKL's conditional numerical reproducibility: its AVX2 code path on every CPU
-        "MKL_ENABLE_INSTRUCTIONS": ISA,  # ... and its dispatch, to the same instruction set
+        # MKL (matrix products): its conditional numerical reproducibility on the one code path it keeps
+        # alike on Intel and AMD CPUs (its AVX2 path is alike across Intel CPUs only)
+        "MKL_CBWR": "COMPATIBLE",
         "ATEN_CPU_CAPABILITY": ISA.lower(),  # PyTorch's own vectorised kernels (softmax, exp, ...)
         "OMP_NUM_THREADS": n,  # how each parallel loop and reduction is split
         "MKL_NUM_THREADS": n,
         "OMP_DYNAMIC": "FALSE",  # no thread count picked at run time from the machine's load or cores
         "MKL_DYNAMIC": "FALSE",
+        # Speed, not bits: threads that sleep between parallel regions instead of spinning. A fixed count
+        # may exceed the cores free (a busy or smaller machine), and spinning threads then wait for
+        # descheduled ones at every barrier: 5x slower, measured.
+        "OMP_WAIT_POLICY": "PASSIVE",
     }
 
 
