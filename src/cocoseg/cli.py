@@ -224,10 +224,13 @@ def verify_command(args: argparse.Namespace) -> int:
 
 def run_predict(argv: list[str]) -> None:
     """``cocoseg predict``: its arithmetic pinned as evaluate's is, before its module imports torch."""
-    flags = argparse.ArgumentParser(add_help=False)
+    flags = argparse.ArgumentParser(add_help=False, exit_on_error=False)
     add_arithmetic_flags(flags)
-    known, _ = flags.parse_known_args(argv)
-    pin_arithmetic(known.deterministic, max(known.threads, 1))  # predict's own parser refuses threads < 1
+    try:
+        known, _ = flags.parse_known_args(argv)
+        pin_arithmetic(known.deterministic, known.threads)
+    except argparse.ArgumentError:
+        pass  # a bad --threads: predict's own parser says so, with its usage
     from cocoseg.evaluation.predict import main as predict_main
 
     predict_main(argv)
