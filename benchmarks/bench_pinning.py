@@ -13,7 +13,12 @@ round, or the variant is not repeatable) and mIoU.
 
     python benchmarks/bench_pinning.py [--models unet deeplabv3 fastscnn] [--rounds 2] [--epochs 12]
         [--variant pinned:true --variant free:false --variant onednn:false::ONEDNN_MAX_CPU_ISA=AVX2 ...]
-        [--cores 0] [--params params.yaml] [--coco data/coco] [--masks data/masks]
+        [--steps 5] [--cores 0] [--params params.yaml] [--coco data/coco] [--masks data/masks]
+
+``--steps N`` measures instead the CPU time of one training step (forward, loss, backward, AdamW; batch 8
+at 128x128, 4 classes) of each model on one thread, median of N steps in a fresh process per variant
+(a variant with ``deterministic`` true gets the pins for one thread): on a machine shared with other jobs
+a single thread's CPU time is the steadiest figure of what each pin costs.
 
 ``--cores 0`` runs the stages on core 0 only (as ``taskset -c 0``): with ``ONEDNN_MAX_CPU_ISA=AVX2
 MKL_CBWR=AVX2 MKL_ENABLE_INSTRUCTIONS=AVX2 ATEN_CPU_CAPABILITY=avx2`` in a variant, a one-core AVX2
@@ -40,6 +45,25 @@ import yaml
 from cocoseg.core.arithmetic import pinned_environment
 
 REPO = Path(__file__).resolve().parents[1]
+STEP = """
+import statistics, sys, time, torch
+from cocoseg.training.module import SegmentationModule
+torch.manual_seed(0)
+module = SegmentationModule(sys.argv[1], 4, "resnet18", None, 0.002, 1e-4, 0.5)
+x = torch.randint(0, 255, (8, 128, 128, 3), dtype=torch.uint8)
+y = torch.randint(0, 4, (8, 128, 128), dtype=torch.uint8)
+optimiser = torch.optim.AdamW(module.parameters())
+times = []
+for i in range(int(sys.argv[2]) + 2):  # two warm-up steps
+    start = time.process_time()
+    images, target = module.prepare_batch((x, y))
+    loss = module.loss(module(images), target)
+    optimiser.zero_grad()
+    loss.backward()
+    optimiser.step()
+    times.append(time.process_time() - start)
+print(statistics.median(times[2:]))
+"""
 
 
 @dataclass
@@ -109,6 +133,29 @@ def _children_cpu() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
+def run_steps(variants: list[Variant], models: list[str], args: argparse.Namespace) -> None:
+    """Per model, one step's median CPU ms on one thread for each variant, rounds alternated."""
+    base = {k: v for k, v in os.environ.items() if k not in pinned_environment(1)}
+    base.update(PYTHONPATH=os.pathsep.join([str(REPO / "src"), base.get("PYTHONPATH", "")]),
+                OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
+    ms: dict[tuple[str, str], list[float]] = {}
+    for r in range(args.rounds):
+        for v in variants[r % len(variants):] + variants[:r % len(variants)]:
+            env = {**base, **(pinned_environment(1) if v.deterministic else {}), **v.env}
+            for model in models:
+                out = subprocess.run([sys.executable, "-c", STEP, model, str(args.steps)], env=env,
+                                     capture_output=True, text=True, check=True).stdout
+                ms.setdefault((v.name, model), []).append(1000 * float(out.split()[-1]))
+        print(f"round {r + 1} done, load average {os.getloadavg()[0]:.2f}", flush=True)
+    print("\n| variant | " + " | ".join(f"{m} ms/step (x first)" for m in models) + " |")
+    print("|---" * (len(models) + 1) + "|")
+    for v in variants:
+        cells = [f"{statistics.median(ms[v.name, m]):.0f} "
+                 f"({statistics.median(ms[v.name, m]) / statistics.median(ms[variants[0].name, m]):.2f})"
+                 for m in models]
+        print(f"| {v.name} | " + " | ".join(cells) + " |")
+
+
 def report(variants: list[Variant], models: list[str]) -> None:
     """One row per variant: per model, median wall-clock (CPU) seconds of train and evaluate, mIoU and
     hashes; the totals, and their ratio to the first variant's."""
@@ -139,6 +186,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--epochs", type=int, help="default: params.yaml's")
     parser.add_argument("--cores", help="run the stages on these cores only (taskset -c)")
+    parser.add_argument("--steps", type=int, help="time N training steps per model on one thread instead")
     parser.add_argument("--params", type=Path, default=REPO / "params.yaml")
     parser.add_argument("--coco", type=Path, default=REPO / "data" / "coco")
     parser.add_argument("--masks", type=Path, default=REPO / "data" / "masks")
@@ -146,6 +194,9 @@ def main() -> None:
     base = yaml.safe_load(args.params.read_text())
     models = args.models or list(base["models"])
     variants = args.variant or [parse_variant("pinned:true"), parse_variant("free:false")]
+    if args.steps:
+        run_steps(variants, models, args)
+        return
     with tempfile.TemporaryDirectory(prefix="bench-pinning-") as tmp:
         work = Path(tmp)
         for v in variants:

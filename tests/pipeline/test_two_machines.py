@@ -77,9 +77,10 @@ def test_full_machine_and_avx2_single_core_machine_give_the_same_bytes(tmp_path:
     assert [name for name in full if full[name] != narrow[name]] == []
 
     # each run records what it computed with: the same pins, whatever the machine
-    for path in machines.values():
+    for name, path in machines.items():
         record = json.loads(next((path / "runs").glob("x_miou_*/arithmetic.json")).read_text())
         assert record["deterministic"] is True and record["threads"] == 2
+        assert record["cores"] == 1 if name == "narrow" else record["cores"] == len(os.sched_getaffinity(0))
         assert record["pinned"] == pinned_environment(2)
         speed = json.loads((path / "results" / "evaluate" / "x" / "speed.json").read_text())
         assert speed["threads"] == 2 and speed["kernels"] == record["kernels"]

@@ -19,6 +19,7 @@ import platform
 import sys
 from typing import Any
 
+from cocoseg.core.machine import usable_cores
 from cocoseg.core.params import EvaluateConfig
 
 log = logging.getLogger(__name__)
@@ -75,7 +76,7 @@ def settle_arithmetic(deterministic: bool, threads: int) -> dict[str, Any]:
         torch.set_num_threads(threads)
     record = {"deterministic": deterministic, "threads": torch.get_num_threads(),
               "kernels": torch.backends.cpu.get_cpu_capability(), "torch": torch.__version__,
-              "machine": platform.machine(), "cpu": cpu_model(),
+              "machine": platform.machine(), "cpu": cpu_model(), "cores": usable_cores(),
               "pinned": pinned_environment(threads) if deterministic else {}}
     problem = _pin_problem(record) if deterministic else None
     if problem:
