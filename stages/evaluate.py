@@ -3,6 +3,7 @@
 import argparse
 from pathlib import Path
 
+from cocoseg.core.arithmetic import pin_arithmetic
 from cocoseg.core.params import load_params
 from cocoseg.core.params_guard import guard_params
 from cocoseg.core.stage import run_stage
@@ -20,6 +21,7 @@ def main() -> None:
     args = parser.parse_args()
     params = load_params(args.params, lambda p: check_model_name(args.model))
     guard_params(args.params, "evaluate", args.model)
+    pin_arithmetic(params.evaluate.deterministic, params.evaluate.threads)  # before torch reads the environment
     # Imported only now: torch takes seconds to load, and a bad value must fail at once.
     import torch
 

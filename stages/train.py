@@ -3,6 +3,7 @@
 import argparse
 from pathlib import Path
 
+from cocoseg.core.arithmetic import pin_arithmetic
 from cocoseg.core.params import load_params
 from cocoseg.core.params_guard import guard_params
 from cocoseg.core.stage import run_stage
@@ -24,6 +25,7 @@ def main() -> None:
     args = parser.parse_args()
     params = load_params(args.params, lambda p: check_model(p, args.model), check_train)
     guard_params(args.params, "train", args.model)
+    pin_arithmetic(params.train.deterministic, params.train.threads)  # before torch reads the environment
     # Imported only now: torch and Lightning take seconds to load, and a bad value must fail at once.
     from cocoseg.training.runs import runs_root
     from cocoseg.training.train import TrainPaths, train_model

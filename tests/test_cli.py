@@ -16,7 +16,7 @@ from helpers import REPO, committed_params
 from cocoseg import cli
 from cocoseg.core.params import load_params
 
-SUBCOMMANDS = ["prepare", "train", "compare", "predict", "export", "tensorboard"]
+SUBCOMMANDS = ["prepare", "train", "compare", "predict", "export", "tensorboard", "verify"]
 
 
 @pytest.fixture

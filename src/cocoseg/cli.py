@@ -11,6 +11,7 @@ before it runs, so users learn the DVC form) from flags the seed's scripts had:
     cocoseg predict --model m.pt photo.jpg   ->  writes predictions/ (no DVC involved)
     cocoseg export --model unet --format onnx -> exports/unet.onnx and its .json (no DVC involved)
     cocoseg tensorboard                      ->  tensorboard --logdir runs
+    cocoseg verify                           ->  git clone + dvc repro --force, hashes against dvc.lock
 
 ``--dry-run`` on any subcommand prints the command without running it.
 """
@@ -28,6 +29,7 @@ from pathlib import Path
 
 import yaml
 
+from cocoseg.core.arithmetic import add_arithmetic_flags, pin_arithmetic
 from cocoseg.core.errors import UserError
 from cocoseg.core.params import Params, load_params
 
@@ -227,7 +229,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="cocoseg", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="subcommand", required=True,
-                                metavar="{prepare,train,compare,predict,export,tensorboard}")
+                                metavar="{prepare,train,compare,predict,export,tensorboard,verify}")
     prep = sub.add_parser("prepare", help="download, extract, make masks (the seed's prepare_dataset.py)")
     prep.add_argument("--visualize", type=int, metavar="N", help="preview panels to draw (masks.preview)")
     _add_common(prep, exp=True)
@@ -255,23 +257,62 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--format", required=True, choices=["onnx", "torchscript"])
     export.add_argument("--out", help="the file to write (default: exports/<name>.onnx or .torchscript.pt); "
                         "its preprocessing goes beside it, in <file>.json")
+    _add_verify(sub)
     for name, command in (("prepare", prepare_command), ("train", train_command),
                           ("compare", compare_command), ("tensorboard", tensorboard_command)):
         sub.choices[name].set_defaults(command=command)
     return parser
 
 
+def _add_verify(sub: argparse._SubParsersAction) -> None:
+    verify = sub.add_parser("verify", help="rerun the committed pipeline in a temporary clone; list each "
+                            "output whose hash differs from dvc.lock")
+    verify.add_argument("stages", nargs="*", help="rerun only these (e.g. train@unet evaluate@unet); the "
+                        "others' outputs come from this repository's DVC cache")
+    verify.add_argument("--workdir", type=Path, help="where the temporary clone goes (default: the system's "
+                        "temporary folder); it needs room for the whole pipeline's outputs")
+    verify.add_argument("--keep", action="store_true", help="keep the clone afterwards, to inspect it")
+
+
+def verify_command(args: argparse.Namespace) -> int:
+    """``cocoseg verify``: 0 when the rerun reproduces every output of dvc.lock, 1 when one differs."""
+    from cocoseg.verify import verify
+
+    return verify(Path.cwd(), args.stages, args.workdir, args.keep)
+
+
+def run_predict(argv: list[str]) -> None:
+    """``cocoseg predict``: its arithmetic pinned as evaluate's is, before its module imports torch."""
+    flags = argparse.ArgumentParser(add_help=False, exit_on_error=False)
+    add_arithmetic_flags(flags)
+    try:
+        known, _ = flags.parse_known_args(argv)
+        pin_arithmetic(known.deterministic, known.threads)
+    except argparse.ArgumentError:
+        pass  # a bad --threads: predict's own parser says so, with its usage
+    from cocoseg.evaluation.predict import main as predict_main
+
+    predict_main(argv)
+
+
+def predict_cli() -> None:
+    """The ``cocoseg-predict`` script."""
+    from cocoseg.core.stage import run_stage
+
+    run_stage(lambda: run_predict(sys.argv[1:]))
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv[:1] == ["predict"]:  # its own parser, shared with the cocoseg-predict script
-        from cocoseg.evaluation.predict import main as predict_main
-
-        predict_main(argv[1:])
+        run_predict(argv[1:])
         return 0
     args = build_parser().parse_args(argv)
     if args.subcommand == "export":
         export(args.model, args.format, args.out)
         return 0
+    if args.subcommand == "verify":
+        return verify_command(args)
     params = load_params(args.params) if args.subcommand in ("train", "prepare") else None
     command = args.command(params, args)
     _emit("$ " + shlex.join(command) + "\n")  # the DVC form, so users learn it

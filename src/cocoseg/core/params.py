@@ -218,7 +218,8 @@ class TrainConfig:
     num_nodes: int = 1
     precision: str = "auto"  # auto = bf16-mixed on CUDA, 32-true elsewhere; or any Lightning value
     workers: int | Literal["auto"] = "auto"  # DataLoader worker processes; auto = one per usable core
-    deterministic: bool = True  # bit-for-bit repeatable on the CPU; on CUDA warn-only (see README)
+    deterministic: bool = True  # CPU: the same bytes on any x86-64 CPU with AVX2; CUDA: warn-only (README)
+    threads: int = 2  # CPU threads of the training process when deterministic (they change the bits)
     compile: bool = False  # torch.compile the network (minutes of compiling before the first step)
 
     def __post_init__(self) -> None:
@@ -231,6 +232,7 @@ class TrainConfig:
         _check(len(self.scale) == 2 and 0 < self.scale[0] <= self.scale[1], "train.scale", list(self.scale),
                "[min, max] with 0 < min <= max")
         _check(self.dice_weight >= 0, "train.dice_weight", self.dice_weight, "a number >= 0")
+        _check(self.threads >= 1, "train.threads", self.threads, "an integer >= 1")
         _check(self.workers == "auto" or self.workers >= 0, "train.workers", self.workers, '"auto" or an integer >= 0')
 
 
@@ -255,6 +257,8 @@ class EvaluateConfig:
     # nearest: argmax at the model's size, class ids upsampled (12-15 ms an image at 81 classes on one
     # core); exact: argmax of the bilinearly upsampled logits, the protocol of published results (40-70 ms)
     upsample: str = "nearest"
+    deterministic: bool = True  # the same metrics on any x86-64 CPU with AVX2 (core/arithmetic.py)
+    threads: int = 2  # CPU threads of the scoring process when deterministic
 
     def __post_init__(self) -> None:
         _check(self.upsample in ("exact", "nearest"), "evaluate.upsample", self.upsample, "exact or nearest")
@@ -263,6 +267,7 @@ class EvaluateConfig:
                f"an integer from 1 to {limits.MAX_SPEED_BATCHES}")
         _check(self.batch_size >= 1, "evaluate.batch_size", self.batch_size, "an integer >= 1")
         _check(self.workers >= 0, "evaluate.workers", self.workers, "an integer >= 0")
+        _check(self.threads >= 1, "evaluate.threads", self.threads, "an integer >= 1")
 
 
 # --- loading --------------------------------------------------------------------------------------

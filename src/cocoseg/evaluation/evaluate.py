@@ -12,6 +12,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
+from cocoseg.core.arithmetic import settle_arithmetic
 from cocoseg.core.files import atomic_dir, write_json, write_png
 from cocoseg.core.images import explained_panel, overlay, read_image, read_mask, read_rgb
 from cocoseg.core.layout import image_path, mask_name, semantic_mask_path, split_item
@@ -93,6 +94,7 @@ def evaluate_model(model_path: Path, coco_root: Path, masks_root: Path, out_dir:
     class's IoU and Dice, worst first: a plot, so class names never become experiment-table columns),
     speed.json, confusion.png and overlays/ (replaced whole: no overlay of an earlier run or dataset stays)."""
     check_device(device)
+    arithmetic = settle_arithmetic(cfg.deterministic, cfg.threads)
     model, ckpt = load_checkpoint(model_path, device)
     classes, prep = ckpt["classes"], Preprocessing.from_checkpoint(ckpt)
     dataset = ValImages(load_split(masks_root)["val"], coco_root, masks_root, prep)
@@ -109,7 +111,8 @@ def evaluate_model(model_path: Path, coco_root: Path, masks_root: Path, out_dir:
     write_json(out_dir / "metrics.json", metrics)
     write_json(out_dir / "per_class.json", per_class_scores(cm, classes))
     speed = measure_speed(model, prep.image_size, cfg, device)
-    write_json(out_dir / "speed.json", {"images_per_second": round(speed, 2), "device": device})
+    write_json(out_dir / "speed.json", {"images_per_second": round(speed, 2), "device": device,
+                                        "kernels": arithmetic["kernels"], "threads": arithmetic["threads"]})
     write_confusion_plot(out_dir / "confusion.png", cm, classes)
     log.info("mIoU %.4f, Dice %.4f, pixel accuracy %.4f over %d val images", metrics["miou"], metrics["dice"],
              metrics["pixel_accuracy"], len(dataset))

@@ -16,6 +16,7 @@ import numpy as np
 import torch
 
 from cocoseg.core.errors import UserError
+from cocoseg.core.arithmetic import add_arithmetic_flags, settle_arithmetic
 from cocoseg.core.files import write_png
 from cocoseg.core.images import legend, overlay, read_rgb
 from cocoseg.core.limits import MAX_PREDICT_PIXELS, check_pixels
@@ -137,8 +138,10 @@ def main(argv: list[str] | None = None) -> None:
                              "nearest: faster, boundaries approximate")
     parser.add_argument("--max-pixels", type=int, default=MAX_PREDICT_PIXELS,
                         help="skip images with more pixels (read from the header, before decoding)")
+    add_arithmetic_flags(parser)
     parser.add_argument("inputs", type=Path, nargs="+", help="image files or folders of images")
     args = parser.parse_args(argv)
+    settle_arithmetic(args.deterministic, args.threads)
     predict_images(args.model, args.inputs, args.out, args.device, args.upsample, args.max_pixels)
 
 

@@ -6,6 +6,7 @@
         hparams.yaml             the run's parameters
         metrics_first_iter.txt   val scores after the first optimiser step
         final_metrics.txt        the best epoch's val scores, and the settings the run used
+        arithmetic.json          what its CPU arithmetic ran on: pinned kernels and threads, torch, CPU
 
 Every run gets a new folder, so `tensorboard --logdir runs` shows all runs side by side, queued
 experiments included. Event files carry wall-clock times, so they stay out of DVC's cache and git.
@@ -19,7 +20,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from cocoseg.core.files import write_text
+from cocoseg.core.files import write_json, write_text
 
 RUNS = "runs"
 METRIC = "miou"  # the monitored val metric, named in the folder as the seed named its runs
@@ -46,14 +47,17 @@ def run_name(model: str, runs_dir: Path, now: float | None = None) -> str:
     return name if taken == 1 else f"{name}-{taken}"
 
 
-def write_run_summary(run_dir: Path, first_iter: Path, best: dict[str, Any],
-                      settings: dict[str, Any]) -> dict[str, Any]:
-    """The seed's two text files; values as in the dvclive metrics, one ``key: value`` a line. Returns the
-    first-iteration metrics ({} when the run never scored them)."""
+def write_run_summary(run_dir: Path, first_iter: Path, best: dict[str, Any], settings: dict[str, Any],
+                      arithmetic: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The seed's two text files, values as in the dvclive metrics, one ``key: value`` a line, and
+    ``arithmetic.json``, the record of ``core.arithmetic.settle_arithmetic``. Returns the first-iteration
+    metrics ({} when the run never scored them)."""
     first = json.loads(first_iter.read_text()) if first_iter.is_file() else {}
     if first:
         write_text(run_dir / "metrics_first_iter.txt", _lines(first))
     write_text(run_dir / "final_metrics.txt", _lines({**best, **settings}))
+    if arithmetic is not None:
+        write_json(run_dir / "arithmetic.json", arithmetic)
     return first
 
 

@@ -15,6 +15,7 @@ import torch
 from dvclive.lightning import DVCLiveLogger
 from lightning.pytorch.loggers import TensorBoardLogger
 
+from cocoseg.core.arithmetic import settle_arithmetic
 from cocoseg.core.params import Params, TrainConfig
 from cocoseg.core.stage import drop_library_handlers
 from cocoseg.models import check_arch, check_forward, model_spec
@@ -114,6 +115,7 @@ def train_model(params: Params, name: str, paths: TrainPaths) -> dict[str, Any]:
     check_timm_encoder(params, name)
     lr, epochs, batch_size = params.model_settings(name)
     quiet_third_party()
+    arithmetic = settle_arithmetic(cfg.deterministic, cfg.threads)
     L.seed_everything(params.base.seed, workers=True, verbose=False)
     speed = trainer_speed_flags(cfg, on_cuda(cfg.accelerator))
 
@@ -140,12 +142,13 @@ def train_model(params: Params, name: str, paths: TrainPaths) -> dict[str, Any]:
     log.info("training %s (%s) for %d epochs (0-%d), lr %g, batch %d, %d train / %d val images, "
              "%d loader workers", name, model_cfg.arch, epochs, epochs - 1, lr, batch_size,
              len(datamodule.split["train"]), len(datamodule.split["val"]), datamodule.workers)
-    settings = {"model": name, "arch": model_cfg.arch, "lr": lr, "epochs": epochs, "batch_size": batch_size}
+    settings = {"model": name, "arch": model_cfg.arch, "lr": lr, "epochs": epochs, "batch_size": batch_size,
+                "deterministic": cfg.deterministic, "threads": arithmetic["threads"]}
     board.log_hyperparams(run_hparams(params, name, settings))  # before Lightning first writes hparams.yaml
     trainer.fit(module, datamodule=datamodule, ckpt_path=resume_from, weights_only=False)  # our own file
 
     if trainer.is_global_zero:
-        _export_best(best, model_cfg, datamodule, cfg.image_size, paths, board, settings)
+        _export_best(best, model_cfg, datamodule, cfg.image_size, paths, board, settings, arithmetic)
     return {"best_epoch": best.best_epoch, **best.best_metrics}
 
 
@@ -165,9 +168,10 @@ def _plain(value: Any) -> Any:
 
 
 def _export_best(best: BestWeights, model_cfg: Any, datamodule: SegmentationDataModule, image_size: tuple[int, ...],
-                 paths: TrainPaths, board: TensorBoardLogger, settings: dict[str, Any]) -> None:
-    """The best epoch's weights -> models/<name>/model.pt; the run's summary and TensorBoard hparams; the new
-    history swapped in."""
+                 paths: TrainPaths, board: TensorBoardLogger, settings: dict[str, Any],
+                 arithmetic: dict[str, Any]) -> None:
+    """The best epoch's weights -> models/<name>/model.pt; the run's summary, what its arithmetic ran on and
+    TensorBoard hparams; the new history swapped in."""
     if best.best_state is None:
         raise RuntimeError("training finished without a validation score; no model to export")
     save_checkpoint(
@@ -177,7 +181,7 @@ def _export_best(best: BestWeights, model_cfg: Any, datamodule: SegmentationData
         {"best_epoch": best.best_epoch, **best.best_metrics})
     run_dir = Path(board.log_dir)
     first_iter = write_run_summary(run_dir, paths.state.live / "metrics_first_iter.json",
-                                   {"best_epoch": best.best_epoch, **best.best_metrics}, settings)
+                                   {"best_epoch": best.best_epoch, **best.best_metrics}, settings, arithmetic)
     hp_metrics = {"hparams/best_val_miou": best.best_score, "hparams/best_epoch": best.best_epoch,
                   **({"hparams/first_iter_val_miou": first_iter["val/miou"]} if "val/miou" in first_iter else {})}
     board.log_hyperparams(board.hparams, hp_metrics)  # the HParams tab: this run's settings and scores
