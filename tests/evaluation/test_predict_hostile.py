@@ -48,7 +48,7 @@ def png(width: int, height: int, bit_depth: int = 8, colour: int = 2, rows: bool
 
 
 def predict(model: Path, cwd: Path, *args: str) -> Watched:
-    return watch([sys.executable, "-m", "cocoseg.evaluation.predict", "--model", str(model), *args], cwd, timeout=120)
+    return watch([sys.executable, "-m", "cocoseg", "predict", "--model", str(model), *args], cwd, timeout=120)
 
 
 def test_folder_of_hostile_images_skips_each_with_a_line(model: Path, tmp_path: Path) -> None:

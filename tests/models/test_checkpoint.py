@@ -139,7 +139,7 @@ def test_stages_refuse_bad_model_file(tmp_path: Path, kind: str, command: str) -
     else:
         path = tmp_path / "model.pt"
         (tmp_path / "photo.jpg").write_bytes(b"")
-        args = ["-m", "cocoseg.evaluation.predict", "--model", str(path), "--out", "out", "photo.jpg"]
+        args = ["-m", "cocoseg", "predict", "--model", str(path), "--out", "out", "photo.jpg"]
     write_bad(path, kind)
     before = sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*"))
     start = time.perf_counter()

@@ -125,7 +125,7 @@ def test_predict_refuses_a_lying_model_before_writing(good: Path, tmp_path: Path
     else:
         edited(good, path, **LIES[lie][0])
     (tmp_path / "photo.jpg").write_bytes(jpeg_bytes(48, 64))
-    result = watch([sys.executable, "-m", "cocoseg.evaluation.predict", "--model", str(path), "--out", "out",
+    result = watch([sys.executable, "-m", "cocoseg", "predict", "--model", str(path), "--out", "out",
                     "--device", "cpu", "photo.jpg"], tmp_path)
     assert_one_error(result, f"{path}: ")
     assert_contained(result)  # importing torch alone takes 0.6-0.9 GB here

@@ -89,10 +89,10 @@ def test_download_on_a_full_disk_is_not_retried(tmp_path: Path, small_disk) -> N
 
 def test_extract_on_a_full_disk_says_so(tmp_path: Path, small_disk) -> None:
     disk = small_disk("64m", inodes=12)  # bytes enough (the free-space check passes); files run out
-    write_sample_archives(tmp_path / "raw", SampleConfig(num_images=16), 0)
+    write_sample_archives(tmp_path / "raw" / "download", SampleConfig(num_images=16), 0)
     (tmp_path / "params.yaml").write_text("{}\n")
     result = stage("extract", tmp_path, "--raw", "raw", "--out", str(disk / "coco"))
-    line = assert_one_error(result, "raw/val2017.zip: cannot write member 'val2017/", "': disk full (No space left "
+    line = assert_one_error(result, "raw/download/val2017.zip: cannot write member 'val2017/", "': disk full (No space left "
                                                                                       "on device)")
     assert "corrupt" not in line
     assert list(disk.iterdir()) == []

@@ -21,7 +21,7 @@ import shutil
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import BinaryIO
 
@@ -124,21 +124,27 @@ def download_file(
 
     if expected_size is not None:
         check_free_space(dest.parent, expected_size - _size(part))
-    fetch()
-    try:
-        digests = _verify(part, dest, expected_size, expected, algorithms)
-    except ChecksumError:
-        if not resumed:
-            raise
-        # Bytes from an earlier run may be stale (the file changed on the server): one clean restart.
-        log.warning("%s: part left by an earlier run failed verification; downloading from the start", dest)
-        fetch()
-        digests = _verify(part, dest, expected_size, expected, algorithms)
+    digests = _fetch_verified(fetch, resumed, lambda: _verify(part, dest, expected_size, expected, algorithms))
     os.replace(part, dest)
     if sidecar:
         _write_sidecar(dest, digests)
     log.debug("downloaded %s -> %s (%d bytes)", url, dest, dest.stat().st_size)
     return dest
+
+
+def _fetch_verified(fetch: Callable[[], None], resumed: bool,
+                    verify: Callable[[], dict[str, str]]) -> dict[str, str]:
+    """Fetch, then verify; a part left by an earlier run that fails verification may hold stale bytes
+    (the file changed on the server): it gets one clean restart."""
+    fetch()
+    try:
+        return verify()
+    except ChecksumError:
+        if not resumed:
+            raise
+        log.warning("part left by an earlier run failed verification; downloading from the start")
+        fetch()
+        return verify()
 
 
 @contextlib.contextmanager
