@@ -42,14 +42,15 @@ def test_index_is_sorted_and_grouped(tmp_path: Path) -> None:
         ({"images": [{"id": "1", "file_name": "a.jpg"}], "annotations": [], "categories": []},
          "images[0] has no integer 'id'"),
         ({"images": [{"id": 1, "file_name": "../a.jpg"}], "annotations": [], "categories": []},
-         "images[0] (id 1) has no usable 'file_name' (got '../a.jpg')"),
+         "images[0] (id 1) has no usable 'file_name' (got '../a.jpg': it has an empty, hidden, '.' or '..' part)"),
         ({"images": [{"id": 1, "file_name": "a.jpg"}, {"id": 1, "file_name": "b.jpg"}], "annotations": [],
           "categories": []}, "images[1] repeats the id 1 of images[0]; each id must be unique"),
         # a second category with an existing id once painted every object of the first as the second
         ({"images": [], "annotations": [], "categories": [{"id": 1, "name": "cat"}, {"id": 1, "name": "dog"}]},
          "categories[1] repeats the id 1 of categories[0]; each id must be unique"),
         ({"images": [], "annotations": [], "categories": [{"id": 1, "name": "cat"}, {"id": 2, "name": "cat"}]},
-         "categories[1] repeats the name 'cat' of categories[0]; each name must be unique"),
+         "categories[1] (id 2) repeats the name 'cat' of categories[0] (id 1) under the same supercategory "
+         "(None); each name must be unique"),
         ({"images": [{"id": True, "file_name": "a.jpg"}], "annotations": [], "categories": []},
          "images[0] has no integer 'id'"),
         ({"images": [], "annotations": [], "categories": [{"id": 1}]},

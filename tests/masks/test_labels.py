@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 
 from cocoseg.core.params import ConfigError
@@ -48,7 +49,7 @@ def test_unknown_name_lists_valid_names() -> None:
 
 
 def test_duplicate_name_fails() -> None:
-    with pytest.raises(ConfigError, match=r"masks.categories: a name is listed twice in \['cat', 'cat'\]"):
+    with pytest.raises(ConfigError, match=r"masks.categories: 'cat' is selected twice in \['cat', 'cat'\]"):
         build_label_map(CATEGORIES, ("cat", "cat"), ())
 
 
@@ -64,8 +65,10 @@ def test_voc_preset_names_exist_in_coco() -> None:
 
 
 def test_voc_preset_on_a_dataset_without_those_names_fails_clearly() -> None:
-    with pytest.raises(ConfigError, match=r"^masks.categories: unknown category 'airplane'; valid names: "):
+    with pytest.raises(ConfigError) as err:
         build_label_map(CATEGORIES, "voc", ())
+    assert str(err.value) == ("masks.categories: voc selects the 20 PASCAL VOC classes by their COCO names, and this "
+                              "data is not COCO (no category 'airplane'); list your own category names instead")
 
 
 def test_priority_first_listed_is_highest_unlisted_zero() -> None:
@@ -80,11 +83,13 @@ def test_priority_must_be_a_selected_category() -> None:
     assert str(err.value) == "masks.priority: 'dog' is not a selected category; selected: ['cat']"
 
 
-def test_too_many_classes_for_uint8() -> None:
+def test_classes_beyond_254_make_uint16_masks_with_void_65535() -> None:
     many = [{"id": i, "name": f"c{i}"} for i in range(1, 256)]
-    with pytest.raises(ConfigError, match="255 classes do not fit a uint8 mask"):
-        build_label_map(many, "all", ())
-    assert build_label_map(many[:254], "all", ()).num_classes == 255
+    narrow = build_label_map(many[:254], "all", ())
+    assert (narrow.num_classes, narrow.void, narrow.dtype) == (255, 255, np.uint8)
+    wide = build_label_map(many, "all", ())
+    assert (wide.num_classes, wide.void, wide.dtype) == (256, 65535, np.uint16)
+    assert wide.to_json()["void"] == 65535
 
 
 def test_palette_background_black_and_distinct() -> None:

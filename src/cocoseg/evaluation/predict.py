@@ -1,5 +1,8 @@
 """Apply a trained model to your own images: writes <stem>_mask.png (class ids) and <stem>_overlay.png.
 
+Photos are read as a viewer shows them (EXIF orientation applied, transparent PNG pixels on white), and the
+mask has that upright size: 8-bit class ids, 16-bit beyond 255 classes.
+
     cocoseg predict --model models/unet/model.pt --out predictions photo1.jpg photos/
 """
 
@@ -16,6 +19,7 @@ import torch
 
 from cocoseg.core.files import write_png
 from cocoseg.core.images import overlay, read_rgb
+from cocoseg.core.layout import label_dtype
 from cocoseg.core.stage import run_stage
 from cocoseg.models.checkpoint import load_checkpoint
 from cocoseg.models.inference import UPSAMPLING, Preprocessing, predict_batch, to_chw
@@ -73,12 +77,13 @@ def predict_images(model_path: Path, inputs: list[Path], out_dir: Path, device: 
     names = output_stems(images)
     for path in images:
         try:
-            rgb = read_rgb(path)
+            rgb = read_rgb(path, upright=True)
         except OSError as err:
             log.warning("skipped %s: %s", path, err)
             continue
         inputs = prep.normalise(to_chw(prep.resize(rgb))[None].to(device))
-        pred = predict_batch(model, inputs, [rgb.shape[:2]], upsample)[1][0].cpu().numpy().astype(np.uint8)
+        pred = predict_batch(model, inputs, [rgb.shape[:2]], upsample)[1][0].cpu().numpy()
+        pred = pred.astype(label_dtype(num_classes))
         stem = names[path]
         write_png(out_dir / f"{stem}_mask.png", pred)
         write_png(out_dir / f"{stem}_overlay.png", overlay_in_bands(rgb, pred, num_classes))

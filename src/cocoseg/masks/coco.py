@@ -15,13 +15,14 @@ from __future__ import annotations
 import json
 import re
 from array import array
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, overload
 
 from cocoseg.core.errors import UserError
+from cocoseg.core.layout import image_file_name, relative_name_problem
 
 _DECODER = json.JSONDecoder()  # json.load's own decoder: a record parsed here is what json.load gives
 _SPACE = re.compile(r"[ \t\n\r]*")  # JSON's whitespace
@@ -68,11 +69,14 @@ class Annotations(Sequence[dict[str, Any]]):
 @dataclass(frozen=True)
 class CocoIndex:
     path: Path
-    images: list[dict[str, Any]]  # sorted by id
-    categories: list[dict[str, Any]]  # sorted by id
+    images: list[dict[str, Any]]  # sorted by id; each "file_name" set (from "coco_url" where missing)
+    categories: list[dict[str, Any]]  # sorted by id; a name shared across supercategories disambiguated
     annotations_by_image: dict[int, Annotations]  # each sorted by annotation id
     orphan_annotations: list[dict[str, Any]]  # annotations whose image_id is not in images
     duplicate_annotations: list[dict[str, Any]] = field(default_factory=list)  # ids seen before; not used
+    annotation_count: int = 0  # records in the file's annotations list (0: a file of images only)
+    # category id -> kept annotations of it: not crowd, of a listed image, the first record of its id
+    category_use: dict[int, int] = field(default_factory=dict)
 
 
 class _Records:
@@ -81,6 +85,7 @@ class _Records:
 
     def __init__(self, text: str) -> None:
         self.text, self.ids, self.image_ids, self.spans = text, [], [], array("q")
+        self.painted_categories: list[int | None] = []  # the category a record paints if kept, else None
         self.count, self.bad = 0, None  # bad: index of the first record that is no object with an integer id
 
     def add(self, record: Any, start: int, end: int) -> None:
@@ -91,16 +96,21 @@ class _Records:
             self.ids.append(record["id"])
             self.image_ids.append(image_id if _is_int(image_id) else None)
             self.spans.extend((start, end))
+            # as a masks worker decides (image_job.py): an integer category, iscrowd 0 or missing
+            category, crowd = record.get("category_id"), record.get("iscrowd", 0)
+            self.painted_categories.append(category if type(category) is int and type(crowd) is int
+                                           and crowd == 0 else None)
         self.count += 1
 
     def record(self, k: int) -> dict[str, Any]:
         return json.loads(self.text[self.spans[2 * k]:self.spans[2 * k + 1]])
 
-    def index(self, known: set[int]) -> tuple[dict[int, Annotations], list[dict], list[dict]]:
+    def index(self, known: set[int]) -> tuple[dict[int, Annotations], list[dict], list[dict], Counter[int]]:
         """Records grouped by image (the first record of an id is used; later ones are reported, not
-        painted), orphans (no listed image) and repeats, in file order."""
+        painted), orphans (no listed image) and repeats, in file order, and how many kept records
+        paint each category."""
         by_image: dict[int, list[tuple[int, int]]] = defaultdict(list)
-        orphans, duplicates, seen = [], [], set()
+        orphans, duplicates, seen, use = [], [], set(), Counter()
         for k, (ann_id, image_id) in enumerate(zip(self.ids, self.image_ids)):
             if ann_id in seen:
                 duplicates.append(self.record(k))
@@ -108,22 +118,26 @@ class _Records:
             seen.add(ann_id)
             if image_id is not None and image_id in known:
                 by_image[image_id].append((ann_id, k))
+                use[self.painted_categories[k]] += 1
             else:
                 orphans.append(self.record(k))
         spans = self.spans
         grouped = {image_id: Annotations(self.text, array("q", [v for _, k in sorted(refs)
                                                                 for v in (spans[2 * k], spans[2 * k + 1])]))
                    for image_id, refs in by_image.items()}
-        return grouped, orphans, duplicates
+        use.pop(None, None)
+        return grouped, orphans, duplicates, use
 
 
 def load_coco(path: Path) -> CocoIndex:
+    """The file's records, checked and indexed; CocoFormatError for a file the masks stage cannot use."""
     data, records = _read_json(path)
     images = []
     for i, img in enumerate(data["images"]):
         problem = _image_problem(img)
         if problem:
             raise CocoFormatError(f"{path}: images[{i}] {problem}")
+        img.setdefault("file_name", image_file_name(img))  # LVIS-style: named by coco_url alone
         images.append(img)
     _refuse_repeats(path, "images", [img["id"] for img in images])
 
@@ -134,13 +148,36 @@ def load_coco(path: Path) -> CocoIndex:
         categories.append(cat)
     # A repeated category id would paint one category's objects as the other, with no sign of it.
     _refuse_repeats(path, "categories", [c["id"] for c in categories])
-    _refuse_repeats(path, "categories", [c["name"] for c in categories], "name")
+    _disambiguate_names(path, categories)
 
     if records.bad is not None:
         raise CocoFormatError(f"{path}: annotations[{records.bad}] is not an object with an integer 'id'")
-    by_image, orphans, duplicates = records.index({img["id"] for img in images})
+    by_image, orphans, duplicates, use = records.index({img["id"] for img in images})
     return CocoIndex(path, sorted(images, key=lambda im: im["id"]), sorted(categories, key=lambda c: c["id"]),
-                     by_image, orphans, duplicates)
+                     by_image, orphans, duplicates, records.count, dict(use))
+
+
+def _disambiguate_names(path: Path, categories: list[dict[str, Any]]) -> None:
+    """Class names must be unique (labels.json, masks.categories, legends). Categories that share a name
+    under different supercategories (a "sleeve" of "top" and one of "dress") are distinct classes of the
+    file: each is renamed "<name> (<supercategory>)" rather than refusing the export. A name repeated
+    under one supercategory, or without one, is refused, naming both ids."""
+    first: dict[str, int] = {}
+    repeated = set()
+    for i, cat in enumerate(categories):
+        j = first.setdefault(cat["name"], i)
+        if j != i:
+            other = categories[j]
+            if not isinstance(cat.get("supercategory"), str) or cat.get("supercategory") == other.get("supercategory"):
+                raise CocoFormatError(
+                    f"{path}: categories[{i}] (id {cat['id']}) repeats the name {cat['name']!r} of categories[{j}] "
+                    f"(id {other['id']}) under the same supercategory ({cat.get('supercategory')!r}); each name "
+                    f"must be unique")
+            repeated.add(cat["name"])
+    for cat in categories:
+        if cat["name"] in repeated:
+            cat["name"] = f"{cat['name']} ({cat.get('supercategory')})"
+    _refuse_repeats(path, "categories", [c["name"] for c in categories], "name")
 
 
 def _read_json(path: Path) -> tuple[dict[str, Any], _Records]:
@@ -160,6 +197,7 @@ def _read_json(path: Path) -> tuple[dict[str, Any], _Records]:
         raise CocoFormatError(f"{path}: JSON nested too deeply to be a COCO file") from None
     if not isinstance(data, dict):
         raise CocoFormatError(f"{path}: expected a JSON object with images, annotations, categories")
+    data.setdefault("annotations", _Records(text))  # none at all: a file of images only (build.py says so)
     for key, kind in (("images", list), ("annotations", _Records), ("categories", list)):
         if not isinstance(data.get(key), kind):
             raise CocoFormatError(f"{path}: key {key!r} is missing or not a list")
@@ -239,6 +277,13 @@ def _image_problem(img: Any) -> str | None:
     if not _is_int(img.get("id")):
         return "has no integer 'id'"
     name = img.get("file_name")
-    if not isinstance(name, str) or not name or "/" in name or "\\" in name or name.startswith("."):
-        return f"(id {img.get('id')}) has no usable 'file_name' (got {name!r})"
+    if name is None:
+        if image_file_name(img) is not None:
+            return None  # named by the last part of its coco_url
+        if img.get("coco_url") is None:
+            return f"(id {img['id']}) has neither a 'file_name' nor a 'coco_url' to name its file"
+        name = img["coco_url"]
+    problem = relative_name_problem(name)
+    if problem:
+        return f"(id {img.get('id')}) has no usable 'file_name' (got {name!r}: it {problem})"
     return None

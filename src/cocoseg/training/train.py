@@ -103,7 +103,8 @@ def train_model(params: Params, name: str, paths: TrainPaths) -> dict[str, Any]:
                                         cfg.workers, cfg.hflip, cfg.scale, params.base.seed)
     module = SegmentationModule(model_cfg.arch, datamodule.num_classes, model_cfg.encoder,
                                 model_cfg.encoder_weights, lr, cfg.weight_decay, cfg.dice_weight,
-                                dict(model_cfg.options), speed.pop("channels_last"), params.model_compile(name))
+                                dict(model_cfg.options), speed.pop("channels_last"), params.model_compile(name),
+                                datamodule.void)
 
     state, fingerprint = paths.state, run_fingerprint(params, name, paths.masks_root)
     resume_from = prepare_run(state, fingerprint)
