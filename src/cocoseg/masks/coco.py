@@ -75,7 +75,7 @@ class CocoIndex:
     orphan_annotations: list[dict[str, Any]]  # annotations whose image_id is not in images
     duplicate_annotations: list[dict[str, Any]] = field(default_factory=list)  # ids seen before; not used
     annotation_count: int = 0  # records in the file's annotations list (0: a file of images only)
-    # category id -> kept annotations of it: not crowd, of a listed image, the first record of its id
+    # category id -> kept annotations of it: of a listed image, the first record of its id, iscrowd 0 or 1
     category_use: dict[int, int] = field(default_factory=dict)
 
 
@@ -85,7 +85,7 @@ class _Records:
 
     def __init__(self, text: str) -> None:
         self.text, self.ids, self.image_ids, self.spans = text, [], [], array("q")
-        self.painted_categories: list[int | None] = []  # the category a record paints if kept, else None
+        self.kept_categories: list[int | None] = []  # a record's category if the record is kept, else None
         self.count, self.bad = 0, None  # bad: index of the first record that is no object with an integer id
 
     def add(self, record: Any, start: int, end: int) -> None:
@@ -96,10 +96,11 @@ class _Records:
             self.ids.append(record["id"])
             self.image_ids.append(image_id if _is_int(image_id) else None)
             self.spans.extend((start, end))
-            # as a masks worker decides (image_job.py): an integer category, iscrowd 0 or missing
+            # kept as a masks worker decides (image_job.py): an integer category, iscrowd 0, 1 or missing (a
+            # crowd region is kept too: as void, which needs its category selected)
             category, crowd = record.get("category_id"), record.get("iscrowd", 0)
-            self.painted_categories.append(category if type(category) is int and type(crowd) is int
-                                           and crowd == 0 else None)
+            self.kept_categories.append(category if type(category) is int and type(crowd) is int
+                                        and crowd in (0, 1) else None)
         self.count += 1
 
     def record(self, k: int) -> dict[str, Any]:
@@ -118,7 +119,7 @@ class _Records:
             seen.add(ann_id)
             if image_id is not None and image_id in known:
                 by_image[image_id].append((ann_id, k))
-                use[self.painted_categories[k]] += 1
+                use[self.kept_categories[k]] += 1
             else:
                 orphans.append(self.record(k))
         spans = self.spans
