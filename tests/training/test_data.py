@@ -155,3 +155,47 @@ def test_auto_workers_follow_the_usable_cores(shapes: tuple[Path, Path, list[np.
     assert resolve_workers("auto") == usable_cores() == len(os.sched_getaffinity(0))
     assert resolve_workers(3) == 3
     assert SegmentationDataModule(coco, masks, (32, 32), batch_size=2, workers="auto").workers == usable_cores()
+
+
+def test_uint16_masks_pad_with_their_own_void(tmp_path: Path) -> None:
+    mask = (blocks(32, 48, 0) == 1).astype(np.uint16) * 700  # class ids beyond uint8
+    image = np.zeros((32, 48, 3), np.uint8)
+    out_image, out_mask = train_transform((32, 48), (0.5, 0.5), False, void=65535)((image, mask),
+                                                                                     np.random.default_rng(0))
+    assert out_mask.dtype == np.uint16
+    assert set(np.unique(out_mask[:16, :24]).tolist()) <= {0, 700} and (out_mask[16:] == 65535).all()
+
+
+def test_a_datamodule_takes_its_void_from_labels_json(tmp_path: Path) -> None:
+    pairs = [shapes_pair(48, 64, seed) for seed in range(3)]
+    wide = [np.where(p[1] == 255, 65535, p[1].astype(np.uint16) * 300).astype(np.uint16) for p in pairs]
+    coco, masks = write_dataset(tmp_path, [p[0] for p in pairs], wide, num_val=1,
+                                classes=[f"c{k}" for k in range(601)])
+    labels = json.loads((masks / "labels.json").read_text())
+    (masks / "labels.json").write_text(json.dumps({**labels, "void": 65535}))
+    dm = SegmentationDataModule(coco, masks, (24, 32), batch_size=2, scale=(0.5, 0.5))
+    assert dm.void == 65535 and dm.num_classes == 601
+    images, targets = next(iter(dm.train_dataloader()))
+    assert targets.dtype == torch.uint16 and {0, 300, 600, 65535} >= set(targets.unique().tolist()) >= {65535}
+
+
+def test_a_large_photo_is_decoded_reduced_and_trains_like_its_full_decode(tmp_path: Path) -> None:
+    """Over a megapixel, a JPEG is decoded at the smallest 1/2, 1/4, 1/8 scale that keeps the pixels the
+    transform needs; the mask is resized from its full size, so the pair stays aligned."""
+    image, mask = shapes_pair(960, 1280, 3)
+    coco, masks = write_dataset(tmp_path, [image, image], [mask, mask], num_val=1)
+    ds = SegmentationDataset(["val2017/000000000001.jpg"], coco, masks, (96, 128), at_least=(120, 160))
+    reduced, target = ds[0]
+    whole = SegmentationDataset(["val2017/000000000001.jpg"], coco, masks, (96, 128), at_least=(960, 1280))[0][0]
+    np.testing.assert_array_equal(target.numpy(), cv2.resize(mask, (128, 96), interpolation=cv2.INTER_NEAREST))
+    path = coco / "val2017" / "000000000001.jpg"
+    eighth = cv2.cvtColor(cv2.imread(str(path), cv2.IMREAD_REDUCED_COLOR_8), cv2.COLOR_BGR2RGB)
+    np.testing.assert_array_equal(reduced.numpy(), cv2.resize(eighth, (128, 96), interpolation=cv2.INTER_LINEAR))
+    assert np.abs(reduced.numpy().astype(int) - whole.numpy().astype(int)).mean() < 4  # the same picture
+
+
+def test_photos_up_to_a_megapixel_decode_whole_as_before(shapes: tuple[Path, Path, list[np.ndarray]]) -> None:
+    coco, masks, _ = shapes
+    ds = SegmentationDataset(load_split(masks)["train"], coco, masks, (24, 32), at_least=(6, 8))
+    image = cv2.cvtColor(cv2.imread(str(coco / "val2017" / "000000000001.jpg")), cv2.COLOR_BGR2RGB)
+    np.testing.assert_array_equal(ds[0][0].numpy(), cv2.resize(image, (32, 24), interpolation=cv2.INTER_LINEAR))
