@@ -16,6 +16,7 @@ from cocoseg.evaluation.evaluate import ValImages
 from cocoseg.models.inference import Preprocessing
 from cocoseg.training.data import (SegmentationDataModule, SegmentationDataset, resolve_workers, train_transform,
                                    usable_cores)
+from cocoseg.training.decoded import DecodedPairs
 
 from helpers import CLASSES, shapes_pair, write_dataset
 
@@ -181,17 +182,38 @@ def test_a_datamodule_takes_its_void_from_labels_json(tmp_path: Path) -> None:
 
 def test_a_large_photo_is_decoded_reduced_and_trains_like_its_full_decode(tmp_path: Path) -> None:
     """Over a megapixel, a JPEG is decoded at the smallest 1/2, 1/4, 1/8 scale that keeps the pixels the
-    transform needs; the mask is resized from its full size, so the pair stays aligned."""
+    transform needs, its mask resized to match (nearest)."""
     image, mask = shapes_pair(960, 1280, 3)
     coco, masks = write_dataset(tmp_path, [image, image], [mask, mask], num_val=1)
     ds = SegmentationDataset(["val2017/000000000001.jpg"], coco, masks, (96, 128), at_least=(120, 160))
     reduced, target = ds[0]
     whole = SegmentationDataset(["val2017/000000000001.jpg"], coco, masks, (96, 128), at_least=(960, 1280))[0][0]
-    np.testing.assert_array_equal(target.numpy(), cv2.resize(mask, (128, 96), interpolation=cv2.INTER_NEAREST))
     path = coco / "val2017" / "000000000001.jpg"
     eighth = cv2.cvtColor(cv2.imread(str(path), cv2.IMREAD_REDUCED_COLOR_8), cv2.COLOR_BGR2RGB)
     np.testing.assert_array_equal(reduced.numpy(), cv2.resize(eighth, (128, 96), interpolation=cv2.INTER_LINEAR))
+    small_mask = cv2.resize(mask, (160, 120), interpolation=cv2.INTER_NEAREST)
+    np.testing.assert_array_equal(target.numpy(), cv2.resize(small_mask, (128, 96), interpolation=cv2.INTER_NEAREST))
     assert np.abs(reduced.numpy().astype(int) - whole.numpy().astype(int)).mean() < 4  # the same picture
+
+
+def test_a_large_pair_is_decoded_once_and_read_back_identical(tmp_path: Path) -> None:
+    image, mask = shapes_pair(960, 1280, 4)
+    coco, masks = write_dataset(tmp_path, [image, image], [mask, mask], num_val=1)
+    item = "val2017/000000000001.jpg"
+    (masks / "manifest.tsv").write_text(f"item\timage_sha256_128\tsemantic_sha256_128\n{item}\t{'a' * 32}\t{'b' * 32}\n")
+    decoded = DecodedPairs.beside(masks, (240, 320))
+    first = SegmentationDataset([item], coco, masks, (200, 300), at_least=(240, 320), decoded=decoded)[0]
+    entry = tmp_path / "data" / ".decoded" / f"{'a' * 32}{'b' * 32}-240x320.npy"
+    assert entry.is_file()
+    kept_image, kept_mask = decoded.load(item)
+    assert kept_image.shape == (240, 320, 3) and kept_mask.shape == (240, 320)
+    (coco / "val2017" / "000000000001.jpg").unlink()  # the second read must not need the files
+    second = SegmentationDataset([item], coco, masks, (200, 300), at_least=(240, 320), decoded=decoded)[0]
+    for a, b in zip(first, second, strict=True):
+        np.testing.assert_array_equal(a.numpy(), b.numpy())
+    other = DecodedPairs(decoded.root, {item: "c" * 64}, (240, 320))  # an edited image: another digest
+    assert other.load(item) is None
+    assert DecodedPairs.beside(tmp_path / "nowhere", (240, 320)) is None  # no manifest: nothing kept
 
 
 def test_photos_up_to_a_megapixel_decode_whole_as_before(shapes: tuple[Path, Path, list[np.ndarray]]) -> None:

@@ -9,7 +9,8 @@ more than 254 classes: labels.json says which) stays void.
 Each image is read after its mask, whose shape it is read to (``cocoseg.core.images.read_image``): an
 EXIF-rotated photo that the masks stage painted upright is turned the same way, and a photo of more
 than a megapixel is decoded at 1/2, 1/4 or 1/8 scale when that still gives the pixels the transform
-needs (the mask is then resized from its full size, nearest, straight to the same target).
+needs; its mask is then resized to match (nearest), and the pair is kept for later epochs (decoded.py).
+Photos of up to a megapixel (every COCO image, the sample) are read whole, as before.
 
 The workers do as little as they can: decode, resize, crop and flip, and hand over uint8 as decoded,
 (H, W, 3) images and (H, W) masks: a quarter of float32's bytes (an eighth of int64's for masks) to
@@ -30,10 +31,11 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler, get_worker_info
 
-from cocoseg.core.images import read_mask, read_rgb
+from cocoseg.core.images import read_mask, read_rgb, reduction
 from cocoseg.core.layout import VOID, image_path, semantic_mask_path
 from cocoseg.core.machine import usable_cores
 from cocoseg.core.splits import load_labels, load_split, load_void
+from cocoseg.training.decoded import DecodedPairs
 from cocoseg.models.inference import MEAN, STD
 
 __all__ = ["MEAN", "STD", "SegmentationDataModule", "SegmentationDataset", "resolve_workers", "train_transform"]
@@ -101,15 +103,16 @@ class SegmentationDataset(Dataset):
     With a ``transform``, keys are ``(epoch, index)`` (see ``EpochShuffle``) and the augmentation of an
     item is drawn from an RNG seeded by ``(seed, epoch, index)``; without one, keys are plain indices.
     ``at_least``: the (height, width) the transform resizes to at most (default ``size``); large photos
-    are decoded at a reduced scale that keeps that many pixels.
+    are decoded at a reduced scale that keeps that many pixels, and kept in ``decoded`` when given.
     """
 
     def __init__(self, items: list[str], coco_root: Path, masks_root: Path, size: tuple[int, int],
                  transform: Callable[[Pair, np.random.Generator], Pair] | None = None, seed: int = 0,
-                 at_least: tuple[int, int] | None = None) -> None:
+                 at_least: tuple[int, int] | None = None, decoded: DecodedPairs | None = None) -> None:
         self.items, self.coco_root, self.masks_root = items, Path(coco_root), Path(masks_root)
         self.size, self.transform, self.seed = size, transform, seed
-        self.at_least = tuple(at_least or size)
+        self.at_least, self.decoded = tuple(at_least or size), decoded
+        self.whole: set[int] = set()  # items found to be read whole: no cache to look in
 
     def __len__(self) -> int:
         return len(self.items)
@@ -123,15 +126,33 @@ class SegmentationDataset(Dataset):
         if get_worker_info() is not None and cv2.getNumThreads() != 1:
             cv2.setNumThreads(1)  # in a worker process: the workers are the parallelism
         epoch, index = key if isinstance(key, tuple) else (0, key)
-        image_path, mask_path = self.paths(index)
-        mask = read_mask(mask_path)
-        image = read_rgb(image_path, size=mask.shape, at_least=self.at_least)
+        image, mask = self.read_pair(index)
         if self.transform is not None:
             rng = np.random.default_rng([self.seed, epoch, index])
             image, mask = self.transform((image, mask), rng)
         else:
             image, mask = resize_pair(image, mask, self.size)
         return torch.from_numpy(image), torch.from_numpy(mask)
+
+    def read_pair(self, index: int) -> Pair:
+        """The item's (RGB image, mask): the mask first, the image read to its shape; a large photo reduced,
+        its mask resized to match, and both kept (or taken from ``decoded``)."""
+        kept = self.decoded.load(self.items[index]) if self.decoded and index not in self.whole else None
+        if kept is not None:
+            return kept
+        image_path, mask_path = self.paths(index)
+        mask = read_mask(mask_path)
+        if reduction(mask.shape, self.at_least) == 1:
+            self.whole.add(index)
+            return read_rgb(image_path, size=mask.shape), mask
+        image = read_rgb(image_path, size=mask.shape, at_least=self.at_least)
+        if image.shape[:2] == mask.shape:  # not a JPEG: decoded whole
+            self.whole.add(index)
+            return image, mask
+        mask = cv2.resize(mask, (image.shape[1], image.shape[0]), interpolation=cv2.INTER_NEAREST)
+        if self.decoded is not None:
+            self.decoded.store(self.items[index], (image, mask))
+        return image, mask
 
 
 class SegmentationDataModule(L.LightningDataModule):
@@ -158,8 +179,9 @@ class SegmentationDataModule(L.LightningDataModule):
 
     def train_dataloader(self) -> DataLoader:
         largest = tuple(max(1, round(side * self.scale[1])) for side in self.image_size)  # the transform's
-        ds = self.dataset("train", transform=train_transform(self.image_size, self.scale, self.hflip, self.void),
-                          seed=self.seed, at_least=largest)
+        transform = train_transform(self.image_size, self.scale, self.hflip, self.void)
+        ds = self.dataset("train", transform=transform, seed=self.seed, at_least=largest,
+                          decoded=DecodedPairs.beside(self.masks_root, largest))
         # drop_last avoids a final batch of one image, which BatchNorm cannot train on
         # Persistent workers draw their first indices when Lightning first iterates the loader, before a
         # resumed run's set_epoch: so the sampler starts at the epoch the run starts at.
@@ -167,7 +189,8 @@ class SegmentationDataModule(L.LightningDataModule):
                             drop_last=len(ds) > self.batch_size)
 
     def val_dataloader(self) -> DataLoader:
-        return self._loader(self.dataset("val"), None, drop_last=False)
+        decoded = DecodedPairs.beside(self.masks_root, self.image_size)
+        return self._loader(self.dataset("val", decoded=decoded), None, drop_last=False)
 
     def _loader(self, ds: Dataset, sampler: Sampler | None, drop_last: bool) -> DataLoader:
         # Its own generator: each new iterator draws a seed from it, which would otherwise come from the
