@@ -200,7 +200,7 @@ def large_photo_sets(args: argparse.Namespace, work: Path) -> dict[str, tuple[Pa
     sets = {"COCO photos": args.photos, "2048x1536": make_large_set(args.photos, work / "large", (1536, 2048))}
     out = {}
     for name, root in sets.items():
-        start, cpu = time.perf_counter(), time.process_time()
+        start = time.perf_counter()
         build_masks(root, work / name / "masks", ("val2017",), MasksConfig(preview=0, workers=1), 0)
         wall = time.perf_counter() - start
         photos = sorted((root / "val2017").glob("*.jpg"))

@@ -163,7 +163,7 @@ def test_prepare_ann_refuses_with_one_line(tmp_path: Path, words: list[str], mes
     (tmp_path / "full" / "mine.txt").write_text("keep me")
     (tmp_path / "a.json").write_text("{}")
     result = subprocess.run([sys.executable, "-m", "cocoseg", "prepare", "--ann", "a.json", *words],
-                            cwd=tmp_path, capture_output=True, text=True, timeout=60)
+                            cwd=tmp_path, capture_output=True, text=True, timeout=60, check=False)
     assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr
     errors = [line for line in result.stderr.splitlines() if line.startswith("ERROR")]
     assert len(errors) == 1 and message in errors[0], result.stderr

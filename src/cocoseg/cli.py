@@ -124,13 +124,13 @@ def prepare_from_file(args: argparse.Namespace) -> int:
         categories = split_list(categories)  # names may hold spaces ("dining table"), not commas
     flags = {"categories": categories, "overlap": args.overlap, "crowd": args.crowd, "workers": args.workers,
              "preview": args.visualize or 0}
-    from cocoseg.masks.standalone import parse_settings, prepare_from_file as prepare
+    from cocoseg.masks import standalone
 
-    cfg = parse_settings(args.set, {key: value for key, value in flags.items() if value is not None})
+    cfg = standalone.parse_settings(args.set, {key: value for key, value in flags.items() if value is not None})
     if args.dry_run:  # the masks settings it would use, checked, as params.yaml would hold them
         _emit(yaml.safe_dump({"masks": dataclasses.asdict(cfg)}, sort_keys=False))
         return 0
-    prepare(Path(args.ann), Path(args.img_dir), Path(args.out_dir), cfg, args.seed)
+    standalone.prepare_from_file(Path(args.ann), Path(args.img_dir), Path(args.out_dir), cfg, args.seed)
     return 0
 
 

@@ -9,8 +9,21 @@ import numpy as np
 import pytest
 from PIL import Image, ImageOps
 
-from cocoseg.core.images import (TEXT_HEIGHT, TURNING_ORIENTATIONS, captioned, colourise, exif_orientation,
-                                 explained_panel, legend, orient, overlay, palette, read_image, read_rgb, reduction)
+from cocoseg.core.images import (
+    TEXT_HEIGHT,
+    TURNING_ORIENTATIONS,
+    captioned,
+    colourise,
+    exif_orientation,
+    explained_panel,
+    legend,
+    orient,
+    overlay,
+    palette,
+    read_image,
+    read_rgb,
+    reduction,
+)
 from cocoseg.core.layout import VOID
 
 NAMES = ["background", "square", "disk"]

@@ -234,8 +234,8 @@ def test_masks_split_mapping_must_name_every_split_built() -> None:
      "masks.split.val: 'val2017' is not allowed; expected a split of no other part (it is in 'train' too)"),
     ({"train": ["val2017"], "val": ["val2017"], "holdout": ["x"]},
      "masks.split: 'holdout' is not allowed; expected a mapping with keys from ['train', 'val', 'test']"),
-    ({"train": ["val2017"], "val": ["valid"]}, "masks.split: 'valid' is not allowed; expected a split of data.splits "
-                                                "['val2017']"),
+    ({"train": ["val2017"], "val": ["valid"]}, ("masks.split: 'valid' is not allowed; expected a split of "
+                                                 "data.splits ['val2017']")),
     ("bogus", "masks.split: 'bogus' is not allowed; expected one of ['auto', 'coco', 'pooled'] or a mapping"),
 ])
 def test_bad_masks_split(split: object, message: str) -> None:

@@ -561,3 +561,14 @@ def test_sample_report(sample_coco: Path, tmp_path: Path) -> None:
         "malformed segmentation: empty segmentation list", "unknown category id 99"]}
     assert [n["image_id"] for n in report["notices"]] == [10]
     assert report["counts"]["annotations_crowd"] == 1
+
+
+def test_an_image_folder_named_like_the_instance_table_is_refused(make_coco: Callable[..., Path],
+                                                                  tmp_path: Path) -> None:
+    root = make_coco([image(1)], [ann(1, 1, CAT, [box_poly(0, 3, 0, 3)])])
+    data = json.loads((root / "annotations" / "instances_val2017.json").read_text())
+    data["images"][0]["file_name"] = "instances.jsonl/001.jpg"
+    (root / "annotations" / "instances_val2017.json").write_text(json.dumps(data))
+    with pytest.raises(CocoFormatError, match=r"lies in a folder named instances.jsonl"):
+        run(root, tmp_path / "masks")
+    assert not (tmp_path / "masks").exists()

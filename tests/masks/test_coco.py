@@ -49,8 +49,8 @@ def test_index_is_sorted_and_grouped(tmp_path: Path) -> None:
         ({"images": [], "annotations": [], "categories": [{"id": 1, "name": "cat"}, {"id": 1, "name": "dog"}]},
          "categories[1] repeats the id 1 of categories[0]; each id must be unique"),
         ({"images": [], "annotations": [], "categories": [{"id": 1, "name": "cat"}, {"id": 2, "name": "cat"}]},
-         "categories[1] (id 2) repeats the name 'cat' of categories[0] (id 1) under the same supercategory "
-         "(None); each name must be unique"),
+         ("categories[1] (id 2) repeats the name 'cat' of categories[0] (id 1) under the same supercategory "
+          "(None); each name must be unique")),
         ({"images": [{"id": True, "file_name": "a.jpg"}], "annotations": [], "categories": []},
          "images[0] has no integer 'id'"),
         ({"images": [], "annotations": [], "categories": [{"id": 1}]},

@@ -161,7 +161,7 @@ def test_auto_workers_follow_the_usable_cores(shapes: tuple[Path, Path, list[np.
 def test_uint16_masks_pad_with_their_own_void(tmp_path: Path) -> None:
     mask = (blocks(32, 48, 0) == 1).astype(np.uint16) * 700  # class ids beyond uint8
     image = np.zeros((32, 48, 3), np.uint8)
-    out_image, out_mask = train_transform((32, 48), (0.5, 0.5), False, void=65535)((image, mask),
+    _, out_mask = train_transform((32, 48), (0.5, 0.5), False, void=65535)((image, mask),
                                                                                      np.random.default_rng(0))
     assert out_mask.dtype == np.uint16
     assert set(np.unique(out_mask[:16, :24]).tolist()) <= {0, 700} and (out_mask[16:] == 65535).all()
@@ -176,7 +176,7 @@ def test_a_datamodule_takes_its_void_from_labels_json(tmp_path: Path) -> None:
     (masks / "labels.json").write_text(json.dumps({**labels, "void": 65535}))
     dm = SegmentationDataModule(coco, masks, (24, 32), batch_size=2, scale=(0.5, 0.5))
     assert dm.void == 65535 and dm.num_classes == 601
-    images, targets = next(iter(dm.train_dataloader()))
+    _, targets = next(iter(dm.train_dataloader()))
     assert targets.dtype == torch.uint16 and {0, 300, 600, 65535} >= set(targets.unique().tolist()) >= {65535}
 
 
@@ -221,3 +221,17 @@ def test_photos_up_to_a_megapixel_decode_whole_as_before(shapes: tuple[Path, Pat
     ds = SegmentationDataset(load_split(masks)["train"], coco, masks, (24, 32), at_least=(6, 8))
     image = cv2.cvtColor(cv2.imread(str(coco / "val2017" / "000000000001.jpg")), cv2.COLOR_BGR2RGB)
     np.testing.assert_array_equal(ds[0][0].numpy(), cv2.resize(image, (32, 24), interpolation=cv2.INTER_LINEAR))
+
+
+def test_workers_start_even_after_this_process_ran_opencv_on_its_thread_pool(
+        shapes: tuple[Path, Path, list[np.ndarray]]) -> None:
+    """OpenCV's pool started here (a large resize on several threads), then loader workers fork: each must
+    get its batch (a worker setting its own thread count used to wait for ever on the pool)."""
+    coco, masks, _ = shapes
+    cv2.setNumThreads(2)
+    big = np.zeros((960, 1280, 3), np.uint8)
+    for _ in range(3):
+        cv2.resize(big, (2560, 1920), interpolation=cv2.INTER_CUBIC)
+    dm = SegmentationDataModule(coco, masks, (32, 32), batch_size=3, workers=1, scale=(1.0, 1.0))
+    images, _ = next(iter(dm.train_dataloader()))
+    assert images.shape == (3, 32, 32, 3) and cv2.getNumThreads() == 1

@@ -200,6 +200,9 @@ def check_splits(indexes: dict[str, CocoIndex]) -> None:
             raise CocoFormatError(f"{index.path}: categories differ from {first.path}")
         owners: dict[str, dict[str, Any]] = {}
         for image in index.images:
+            if image["file_name"].split("/")[0].casefold() == INSTANCE_TABLE:
+                raise CocoFormatError(f"{index.path}: image {image['file_name']!r} (id {image['id']}) lies in a "
+                                      f"folder named {INSTANCE_TABLE}, the instance table's own name; rename the folder")
             other = owners.setdefault(mask_name(image["file_name"]).casefold(), image)
             if other is not image:
                 raise CocoFormatError(

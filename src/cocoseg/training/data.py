@@ -35,8 +35,8 @@ from cocoseg.core.images import read_mask, read_rgb, reduction
 from cocoseg.core.layout import VOID, image_path, semantic_mask_path
 from cocoseg.core.machine import usable_cores
 from cocoseg.core.splits import load_labels, load_split, load_void
-from cocoseg.training.decoded import DecodedPairs
 from cocoseg.models.inference import MEAN, STD
+from cocoseg.training.decoded import DecodedPairs
 
 __all__ = ["MEAN", "STD", "SegmentationDataModule", "SegmentationDataset", "resolve_workers", "train_transform"]
 
@@ -193,6 +193,11 @@ class SegmentationDataModule(L.LightningDataModule):
         return self._loader(self.dataset("val", decoded=decoded), None, drop_last=False)
 
     def _loader(self, ds: Dataset, sampler: Sampler | None, drop_last: bool) -> DataLoader:
+        if self.workers > 0 and cv2.getNumThreads() != 1:
+            # The workers' one OpenCV thread, set here before they fork: a worker that sets it itself hangs
+            # when this process has started OpenCV's thread pool (pthread_cond_destroy of the pool's
+            # condition variable waits for this process's idle pool threads, which the child lacks).
+            cv2.setNumThreads(1)
         # Its own generator: each new iterator draws a seed from it, which would otherwise come from the
         # global RNG (dropout's) once per epoch without workers but once per run with persistent ones.
         return DataLoader(ds, batch_size=self.batch_size, sampler=sampler, drop_last=drop_last,
