@@ -49,8 +49,8 @@ def test_index_is_sorted_and_grouped(tmp_path: Path) -> None:
         ({"images": [], "annotations": [], "categories": [{"id": 1, "name": "cat"}, {"id": 1, "name": "dog"}]},
          "categories[1] repeats the id 1 of categories[0]; each id must be unique"),
         ({"images": [], "annotations": [], "categories": [{"id": 1, "name": "cat"}, {"id": 2, "name": "cat"}]},
-         ("categories[1] (id 2) repeats the name 'cat' of categories[0] (id 1) under the same supercategory "
-          "(None); each name must be unique")),
+         ("categories[1] (id 2) repeats the name 'cat' of categories[0] (id 1), and their supercategories "
+          "(None, None) do not tell them apart; each name must be unique")),
         ({"images": [{"id": True, "file_name": "a.jpg"}], "annotations": [], "categories": []},
          "images[0] has no integer 'id'"),
         ({"images": [], "annotations": [], "categories": [{"id": 1}]},
@@ -178,5 +178,6 @@ def test_names_shared_across_supercategories_are_disambiguated(tmp_path: Path) -
         {"id": 1, "name": "cat", "supercategory": "animal"}, {"id": 7, "name": "cat", "supercategory": "animal"}]})
     with pytest.raises(CocoFormatError) as err:
         load_coco(path)
-    assert str(err.value) == (f"{path}: categories[1] (id 7) repeats the name 'cat' of categories[0] (id 1) under "
-                              f"the same supercategory ('animal'); each name must be unique")
+    assert str(err.value) == (f"{path}: categories[1] (id 7) repeats the name 'cat' of categories[0] (id 1), and "
+                              f"their supercategories ('animal', 'animal') do not tell them apart; each name must be "
+                              f"unique")

@@ -162,18 +162,19 @@ def _disambiguate_names(path: Path, categories: list[dict[str, Any]]) -> None:
     """Class names must be unique (labels.json, masks.categories, legends). Categories that share a name
     under different supercategories (a "sleeve" of "top" and one of "dress") are distinct classes of the
     file: each is renamed "<name> (<supercategory>)" rather than refusing the export. A name repeated
-    under one supercategory, or without one, is refused, naming both ids."""
+    under one supercategory, or where either has none, is refused, naming both ids."""
     first: dict[str, int] = {}
     repeated = set()
     for i, cat in enumerate(categories):
         j = first.setdefault(cat["name"], i)
         if j != i:
             other = categories[j]
-            if not isinstance(cat.get("supercategory"), str) or cat.get("supercategory") == other.get("supercategory"):
+            groups = (other.get("supercategory"), cat.get("supercategory"))
+            if not all(isinstance(g, str) and g for g in groups) or groups[0] == groups[1]:
                 raise CocoFormatError(
                     f"{path}: categories[{i}] (id {cat['id']}) repeats the name {cat['name']!r} of categories[{j}] "
-                    f"(id {other['id']}) under the same supercategory ({cat.get('supercategory')!r}); each name "
-                    f"must be unique")
+                    f"(id {other['id']}), and their supercategories ({groups[0]!r}, {groups[1]!r}) do not tell them "
+                    f"apart; each name must be unique")
             repeated.add(cat["name"])
     for cat in categories:
         if cat["name"] in repeated:
