@@ -21,6 +21,18 @@ check). ratio = fed / resident (targets: >= 0.9 on the CPU, >= 0.95 on a GPU).
     python benchmarks/bench_train_input.py [--models unet fastscnn] [--device cuda] [--image-size 512 512]
         [--batch 16] [--workers 8 16] [--steps 30] [--rounds 5] [--replicate 8] [--compile]
         [--params params.yaml] [--coco data/coco] [--masks data/masks]
+
+``--large-photos`` measures something else, side by side: the CPU time the training loader spends per
+image (one process, OpenCV on one thread, as in a loader worker: read, decode, augment, collate; no
+model) on COCO's own photos and on the same photos made 2048x1536 (benchmarks/large_photos.py), at
+``--image-size``, the masks of both made first by the masks stage's code (its time is printed too).
+Three ways of reading each: ``whole`` (decoded at full size, as before this option existed),
+``reduced`` (a JPEG over a megapixel decoded at 1/2, 1/4 or 1/8 scale), ``reduced+kept`` (the reduced
+pair kept after its first read, training/decoded.py: its first epoch is ``cold``, the rest read what
+was kept). ``--rounds`` epochs per variant, alternated; the fastest epoch is printed with its ratio to
+COCO's, and the median:
+
+    python benchmarks/bench_train_input.py --large-photos --image-size 512 512 [--photos DIR] [--rounds 5]
 """
 
 from __future__ import annotations
@@ -28,7 +40,9 @@ from __future__ import annotations
 import argparse
 import itertools
 import os
+import shutil
 import statistics
+import tempfile
 import time
 from collections.abc import Callable, Iterator
 from contextlib import nullcontext
@@ -41,7 +55,7 @@ from torch.utils.data import DataLoader
 
 from cocoseg.core.params import Params, load_params
 from cocoseg.core.splits import load_split
-from cocoseg.training.data import SegmentationDataModule, resolve_workers
+from cocoseg.training.data import EpochShuffle, SegmentationDataModule, SegmentationDataset, resolve_workers
 from cocoseg.training.module import SegmentationModule
 from cocoseg.training.train import trainer_speed_flags
 
@@ -167,6 +181,80 @@ def bench_model(params: Params, name: str, args: argparse.Namespace) -> tuple[Bl
     return blocks, alone, resident[0][0].shape[0]
 
 
+def epoch_cpu_ms(dataset: SegmentationDataset, epoch: int, batch: int) -> float:
+    """CPU ms per image of one epoch of ``dataset`` through a worker-less DataLoader, as a worker runs it."""
+    loader = DataLoader(dataset, batch_size=batch, sampler=EpochShuffle(len(dataset), 0, epoch), num_workers=0)
+    start = time.process_time()
+    for _ in loader:
+        pass
+    return (time.process_time() - start) * 1e3 / len(dataset)
+
+
+def large_photo_sets(args: argparse.Namespace, work: Path) -> dict[str, tuple[Path, Path, float]]:
+    """name -> (coco root, masks root, mean JPEG kB): COCO's photos and the same at 2048x1536, with masks
+    made by the masks stage's code (its wall time printed)."""
+    from large_photos import make_large_set
+
+    from cocoseg.core.params import MasksConfig
+    from cocoseg.masks.build import build_masks
+
+    sets = {"COCO photos": args.photos, "2048x1536": make_large_set(args.photos, work / "large", (1536, 2048))}
+    out = {}
+    for name, root in sets.items():
+        start = time.perf_counter()
+        build_masks(root, work / name / "masks", ("val2017",), MasksConfig(preview=0, workers=1), 0)
+        wall = time.perf_counter() - start
+        photos = sorted((root / "val2017").glob("*.jpg"))
+        print(f"  masks stage on {len(photos)} {name} (1 worker process): {wall:.2f} s wall, "
+              f"{wall * 1e3 / len(photos):.1f} ms per image", flush=True)
+        out[name] = (root, work / name / "masks", sum(p.stat().st_size for p in photos) / len(photos) / 1e3)
+    return out
+
+
+def bench_large_photos(args: argparse.Namespace, params: Params) -> None:
+    """The --large-photos figures (see the module docstring)."""
+    from cocoseg.training.data import train_transform
+    from cocoseg.training.decoded import DecodedPairs
+
+    cv2.setNumThreads(1)
+    cfg, size = params.train, args.image_size
+    largest = tuple(round(side * cfg.scale[1]) for side in size)
+    work = Path(tempfile.mkdtemp(prefix=".bench_input.", dir=args.work_dir))
+    try:
+        sets = large_photo_sets(args, work)
+        variants: dict[tuple[str, str], SegmentationDataset] = {}
+        for name, (root, masks, _) in sets.items():
+            items = load_split(masks)["train"] * args.replicate
+            for variant, at_least, kept in (("whole", (1 << 20, 1 << 20), False), ("reduced", largest, False),
+                                            ("reduced+kept", largest, True)):
+                decoded = DecodedPairs.beside(masks, largest) if kept else None
+                variants[name, variant] = SegmentationDataset(items, root, masks, size, train_transform(
+                    size, cfg.scale, cfg.hflip), params.base.seed, at_least, decoded)
+        times: dict[tuple[str, str], list[float]] = {key: [] for key in variants}
+        for epoch in range(args.rounds):
+            for key, dataset in variants.items():
+                times[key].append(epoch_cpu_ms(dataset, epoch, args.batch or 8))
+        print_large_photos(sets, times, size)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def print_large_photos(sets: dict, times: dict[tuple[str, str], list[float]], size: tuple[int, int]) -> None:
+    """Per set and variant: the fastest epoch (the figure least moved by other load on the machine; the
+    ratio is taken from it) and the median; for reduced+kept, its first epoch apart (cold)."""
+    steady = {key: per_epoch[1:] if key[1] == "reduced+kept" and len(per_epoch) > 1 else per_epoch
+              for key, per_epoch in times.items()}
+    base = min(steady["COCO photos", "whole"])
+    print(f"training loader CPU ms per image at {size[0]}x{size[1]}: fastest (ratio to COCO photos read whole) / "
+          f"median of {len(next(iter(times.values())))} epochs; load avg {os.getloadavg()[0]:.1f}:")
+    for (name, variant), per_epoch in times.items():
+        best = min(steady[name, variant])
+        cold = f", cold first epoch {per_epoch[0]:.2f}" if variant == "reduced+kept" else ""
+        print(f"  {name:12s} ({sets[name][2]:5.0f} kB)  {variant:13s} {best:6.2f} ms ({best / base:4.2f}x) / "
+              f"{statistics.median(steady[name, variant]):6.2f}{cold}; epochs: "
+              + " ".join(f"{t:.2f}" for t in per_epoch), flush=True)
+
+
 def parse_args(params_default: Path = Path("params.yaml")) -> tuple[argparse.Namespace, Params]:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--params", type=Path, default=params_default)
@@ -186,6 +274,11 @@ def parse_args(params_default: Path = Path("params.yaml")) -> tuple[argparse.Nam
     parser.add_argument("--replicate", type=int, default=1, help="repeat the train split N times per epoch")
     parser.add_argument("--settle", type=float, default=1.0, help="seconds between blocks")
     parser.add_argument("--compile", action="store_true", help="torch.compile the network (train.compile)")
+    parser.add_argument("--large-photos", action="store_true",
+                        help="time the loader on COCO photos and on 2048x1536 ones, side by side (see above)")
+    parser.add_argument("--photos", type=Path, default=Path("/work/shared/data/coco2017-val-mini"),
+                        help="--large-photos: a COCO root with val2017 photos and their instances file")
+    parser.add_argument("--work-dir", type=Path, default=Path("."), help="--large-photos: where the sets go")
     args = parser.parse_args()
     params = load_params(args.params)
     args.workers = list(dict.fromkeys(resolve_workers(w) for w in (args.workers or [params.train.workers, 0])))
@@ -202,6 +295,9 @@ def parse_args(params_default: Path = Path("params.yaml")) -> tuple[argparse.Nam
 
 def main() -> None:
     args, params = parse_args()
+    if args.large_photos:
+        bench_large_photos(args, params)
+        return
     gpu = torch.cuda.get_device_name() if args.device.startswith("cuda") else "no GPU"
     print(f"device {args.device} ({gpu}), {len(os.sched_getaffinity(0))} usable cpus, torch {torch.__version__} "
           f"threads {torch.get_num_threads()}, cv2 threads {cv2.getNumThreads()} (workers: 1 each); "

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import contextlib
 import io
+import json
 import shlex
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+import yaml
 from dvc.utils.hydra import apply_overrides
 from helpers import REPO, committed_params
 
@@ -133,3 +135,57 @@ def test_readme_seed_table_is_generated_from_the_code(params_path: Path) -> None
 def test_readme_shows_the_compare_command() -> None:
     readme = (REPO / "README.md").read_text()
     assert shlex.join(cli.EXP_SHOW) in readme and "cocoseg compare" in readme
+
+
+# --- prepare --ann: the seed's prepare_dataset.py, without DVC --------------------------------------------
+
+
+def test_prepare_ann_dry_run_prints_the_checked_masks_settings(tmp_path: Path) -> None:
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        assert cli.main(["prepare", "--ann", "a.json", "--img_dir", ".", "--out_dir", str(tmp_path / "o"),
+                         "--categories", "dining table, cat", "--visualize", "3", "-S", "masks.overlap=void",
+                         "-S", "masks.priority=[cat]", "--dry-run"]) == 0
+    masks = yaml.safe_load(out.getvalue())["masks"]
+    assert masks["categories"] == ["dining table", "cat"] and masks["preview"] == 3
+    assert masks["overlap"] == "void" and masks["priority"] == ["cat"]
+
+
+@pytest.mark.parametrize(("words", "message"), [
+    (["--img_dir", "."], "--ann: give --img_dir (the folder its file names start from) and --out_dir too"),
+    (["--img_dir", ".", "--out_dir", "o", "--queue"], "--queue: not with --ann, which builds the masks directly"),
+    (["--img_dir", ".", "--out_dir", "o", "-S", "masks.overlapp=void"], "unknown key 'masks.overlapp'; allowed keys:"),
+    (["--img_dir", ".", "--out_dir", "o", "-S", "train.lr=1"], "-S 'train.lr=1': expected masks.<key>=<value>"),
+    (["--img_dir", ".", "--out_dir", "o", "-S", "masks.split=pooled"], "masks.split: has no effect with --ann"),
+    (["--img_dir", ".", "--out_dir", "o", "--crowd", "ignore"], "masks.crowd: 'ignore' is not allowed"),
+    (["--img_dir", "nowhere", "--out_dir", "o"], "--img_dir nowhere: no such folder"),
+    (["--img_dir", ".", "--out_dir", "."], "--out_dir .: holds the input"),
+    (["--img_dir", ".", "--out_dir", "full"], "--out_dir full: exists and holds files that no earlier"),
+])
+def test_prepare_ann_refuses_with_one_line(tmp_path: Path, words: list[str], message: str) -> None:
+    (tmp_path / "full").mkdir()
+    (tmp_path / "full" / "mine.txt").write_text("keep me")
+    (tmp_path / "a.json").write_text("{}")
+    result = subprocess.run([sys.executable, "-m", "cocoseg", "prepare", "--ann", "a.json", *words],
+                            cwd=tmp_path, capture_output=True, text=True, timeout=60, check=False)
+    assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr
+    errors = [line for line in result.stderr.splitlines() if line.startswith("ERROR")]
+    assert len(errors) == 1 and message in errors[0], result.stderr
+    assert (tmp_path / "full" / "mine.txt").read_text() == "keep me"
+
+
+def test_prepare_ann_outside_any_project_replaces_its_own_earlier_output(tmp_path: Path) -> None:
+    from exports import cvat
+
+    export = cvat(tmp_path / "export")
+    files = export.splits["default"]
+    args = ["prepare", "--ann", str(files.annotations), "--img_dir", str(files.images), "--out_dir",
+            str(tmp_path / "out"), "--workers", "1", "--categories", "person"]
+    assert cli.main(args) == 0
+    labels = json.loads((tmp_path / "out" / "labels.json").read_text())
+    assert [c["name"] for c in labels["classes"]] == ["background", "person"]
+    assert cli.main([*args[:-1], "bike,person", "--visualize", "2"]) == 0  # a rerun replaces it whole
+    labels = json.loads((tmp_path / "out" / "labels.json").read_text())
+    assert [c["name"] for c in labels["classes"]] == ["background", "bike", "person"]
+    assert len(list((tmp_path / "out" / "preview" / "JPEGImages").iterdir())) == 2
+    assert not (tmp_path / "params.yaml").exists() and not (tmp_path / "out" / "split.json").exists()

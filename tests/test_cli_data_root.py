@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import yaml
 from dvc.utils.hydra import apply_overrides
-from exports import write_coco_layout, write_roboflow
+from local_exports import write_coco_layout, write_roboflow
 from helpers import committed_params
 from test_cli import dry_run, set_values
 

@@ -4,6 +4,7 @@ DVC stays the interface that does the work; each subcommand only builds a ``dvc`
 before it runs, so users learn the DVC form) from flags the seed's scripts had:
 
     cocoseg prepare --visualize 5            ->  dvc exp run masks -S masks.preview=5
+    cocoseg prepare --ann F --img_dir D --out_dir O   ->  masks of any COCO file, written to O (no DVC)
     cocoseg prepare --data_root my-export    ->  dvc exp run masks -S data.source=local -S data.splits=[...] ...
     cocoseg train --models unet --lr 1e-3    ->  dvc exp run evaluate@unet compare -S +models.unet.lr=0.001
     cocoseg compare                          ->  dvc exp show, compact: each model's mIoU, changed params
@@ -19,6 +20,7 @@ before it runs, so users learn the DVC form) from flags the seed's scripts had:
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import logging
 import re
 import shlex
@@ -116,6 +118,42 @@ def prepare_command(params: Params, args: argparse.Namespace) -> list[str]:
     sets = data_root_overrides(params, args.data_root, args.queue)
     sets += [] if args.visualize is None else [f"masks.preview={args.visualize}"]
     return _exp_run(["masks"], [*sets, *args.set], args)
+
+
+def prepare_from_file(args: argparse.Namespace) -> int:
+    """``cocoseg prepare --ann``: the masks stage's code on one COCO file, outside any DVC project."""
+    if not (args.img_dir and args.out_dir):
+        raise CliError("--ann: give --img_dir (the folder its file names start from) and --out_dir too")
+    used = [flag for flag, value in (("--queue", args.queue), ("-n", args.name), ("--data_root", args.data_root))
+            if value]
+    if used:
+        raise CliError(f"{used[0]}: not with --ann, which builds the masks directly, without DVC")
+    categories = args.categories
+    if categories is not None and categories not in ("all", "voc"):
+        categories = split_list(categories)  # names may hold spaces ("dining table"), not commas
+    flags = {"categories": categories, "overlap": args.overlap, "crowd": args.crowd, "workers": args.workers,
+             "preview": args.visualize or 0}
+    from cocoseg.masks import standalone
+
+    cfg = standalone.parse_settings(args.set, {key: value for key, value in flags.items() if value is not None})
+    if args.dry_run:  # the masks settings it would use, checked, as params.yaml would hold them
+        _emit(yaml.safe_dump({"masks": dataclasses.asdict(cfg)}, sort_keys=False))
+        return 0
+    standalone.prepare_from_file(Path(args.ann), Path(args.img_dir), Path(args.out_dir), cfg, args.seed)
+    return 0
+
+
+def _add_ann_flags(parser: argparse.ArgumentParser) -> None:
+    """The seed's ``prepare_dataset.py --ann --img_dir --out_dir``, and the masks options as flags."""
+    parser.add_argument("--ann", help="a COCO-format annotation file: make its masks directly, without DVC")
+    parser.add_argument("--img_dir", help="with --ann: the folder the file's image names start from")
+    parser.add_argument("--out_dir", help="with --ann: where the masks go (replaced whole)")
+    parser.add_argument("--categories", help="with --ann: all, voc, or names and supercategory:<name>, "
+                                             "comma-separated (masks.categories)")
+    parser.add_argument("--overlap", help="with --ann: masks.overlap")
+    parser.add_argument("--crowd", help="with --ann: masks.crowd (void or background)")
+    parser.add_argument("--workers", type=int, help="with --ann: masks.workers (0 = one per core)")
+    parser.add_argument("--seed", type=int, default=42, help="with --ann: the previews' seed (base.seed)")
 
 
 def compare_command(params: Params, args: argparse.Namespace) -> list[str]:
@@ -232,6 +270,7 @@ def build_parser() -> argparse.ArgumentParser:
                                 metavar="{prepare,train,compare,predict,export,tensorboard,verify}")
     prep = sub.add_parser("prepare", help="download, extract, make masks (the seed's prepare_dataset.py)")
     prep.add_argument("--visualize", type=int, metavar="N", help="preview panels to draw (masks.preview)")
+    _add_ann_flags(prep)
     _add_common(prep, exp=True)
     train = sub.add_parser("train", help="train, evaluate models in a DVC experiment (the seed's train.py)")
     train.add_argument("--models", help="comma-separated names of params.yaml's models (default: all)")
@@ -313,6 +352,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     if args.subcommand == "verify":
         return verify_command(args)
+    if args.subcommand == "prepare" and args.ann:
+        return prepare_from_file(args)
     params = load_params(args.params) if args.subcommand in ("train", "prepare") else None
     command = args.command(params, args)
     _emit("$ " + shlex.join(command) + "\n")  # the DVC form, so users learn it

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from exports import write_roboflow, zip_folder
+from local_exports import write_roboflow, zip_folder
 from helpers import assert_one_error, run_stage
 from http_server import FaultyFileServer
 

@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 
 import pytest
-from exports import coco_json, write_coco_layout, write_roboflow, write_split
+from local_exports import coco_json, write_coco_layout, write_roboflow, write_split
 
 from cocoseg.acquire import layouts
 from cocoseg.acquire.layouts import (

@@ -8,7 +8,7 @@ import os
 from pathlib import Path
 
 import pytest
-from exports import snapshot, write_roboflow, write_split
+from local_exports import snapshot, write_roboflow, write_split
 from helpers import assert_one_error, run_stage
 
 from cocoseg.acquire.export import ExportError

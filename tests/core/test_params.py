@@ -205,3 +205,41 @@ def test_load_params_names_the_file(tmp_path: Path) -> None:
 def test_configs_are_frozen() -> None:
     with pytest.raises(AttributeError):
         MasksConfig().overlap = "void"  # type: ignore[misc]
+
+
+def test_masks_split_mapping_names_each_part_a_single_name_is_a_list() -> None:
+    data = {"source": "coco2017", "splits": ["train2017", "val2017"]}
+    params = parse_params({"data": data, "masks": {"split": {"train": "train2017", "val": ["val2017"]}}})
+    assert params.masks.split == {"train": ("train2017",), "val": ("val2017",)}
+    with pytest.raises(ConfigError) as err:  # every split built must be in a part
+        parse_params({"data": data, "masks": {"split": {"train": ["train2017"], "val": ["train2017"]}}})
+    assert "(it is in 'train' too)" in str(err.value)
+    with pytest.raises(ConfigError) as err:
+        parse_params({"data": {**data, "splits": ["train2017", "val2017"]},
+                      "masks": {"split": {"train": ["train2017"], "val": ["val2017"], "test": ["val2017"]}}})
+    assert "a split of no other part (it is in 'val' too)" in str(err.value)
+
+
+def test_masks_split_mapping_must_name_every_split_built() -> None:
+    data = {"source": "coco2017", "splits": ["train2017", "val2017"]}
+    with pytest.raises(ConfigError) as err:
+        parse_params({"data": data, "masks": {"split": {"train": ["train2017"], "val": ["train2017x"]}}})
+    assert str(err.value) == ("masks.split: 'train2017x' is not allowed; expected a split of data.splits "
+                              "['train2017', 'val2017']")
+
+
+@pytest.mark.parametrize(("split", "message"), [
+    ({"train": ["val2017"]}, "masks.split: {'train': ['val2017']} is not allowed; expected a mapping with a 'val' key"),
+    ({"train": ["val2017"], "val": []}, "masks.split.val: [] is not allowed; expected a non-empty list of split names"),
+    ({"train": ["val2017"], "val": ["val2017"]},
+     "masks.split.val: 'val2017' is not allowed; expected a split of no other part (it is in 'train' too)"),
+    ({"train": ["val2017"], "val": ["val2017"], "holdout": ["x"]},
+     "masks.split: 'holdout' is not allowed; expected a mapping with keys from ['train', 'val', 'test']"),
+    ({"train": ["val2017"], "val": ["valid"]}, ("masks.split: 'valid' is not allowed; expected a split of "
+                                                 "data.splits ['val2017']")),
+    ("bogus", "masks.split: 'bogus' is not allowed; expected one of ['auto', 'coco', 'pooled'] or a mapping"),
+])
+def test_bad_masks_split(split: object, message: str) -> None:
+    with pytest.raises(ConfigError) as err:
+        parse_params({"masks": {"split": split}})
+    assert str(err.value) == message

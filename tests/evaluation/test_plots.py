@@ -32,3 +32,16 @@ def test_few_classes_keep_readable_cells_and_bytes_are_stable(tmp_path: Path) ->
     height, width = cv2.imread(str(tmp_path / "c.png")).shape[:2]
     assert 300 < width < 700 and 250 < height < 600
     assert (tmp_path / "c.png").read_bytes() == (tmp_path / "d.png").read_bytes()
+
+
+def test_a_confusion_plot_of_many_classes_draws_the_most_frequent(tmp_path: Path) -> None:
+    from cocoseg.evaluation.plots import PLOTTED_MAX
+
+    k = 1204
+    cm = np.zeros((k, k), np.int64)
+    cm[np.arange(k), np.arange(k)] = np.arange(k) + 1  # every class present, the later ones more frequent
+    write_confusion_plot(tmp_path / "c.png", cm, [f"c{i}" for i in range(k)])
+    few = np.zeros((PLOTTED_MAX, PLOTTED_MAX), np.int64)
+    np.fill_diagonal(few, 1)
+    write_confusion_plot(tmp_path / "few.png", few, [f"c{i}" for i in range(PLOTTED_MAX)])
+    assert cv2.imread(str(tmp_path / "c.png")).shape == cv2.imread(str(tmp_path / "few.png")).shape  # capped

@@ -127,6 +127,7 @@ def test_report_counts_and_reasons(coco_root: Path, tmp_path: Path) -> None:
         "images": 11, "images_written": 8, "images_skipped": 3,
         "annotations": 20, "annotations_painted": 11, "annotations_crowd": 1, "annotations_unselected": 0,
         "annotations_skipped": 6, "annotations_in_skipped_images": 2, "size_mismatches": 1,
+        "images_turned_upright": 0,
     }
     skipped_images = {e["image_id"]: e["reason"] for e in report["skipped_images"]}
     assert skipped_images.keys() == {6, 9, 10}
@@ -313,7 +314,7 @@ def test_split_images_coco_keeps_cocos_own_split_and_auto_picks_it_when_both_are
     pooled = split_images(train + val, 0.2, 0, "pooled")
     assert pooled != coco and len(pooled["val"]) == 2  # round(0.2 * 9), drawn from both splits
     assert split_images(val, 0.3, 0, "auto") == split_images(val, 0.3, 0)  # one split: pooled, as before
-    with pytest.raises(CocoFormatError, match="masks.split: coco needs images of train2017 and val2017"):
+    with pytest.raises(CocoFormatError, match=r"masks.split: the train part \(train2017\) has no written images"):
         split_images(val, 0.3, 0, "coco")
 
 
@@ -480,7 +481,7 @@ def test_interrupted_run_keeps_previous_output(coco_root: Path, tmp_path: Path,
 
 
 def test_no_image_with_masks_is_an_error(make_coco: Callable[..., Path], tmp_path: Path) -> None:
-    root = make_coco([image(1), image(2)], [])
+    root = make_coco([image(1), image(2)], [ann(1, 9, CAT, [box_poly(0, 3, 0, 3)])])  # an annotation of no image
     with pytest.raises(CocoFormatError, match=r"no image produced a mask; .*'reason': 'no kept annotations'"):
         run(root, tmp_path / "masks")
     assert not (tmp_path / "masks").exists()
@@ -560,3 +561,14 @@ def test_sample_report(sample_coco: Path, tmp_path: Path) -> None:
         "malformed segmentation: empty segmentation list", "unknown category id 99"]}
     assert [n["image_id"] for n in report["notices"]] == [10]
     assert report["counts"]["annotations_crowd"] == 1
+
+
+def test_an_image_folder_named_like_the_instance_table_is_refused(make_coco: Callable[..., Path],
+                                                                  tmp_path: Path) -> None:
+    root = make_coco([image(1)], [ann(1, 1, CAT, [box_poly(0, 3, 0, 3)])])
+    data = json.loads((root / "annotations" / "instances_val2017.json").read_text())
+    data["images"][0]["file_name"] = "instances.jsonl/001.jpg"
+    (root / "annotations" / "instances_val2017.json").write_text(json.dumps(data))
+    with pytest.raises(CocoFormatError, match=r"lies in a folder named instances.jsonl"):
+        run(root, tmp_path / "masks")
+    assert not (tmp_path / "masks").exists()

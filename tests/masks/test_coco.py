@@ -42,14 +42,15 @@ def test_index_is_sorted_and_grouped(tmp_path: Path) -> None:
         ({"images": [{"id": "1", "file_name": "a.jpg"}], "annotations": [], "categories": []},
          "images[0] has no integer 'id'"),
         ({"images": [{"id": 1, "file_name": "../a.jpg"}], "annotations": [], "categories": []},
-         "images[0] (id 1) has no usable 'file_name' (got '../a.jpg')"),
+         "images[0] (id 1) has no usable 'file_name' (got '../a.jpg': it has an empty, hidden, '.' or '..' part)"),
         ({"images": [{"id": 1, "file_name": "a.jpg"}, {"id": 1, "file_name": "b.jpg"}], "annotations": [],
           "categories": []}, "images[1] repeats the id 1 of images[0]; each id must be unique"),
         # a second category with an existing id once painted every object of the first as the second
         ({"images": [], "annotations": [], "categories": [{"id": 1, "name": "cat"}, {"id": 1, "name": "dog"}]},
          "categories[1] repeats the id 1 of categories[0]; each id must be unique"),
         ({"images": [], "annotations": [], "categories": [{"id": 1, "name": "cat"}, {"id": 2, "name": "cat"}]},
-         "categories[1] repeats the name 'cat' of categories[0]; each name must be unique"),
+         ("categories[1] (id 2) repeats the name 'cat' of categories[0] (id 1), and their supercategories "
+          "(None, None) do not tell them apart; each name must be unique")),
         ({"images": [{"id": True, "file_name": "a.jpg"}], "annotations": [], "categories": []},
          "images[0] has no integer 'id'"),
         ({"images": [], "annotations": [], "categories": [{"id": 1}]},
@@ -133,3 +134,50 @@ def test_broken_json_around_the_scanned_annotations(tmp_path: Path, text: str) -
         json.loads(text)
     with pytest.raises(CocoFormatError, match=r"not valid JSON \("):
         load_coco(path)
+
+
+def test_category_use_counts_kept_annotations_of_listed_images(tmp_path: Path) -> None:
+    path = write(tmp_path, {
+        "images": [{"id": 1, "file_name": "a.jpg"}, {"id": 2, "file_name": "b.jpg"}],
+        "categories": [{"id": 0, "name": "placeholder"}, {"id": 4, "name": "cat"}, {"id": 95, "name": "dog"}],
+        "annotations": [
+            {"id": 1, "image_id": 1, "category_id": 4},
+            {"id": 2, "image_id": 2, "category_id": 4, "iscrowd": 0},
+            {"id": 3, "image_id": 2, "category_id": 95, "iscrowd": 1},  # a crowd keeps its category (as void)
+            {"id": 4, "image_id": 9, "category_id": 0},  # no such image
+            {"id": 1, "image_id": 2, "category_id": 0},  # a repeated id: not used
+            {"id": 5, "image_id": 1, "category_id": 0, "iscrowd": 2},  # skipped by the worker
+            {"id": 6, "image_id": 1, "category_id": True},
+        ]})
+    index = load_coco(path)
+    assert index.category_use == {4: 2, 95: 1}
+    assert index.annotation_count == 7
+
+
+def test_images_named_by_url_and_with_subfolders(tmp_path: Path) -> None:
+    path = write(tmp_path, {"images": [{"id": 1, "coco_url": "http://x.org/val2017/000000000139.jpg"},
+                                       {"id": 2, "file_name": "JPEGImages/b.jpg", "coco_url": "http://x.org/c.jpg"}],
+                            "annotations": [], "categories": []})
+    assert [im["file_name"] for im in load_coco(path).images] == ["000000000139.jpg", "JPEGImages/b.jpg"]
+    path = write(tmp_path, {"images": [{"id": 1}], "annotations": [], "categories": []})
+    with pytest.raises(CocoFormatError, match=r"images\[0\] \(id 1\) has neither a 'file_name' nor a 'coco_url'"):
+        load_coco(path)
+
+
+def test_a_file_without_annotations_loads_as_images_only(tmp_path: Path) -> None:
+    path = write(tmp_path, {"images": [{"id": 1, "file_name": "a.jpg"}], "categories": []})  # image_info_test
+    assert load_coco(path).annotation_count == 0
+
+
+def test_names_shared_across_supercategories_are_disambiguated(tmp_path: Path) -> None:
+    path = write(tmp_path, {"images": [], "annotations": [], "categories": [
+        {"id": 1, "name": "sleeve", "supercategory": "top"}, {"id": 2, "name": "sleeve", "supercategory": "dress"},
+        {"id": 3, "name": "collar", "supercategory": "top"}]})
+    assert [c["name"] for c in load_coco(path).categories] == ["sleeve (top)", "sleeve (dress)", "collar"]
+    path = write(tmp_path, {"images": [], "annotations": [], "categories": [
+        {"id": 1, "name": "cat", "supercategory": "animal"}, {"id": 7, "name": "cat", "supercategory": "animal"}]})
+    with pytest.raises(CocoFormatError) as err:
+        load_coco(path)
+    assert str(err.value) == (f"{path}: categories[1] (id 7) repeats the name 'cat' of categories[0] (id 1), and "
+                              f"their supercategories ('animal', 'animal') do not tell them apart; each name must be "
+                              f"unique")

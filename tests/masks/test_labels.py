@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 
 from cocoseg.core.params import ConfigError
@@ -48,7 +49,7 @@ def test_unknown_name_lists_valid_names() -> None:
 
 
 def test_duplicate_name_fails() -> None:
-    with pytest.raises(ConfigError, match=r"masks.categories: a name is listed twice in \['cat', 'cat'\]"):
+    with pytest.raises(ConfigError, match=r"masks.categories: 'cat' is selected twice in \['cat', 'cat'\]"):
         build_label_map(CATEGORIES, ("cat", "cat"), ())
 
 
@@ -64,8 +65,10 @@ def test_voc_preset_names_exist_in_coco() -> None:
 
 
 def test_voc_preset_on_a_dataset_without_those_names_fails_clearly() -> None:
-    with pytest.raises(ConfigError, match=r"^masks.categories: unknown category 'airplane'; valid names: "):
+    with pytest.raises(ConfigError) as err:
         build_label_map(CATEGORIES, "voc", ())
+    assert str(err.value) == ("masks.categories: voc selects the 20 PASCAL VOC classes by their COCO names, and this "
+                              "data is not COCO (no category 'airplane'); list your own category names instead")
 
 
 def test_priority_first_listed_is_highest_unlisted_zero() -> None:
@@ -80,11 +83,13 @@ def test_priority_must_be_a_selected_category() -> None:
     assert str(err.value) == "masks.priority: 'dog' is not a selected category; selected: ['cat']"
 
 
-def test_too_many_classes_for_uint8() -> None:
+def test_classes_beyond_254_make_uint16_masks_with_void_65535() -> None:
     many = [{"id": i, "name": f"c{i}"} for i in range(1, 256)]
-    with pytest.raises(ConfigError, match="255 classes do not fit a uint8 mask"):
-        build_label_map(many, "all", ())
-    assert build_label_map(many[:254], "all", ()).num_classes == 255
+    narrow = build_label_map(many[:254], "all", ())
+    assert (narrow.num_classes, narrow.void, narrow.dtype) == (255, 255, np.uint8)
+    wide = build_label_map(many, "all", ())
+    assert (wide.num_classes, wide.void, wide.dtype) == (256, 65535, np.uint16)
+    assert wide.to_json()["void"] == 65535
 
 
 def test_palette_background_black_and_distinct() -> None:
@@ -105,3 +110,41 @@ def test_to_json() -> None:
             {"id": 2, "coco_id": 1, "name": "cat", "color": [0, 128, 0]},
         ],
     }
+
+
+# --- categories by use, supercategories -------------------------------------------------------------
+
+ANIMALS = [{"id": 0, "name": "project", "supercategory": "none"},
+           {"id": 5, "name": "cat", "supercategory": "animal"}, {"id": 9, "name": "dog", "supercategory": "animal"},
+           {"id": 250, "name": "car", "supercategory": "vehicle"}, {"id": 91, "name": "bus", "supercategory": "vehicle"}]
+
+
+def test_all_is_every_used_category_by_id_and_the_rest_are_listed_unused() -> None:
+    labels = build_label_map(ANIMALS, "all", (), use={5: 3, 250: 1, 9: 2, 7: 4})  # 7: no such category
+    assert labels.names == ("background", "cat", "dog", "car") and labels.coco_ids == (0, 5, 9, 250)
+    assert labels.unused == ({"id": 0, "name": "project"}, {"id": 91, "name": "bus"})
+
+
+def test_a_supercategory_stands_for_its_used_categories_by_id() -> None:
+    use = {0: 0, 5: 1, 9: 1, 250: 1, 91: 1}
+    labels = build_label_map(ANIMALS, ("car", "supercategory:animal"), (), use)
+    assert labels.names == ("background", "car", "cat", "dog")
+    assert build_label_map(ANIMALS, ("supercategory:vehicle",), (), use).coco_ids == (0, 91, 250)
+    with pytest.raises(ConfigError) as err:
+        build_label_map(ANIMALS, ("supercategory:plant",), (), use)
+    assert str(err.value) == ("masks.categories: unknown supercategory 'plant' in 'supercategory:plant'; valid "
+                              "supercategories: ['animal', 'none', 'vehicle']")
+    with pytest.raises(ConfigError, match=r"'cat' is selected twice"):
+        build_label_map(ANIMALS, ("cat", "supercategory:animal"), (), use)
+
+
+def test_a_category_named_explicitly_is_kept_even_unused() -> None:
+    labels = build_label_map(ANIMALS, ("bus", "cat"), (), use={5: 1})
+    assert labels.coco_ids == (0, 91, 5)
+    assert labels.unused == ({"id": 0, "name": "project"}, {"id": 9, "name": "dog"}, {"id": 250, "name": "car"})
+
+
+def test_category_id_zero_is_a_class_like_any_other() -> None:
+    labels = build_label_map([{"id": 0, "name": "_background_"}, {"id": 1, "name": "person"}], "all", ())
+    assert labels.class_of(0) == 1 and labels.class_of(1) == 2
+    assert [c["coco_id"] for c in labels.to_json()["classes"]] == [None, 0, 1]

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from exports import snapshot, square_jpeg, write_roboflow
+from local_exports import snapshot, square_jpeg, write_roboflow
 from helpers import git_commit, one_model_project, ran, run_in
 
 pytestmark = pytest.mark.slow

@@ -57,7 +57,7 @@ def test_masks_stage_bad_params(make_coco: Callable[..., Path], tmp_path: Path, 
         ('{"images": [', "not valid JSON ("),
         ('{"images": [], "annotations": []}', "key 'categories' is missing or not a list"),
         ('{"images": [{"id": 1}], "annotations": [], "categories": []}',
-         "images[0] (id 1) has no usable 'file_name' (got None)"),
+         "images[0] (id 1) has neither a 'file_name' nor a 'coco_url' to name its file"),
         ("[1, 2]", "expected a JSON object with images, annotations, categories"),
     ],
 )
@@ -79,10 +79,21 @@ def test_masks_stage_missing_coco_folder(tmp_path: Path) -> None:
 
 
 def test_masks_stage_no_masks_at_all(make_coco: Callable[..., Path], tmp_path: Path) -> None:
-    coco = make_coco(IMAGES, [], categories=CATEGORIES)
+    orphan = {**ANNOTATIONS[0], "image_id": 999}  # annotations, but none of a listed image
+    coco = make_coco(IMAGES, [orphan], categories=CATEGORIES)
     result = run_stage("masks", "--params", params_file(tmp_path), "--coco", coco, "--out", tmp_path / "m",
                        cwd=tmp_path)
     assert_one_error(result, f"{coco}: no image produced a mask", "no kept annotations")
+
+
+def test_masks_stage_refuses_a_split_of_images_only(make_coco: Callable[..., Path], tmp_path: Path) -> None:
+    coco = make_coco(IMAGES, [], categories=CATEGORIES)
+    result = run_stage("masks", "--params", params_file(tmp_path), "--coco", coco, "--out", tmp_path / "m",
+                       cwd=tmp_path)
+    assert_one_error(result, f"{coco / 'annotations' / 'instances_val2017.json'}: split 'val2017' lists "
+                             f"{len(IMAGES)} images and no annotations; masks need annotated images",
+                     "`cocoseg predict` segments images without annotations")
+    assert not (tmp_path / "m").exists()
 
 
 def test_extract_stage_unsafe_archive(tmp_path: Path) -> None:

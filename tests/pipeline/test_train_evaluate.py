@@ -319,3 +319,21 @@ def test_stage_errors(tmp_path: Path, stage: str, fragments: list[str]) -> None:
     line = assert_one_error(result, *fragments)
     assert line.startswith("ERROR cocoseg: ")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["params.yaml"]  # failed before writing anything
+
+
+def test_evaluate_scores_a_test_split_apart(run: Run, checkpoints: dict[str, Path], tmp_path: Path) -> None:
+    """A test part of split.json is scored like val, into test/* keys; here it holds the val images, so
+    its scores must be val's exactly."""
+    import shutil
+
+    masks = tmp_path / "masks"
+    shutil.copytree(run.masks, masks)
+    split = json.loads((masks / "split.json").read_text())
+    (masks / "split.json").write_text(json.dumps({**split, "test": split["val"]}))
+    cfg = EvaluateConfig(overlays=0, speed_batches=1, workers=0)
+    metrics = evaluate_model(checkpoints["untrained"], run.coco, masks, tmp_path / "out", cfg)
+    assert metrics["test_images"] == metrics["val_images"] == 2
+    for key in ("miou", "dice", "pixel_accuracy", "per_class"):
+        assert metrics[f"test/{key}"] == metrics[key]
+    assert set(metrics) == {"miou", "dice", "pixel_accuracy", "per_class", "params", "val_images", "test_images",
+                            "test/miou", "test/dice", "test/pixel_accuracy", "test/per_class"}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -23,6 +24,7 @@ from cocoseg.training.data import (
     train_transform,
     usable_cores,
 )
+from cocoseg.training.decoded import DecodedPairs
 
 
 @pytest.fixture
@@ -184,3 +186,82 @@ def test_auto_workers_follow_the_usable_cores(shapes: tuple[Path, Path, list[np.
     assert resolve_workers(1) == 1
     assert resolve_workers(usable_cores() + 62) == usable_cores()  # capped, with a line (tests/core/test_limits.py)
     assert SegmentationDataModule(coco, masks, (32, 32), batch_size=2, workers="auto").workers == usable_cores()
+
+
+def test_uint16_masks_pad_with_their_own_void(tmp_path: Path) -> None:
+    mask = (blocks(32, 48, 0) == 1).astype(np.uint16) * 700  # class ids beyond uint8
+    image = np.zeros((32, 48, 3), np.uint8)
+    _, out_mask = train_transform((32, 48), (0.5, 0.5), False, void=65535)((image, mask),
+                                                                                     np.random.default_rng(0))
+    assert out_mask.dtype == np.uint16
+    assert set(np.unique(out_mask[:16, :24]).tolist()) <= {0, 700} and (out_mask[16:] == 65535).all()
+
+
+def test_a_datamodule_takes_its_void_from_labels_json(tmp_path: Path) -> None:
+    pairs = [shapes_pair(48, 64, seed) for seed in range(3)]
+    wide = [np.where(p[1] == 255, 65535, p[1].astype(np.uint16) * 300).astype(np.uint16) for p in pairs]
+    coco, masks = write_dataset(tmp_path, [p[0] for p in pairs], wide, num_val=1,
+                                classes=[f"c{k}" for k in range(601)])
+    labels = json.loads((masks / "labels.json").read_text())
+    (masks / "labels.json").write_text(json.dumps({**labels, "void": 65535}))
+    dm = SegmentationDataModule(coco, masks, (24, 32), batch_size=2, scale=(0.5, 0.5))
+    assert dm.void == 65535 and dm.num_classes == 601
+    _, targets = next(iter(dm.train_dataloader()))
+    assert targets.dtype == torch.uint16 and {0, 300, 600, 65535} >= set(targets.unique().tolist()) >= {65535}
+
+
+def test_a_large_photo_is_decoded_reduced_and_trains_like_its_full_decode(tmp_path: Path) -> None:
+    """Over a megapixel, a JPEG is decoded at the smallest 1/2, 1/4, 1/8 scale that keeps the pixels the
+    transform needs, its mask resized to match (nearest)."""
+    image, mask = shapes_pair(960, 1280, 3)
+    coco, masks = write_dataset(tmp_path, [image, image], [mask, mask], num_val=1)
+    ds = SegmentationDataset(["val2017/000000000001.jpg"], coco, masks, (96, 128), at_least=(120, 160))
+    reduced, target = ds[0]
+    whole = SegmentationDataset(["val2017/000000000001.jpg"], coco, masks, (96, 128), at_least=(960, 1280))[0][0]
+    path = coco / "val2017" / "000000000001.jpg"
+    eighth = cv2.cvtColor(cv2.imread(str(path), cv2.IMREAD_REDUCED_COLOR_8), cv2.COLOR_BGR2RGB)
+    np.testing.assert_array_equal(reduced.numpy(), cv2.resize(eighth, (128, 96), interpolation=cv2.INTER_LINEAR))
+    small_mask = cv2.resize(mask, (160, 120), interpolation=cv2.INTER_NEAREST)
+    np.testing.assert_array_equal(target.numpy(), cv2.resize(small_mask, (128, 96), interpolation=cv2.INTER_NEAREST))
+    assert np.abs(reduced.numpy().astype(int) - whole.numpy().astype(int)).mean() < 4  # the same picture
+
+
+def test_a_large_pair_is_decoded_once_and_read_back_identical(tmp_path: Path) -> None:
+    image, mask = shapes_pair(960, 1280, 4)
+    coco, masks = write_dataset(tmp_path, [image, image], [mask, mask], num_val=1)
+    item = "val2017/000000000001.jpg"
+    (masks / "manifest.tsv").write_text(f"item\timage_sha256_128\tsemantic_sha256_128\n{item}\t{'a' * 32}\t{'b' * 32}\n")
+    decoded = DecodedPairs.beside(masks, (240, 320))
+    first = SegmentationDataset([item], coco, masks, (200, 300), at_least=(240, 320), decoded=decoded)[0]
+    entry = tmp_path / "data" / ".decoded" / f"{'a' * 32}{'b' * 32}-240x320.npy"
+    assert entry.is_file()
+    kept_image, kept_mask = decoded.load(item)
+    assert kept_image.shape == (240, 320, 3) and kept_mask.shape == (240, 320)
+    (coco / "val2017" / "000000000001.jpg").unlink()  # the second read must not need the files
+    second = SegmentationDataset([item], coco, masks, (200, 300), at_least=(240, 320), decoded=decoded)[0]
+    for a, b in zip(first, second, strict=True):
+        np.testing.assert_array_equal(a.numpy(), b.numpy())
+    other = DecodedPairs(decoded.root, {item: "c" * 64}, (240, 320))  # an edited image: another digest
+    assert other.load(item) is None
+    assert DecodedPairs.beside(tmp_path / "nowhere", (240, 320)) is None  # no manifest: nothing kept
+
+
+def test_photos_up_to_a_megapixel_decode_whole_as_before(shapes: tuple[Path, Path, list[np.ndarray]]) -> None:
+    coco, masks, _ = shapes
+    ds = SegmentationDataset(load_split(masks)["train"], coco, masks, (24, 32), at_least=(6, 8))
+    image = cv2.cvtColor(cv2.imread(str(coco / "val2017" / "000000000001.jpg")), cv2.COLOR_BGR2RGB)
+    np.testing.assert_array_equal(ds[0][0].numpy(), cv2.resize(image, (32, 24), interpolation=cv2.INTER_LINEAR))
+
+
+def test_workers_start_even_after_this_process_ran_opencv_on_its_thread_pool(
+        shapes: tuple[Path, Path, list[np.ndarray]]) -> None:
+    """OpenCV's pool started here (a large resize on several threads), then loader workers fork: each must
+    get its batch (a worker setting its own thread count used to wait for ever on the pool)."""
+    coco, masks, _ = shapes
+    cv2.setNumThreads(2)
+    big = np.zeros((960, 1280, 3), np.uint8)
+    for _ in range(3):
+        cv2.resize(big, (2560, 1920), interpolation=cv2.INTER_CUBIC)
+    dm = SegmentationDataModule(coco, masks, (32, 32), batch_size=3, workers=1, scale=(1.0, 1.0))
+    images, _ = next(iter(dm.train_dataloader()))
+    assert images.shape == (3, 32, 32, 3) and cv2.getNumThreads() == 1

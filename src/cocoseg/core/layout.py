@@ -22,7 +22,10 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
+import numpy as np
+
 VOID = 255  # label of pixels that are ignored by the loss and the metrics (crowds, contested pixels)
+VOID_WIDE = 65535  # the same in the uint16 semantic masks of more than 255 classes (LVIS has 1,203)
 
 # --- data/raw: the official COCO 2017 archives ------------------------------------------------------
 
@@ -142,7 +145,7 @@ def image_path(coco_root: Path, item: str) -> Path:
 
 # --- data/masks: what the masks stage writes ---------------------------------------------------------
 
-SEMANTIC = "semantic"  # (H, W) uint8 class ids, VOID where ignored
+SEMANTIC = "semantic"  # (H, W) uint8 class ids, VOID where ignored (uint16 and VOID_WIDE: label_dtype)
 INSTANCE = "instance"  # (H, W) uint16 instance ids, plus one instances.jsonl table per split
 PREVIEW = "preview"
 LABELS_FILE = "labels.json"
@@ -161,6 +164,19 @@ def mask_name(file_name: str) -> str:
     """The PNG path of an image's masks: its path with the suffix .png, subfolders kept, so 000000139.jpg ->
     000000139.png and JPEGImages/a.jpg -> JPEGImages/a.png."""
     return str(PurePosixPath(file_name).with_suffix(".png"))
+
+
+def label_dtype(num_classes: int) -> np.dtype:
+    """The dtype of a semantic mask (or a prediction) of ``num_classes`` classes, background included:
+    uint8 while the class ids 0..K-1 stay below VOID (so COCO's masks keep their bytes), else uint16."""
+    if num_classes > VOID_WIDE:
+        raise ValueError(f"{num_classes} classes do not fit a uint16 mask with {VOID_WIDE} as void")
+    return np.dtype(np.uint8 if num_classes <= VOID else np.uint16)
+
+
+def void_label(num_classes: int) -> int:
+    """The void label of a semantic mask of ``num_classes`` classes: the largest value of its dtype."""
+    return int(np.iinfo(label_dtype(num_classes)).max)
 
 
 def semantic_mask_path(masks_root: Path, item: str) -> Path:

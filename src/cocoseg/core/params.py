@@ -22,6 +22,7 @@ import yaml
 from cocoseg.core import limits
 from cocoseg.core.errors import UserError
 from cocoseg.core.layout import COCO_MD5, SPLITS, split_name_problem
+from cocoseg.core.splits import PARTS
 from cocoseg.core.yaml_file import YamlRefused, load_yaml
 
 
@@ -173,12 +174,16 @@ class DataConfig:
 
 @dataclass(frozen=True)
 class MasksConfig:
-    categories: str | tuple[str, ...] = "all"  # "all", "voc", or a list of COCO category names
+    # "all" (every category some kept annotation uses), "voc", or a list of category names and
+    # "supercategory:<name>" entries
+    categories: str | tuple[str, ...] = "all"
     overlap: str = "priority_area"  # a name of cocoseg.masks.paint.OVERLAP_POLICIES (checked there)
     priority: tuple[str, ...] = ()  # highest first; unlisted classes share the lowest priority
     crowd: Literal["void", "background"] = "void"  # crowd pixels: ignored (255) or background (0)
     keep_empty_images: bool = False  # images without kept annotations: skip, or keep all-background
-    split: Literal["auto", "coco", "pooled"] = "auto"  # auto: COCO's own split when both splits are built
+    # auto: by the splits' names (train/valid/test, train2017/val2017, ...), else pooled; or a mapping
+    # such as {train: [train], val: [valid], test: [test]}
+    split: Literal["auto", "coco", "pooled"] | Mapping[str, tuple[str, ...] | str] = "auto"
     val_fraction: float = 0.2  # the pooled split's seeded val share
     preview: int = 4  # how many seeded random images get a preview panel
     workers: int = 0  # processes for the masks stage; 0 = one per CPU core
@@ -198,6 +203,24 @@ class MasksConfig:
         _check(self.preview >= 0, "masks.preview", self.preview, "an integer >= 0")
         _check(self.workers >= 0, "masks.workers", self.workers, "an integer >= 0 (0 = all cores)")
         _check(self.max_pixels >= 1, "masks.max_pixels", self.max_pixels, "a positive integer")
+        if isinstance(self.split, Mapping):  # a single name stands for a list of one
+            object.__setattr__(self, "split", {part: (names,) if isinstance(names, str) else tuple(names)
+                                               for part, names in self.split.items()})
+            _check_split_mapping(self.split)
+
+
+def _check_split_mapping(split: Mapping[str, tuple[str, ...]]) -> None:
+    """``masks.split`` as a mapping: train and val (test optional), each a non-empty list, no split twice."""
+    for part, names in split.items():
+        _check(part in PARTS, "masks.split", part, f"a mapping with keys from {list(PARTS)}")
+        _check(len(names) > 0, f"masks.split.{part}", list(names), "a non-empty list of split names")
+    for part in ("train", "val"):
+        _check(part in split, "masks.split", {k: list(v) for k, v in split.items()}, f"a mapping with a {part!r} key")
+    seen: dict[str, str] = {}
+    for part, names in split.items():
+        for name in names:
+            _check(seen.setdefault(name, part) == part, f"masks.split.{part}", name,
+                   f"a split of no other part (it is in {seen[name]!r} too)")
 
 
 @dataclass(frozen=True)
@@ -285,6 +308,13 @@ class Params:
     def __post_init__(self) -> None:
         _check(self.masks.split != "coco" or set(self.data.splits) == {"train2017", "val2017"}, "masks.split",
                self.masks.split, "auto or pooled unless data.splits holds train2017 and val2017")
+        if isinstance(self.masks.split, Mapping):  # it names exactly the splits data.splits builds
+            named = [name for names in self.masks.split.values() for name in names]
+            for name in named:
+                _check(name in self.data.splits, "masks.split", name, f"a split of data.splits {list(self.data.splits)}")
+            for name in self.data.splits:
+                _check(name in named, "masks.split", {k: list(v) for k, v in self.masks.split.items()},
+                       f"a mapping that names every split of data.splits; {name!r} is in no part")
         for name, model in self.models.items():
             _check(name.isidentifier(), f"models.{name}", name, "a model name made of letters, digits and _")
             for key in ("lr", "epochs", "batch_size"):
@@ -420,5 +450,7 @@ def _describe(tp: Any) -> str:
         return " or ".join("null" if t is type(None) else _describe(t) for t in typing.get_args(tp))
     if origin is tuple:
         return f"list of {_describe(typing.get_args(tp)[0])}"
+    if origin in (Mapping, dict):
+        return "a mapping"
     return {bool: "true/false", int: "integer", float: "number", str: "string"}.get(tp, str(tp))
 

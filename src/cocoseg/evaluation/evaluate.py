@@ -1,4 +1,5 @@
-"""Score a trained model on the val split at the masks' resolution, from one confusion matrix."""
+"""Score a trained model on the val split at the masks' resolution, from one confusion matrix; and on the
+test split, apart, where split.json has one (metrics.json's ``test/*`` keys)."""
 
 from __future__ import annotations
 
@@ -15,10 +16,10 @@ from torch.utils.data import DataLoader, Dataset
 from cocoseg.core.arithmetic import settle_arithmetic
 from cocoseg.core.files import atomic_dir, write_json, write_png
 from cocoseg.core.images import explained_panel, overlay, read_image, read_mask, read_rgb
-from cocoseg.core.layout import image_path, mask_name, semantic_mask_path, split_item
+from cocoseg.core.layout import VOID, image_path, mask_name, semantic_mask_path, split_item
 from cocoseg.core.limits import SPEED_SECONDS, cap_processes
 from cocoseg.core.params import EvaluateConfig
-from cocoseg.core.splits import load_split
+from cocoseg.core.splits import load_split, load_void
 from cocoseg.evaluation.metrics import confusion_matrix, per_class_scores, summarise
 from cocoseg.evaluation.plots import write_confusion_plot
 from cocoseg.models import count_parameters
@@ -30,7 +31,9 @@ log = logging.getLogger(__name__)
 
 
 class ValImages(Dataset):
-    """Val items as (model-sized (3, h, w) uint8 image, full-resolution (H, W) uint8 mask)."""
+    """Val (or test) items as (model-sized (3, h, w) uint8 image, full-resolution (H, W) uint8 or uint16
+    mask). The image is read to its mask's shape (an EXIF-rotated photo painted upright is turned; a
+    large photo may be decoded at a reduced scale that keeps the model's input size)."""
 
     def __init__(self, items: list[str], coco_root: Path, masks_root: Path, prep: Preprocessing) -> None:
         self.items, self.coco_root, self.masks_root, self.prep = items, coco_root, masks_root, prep
@@ -40,8 +43,8 @@ class ValImages(Dataset):
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
         item = self.items[index]
-        image = read_rgb(image_path(self.coco_root, item))
         mask = read_mask(semantic_mask_path(self.masks_root, item))
+        image = read_rgb(image_path(self.coco_root, item), size=mask.shape, at_least=self.prep.image_size)
         return to_chw(self.prep.resize(image)), torch.from_numpy(mask)
 
 
@@ -65,8 +68,10 @@ class Progress:
 
 
 def confusion_over(model: torch.nn.Module, dataset: ValImages, num_classes: int, cfg: EvaluateConfig,
-                   device: str, on_image: Callable[[int, np.ndarray, np.ndarray], None] | None = None) -> np.ndarray:
-    """(K, K) confusion matrix of ``model`` over ``dataset`` at the masks' resolution, in batches.
+                   device: str, on_image: Callable[[int, np.ndarray, np.ndarray], None] | None = None,
+                   void: int = VOID) -> np.ndarray:
+    """(K, K) confusion matrix of ``model`` over ``dataset`` at the masks' resolution, in batches; pixels
+    labelled ``void`` left out.
 
     ``on_image(index, target, prediction)`` sees each image's arrays (the overlays use it).
     """
@@ -80,7 +85,7 @@ def confusion_over(model: torch.nn.Module, dataset: ValImages, num_classes: int,
         _, preds = predict_batch(model, inputs, [tuple(t.shape) for t in targets], cfg.upsample)
         for target, pred in zip(targets, preds):
             target, pred = target.numpy(), pred.cpu().numpy()
-            cm += confusion_matrix(target, pred, num_classes)
+            cm += confusion_matrix(target, pred, num_classes, void)
             if on_image is not None:
                 on_image(index, target, pred)
             index += 1
@@ -97,7 +102,8 @@ def evaluate_model(model_path: Path, coco_root: Path, masks_root: Path, out_dir:
     arithmetic = settle_arithmetic(cfg.deterministic, cfg.threads)
     model, ckpt = load_checkpoint(model_path, device)
     classes, prep = ckpt["classes"], Preprocessing.from_checkpoint(ckpt)
-    dataset = ValImages(load_split(masks_root)["val"], coco_root, masks_root, prep)
+    split, void = load_split(masks_root), load_void(masks_root)
+    dataset = ValImages(split["val"], coco_root, masks_root, prep)
     log.info("scoring %s on %d val images, %d classes", model_path, len(dataset), len(classes))
     with atomic_dir(out_dir / "overlays") as overlays:
         def overlay_first(index: int, target: np.ndarray, pred: np.ndarray) -> None:
@@ -106,8 +112,13 @@ def evaluate_model(model_path: Path, coco_root: Path, masks_root: Path, out_dir:
                 _write_overlay(overlays / mask_name(split_item(item)[1]), image_path(coco_root, item),
                                target, pred, classes)
 
-        cm = confusion_over(model, dataset, len(classes), cfg, device, overlay_first)
+        cm = confusion_over(model, dataset, len(classes), cfg, device, overlay_first, void)
     metrics = {**summarise(cm), "params": count_parameters(model), "val_images": len(dataset)}
+    if split.get("test"):  # scored apart: the val split picked the best epoch, the test split did not
+        test = ValImages(split["test"], coco_root, masks_root, prep)
+        scored = summarise(confusion_over(model, test, len(classes), cfg, device, void=void))
+        metrics.update({f"test/{key}": value for key, value in scored.items()}, test_images=len(test))
+        log.info("test split: mIoU %.4f over %d images", metrics["test/miou"], len(test))
     write_json(out_dir / "metrics.json", metrics)
     write_json(out_dir / "per_class.json", per_class_scores(cm, classes))
     speed = measure_speed(model, prep.image_size, cfg, device)
@@ -148,8 +159,8 @@ def _sync(device: str) -> None:
 
 def _write_overlay(path: Path, source: Path, target: np.ndarray, pred: np.ndarray, names: list[str]) -> None:
     """Panel: image | ground truth | prediction, captioned, over a legend (void pixels white)."""
-    image, k = read_image(source), len(names)
-    pred = pred.astype(np.uint8)
+    image, k = read_image(source, size=target.shape), len(names)
+    pred = pred.astype(target.dtype)  # uint8, or uint16 beyond 255 classes
     panels = [(source.name, image), ("ground truth", overlay(image, target, k)),
               ("prediction", overlay(image, pred, k))]
     write_png(path, explained_panel(panels, [target, pred], names))

@@ -1,6 +1,9 @@
 """Apply a trained model to your own images: writes <stem>_mask.png (class ids) and <stem>_overlay.png (the
 image with the classes blended in, above a legend of the classes it shows).
 
+Photos are read as a viewer shows them (EXIF orientation applied, transparent PNG pixels on white), and the
+mask has that upright size: 8-bit class ids, 16-bit beyond 255 classes.
+
     cocoseg predict --model models/unet/model.pt --out predictions photo1.jpg photos/
 """
 
@@ -19,6 +22,7 @@ from cocoseg.core.errors import UserError
 from cocoseg.core.arithmetic import add_arithmetic_flags, settle_arithmetic
 from cocoseg.core.files import write_png
 from cocoseg.core.images import legend, overlay, read_rgb
+from cocoseg.core.layout import label_dtype
 from cocoseg.core.limits import MAX_PREDICT_PIXELS, check_pixels
 from cocoseg.core.stage import run_stage
 from cocoseg.models.checkpoint import load_checkpoint
@@ -110,12 +114,13 @@ def predict_images(model_path: Path, inputs: list[Path], out_dir: Path, device: 
     for path in images:
         try:
             check_pixels(path, max_pixels, "--max-pixels")
-            rgb = read_rgb(path)
+            rgb = read_rgb(path, upright=True)
         except OSError as err:
             log.warning("skipped %s: %s", path, err)
             continue
         inputs = prep.normalise(to_chw(prep.resize(rgb))[None].to(device))
-        pred = predict_batch(model, inputs, [rgb.shape[:2]], upsample)[1][0].cpu().numpy().astype(np.uint8)
+        pred = predict_batch(model, inputs, [rgb.shape[:2]], upsample)[1][0].cpu().numpy()
+        pred = pred.astype(label_dtype(num_classes))
         stem = names[path]
         write_png(out_dir / f"{stem}_mask.png", pred)
         ids = np.flatnonzero(np.bincount(pred.ravel(), minlength=num_classes)).tolist()  # classes shown

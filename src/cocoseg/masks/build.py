@@ -17,19 +17,18 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from collections import Counter
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from numpy.random import default_rng
 from tqdm import tqdm
 
 from cocoseg.core.contents import Contents, read_contents
 from cocoseg.core.files import atomic_dir, write_json, write_text
 from cocoseg.core.layout import (INSTANCE, INSTANCE_TABLE, LABELS_FILE, MASKS_MANIFEST, MASKS_MANIFEST_HEADER,
                                  REPORT_FILE, SEMANTIC, SPLIT_FILE, annotation_file, make_item, mask_name)
-from cocoseg.core.limits import MAX_LISTED, cap_processes
+from cocoseg.core.limits import cap_processes
 from cocoseg.core.machine import usable_cores
 from cocoseg.core.params import MasksConfig
 from cocoseg.masks.coco import CocoFormatError, CocoIndex, load_coco
@@ -38,6 +37,8 @@ from cocoseg.masks.image_job import ImageResult, MaskSettings, process_image
 from cocoseg.masks.labels import LabelMap, build_label_map
 from cocoseg.masks.paint import check_overlap
 from cocoseg.masks.preview import write_previews
+from cocoseg.masks.report import Report
+from cocoseg.masks.split import describe_plan, plan_parts, split_images
 from cocoseg.masks.workers import WorkerPool
 
 log = logging.getLogger(__name__)
@@ -47,56 +48,147 @@ Task = tuple[MaskSettings, dict[str, Any], list[dict[str, Any]], Listed | None] 
 RunImages = Callable[[list[Task]], Iterator[ImageResult]]
 
 
+@dataclass(frozen=True)
+class SplitSource:
+    """One split to make masks of: its name, its annotation file, the folder its file names start from."""
+
+    name: str
+    annotations: Path
+    images: Path
+
+
+@dataclass(frozen=True)
+class Output:
+    """Where the masks go. The pipeline's layout (``by_split``) has semantic/<split>/, instance/<split>/
+    with an instances.jsonl each, split.json and manifest.tsv; ``cocoseg prepare --ann`` writes one
+    split's semantic/, instance/ and instances.jsonl at the top, like the seed's prepare_dataset.py."""
+
+    root: Path
+    by_split: bool = True
+
+    def semantic(self, split: str) -> Path:
+        return self.root / SEMANTIC / split if self.by_split else self.root / SEMANTIC
+
+    def instance(self, split: str) -> Path:
+        return self.root / INSTANCE / split if self.by_split else self.root / INSTANCE
+
+    def table(self, split: str) -> Path:
+        return self.instance(split) / INSTANCE_TABLE if self.by_split else self.root / INSTANCE_TABLE
+
+
 def build_masks(coco_root: Path, out_root: Path, splits: tuple[str, ...], cfg: MasksConfig,
                 seed: int) -> dict[str, Any]:
-    """Build all outputs under ``out_root``; return the report (also written as report.json)."""
+    """The masks stage: every split of ``coco_root`` (data/coco's layout) -> ``out_root``; return the report
+    (also written as report.json)."""
+    sources = [SplitSource(split, annotation_file(coco_root, split), coco_root / split) for split in splits]
+    return build_from_sources(sources, out_root, cfg, seed, read_contents(coco_root))
+
+
+def build_from_file(annotations: Path, image_dir: Path, out_root: Path, cfg: MasksConfig,
+                    seed: int) -> dict[str, Any]:
+    """``cocoseg prepare --ann``: one annotation file and its image folder -> ``out_root``, flat."""
+    source = SplitSource(annotations.name.split(".")[0] or "images", annotations, image_dir)
+    return build_from_sources([source], out_root, cfg, seed, None, by_split=False)
+
+
+def build_from_sources(sources: list[SplitSource], out_root: Path, cfg: MasksConfig, seed: int,
+                       contents: Contents | None, by_split: bool = True) -> dict[str, Any]:
+    """Build all outputs under ``out_root``; return the report. ``contents``: the image digests extract
+    took (keyed by item), else the workers hash every image."""
     check_overlap(cfg.overlap)  # before any work, also when called without the stage script
     with _image_runner(cfg.workers) as run_images:
-        return _build(coco_root, out_root, splits, cfg, seed, run_images)
+        return _build(sources, out_root, cfg, seed, run_images, contents, by_split)
 
 
-def _build(coco_root: Path, out_root: Path, splits: tuple[str, ...], cfg: MasksConfig, seed: int,
-           run_images: RunImages) -> dict[str, Any]:
-    indexes = {split: load_coco(annotation_file(coco_root, split)) for split in splits}
+def _build(sources: list[SplitSource], out_root: Path, cfg: MasksConfig, seed: int, run_images: RunImages,
+           contents: Contents | None, by_split: bool) -> dict[str, Any]:
+    indexes = {source.name: load_split(source) for source in sources}
     check_splits(indexes)
-    labels = build_label_map(indexes[splits[0]].categories, cfg.categories, cfg.priority)
-    contents = read_contents(coco_root)  # the image digests extract took; without them, workers hash
-
-    report = _Report()
+    labels = _label_map(indexes, cfg)
+    report = Report()
+    report.extra["categories_unused"] = list(labels.unused)
     written: list[str] = []  # "<split>/<file_name>" of every image that got masks
     manifest: list[str] = []  # its manifest.tsv lines
     with atomic_dir(out_root) as tmp:
-        for split, index in indexes.items():
-            settings = MaskSettings(
-                split=split, image_dir=coco_root / split, semantic_dir=tmp / SEMANTIC / split,
-                instance_dir=tmp / INSTANCE / split, labels=labels,
-                known_category_ids=frozenset(c["id"] for c in index.categories), overlap=cfg.overlap,
-                crowd_mode=cfg.crowd, keep_empty_images=cfg.keep_empty_images, max_pixels=cfg.max_pixels)
-            settings.semantic_dir.mkdir(parents=True)
-            settings.instance_dir.mkdir(parents=True)
-            report.add_orphans(split, index)
-            by_image = index.annotations_by_image
-            tasks = [(settings, image, by_image.get(image["id"], []), _listed(contents, split, image))
-                     for image in index.images]
-            progress = tqdm(run_images(tasks), total=len(tasks), desc=f"masks {split}", unit="img",
-                            mininterval=1.0)
-            with open(settings.instance_dir / INSTANCE_TABLE, "w") as tables:
-                for result in progress:
-                    report.add(split, result)
-                    if result.written:
-                        written.append(make_item(split, result.file_name))
-                        manifest.append(f"{written[-1]}\t{result.image_digest}\t{result.semantic_digest}\n")
-                        tables.write(result.table_line)
+        out = Output(tmp, by_split)
+        for source in sources:
+            tasks = _tasks(source, indexes[source.name], out, labels, cfg, contents)
+            report.add_orphans(source.name, indexes[source.name])
+            for result in _run_split(source.name, tasks, out.table(source.name), run_images):
+                report.add(source.name, result)
+                if result.written:
+                    written.append(make_item(source.name, result.file_name))
+                    manifest.append(f"{written[-1]}\t{result.image_digest}\t{result.semantic_digest}\n")
         if not written:
             # a user error (wrong category selection, images not extracted), not a bug: no traceback
-            raise CocoFormatError(f"{coco_root}: no image produced a mask; see the skipped images: "
-                                  f"{report.skipped_images[:3]}")
+            raise CocoFormatError(f"{sources[0].images.parent if by_split else sources[0].annotations}: no image "
+                                  f"produced a mask; see the skipped images: {report.skipped_images[:3]}")
         write_json(tmp / LABELS_FILE, labels.to_json())
-        write_json(tmp / SPLIT_FILE, split_images(written, cfg.val_fraction, seed, cfg.split))
+        if by_split:
+            report.extra["split"] = _write_split(tmp, written, [s.name for s in sources], cfg, seed)
+            write_text(tmp / MASKS_MANIFEST, MASKS_MANIFEST_HEADER + "".join(sorted(manifest)))
         write_json(tmp / REPORT_FILE, report.to_json())
-        write_text(tmp / MASKS_MANIFEST, MASKS_MANIFEST_HEADER + "".join(sorted(manifest)))
-        write_previews(coco_root, tmp, written, labels, cfg.preview, seed)
+        images = {s.name: s.images for s in sources}
+        write_previews(images, out, written, labels, cfg.preview, seed)
     return report.to_json()
+
+
+def load_split(source: SplitSource) -> CocoIndex:
+    """A split's annotation file, refused when it lists images only (no annotations to make masks of)."""
+    index = load_coco(source.annotations)
+    if index.annotation_count == 0 and index.images:
+        raise CocoFormatError(
+            f"{source.annotations}: split {source.name!r} lists {len(index.images)} images and no annotations; "
+            f"masks need annotated images (leave this split out of data.splits; `cocoseg predict` segments "
+            f"images without annotations)")
+    return index
+
+
+def _label_map(indexes: dict[str, CocoIndex], cfg: MasksConfig) -> LabelMap:
+    """The classes, from the categories (equal in every split) and their use over all splits built."""
+    use: dict[int, int] = {}
+    for index in indexes.values():
+        for category, count in index.category_use.items():
+            use[category] = use.get(category, 0) + count
+    labels = build_label_map(next(iter(indexes.values())).categories, cfg.categories, cfg.priority, use)
+    if labels.unused:
+        log.info("%d categories no kept annotation uses get no class id: %s", len(labels.unused),
+                 ", ".join(f"{c['name']!r} (id {c['id']})" for c in labels.unused[:10]))
+    return labels
+
+
+def _tasks(source: SplitSource, index: CocoIndex, out: Output, labels: LabelMap, cfg: MasksConfig,
+           contents: Contents | None) -> list[Task]:
+    settings = MaskSettings(
+        split=source.name, image_dir=source.images, semantic_dir=out.semantic(source.name),
+        instance_dir=out.instance(source.name), labels=labels,
+        known_category_ids=frozenset(c["id"] for c in index.categories), overlap=cfg.overlap,
+        crowd_mode=cfg.crowd, keep_empty_images=cfg.keep_empty_images, max_pixels=cfg.max_pixels)
+    settings.semantic_dir.mkdir(parents=True, exist_ok=True)
+    settings.instance_dir.mkdir(parents=True, exist_ok=True)
+    by_image = index.annotations_by_image
+    return [(settings, image, by_image.get(image["id"], []), _listed(contents, source.name, image))
+            for image in index.images]
+
+
+def _run_split(split: str, tasks: list[Task], table: Path, run_images: RunImages) -> Iterator[ImageResult]:
+    """Each image's result, in image-id order, its instances.jsonl line streamed into ``table``."""
+    progress = tqdm(run_images(tasks), total=len(tasks), desc=f"masks {split}", unit="img", mininterval=1.0)
+    with open(table, "w") as tables:
+        for result in progress:
+            if result.written:
+                tables.write(result.table_line)
+            yield result
+
+
+def _write_split(tmp: Path, written: list[str], splits: list[str], cfg: MasksConfig,
+                 seed: int) -> dict[str, list[str]]:
+    """split.json; returns the plan it followed (for the report), after logging it."""
+    counts = {split: sum(item.startswith(f"{split}/") for item in written) for split in splits}
+    plan = plan_parts(cfg.split, splits, counts)
+    log.info("%s", describe_plan(cfg.split, plan, cfg.val_fraction))
+    write_json(tmp / SPLIT_FILE, split_images(written, cfg.val_fraction, seed, cfg.split, splits))
+    return plan
 
 
 def check_splits(indexes: dict[str, CocoIndex]) -> None:
@@ -105,39 +197,19 @@ def check_splits(indexes: dict[str, CocoIndex]) -> None:
     file on a case-insensitive disk), where one mask would overwrite the other."""
     first = next(iter(indexes.values()))
     for index in indexes.values():
-        if [c["id"] for c in index.categories] != [c["id"] for c in first.categories]:
+        if [(c["id"], c["name"]) for c in index.categories] != [(c["id"], c["name"]) for c in first.categories]:
             raise CocoFormatError(f"{index.path}: categories differ from {first.path}")
         owners: dict[str, dict[str, Any]] = {}
         for image in index.images:
+            if image["file_name"].split("/")[0].casefold() == INSTANCE_TABLE:
+                raise CocoFormatError(f"{index.path}: image {image['file_name']!r} (id {image['id']}) lies in a "
+                                      f"folder named {INSTANCE_TABLE}, the instance table's own name; rename the folder")
             other = owners.setdefault(mask_name(image["file_name"]).casefold(), image)
             if other is not image:
                 raise CocoFormatError(
                     f"{index.path}: images {other['file_name']!r} (id {other['id']}) and {image['file_name']!r} "
                     f"(id {image['id']}) would both have masks named {mask_name(image['file_name'])!r}; "
                     f"masks are named by the image's stem, so give one of them another name")
-
-
-def split_images(written: list[str], val_fraction: float, seed: int,
-                 mode: str = "pooled") -> dict[str, list[str]]:
-    """Which images train and which validate.
-
-    ``coco``: COCO's own split, train2017 trains and val2017 validates, so scores compare with published
-    val2017 results. ``pooled``: all images pooled, then a seeded ``val_fraction`` validates (both parts
-    non-empty when there are 2+ images). ``auto``: ``coco`` when images of both splits were written.
-    """
-    items = sorted(written)
-    by_split = {split: [item for item in items if item.startswith(f"{split}/")]
-                for split in ("train2017", "val2017")}
-    if mode == "coco" or (mode == "auto" and all(by_split.values())):
-        if not all(by_split.values()):
-            raise CocoFormatError(f"masks.split: coco needs images of train2017 and val2017; written: "
-                                  f"{ {split: len(part) for split, part in by_split.items()} }")
-        return {"train": by_split["train2017"], "val": by_split["val2017"]}
-    order = default_rng(seed).permutation(len(items))
-    n_val = min(max(1, round(val_fraction * len(items))), max(len(items) - 1, 1))
-    val = sorted(items[i] for i in order[:n_val])
-    train = sorted(items[i] for i in order[n_val:])
-    return {"train": train, "val": val}
 
 
 @contextlib.contextmanager
@@ -171,73 +243,5 @@ def _describe(task: Task) -> str:
     return f"{settings.split}/{image['file_name']} (image id {image['id']})"
 
 
-
-
 def _work(task: Task) -> ImageResult:
     return process_image(*task)
-
-
-class _Report:
-    """Counts of everything, and the first MAX_LISTED records of each list from each source (annotations of no
-    image, those of an image): a file with a million bad records gives a report of a few hundred kB, with
-    ``omitted`` saying how many entries each list left out, and a million orphans hide no image's reasons."""
-
-    def __init__(self) -> None:
-        self.counts: Counter[str] = Counter()
-        self.skipped_images: list[dict] = []
-        self.skipped_annotations: list[dict] = []
-        self.notices: list[dict] = []
-        self.omitted: Counter[str] = Counter()
-        self.listed: Counter[tuple[str, str]] = Counter()
-
-    def _list(self, kind: str, entry: dict, source: str = "images") -> None:
-        if self.listed[kind, source] < MAX_LISTED:
-            self.listed[kind, source] += 1
-            getattr(self, kind).append(entry)
-        else:
-            self.omitted[kind] += 1
-
-    def add_orphans(self, split: str, index: CocoIndex) -> None:
-        """Annotations skipped while loading: those of no listed image, and repeats of an id."""
-        skipped = [(ann, f"image_id {ann.get('image_id')!r} is not in images") for ann in index.orphan_annotations]
-        skipped += [(ann, f"annotation id {ann['id']} was used by an earlier record, which is the one painted")
-                    for ann in index.duplicate_annotations]
-        total = max(index.orphan_count, len(index.orphan_annotations)) + max(index.duplicate_count,
-                                                                              len(index.duplicate_annotations))
-        self.counts["annotations"] += total
-        self.counts["annotations_skipped"] += total
-        for ann, reason in skipped:
-            self._list("skipped_annotations", {"split": split, "annotation_id": ann["id"],
-                                               "image_id": ann.get("image_id"), "reason": reason}, "load")
-        self.omitted["skipped_annotations"] += total - len(skipped)
-
-    def add(self, split: str, r: ImageResult) -> None:
-        c = self.counts
-        c["images"] += 1
-        c["images_written" if r.written else "images_skipped"] += 1
-        c["annotations"] += r.painted + r.crowd + r.unselected + len(r.skipped_annotations) + r.not_processed
-        c["annotations_in_skipped_images"] += r.not_processed
-        c["annotations_painted"] += r.painted
-        c["annotations_crowd"] += r.crowd
-        c["annotations_unselected"] += r.unselected
-        c["annotations_skipped"] += len(r.skipped_annotations)
-        if r.reason:
-            self._list("skipped_images", {"split": split, "image_id": r.image_id, "file_name": r.file_name,
-                                          "reason": r.reason})
-            log.info("skipped image %s/%s (id %d): %s", split, r.file_name, r.image_id, r.reason)
-        for ann_id, reason in r.skipped_annotations:
-            self._list("skipped_annotations", {"split": split, "annotation_id": ann_id, "image_id": r.image_id,
-                                               "reason": reason})
-        for notice in r.notices:
-            c["size_mismatches"] += 1
-            self._list("notices", {"split": split, "image_id": r.image_id, "file_name": r.file_name,
-                                   "notice": notice})
-
-    def to_json(self) -> dict[str, Any]:
-        keys = ["images", "images_written", "images_skipped", "annotations", "annotations_painted",
-                "annotations_crowd", "annotations_unselected", "annotations_skipped",
-                "annotations_in_skipped_images", "size_mismatches"]
-        report = {"counts": {k: self.counts[k] for k in keys}, "skipped_images": self.skipped_images,
-                  "skipped_annotations": self.skipped_annotations, "notices": self.notices}
-        omitted = {kind: n for kind, n in sorted(self.omitted.items()) if n}
-        return report | ({"omitted": omitted} if omitted else {})  # only when a list was cut: same bytes as before

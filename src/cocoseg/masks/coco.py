@@ -15,14 +15,14 @@ from __future__ import annotations
 import json
 import re
 from array import array
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, overload
 
 from cocoseg.core.errors import UserError
-from cocoseg.core.layout import relative_name_problem
+from cocoseg.core.layout import image_file_name, relative_name_problem
 from cocoseg.core.limits import MAX_LISTED
 
 _DECODER = json.JSONDecoder()  # json.load's own decoder: a record parsed here is what json.load gives
@@ -70,13 +70,16 @@ class Annotations(Sequence[dict[str, Any]]):
 @dataclass(frozen=True)
 class CocoIndex:
     path: Path
-    images: list[dict[str, Any]]  # sorted by id
-    categories: list[dict[str, Any]]  # sorted by id
+    images: list[dict[str, Any]]  # sorted by id; each "file_name" set (from "coco_url" where missing)
+    categories: list[dict[str, Any]]  # sorted by id; a name shared across supercategories disambiguated
     annotations_by_image: dict[int, Annotations]  # each sorted by annotation id
     orphan_annotations: list[dict[str, Any]]  # annotations whose image_id is not in images (the first MAX_LISTED)
     duplicate_annotations: list[dict[str, Any]] = field(default_factory=list)  # ids seen before (first MAX_LISTED)
     orphan_count: int = 0  # all of them: a million orphans are counted, not held
     duplicate_count: int = 0
+    annotation_count: int = 0  # records in the file's annotations list (0: a file of images only)
+    # category id -> kept annotations of it: of a listed image, the first record of its id, iscrowd 0 or 1
+    category_use: dict[int, int] = field(default_factory=dict)
 
 
 class _Records:
@@ -85,6 +88,7 @@ class _Records:
 
     def __init__(self, text: str) -> None:
         self.text, self.ids, self.image_ids, self.spans = text, [], [], array("q")
+        self.kept_categories: list[int | None] = []  # a record's category if the record is kept, else None
         self.count, self.bad = 0, None  # bad: index of the first record that is no object with an integer id
 
     def add(self, record: Any, start: int, end: int) -> None:
@@ -95,16 +99,22 @@ class _Records:
             self.ids.append(record["id"])
             self.image_ids.append(image_id if _is_int(image_id) else None)
             self.spans.extend((start, end))
+            # kept as a masks worker decides (image_job.py): an integer category, iscrowd 0, 1 or missing (a
+            # crowd region is kept too: as void, which needs its category selected)
+            category, crowd = record.get("category_id"), record.get("iscrowd", 0)
+            self.kept_categories.append(category if type(category) is int and type(crowd) is int
+                                        and crowd in (0, 1) else None)
         self.count += 1
 
     def record(self, k: int) -> dict[str, Any]:
         return json.loads(self.text[self.spans[2 * k]:self.spans[2 * k + 1]])
 
-    def index(self, known: set[int]) -> tuple[dict[int, Annotations], list[int], list[int]]:
+    def index(self, known: set[int]) -> tuple[dict[int, Annotations], list[int], list[int], Counter[int]]:
         """Records grouped by image (the first record of an id is used; later ones are reported, not
-        painted), and the positions of orphans (no listed image) and repeats, in file order."""
+        painted), the positions of orphans (no listed image) and repeats, in file order, and how many kept
+        records paint each category."""
         by_image: dict[int, list[tuple[int, int]]] = defaultdict(list)
-        orphans, duplicates, seen = [], [], set()
+        orphans, duplicates, seen, use = [], [], set(), Counter()
         for k, (ann_id, image_id) in enumerate(zip(self.ids, self.image_ids)):
             if ann_id in seen:
                 duplicates.append(k)
@@ -112,22 +122,26 @@ class _Records:
             seen.add(ann_id)
             if image_id is not None and image_id in known:
                 by_image[image_id].append((ann_id, k))
+                use[self.kept_categories[k]] += 1
             else:
                 orphans.append(k)
         spans = self.spans
         grouped = {image_id: Annotations(self.text, array("q", [v for _, k in sorted(refs)
                                                                 for v in (spans[2 * k], spans[2 * k + 1])]))
                    for image_id, refs in by_image.items()}
-        return grouped, orphans, duplicates
+        use.pop(None, None)
+        return grouped, orphans, duplicates, use
 
 
 def load_coco(path: Path) -> CocoIndex:
+    """The file's records, checked and indexed; CocoFormatError for a file the masks stage cannot use."""
     data, records = _read_json(path)
     images = []
     for i, img in enumerate(data["images"]):
         problem = _image_problem(img)
         if problem:
             raise CocoFormatError(f"{path}: images[{i}] {problem}")
+        img.setdefault("file_name", image_file_name(img))  # LVIS-style: named by coco_url alone
         images.append(img)
     _refuse_repeats(path, "images", [img["id"] for img in images])
 
@@ -138,15 +152,40 @@ def load_coco(path: Path) -> CocoIndex:
         categories.append(cat)
     # A repeated category id would paint one category's objects as the other, with no sign of it.
     _refuse_repeats(path, "categories", [c["id"] for c in categories])
-    _refuse_repeats(path, "categories", [c["name"] for c in categories], "name")
+    _disambiguate_names(path, categories)
 
     if records.bad is not None:
         raise CocoFormatError(f"{path}: annotations[{records.bad}] is not an object with an integer 'id'")
-    by_image, orphans, duplicates = records.index({img["id"] for img in images})
+    by_image, orphans, duplicates, use = records.index({img["id"] for img in images})
     # Only the first MAX_LISTED of each are parsed again, for the report: their count covers the rest.
     return CocoIndex(path, sorted(images, key=lambda im: im["id"]), sorted(categories, key=lambda c: c["id"]),
                      by_image, [records.record(k) for k in orphans[:MAX_LISTED]],
-                     [records.record(k) for k in duplicates[:MAX_LISTED]], len(orphans), len(duplicates))
+                     [records.record(k) for k in duplicates[:MAX_LISTED]], len(orphans), len(duplicates),
+                     records.count, dict(use))
+
+
+def _disambiguate_names(path: Path, categories: list[dict[str, Any]]) -> None:
+    """Class names must be unique (labels.json, masks.categories, legends). Categories that share a name
+    under different supercategories (a "sleeve" of "top" and one of "dress") are distinct classes of the
+    file: each is renamed "<name> (<supercategory>)" rather than refusing the export. A name repeated
+    under one supercategory, or where either has none, is refused, naming both ids."""
+    first: dict[str, int] = {}
+    repeated = set()
+    for i, cat in enumerate(categories):
+        j = first.setdefault(cat["name"], i)
+        if j != i:
+            other = categories[j]
+            groups = (other.get("supercategory"), cat.get("supercategory"))
+            if not all(isinstance(g, str) and g for g in groups) or groups[0] == groups[1]:
+                raise CocoFormatError(
+                    f"{path}: categories[{i}] (id {cat['id']}) repeats the name {cat['name']!r} of categories[{j}] "
+                    f"(id {other['id']}), and their supercategories ({groups[0]!r}, {groups[1]!r}) do not tell them "
+                    f"apart; each name must be unique")
+            repeated.add(cat["name"])
+    for cat in categories:
+        if cat["name"] in repeated:
+            cat["name"] = f"{cat['name']} ({cat.get('supercategory')})"
+    _refuse_repeats(path, "categories", [c["name"] for c in categories], "name")
 
 
 def _read_json(path: Path) -> tuple[dict[str, Any], _Records]:
@@ -166,6 +205,7 @@ def _read_json(path: Path) -> tuple[dict[str, Any], _Records]:
         raise CocoFormatError(f"{path}: JSON nested too deeply to be a COCO file") from None
     if not isinstance(data, dict):
         raise CocoFormatError(f"{path}: expected a JSON object with images, annotations, categories")
+    data.setdefault("annotations", _Records(text))  # none at all: a file of images only (build.py says so)
     for key, kind in (("images", list), ("annotations", _Records), ("categories", list)):
         if not isinstance(data.get(key), kind):
             raise CocoFormatError(f"{path}: key {key!r} is missing or not a list")
@@ -250,8 +290,13 @@ def _image_problem(img: Any) -> str | None:
     if not _is_int(img.get("id")):
         return "has no integer 'id'"
     name = img.get("file_name")
-    # relative_name_problem: a tab or newline would split a row of manifest.tsv, an over-long name fail
-    # every file operation; subfolders are not read here
-    if relative_name_problem(name) or "/" in name:
-        return f"(id {img.get('id')}) has no usable 'file_name' (got {_shown(name)})"
+    if name is None:
+        if image_file_name(img) is not None:
+            return None  # named by the last part of its coco_url
+        if img.get("coco_url") is None:
+            return f"(id {img['id']}) has neither a 'file_name' nor a 'coco_url' to name its file"
+        name = img["coco_url"]
+    problem = relative_name_problem(name)  # a tab or newline would split a row of manifest.tsv
+    if problem:
+        return f"(id {img.get('id')}) has no usable 'file_name' (got {_shown(name)}: it {problem})"
     return None

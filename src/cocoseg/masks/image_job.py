@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 import numpy as np
 
 from cocoseg.core.contents import digest_bytes
+from cocoseg.core.images import TURNING_ORIENTATIONS, exif_orientation
 from cocoseg.core.layout import mask_name
 from cocoseg.masks.decode import MalformedAnnotation, Region, RegionsOverBudget, decode_regions
 from cocoseg.masks.image_file import ImageOverBudget, Listed, check_image
@@ -51,27 +52,17 @@ class ImageResult:
     not_processed: int = 0  # annotations of an image that was skipped before decoding
     image_digest: str = ""  # of the image file's bytes (cocoseg.core.contents.digest_bytes)
     semantic_digest: str = ""  # of the semantic mask's PNG bytes as written
+    turned: bool = False  # an EXIF-rotated photo painted upright (see _image_size)
 
 
 def process_image(settings: MaskSettings, image: dict[str, Any], anns: list[dict[str, Any]],
                   listed: Listed | None = None) -> ImageResult:
     """The masks of one image; ``listed``: the image's digest in data/coco/contents.tsv, if any."""
     result = ImageResult(image["id"], image["file_name"], not_processed=len(anns))
-    path = settings.image_dir / image["file_name"]
-    if not path.is_file():
-        result.reason = "image file missing"
+    size = _image_size(settings, image, listed, result)
+    if size is None:
         return result
-    try:
-        height, width, result.image_digest = check_image(path, settings.max_pixels, listed)
-    except ImageOverBudget as err:
-        result.reason = f"image too large ({err})"
-        return result
-    except OSError as err:
-        result.reason = f"image file unreadable ({err})"
-        return result
-    if (image.get("height"), image.get("width")) != (height, width):
-        result.notices.append(f"JSON size {image.get('height')}x{image.get('width')} differs from the file's "
-                              f"{height}x{width}; masks use the file's size")
+    height, width = size
 
     result.not_processed = 0
     try:
@@ -86,23 +77,54 @@ def process_image(settings: MaskSettings, image: dict[str, Any], anns: list[dict
         result.not_processed, result.skipped_annotations = len(anns), []
         return result
 
-    semantic, instance = paint_masks(objects, crowd, height, width, settings.overlap, settings.crowd_mode)
+    semantic, instance = paint_masks(objects, crowd, height, width, settings.overlap, settings.crowd_mode,
+                                     settings.labels.void)
     for i, (row, obj) in enumerate(zip(table, objects)):
         y0, y1, x0, x1 = obj.region.box
         row["pixels"] = int(np.count_nonzero(instance[y0:y1, x0:x1] == i + 1))  # visible after overlaps
     name = mask_name(image["file_name"])
+    if "/" in name:  # a file name with subfolders (CVAT's JPEGImages/x.jpg) keeps them
+        (settings.semantic_dir / name).parent.mkdir(parents=True, exist_ok=True)
+        (settings.instance_dir / name).parent.mkdir(parents=True, exist_ok=True)
     # Plain writes: these folders live inside the stage's temporary output folder, which replaces
     # data/masks atomically only once every image is done (see build.py).
     semantic_png = encode_label_png(semantic)
     (settings.semantic_dir / name).write_bytes(semantic_png)
     (settings.instance_dir / name).write_bytes(encode_label_png(instance))
     result.semantic_digest = digest_bytes(semantic_png)
-    # the parent streams these lines into one instances.jsonl per split; the instance map is <stem>.png
-    result.table_line = json.dumps({"image": Path(image["file_name"]).stem, "image_id": image["id"],
-                                    "instances": table}, separators=(",", ":")) + "\n"
+    # the parent streams these lines into one instances.jsonl per split; the instance map is <name>.png
+    result.table_line = json.dumps({"image": str(PurePosixPath(image["file_name"]).with_suffix("")),
+                                    "image_id": image["id"], "instances": table}, separators=(",", ":")) + "\n"
     result.written = True
     result.painted = len(objects)
     return result
+
+
+def _image_size(settings: MaskSettings, image: dict[str, Any], listed: Listed | None,
+                result: ImageResult) -> tuple[int, int] | None:
+    """The (height, width) to paint at: the file's, or the JSON's when the file is a phone photo stored
+    turned by 90 degrees with an EXIF orientation that says so (the JSON's size is then the upright
+    picture's, and so are its coordinates). None, with the reason in ``result``, when the file is unusable."""
+    path = settings.image_dir / image["file_name"]
+    if not path.is_file():
+        result.reason = "image file missing"
+        return None
+    try:
+        height, width, result.image_digest = check_image(path, settings.max_pixels, listed)
+    except ImageOverBudget as err:
+        result.reason = f"image too large ({err})"
+        return None
+    except OSError as err:
+        result.reason = f"image file unreadable ({err})"
+        return None
+    expected = (image.get("height"), image.get("width"))
+    if expected == (width, height) and height != width and exif_orientation(path) in TURNING_ORIENTATIONS:
+        result.turned = True
+        return width, height
+    if expected != (height, width):
+        result.notices.append(f"JSON size {image.get('height')}x{image.get('width')} differs from the file's "
+                              f"{height}x{width}; masks use the file's size")
+    return height, width
 
 
 def _decode_annotations(settings: MaskSettings, anns: list[dict[str, Any]], height: int, width: int,

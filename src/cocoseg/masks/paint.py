@@ -69,12 +69,14 @@ def paint_masks(
     width: int,
     overlap: str,
     crowd_mode: str,
+    void: int = VOID,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Return (semantic (H, W) uint8, instance (H, W) uint16); instance i is objects[i - 1]."""
+    """Return (semantic (H, W), instance (H, W) uint16); instance i is objects[i - 1]. The semantic map is
+    uint8 with ``void`` 255, or uint16 with ``void`` 65535 (more than 254 classes: labels.py)."""
     if len(objects) > np.iinfo(np.uint16).max:
         raise ValueError(f"{len(objects)} objects do not fit a uint16 instance map")
     instance = np.zeros((height, width), np.uint16)
-    semantic = np.zeros((height, width), np.uint8)
+    semantic = np.zeros((height, width), np.uint8 if void == VOID else np.uint16)
     for i in paint_order(objects, overlap):  # each object touches only its own box
         y0, y1, x0, x1 = objects[i].region.box
         inside = objects[i].region.pixels > 0
@@ -83,14 +85,14 @@ def paint_masks(
 
     if OVERLAP_POLICIES[overlap].void_contested:
         contested = _contested_pixels(objects, height, width)
-        semantic[contested] = VOID
+        semantic[contested] = void
         instance[contested] = 0
     if crowd_mode == "void" and crowd:
         crowd_union = np.zeros((height, width), bool)
         for region in crowd:
             y0, y1, x0, x1 = region.box
             crowd_union[y0:y1, x0:x1] |= region.pixels > 0
-        semantic[crowd_union & (semantic == 0)] = VOID
+        semantic[crowd_union & (semantic == 0)] = void
     return semantic, instance
 
 

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Protocol
 
 import cv2
 import numpy as np
 
 from cocoseg.core.files import write_png
 from cocoseg.core.images import colourise, explained_panel, overlay, read_image, read_mask
-from cocoseg.core.layout import PREVIEW, image_path, mask_name, semantic_mask_path, split_item
+from cocoseg.core.layout import PREVIEW, mask_name, split_item
 from cocoseg.masks.labels import LabelMap
 
 PREVIEW_SIDE = 1024  # a panel's image and mask are shrunk to this longest side: a preview, not the data
@@ -26,6 +28,12 @@ def fit_preview(image: np.ndarray, semantic: np.ndarray, side: int = PREVIEW_SID
             cv2.resize(semantic, size, interpolation=cv2.INTER_NEAREST))
 
 
+class MaskFolders(Protocol):
+    root: Path
+
+    def semantic(self, split: str) -> Path: ...
+
+
 def render_panel(image: np.ndarray, semantic: np.ndarray, names: list[str], title: str) -> np.ndarray:
     """image | mask | overlay, captioned, over a legend of the classes in this mask."""
     k = len(names)
@@ -33,19 +41,22 @@ def render_panel(image: np.ndarray, semantic: np.ndarray, names: list[str], titl
     return explained_panel(panels, [semantic], names)
 
 
-def write_previews(coco_root: Path, out_root: Path, written: list[str], labels: LabelMap, count: int,
-                   seed: int) -> list[Path]:
-    (out_root / PREVIEW).mkdir(parents=True, exist_ok=True)  # a DVC output: must exist even when empty
+def write_previews(image_dirs: Mapping[str, Path], out: MaskFolders, written: list[str], labels: LabelMap,
+                   count: int, seed: int) -> list[Path]:
+    """Panels of ``count`` seeded random items of ``written`` under ``out.root``/preview; ``image_dirs``:
+    each split's image folder."""
+    (out.root / PREVIEW).mkdir(parents=True, exist_ok=True)  # a DVC output: must exist even when empty
     if count == 0 or not written:
         return []
     rng = np.random.default_rng(seed)
     chosen = sorted(rng.choice(sorted(written), size=min(count, len(written)), replace=False))
     paths = []
     for item in chosen:
-        image, semantic = fit_preview(read_image(image_path(coco_root, item)),
-                                      read_mask(semantic_mask_path(out_root, item)))
         split, file_name = split_item(item)
-        path = out_root / PREVIEW / mask_name(file_name)
+        semantic = read_mask(out.semantic(split) / mask_name(file_name))
+        image = read_image(image_dirs[split] / file_name, size=semantic.shape)  # upright as painted
+        image, semantic = fit_preview(image, semantic)
+        path = out.root / PREVIEW / mask_name(file_name)
         if path in paths:  # the same file name in two splits: the second panel takes its split's name too
             path = path.with_name(f"{split}_{path.name}")
         write_png(path, render_panel(image, semantic, list(labels.names), file_name))

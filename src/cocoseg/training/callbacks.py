@@ -90,7 +90,8 @@ class FirstIterationMetrics(L.Callback):
                            batch_idx: int) -> None:
         if trainer.global_step != 1 or not trainer.is_global_zero:
             return
-        metrics = build_metrics(pl_module.hparams.num_classes, "val/", sync=False).to(pl_module.device)
+        metrics = build_metrics(pl_module.hparams.num_classes, "val/", sync=False,
+                                ignore_index=pl_module.hparams.ignore_index).to(pl_module.device)
         loss_sum, seen = 0.0, 0
         was_training = pl_module.training
         pl_module.eval()

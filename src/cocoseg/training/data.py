@@ -3,7 +3,14 @@
 The DataModule owns every file access: it reads ``split.json`` and ``labels.json`` written by the
 masks stage, the images under ``data/coco/<split>/`` and the semantic masks under
 ``data/masks/semantic/<split>/``. Transforms are numpy/OpenCV on (image, mask) pairs: bilinear for
-images, nearest for masks, so labels are never blended and 255 (void) stays 255.
+images, nearest for masks, so labels are never blended and void (255, or 65535 in the uint16 masks of
+more than 254 classes: labels.json says which) stays void.
+
+Each image is read after its mask, whose shape it is read to (``cocoseg.core.images.read_image``): an
+EXIF-rotated photo that the masks stage painted upright is turned the same way, and a photo of more
+than a megapixel is decoded at 1/2, 1/4 or 1/8 scale when that still gives the pixels the transform
+needs; its mask is then resized to match (nearest), and the pair is kept for later epochs (decoded.py).
+Photos of up to a megapixel (every COCO image, the sample) are read whole, as before.
 
 The workers do as little as they can: decode, resize, crop and flip, and hand over uint8 as decoded,
 (H, W, 3) images and (H, W) masks: a quarter of float32's bytes (an eighth of int64's for masks) to
@@ -24,16 +31,17 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
-from cocoseg.core.images import read_mask, read_rgb
+from cocoseg.core.images import read_mask, read_rgb, reduction
 from cocoseg.core.layout import VOID, image_path, semantic_mask_path
 from cocoseg.core.limits import cap_processes
 from cocoseg.core.machine import usable_cores
-from cocoseg.core.splits import load_labels, load_split
+from cocoseg.core.splits import load_labels, load_split, load_void
 from cocoseg.models.inference import MEAN, STD
+from cocoseg.training.decoded import DecodedPairs
 
 __all__ = ["MEAN", "STD", "SegmentationDataModule", "SegmentationDataset", "resolve_workers", "train_transform"]
 
-Pair = tuple[np.ndarray, np.ndarray]  # (H, W, 3) uint8 RGB image, (H, W) uint8 mask
+Pair = tuple[np.ndarray, np.ndarray]  # (H, W, 3) uint8 RGB image, (H, W) uint8 (or uint16) mask
 
 
 def resolve_workers(workers: int | str) -> int:
@@ -48,8 +56,9 @@ def resize_pair(image: np.ndarray, mask: np.ndarray, size: tuple[int, int]) -> P
             cv2.resize(mask, (w, h), interpolation=cv2.INTER_NEAREST))
 
 
-def train_transform(size: tuple[int, int], scale: tuple[float, float], hflip: bool) -> Callable[[Pair, np.random.Generator], Pair]:
-    """Random rescale of the target size, then a random crop (padded with void) back to ``size``."""
+def train_transform(size: tuple[int, int], scale: tuple[float, float], hflip: bool,
+                    void: int = VOID) -> Callable[[Pair, np.random.Generator], Pair]:
+    """Random rescale of the target size, then a random crop (padded with ``void``) back to ``size``."""
     h, w = size
 
     def apply(pair: Pair, rng: np.random.Generator) -> Pair:
@@ -58,7 +67,7 @@ def train_transform(size: tuple[int, int], scale: tuple[float, float], hflip: bo
         pad_h, pad_w = max(h - image.shape[0], 0), max(w - image.shape[1], 0)
         if pad_h or pad_w:
             image = cv2.copyMakeBorder(image, 0, pad_h, 0, pad_w, cv2.BORDER_CONSTANT, value=(0, 0, 0))
-            mask = cv2.copyMakeBorder(mask, 0, pad_h, 0, pad_w, cv2.BORDER_CONSTANT, value=VOID)
+            mask = cv2.copyMakeBorder(mask, 0, pad_h, 0, pad_w, cv2.BORDER_CONSTANT, value=void)
         y = int(rng.integers(0, image.shape[0] - h + 1))
         x = int(rng.integers(0, image.shape[1] - w + 1))
         image, mask = image[y:y + h, x:x + w], mask[y:y + h, x:x + w]
@@ -95,12 +104,17 @@ class SegmentationDataset(Dataset):
 
     With a ``transform``, keys are ``(epoch, index)`` (see ``EpochShuffle``) and the augmentation of an
     item is drawn from an RNG seeded by ``(seed, epoch, index)``; without one, keys are plain indices.
+    ``at_least``: the (height, width) the transform resizes to at most (default ``size``); large photos
+    are decoded at a reduced scale that keeps that many pixels, and kept in ``decoded`` when given.
     """
 
     def __init__(self, items: list[str], coco_root: Path, masks_root: Path, size: tuple[int, int],
-                 transform: Callable[[Pair, np.random.Generator], Pair] | None = None, seed: int = 0) -> None:
+                 transform: Callable[[Pair, np.random.Generator], Pair] | None = None, seed: int = 0,
+                 at_least: tuple[int, int] | None = None, decoded: DecodedPairs | None = None) -> None:
         self.items, self.coco_root, self.masks_root = items, Path(coco_root), Path(masks_root)
         self.size, self.transform, self.seed = size, transform, seed
+        self.at_least, self.decoded = tuple(at_least or size), decoded
+        self.whole: set[int] = set()  # items found to be read whole: no cache to look in
 
     def __len__(self) -> int:
         return len(self.items)
@@ -110,16 +124,35 @@ class SegmentationDataset(Dataset):
         return image_path(self.coco_root, item), semantic_mask_path(self.masks_root, item)
 
     def __getitem__(self, key: int | tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor]:
-        """(H, W, 3) uint8 RGB image, (H, W) uint8 mask, both at ``size``."""
+        """(H, W, 3) uint8 RGB image, (H, W) uint8 (or uint16) mask, both at ``size``."""
         epoch, index = key if isinstance(key, tuple) else (0, key)
-        image_path, mask_path = self.paths(index)
-        image, mask = read_rgb(image_path), read_mask(mask_path)
+        image, mask = self.read_pair(index)
         if self.transform is not None:
             rng = np.random.default_rng([self.seed, epoch, index])
             image, mask = self.transform((image, mask), rng)
         else:
             image, mask = resize_pair(image, mask, self.size)
         return torch.from_numpy(image), torch.from_numpy(mask)
+
+    def read_pair(self, index: int) -> Pair:
+        """The item's (RGB image, mask): the mask first, the image read to its shape; a large photo reduced,
+        its mask resized to match, and both kept (or taken from ``decoded``)."""
+        kept = self.decoded.load(self.items[index]) if self.decoded and index not in self.whole else None
+        if kept is not None:
+            return kept
+        image_path, mask_path = self.paths(index)
+        mask = read_mask(mask_path)
+        if reduction(mask.shape, self.at_least) == 1:
+            self.whole.add(index)
+            return read_rgb(image_path, size=mask.shape), mask
+        image = read_rgb(image_path, size=mask.shape, at_least=self.at_least)
+        if image.shape[:2] == mask.shape:  # not a JPEG: decoded whole
+            self.whole.add(index)
+            return image, mask
+        mask = cv2.resize(mask, (image.shape[1], image.shape[0]), interpolation=cv2.INTER_NEAREST)
+        if self.decoded is not None:
+            self.decoded.store(self.items[index], (image, mask))
+        return image, mask
 
 
 class SegmentationDataModule(L.LightningDataModule):
@@ -134,6 +167,7 @@ class SegmentationDataModule(L.LightningDataModule):
         self.workers = resolve_workers(workers)
         self.hflip, self.scale = hflip, tuple(scale)
         self.classes = load_labels(self.masks_root)
+        self.void = load_void(self.masks_root)  # 255, or 65535 for uint16 masks
         self.split = load_split(self.masks_root)
 
     @property
@@ -144,8 +178,10 @@ class SegmentationDataModule(L.LightningDataModule):
         return SegmentationDataset(self.split[part], self.coco_root, self.masks_root, self.image_size, **kwargs)
 
     def train_dataloader(self) -> DataLoader:
-        ds = self.dataset("train", transform=train_transform(self.image_size, self.scale, self.hflip),
-                          seed=self.seed)
+        largest = tuple(max(1, round(side * self.scale[1])) for side in self.image_size)  # the transform's
+        transform = train_transform(self.image_size, self.scale, self.hflip, self.void)
+        ds = self.dataset("train", transform=transform, seed=self.seed, at_least=largest,
+                          decoded=DecodedPairs.beside(self.masks_root, largest))
         # drop_last avoids a final batch of one image, which BatchNorm cannot train on
         # Persistent workers draw their first indices when Lightning first iterates the loader, before a
         # resumed run's set_epoch: so the sampler starts at the epoch the run starts at.
@@ -153,7 +189,8 @@ class SegmentationDataModule(L.LightningDataModule):
                             drop_last=len(ds) > self.batch_size)
 
     def val_dataloader(self) -> DataLoader:
-        return self._loader(self.dataset("val"), None, drop_last=False)
+        decoded = DecodedPairs.beside(self.masks_root, self.image_size)
+        return self._loader(self.dataset("val", decoded=decoded), None, drop_last=False)
 
     def _loader(self, ds: Dataset, sampler: Sampler | None, drop_last: bool) -> DataLoader:
         if self.workers > 0:

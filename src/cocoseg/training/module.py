@@ -41,13 +41,14 @@ def exact_counting() -> Iterator[None]:
         torch.use_deterministic_algorithms(enabled, warn_only=warn_only)
 
 
-def build_metrics(num_classes: int, prefix: str, sync: bool = True) -> MetricCollection:
+def build_metrics(num_classes: int, prefix: str, sync: bool = True, ignore_index: int = VOID) -> MetricCollection:
     """Dataset-level metrics; absent classes are left out of the macro means (torchmetrics >= 1.4).
 
     ``sync``: under several processes, ``compute`` sums every process's counts (a collective call, so
-    every process must make it); off for metrics that one process computes alone.
+    every process must make it); off for metrics that one process computes alone. ``ignore_index``: the
+    masks' void label (labels.json).
     """
-    kwargs = {"ignore_index": VOID, "sync_on_compute": sync}
+    kwargs = {"ignore_index": ignore_index, "sync_on_compute": sync}
     return MetricCollection({
         "miou": MulticlassJaccardIndex(num_classes, average="macro", **kwargs),
         "dice": MulticlassF1Score(num_classes, average="macro", **kwargs),  # Dice == F1
@@ -58,7 +59,8 @@ def build_metrics(num_classes: int, prefix: str, sync: bool = True) -> MetricCol
 class SegmentationModule(L.LightningModule):
     def __init__(self, arch: str, num_classes: int, encoder: str = "resnet18", encoder_weights: str | None = None,
                  lr: float = 1e-3, weight_decay: float = 1e-4, dice_weight: float = 0.5,
-                 options: dict[str, Any] | None = None, channels_last: bool = False, compile: bool = False) -> None:
+                 options: dict[str, Any] | None = None, channels_last: bool = False, compile: bool = False,
+                 ignore_index: int = VOID) -> None:
         super().__init__()
         self.save_hyperparameters(logger=False)  # params live in params.yaml; DVC tracks them
         self.model = build_model(arch, num_classes, encoder, encoder_weights, **(options or {}))
@@ -67,14 +69,15 @@ class SegmentationModule(L.LightningModule):
         # kept out of the module tree (no "_orig_mod." in state_dict); it shares self.model's weights
         self.__dict__["network"] = torch.compile(self.model) if compile else self.model
         self.normalise = Preprocessing((0, 0)).normalise  # the statistics every checkpoint records
-        self.train_metrics = build_metrics(num_classes, "train/")
-        self.val_metrics = build_metrics(num_classes, "val/")
+        self.train_metrics = build_metrics(num_classes, "train/", ignore_index=ignore_index)
+        self.val_metrics = build_metrics(num_classes, "val/", ignore_index=ignore_index)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.network(x)  # (N, K, H, W) logits
 
     def prepare_batch(self, batch: tuple[torch.Tensor, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
-        """(N, H, W, 3) uint8 images, (N, H, W) uint8 masks -> (N, 3, H, W) normalised float, (N, H, W) long.
+        """(N, H, W, 3) uint8 images, (N, H, W) uint8 (or uint16) masks -> (N, 3, H, W) normalised float,
+        (N, H, W) long.
 
         The permute is free: NHWC memory read as NCHW is exactly the channels-last layout.
         """
@@ -86,7 +89,7 @@ class SegmentationModule(L.LightningModule):
         return self.prepare_batch(batch)  # on the device, after the (pinned) uint8 copy
 
     def loss(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        return cross_entropy_dice(logits, target, self.hparams.dice_weight, ignore_index=VOID)
+        return cross_entropy_dice(logits, target, self.hparams.dice_weight, ignore_index=self.hparams.ignore_index)
 
     def _step(self, batch: tuple[torch.Tensor, torch.Tensor], stage: str) -> torch.Tensor:
         images, target = batch  # (N, 3, H, W) float, (N, H, W) long: after prepare_batch

@@ -123,7 +123,8 @@ def train_model(params: Params, name: str, paths: TrainPaths) -> dict[str, Any]:
                                         cfg.workers, cfg.hflip, cfg.scale, params.base.seed)
     module = SegmentationModule(model_cfg.arch, datamodule.num_classes, model_cfg.encoder,
                                 model_cfg.encoder_weights, lr, cfg.weight_decay, cfg.dice_weight,
-                                dict(model_cfg.options), speed.pop("channels_last"), params.model_compile(name))
+                                dict(model_cfg.options), speed.pop("channels_last"), params.model_compile(name),
+                                datamodule.void)
     check_forward(module.model, datamodule.num_classes, cfg.image_size, f"models.{name}")  # before any step
 
     state, fingerprint = paths.state, run_fingerprint(params, name, paths.masks_root)
