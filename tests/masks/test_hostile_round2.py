@@ -88,13 +88,14 @@ def test_a_name_no_file_system_takes_stops_the_stage_in_one_line(tmp_path: Path)
                files={long: None})
     result = masks_stage(tmp_path)
     assert_one_error(result, "instances_val2017.json: images[1] (id 2) has no usable 'file_name' (got 'xxxxxx",
-                     "... (300 characters))")
+                     "... (300 characters): it has a part longer than 255 bytes)")
     assert not (tmp_path / "masks").exists()
     assert_contained(result, limit=GB)
 
     write_coco(tmp_path / "coco", [image(1), image(2, name="a\tb.jpg")], [ann(1, 1, SQUARE), ann(2, 2, SQUARE)])
     result = masks_stage(tmp_path)
-    assert_one_error(result, "images[1] (id 2) has no usable 'file_name' (got 'a\\tb.jpg')")
+    assert_one_error(result, "images[1] (id 2) has no usable 'file_name' (got 'a\\tb.jpg': it holds a "
+                             "backslash or a control character)")
     assert not (tmp_path / "masks").exists()
 
 

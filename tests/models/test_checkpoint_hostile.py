@@ -55,7 +55,7 @@ LIES = {
     "missing mean": ({"preprocessing__mean": None}, "its preprocessing gives mean None; expected 3 finite numbers"),
     "zero std": ({"preprocessing__std": [0, 1, 1]}, "std [0, 1, 1]; expected 3 finite numbers, each > 0"),
     "BGR": ({"preprocessing__channels": "BGR"}, "channels 'BGR'; expected RGB"),
-    "1e7 classes": ({"model__num_classes": 10_000_000}, "num_classes 10000000; expected an integer from 1 to 255"),
+    "1e7 classes": ({"model__num_classes": 10_000_000}, "num_classes 10000000; expected an integer from 1 to 65535"),
     "class count as text": ({"model__num_classes": "3"}, "num_classes '3'; expected an integer"),
     "short class list": ({"classes": ["background", "disk"]}, "it names 2 classes for a network of 3 outputs"),
     "class list as a string": ({"classes": "abc"}, "its class list 'abc' is not a list of names"),

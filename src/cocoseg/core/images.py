@@ -21,7 +21,7 @@ import cv2
 import numpy as np
 from isal import isal_zlib
 
-from cocoseg.core.layout import VOID
+from cocoseg.core.layout import VOID, label_dtype
 
 VOID_COLOUR = (255, 255, 255)  # BGR: void pixels are drawn white
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -233,7 +233,7 @@ def captioned(panel: np.ndarray, text: str) -> np.ndarray:
 
 def legend(names: list[str], ids: list[int], num_classes: int, width: int, void: int = VOID) -> np.ndarray:
     """Rows of colour swatch + class name for ``ids`` (``void``: white swatch), wrapped at ``width``."""
-    colours = colourise(np.array([ids], np.uint8 if void == VOID else np.uint16), num_classes)[0]
+    colours = colourise(np.array([ids], label_dtype(num_classes) if void == VOID else np.uint16), num_classes)[0]
     rows = [np.full((TEXT_HEIGHT, width, 3), 255, np.uint8)]
     x = 2
     for k, colour in zip(ids, colours):

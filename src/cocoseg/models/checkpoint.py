@@ -72,6 +72,7 @@ def load_checkpoint(path: Path, map_location: str | torch.device = "cpu") -> tup
     try:  # every claim checked before the file decides what is allocated
         checks.check_spec(ckpt["model"])
         checks.check_preprocessing(ckpt["preprocessing"])
+        checks.check_logits(ckpt["model"], ckpt["preprocessing"])
         checks.check_digest(ckpt)
         checks.check_weight_shapes(ckpt["model"], ckpt["state_dict"], build_model)
         checks.check_classes(ckpt["classes"], ckpt["model"])

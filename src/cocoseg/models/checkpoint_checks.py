@@ -16,7 +16,7 @@ from typing import Any
 import torch
 
 from cocoseg.core.errors import UserError
-from cocoseg.core.limits import MAX_CLASSES, MAX_IMAGE_SIDE
+from cocoseg.core.limits import MAX_CLASSES, MAX_IMAGE_SIDE, MAX_LOGITS
 from cocoseg.models import ARCHITECTURES, RESERVED_OPTIONS
 
 
@@ -36,7 +36,7 @@ def weights_digest(state_dict: dict[str, torch.Tensor]) -> str:
 
 
 def check_spec(spec: Any) -> None:
-    """The model spec: a known architecture, a class count a uint8 mask holds, no option that cocoseg sets."""
+    """The model spec: a known architecture, a class count a mask holds, no option that cocoseg sets."""
     if not isinstance(spec, dict) or not isinstance(spec.get("arch"), str) or spec["arch"] not in ARCHITECTURES:
         raise ModelFileLies(f"its model spec {_short(spec)} names no known architecture "
                             f"({sorted(ARCHITECTURES)})")
@@ -76,6 +76,15 @@ def check_preprocessing(prep: Any) -> None:
                                 f"{', each > 0' if key == 'std' else ''}")
     if prep.get("channels", "RGB") != "RGB":
         raise ModelFileLies(f"its preprocessing gives channels {_short(prep.get('channels'))}; expected RGB")
+
+
+def check_logits(spec: dict[str, Any], prep: dict[str, Any]) -> None:
+    """Classes times input pixels: one image's logits, allocated by every forward pass."""
+    height, width = prep["image_size"]
+    if spec["num_classes"] * height * width > MAX_LOGITS:
+        raise ModelFileLies(f"its {spec['num_classes']} classes at an input of {height}x{width} make logits of "
+                            f"{spec['num_classes'] * height * width * 4 / 2**30:.1f} GiB an image; at most "
+                            f"{MAX_LOGITS * 4 / 2**30:.0f} GiB")
 
 
 def check_digest(ckpt: dict[str, Any]) -> None:
