@@ -2,10 +2,11 @@
 input and masks benchmarks: any number of categories and any photo size, offline.
 
 Each image is a smooth colour gradient with polygon objects (quadrilaterals and ellipses as polygons)
-of random categories filled with their category's colour, plus Gaussian noise so that the JPEG costs
-about what a photo of that size costs to decode (saved at quality 90). Category ids are 1..K with
-names ``class_0001``...; every annotation is a polygon with its float area and box. The same
-arguments give the same bytes.
+filled with their category's colour, plus Gaussian noise so that the JPEG costs about what a photo of
+that size costs to decode (saved at quality 90). Category ids are 1..K with names ``class_0001``...;
+every category is used (images get more objects where K needs them: the masks stage makes classes only
+of used categories), in a seeded order; every annotation is a polygon with its float area and box. The
+same arguments give the same bytes.
 
     python benchmarks/make_synthetic_coco.py --out DIR [--images 64] [--size 2048 1536] [--classes 200]
         [--objects 12] [--seed 0] [--workers 0]
@@ -34,15 +35,15 @@ def object_polygon(rng: np.random.Generator, width: int, height: int) -> np.ndar
     return np.clip(points, 0, [width - 1, height - 1])
 
 
-def draw_image(seed: int, index: int, width: int, height: int, classes: int, objects: int) -> tuple[bytes, list]:
-    """(JPEG bytes, [(category id, (P, 2) polygon), ...]) of one image."""
+def draw_image(seed: int, index: int, width: int, height: int, categories: list[int]) -> tuple[bytes, list]:
+    """(JPEG bytes, [(category id, (P, 2) polygon), ...]) of one image with one object per category."""
     rng = np.random.default_rng([seed, index])
     ramp_x, ramp_y = np.linspace(0, 1, width, dtype=np.float32), np.linspace(0, 1, height, dtype=np.float32)
     top, bottom = rng.uniform(40, 215, 3).astype(np.float32), rng.uniform(40, 215, 3).astype(np.float32)
     image = top + (bottom - top) * (0.6 * ramp_y[:, None, None] + 0.4 * ramp_x[None, :, None])
     shapes = []
-    for _ in range(int(rng.integers(1, objects + 1))):
-        category, polygon = int(rng.integers(1, classes + 1)), object_polygon(rng, width, height)
+    for category in categories:
+        polygon = object_polygon(rng, width, height)
         colour = np.random.default_rng([seed, category]).uniform(0, 255, 3)
         cv2.fillPoly(image, [np.round(polygon).astype(np.int32)], colour.tolist())
         shapes.append((category, polygon))
@@ -60,9 +61,17 @@ def annotation(ann_id: int, image_id: int, category: int, polygon: np.ndarray) -
             "bbox": [round(v, 2) for v in box], "segmentation": [[round(float(v), 2) for v in polygon.ravel()]]}
 
 
-def write_image(args: tuple[Path, int, int, int, int, int, int]) -> list:
-    out, seed, index, width, height, classes, objects = args
-    jpeg, shapes = draw_image(seed, index, width, height, classes, objects)
+def categories_of_images(seed: int, images: int, classes: int, objects: int) -> list[list[int]]:
+    """Each image's categories: 1..objects of them at random, at least enough that all K appear."""
+    rng = np.random.default_rng([seed, 2**31])
+    counts = np.maximum(rng.integers(1, objects + 1, images), -(-classes // images))
+    order = np.resize(rng.permutation(np.arange(1, classes + 1)), int(counts.sum()))
+    return [[int(c) for c in part] for part in np.split(order, np.cumsum(counts)[:-1])]
+
+
+def write_image(args: tuple[Path, int, int, int, int, list[int]]) -> list:
+    out, seed, index, width, height, categories = args
+    jpeg, shapes = draw_image(seed, index, width, height, categories)
     (out / SPLIT / f"{index:012d}.jpg").write_bytes(jpeg)
     return shapes
 
@@ -73,7 +82,8 @@ def write_set(out: Path, images: int, size: tuple[int, int], classes: int, objec
     width, height = size
     (out / SPLIT).mkdir(parents=True, exist_ok=True)
     (out / "annotations").mkdir(parents=True, exist_ok=True)
-    jobs = [(out, seed, i, width, height, classes, objects) for i in range(1, images + 1)]
+    jobs = [(out, seed, i, width, height, categories)
+            for i, categories in enumerate(categories_of_images(seed, images, classes, objects), start=1)]
     with ProcessPoolExecutor(workers or None) as pool:
         shapes = list(pool.map(write_image, jobs))
     coco: dict = {"images": [], "annotations": [],
@@ -95,7 +105,7 @@ def main() -> None:
     parser.add_argument("--images", type=int, default=64)
     parser.add_argument("--size", type=int, nargs=2, default=[2048, 1536], metavar=("W", "H"))
     parser.add_argument("--classes", type=int, default=200, help="categories, ids 1..K")
-    parser.add_argument("--objects", type=int, default=12, help="at most this many objects per image")
+    parser.add_argument("--objects", type=int, default=12, help="at most this many objects per image, unless --classes needs more")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--workers", type=int, default=0, help="processes (0: one per core)")
     args = parser.parse_args()
