@@ -1,5 +1,6 @@
 """Every export style of tests/exports.py through `dvc repro` end to end (data.source: local, one tiny
-Fast-SCNN, one epoch), each mask in data/masks checked pixel by pixel against pycocotools.
+Fast-SCNN, one epoch), each mask in data/masks checked pixel by pixel against pycocotools, the export's
+folder unchanged. (``cocoseg prepare --ann`` on every style: tests/masks/test_exports.py.)
 
 params.yaml points at the export's own files, as a user would write it:
 
@@ -27,17 +28,14 @@ from local_exports import snapshot
 
 pytestmark = pytest.mark.slow
 
-# style -> how params.yaml names its parts: "auto" (by the split names or pooled), or "twice" (the one
-# split's file as <split> to train and <split>_val to validate, in a masks.split mapping)
-PARTS = {
-    "roboflow": "auto",
-    "web_pngs": "auto",
-    "rle_only": "auto",
-    "many_classes": "auto",
-    "cvat": "twice",
-    "attributes": "twice",
-    "exif_photo": "twice",
+# Styles whose split names masks.split: auto recognises -> the source splits of each part of split.json
+BY_NAME = {
+    "roboflow": {"train": ["train"], "val": ["valid"], "test": ["test"]},
+    "web_pngs": {"train": ["train"], "val": ["val"]},
 }
+# One-file styles under an unusual name or of 2 images: the file as <split> to train and <split>_val to
+# validate, in a masks.split mapping. The other one-file styles are pooled by auto.
+TWICE = {"cvat", "attributes", "exif_photo"}
 MODEL_STAGES = {"train@fastscnn", "evaluate@fastscnn", "compare"}
 
 
@@ -70,11 +68,14 @@ def test_every_export_style_through_dvc_repro(style: str, template: Path, tmp_pa
         name: {"annotations": str(f.annotations), "images": str(f.images)}
         for name, f in export.splits.items()
     }
-    if PARTS[style] == "twice":
+    parts: dict[str, list[str]]  # the source splits of each part of split.json
+    if style in TWICE:
         ((name, entry),) = files.items()
         files[f"{name}_val"] = entry
-        point_at(repo, files, {"train": [name], "val": [f"{name}_val"]})
-    else:
+        parts = {"train": [name], "val": [f"{name}_val"]}
+        point_at(repo, files, parts)
+    else:  # auto: by the split names, else pooled (a seeded share of the one split validates)
+        parts = BY_NAME.get(style, {"train": list(files), "val": list(files)})
         point_at(repo, files, "auto")
     git_commit(repo, f"own data: {style}")
     original = snapshot(export.root)
@@ -95,9 +96,11 @@ def test_every_export_style_through_dvc_repro(style: str, template: Path, tmp_pa
     assert checked == report["counts"]["images_written"] > 0
 
     split = json.loads((masks / "split.json").read_text())
+    sources = {part: sorted({item.split("/")[0] for item in items}) for part, items in split.items()}
+    assert sources == parts
     metrics = json.loads((repo / "results" / "evaluate" / "fastscnn" / "metrics.json").read_text())
     assert metrics["val_images"] == len(split["val"]) > 0 and 0 <= metrics["miou"] <= 1
-    if "test" in export.notes.get("parts", {}):  # Roboflow's test split: scored apart from val
+    if "test" in parts:  # Roboflow's test split: scored apart from val
         assert metrics["test_images"] == len(split["test"]) == 3 and 0 <= metrics["test/miou"] <= 1
     labels = json.loads((masks / "labels.json").read_text())
     if style == "exif_photo":  # the turned photo, once per registration of its file
