@@ -184,7 +184,7 @@ def write_untrained_model(project: Path, size: int) -> None:
     from cocoseg.core.splits import load_labels
     from cocoseg.models import build_model, model_spec
     from cocoseg.models.checkpoint import save_checkpoint
-    from cocoseg.models.inference import Preprocessing
+    from cocoseg.models.preprocessing import Preprocessing
 
     classes = load_labels(project / "data" / "masks")
     torch.manual_seed(0)

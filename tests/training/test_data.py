@@ -16,7 +16,7 @@ from helpers import CLASSES, shapes_pair, write_dataset
 
 from cocoseg.core.splits import load_split
 from cocoseg.evaluation.evaluate import ValImages
-from cocoseg.models.inference import Preprocessing
+from cocoseg.models.preprocessing import Preprocessing
 from cocoseg.training.data import (
     SegmentationDataModule,
     SegmentationDataset,

@@ -13,7 +13,7 @@ import zipfile
 from pathlib import Path
 from typing import Any
 
-from cocoseg.acquire.remote import download_archives, download_subset
+from cocoseg.acquire.coco_http import download_archives, download_subset
 from cocoseg.core.params import ConfigError, Params
 from cocoseg.acquire.extract import write_manifest
 from cocoseg.core.layout import (ANNOTATIONS_ARCHIVE, COCO_MD5, COCO_SIZES, VOC_CATEGORIES, annotation_file,

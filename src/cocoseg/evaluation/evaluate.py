@@ -25,7 +25,8 @@ from cocoseg.evaluation.plots import write_confusion_plot
 from cocoseg.models import count_parameters
 from cocoseg.models.checkpoint import load_checkpoint
 from cocoseg.models.devices import check_device
-from cocoseg.models.inference import Preprocessing, predict_batch, to_chw
+from cocoseg.models.preprocessing import Preprocessing
+from cocoseg.models.inference import predict_batch, to_chw
 
 log = logging.getLogger(__name__)
 

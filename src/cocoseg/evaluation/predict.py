@@ -27,7 +27,8 @@ from cocoseg.core.limits import MAX_PREDICT_PIXELS, check_pixels
 from cocoseg.core.stage import run_stage
 from cocoseg.models.checkpoint import load_checkpoint
 from cocoseg.models.devices import check_device
-from cocoseg.models.inference import UPSAMPLING, Preprocessing, predict_batch, to_chw
+from cocoseg.models.preprocessing import Preprocessing
+from cocoseg.models.inference import UPSAMPLING, predict_batch, to_chw
 
 log = logging.getLogger(__name__)
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp"}

@@ -21,7 +21,7 @@ from torchmetrics.classification import MulticlassAccuracy, MulticlassF1Score, M
 from cocoseg.training.losses import cross_entropy_dice
 from cocoseg.core.layout import VOID
 from cocoseg.models import build_model
-from cocoseg.models.inference import Preprocessing
+from cocoseg.models.preprocessing import Preprocessing
 
 
 @contextlib.contextmanager

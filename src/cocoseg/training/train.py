@@ -21,7 +21,7 @@ from cocoseg.core.params import Params, TrainConfig
 from cocoseg.core.stage import drop_library_handlers
 from cocoseg.models import check_arch, check_forward, model_spec
 from cocoseg.models.checkpoint import save_checkpoint
-from cocoseg.models.inference import Preprocessing
+from cocoseg.models.preprocessing import Preprocessing
 from cocoseg.training.callbacks import (
     BestWeights,
     FiniteLoss,
