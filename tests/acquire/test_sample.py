@@ -11,8 +11,14 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from cocoseg.acquire.sample import (
+    CATEGORIES,
+    EDGE_CASES,
+    UNKNOWN_CATEGORY_ID,
+    build_sample,
+    write_sample_archives,
+)
 from cocoseg.core.params import SampleConfig
-from cocoseg.acquire.sample import CATEGORIES, EDGE_CASES, UNKNOWN_CATEGORY_ID, build_sample, write_sample_archives
 
 CFG = SampleConfig()  # the shipped size: 64 images
 

@@ -18,10 +18,10 @@ import cv2
 import numpy as np
 from pycocotools import mask as mask_utils
 
-from cocoseg.core.params import SampleConfig
 from cocoseg.acquire.extract import write_manifest
 from cocoseg.core.files import atomic_path
 from cocoseg.core.layout import ANNOTATIONS_ARCHIVE, annotation_member, image_archive
+from cocoseg.core.params import SampleConfig
 
 log = logging.getLogger(__name__)
 

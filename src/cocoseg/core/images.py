@@ -15,12 +15,14 @@ keep whatever colour lies under them). Large JPEGs can be decoded at 1/2, 1/4 or
 from __future__ import annotations
 
 import functools
+import os
 from pathlib import Path
 
 import cv2
 import numpy as np
 from isal import isal_zlib
 
+from cocoseg.core.files import write_bytes
 from cocoseg.core.layout import VOID, label_dtype
 
 VOID_COLOUR = (255, 255, 255)  # BGR: void pixels are drawn white
@@ -266,3 +268,15 @@ def side_by_side(panels: list[np.ndarray]) -> np.ndarray:
     for panel in panels[1:]:
         joined += [gap, panel]
     return np.concatenate(joined, axis=1)
+
+
+def encode_png(array: np.ndarray) -> bytes:
+    """Encode a uint8 (H, W), uint8 (H, W, 3) BGR or uint16 (H, W) array as PNG bytes."""
+    ok, buf = cv2.imencode(".png", array)
+    if not ok:
+        raise ValueError(f"could not encode array of shape {array.shape} and dtype {array.dtype} as PNG")
+    return buf.tobytes()
+
+
+def write_png(path: str | os.PathLike[str], array: np.ndarray) -> None:
+    write_bytes(path, encode_png(array))

@@ -14,8 +14,8 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from cocoseg.core.arithmetic import settle_arithmetic
-from cocoseg.core.files import atomic_dir, write_json, write_png
-from cocoseg.core.images import explained_panel, overlay, read_image, read_mask, read_rgb
+from cocoseg.core.files import atomic_dir, write_json
+from cocoseg.core.images import explained_panel, overlay, read_image, read_mask, read_rgb, write_png
 from cocoseg.core.layout import VOID, image_path, mask_name, semantic_mask_path, split_item
 from cocoseg.core.limits import SPEED_SECONDS, cap_processes
 from cocoseg.core.params import EvaluateConfig
@@ -25,8 +25,8 @@ from cocoseg.evaluation.plots import write_confusion_plot
 from cocoseg.models import count_parameters
 from cocoseg.models.checkpoint import load_checkpoint
 from cocoseg.models.devices import check_device
-from cocoseg.models.preprocessing import Preprocessing
 from cocoseg.models.inference import predict_batch, to_chw
+from cocoseg.models.preprocessing import Preprocessing
 
 log = logging.getLogger(__name__)
 

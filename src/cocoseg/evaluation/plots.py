@@ -9,7 +9,6 @@ import numpy as np
 
 from cocoseg.core.files import write_bytes
 
-
 CELL_TEXT_MAX = 25  # above this many classes the cells are too small for numbers
 PLOTTED_MAX = 100  # classes drawn at most (the most frequent in the truth): LVIS's 1,203 would be 19k pixels
 

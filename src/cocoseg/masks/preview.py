@@ -9,8 +9,7 @@ from typing import Protocol
 import cv2
 import numpy as np
 
-from cocoseg.core.files import write_png
-from cocoseg.core.images import colourise, explained_panel, overlay, read_image, read_mask
+from cocoseg.core.images import colourise, explained_panel, overlay, read_image, read_mask, write_png
 from cocoseg.core.layout import PREVIEW, mask_name, split_item
 from cocoseg.masks.labels import LabelMap
 

@@ -18,10 +18,10 @@ import torch
 from torchmetrics import MetricCollection
 from torchmetrics.classification import MulticlassAccuracy, MulticlassF1Score, MulticlassJaccardIndex
 
-from cocoseg.training.losses import cross_entropy_dice
 from cocoseg.core.layout import VOID
 from cocoseg.models import build_model
 from cocoseg.models.preprocessing import Preprocessing
+from cocoseg.training.losses import cross_entropy_dice
 
 
 @contextlib.contextmanager
