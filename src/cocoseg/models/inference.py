@@ -38,8 +38,8 @@ def predict_batch(model: torch.nn.Module, inputs: torch.Tensor,
 def argmax_classes(logits: torch.Tensor, rows: int = 8) -> torch.Tensor:
     """(K, h, w) logits -> (h, w) int64, equal to ``logits.argmax(0)`` (ties and NaN included), faster.
 
-    On the CPU ``argmax(0)`` walks the K logits of one pixel at a time, strided (97 ms at 81x512x512 on
-    one core). Here every step runs along rows instead, ``rows`` rows at a time so a band stays in cache:
+    On the CPU ``argmax(0)`` walks the K logits of one pixel at a time, strided. Here every step runs
+    along rows instead, ``rows`` rows at a time so a band stays in cache:
     the maximum over classes, then which classes reach it, weighted K, K-1, ... 1 so that the largest
     weight is the first class reaching it. A pixel that no class reaches holds a NaN: torch's argmax
     decides it. On the CPU numpy does the steps (its comparison is 4x torch's there).
@@ -90,7 +90,7 @@ def _first_maximum_numpy(logits: np.ndarray, rows: int) -> np.ndarray:
 def _on_one_thread(function: Callable[..., torch.Tensor]) -> Callable[..., torch.Tensor]:
     """Run ``function`` with one torch thread. Class maps are many small operations: on a busy CPU (the
     evaluate stage's own loader workers suffice) each one split over threads waits for a descheduled
-    thread, and 2 threads took 542 ms per image where 1 took 28 (81 classes, 512 px, load 3)."""
+    thread, which made it much slower than one thread."""
     @functools.wraps(function)
     def wrapper(*args: object, **kwargs: object) -> torch.Tensor:
         threads = torch.get_num_threads()

@@ -93,8 +93,8 @@ def trainer_speed_flags(cfg: TrainConfig, cuda: bool) -> dict[str, Any]:
     """Trainer arguments that trade repeatability for speed, and the module's memory layout.
 
     CPU: ``deterministic`` as asked, which makes reruns bit-identical. CUDA: ``deterministic: true``
-    means warn-only, since some backward kernels this project needs (bilinear upsampling, 2-D NLL loss)
-    have no deterministic CUDA version and would otherwise raise; everything else, cuDNN included,
+    means warn-only, since a backward kernel this project needs (bilinear upsampling's)
+    has no deterministic CUDA version and would otherwise raise; everything else, cuDNN included,
     picks deterministic algorithms. ``deterministic: false`` lets cuDNN time its algorithms per input
     shape and keep the fastest (``benchmark``). Channels-last only on CUDA: on the CPU it would change
     which kernels run, and so the bits of the results.
