@@ -7,7 +7,6 @@ offline default run exercises every path that real COCO can take (see ``EDGE_CAS
 
 from __future__ import annotations
 
-import io
 import json
 import logging
 import zipfile

@@ -17,7 +17,6 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-
 # Checks run before anything is published under its final name (see core/params_guard.py): a check that
 # raises leaves the previous file or folder in place and the new one unpublished.
 _PUBLISH_CHECKS: list[Callable[[], None]] = []

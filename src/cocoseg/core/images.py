@@ -105,7 +105,7 @@ def _unfiltered_grey_png(data: bytes) -> np.ndarray | None:
     width, height, itemsize = int.from_bytes(header[:4], "big"), int.from_bytes(header[4:8], "big"), header[8] // 8
     try:
         raw = isal_zlib.decompress(b"".join(idat))
-    except isal_zlib.error:
+    except isal_zlib.error:  # type: ignore[misc]  # isal has no stubs: error is an exception class
         return None
     if len(raw) != height * (1 + width * itemsize) or height == 0:
         return None
@@ -121,7 +121,7 @@ def reduction(size: tuple[int, int], at_least: tuple[int, int]) -> int:
     REDUCE_ABOVE_PIXELS."""
     if size[0] * size[1] <= REDUCE_ABOVE_PIXELS:
         return 1
-    fits = [s for s in (8, 4, 2) if all(-(-side // s) >= need for side, need in zip(size, at_least))]
+    fits = [s for s in (8, 4, 2) if all(-(-side // s) >= need for side, need in zip(size, at_least, strict=False))]
     return fits[0] if fits else 1
 
 
@@ -137,7 +137,7 @@ def _decode_png(data: np.ndarray) -> np.ndarray | None:
     if image is None:
         return None
     if image.dtype == np.uint16:
-        image = (image >> 8).astype(np.uint8)
+        image = (image >> 8).astype(np.uint8)  # type: ignore[operator]  # cv2 stubs: uint16 here
     if image.ndim == 2:
         return cv2.cvtColor(image, cv2.COLOR_GRAY2BGR)
     if image.shape[2] == 3:
@@ -238,7 +238,7 @@ def legend(names: list[str], ids: list[int], num_classes: int, width: int, void:
     colours = colourise(np.array([ids], label_dtype(num_classes) if void == VOID else np.uint16), num_classes)[0]
     rows = [np.full((TEXT_HEIGHT, width, 3), 255, np.uint8)]
     x = 2
-    for k, colour in zip(ids, colours):
+    for k, colour in zip(ids, colours, strict=False):
         label = "void" if k == void else names[k]
         need = 16 + cv2.getTextSize(label, FONT, 0.4, 1)[0][0] + 8
         if x + need > width and x > 2:

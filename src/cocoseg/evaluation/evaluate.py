@@ -84,7 +84,7 @@ def confusion_over(model: torch.nn.Module, dataset: ValImages, num_classes: int,
     for images, targets in loader:
         inputs = dataset.prep.normalise(images.to(device))
         _, preds = predict_batch(model, inputs, [tuple(t.shape) for t in targets], cfg.upsample)
-        for target, pred in zip(targets, preds):
+        for target, pred in zip(targets, preds, strict=False):
             target, pred = target.numpy(), pred.cpu().numpy()
             cm += confusion_matrix(target, pred, num_classes, void)
             if on_image is not None:

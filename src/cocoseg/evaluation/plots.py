@@ -51,7 +51,7 @@ def write_confusion_plot(path: Path, cm: np.ndarray, classes: list[str]) -> None
     ax.set_ylabel("ground truth")
     ax.set_title(f"rows normalised; {title}", fontsize=9)
     if not small:
-        for i, j in zip(*np.nonzero(cm)):
+        for i, j in zip(*np.nonzero(cm), strict=False):
             ax.text(j, i, f"{norm[i, j]:.2f}", ha="center", va="center", fontsize=7,
                     color="white" if norm[i, j] > 0.5 else "black")
     fig.tight_layout()

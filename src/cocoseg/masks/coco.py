@@ -113,7 +113,7 @@ class _Records:
         records paint each category."""
         by_image: dict[int, list[tuple[int, int]]] = defaultdict(list)
         orphans, duplicates, seen, use = [], [], set(), Counter()
-        for k, (ann_id, image_id) in enumerate(zip(self.ids, self.image_ids)):
+        for k, (ann_id, image_id) in enumerate(zip(self.ids, self.image_ids, strict=False)):
             if ann_id in seen:
                 duplicates.append(k)
                 continue
