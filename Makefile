@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 
-.PHONY: install repro test lock clean
+.PHONY: install repro test lint lock clean
 
 install: $(STAMP)
 
@@ -25,8 +25,13 @@ $(STAMP): requirements.lock pyproject.toml
 repro: install
 	$(BIN)/dvc repro
 
-test: install
+test: install lint
 	$(BIN)/python -m pytest
+
+# Linters: ruff (pycodestyle, pyflakes, import order, bugbear, pyupgrade) and mypy on the shared core.
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/mypy src/cocoseg/core
 
 # Re-pin after changing pyproject.toml: one lock for Linux and macOS (needs uv: pip install uv).
 lock:

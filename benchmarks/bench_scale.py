@@ -48,6 +48,10 @@ import sys
 import time
 import types
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import torch
 
 import numpy as np
 import psutil
@@ -184,7 +188,7 @@ def write_untrained_model(project: Path, size: int) -> None:
     from cocoseg.core.splits import load_labels
     from cocoseg.models import build_model, model_spec
     from cocoseg.models.checkpoint import save_checkpoint
-    from cocoseg.models.inference import Preprocessing
+    from cocoseg.models.preprocessing import Preprocessing
 
     classes = load_labels(project / "data" / "masks")
     torch.manual_seed(0)
@@ -267,7 +271,7 @@ def compare_status(project: Path, rev: str, repeats: int, upsample: str) -> dict
     return {key: float(np.median(values)) for key, values in times.items()}
 
 
-def smooth_logits(classes: int, field: int, size: int, seed: int = 0) -> "torch.Tensor":
+def smooth_logits(classes: int, field: int, size: int, seed: int = 0) -> torch.Tensor:
     """(K, size, size) logits as a segmentation head gives them: a (K, field, field) random field,
     bilinearly upsampled (Fast-SCNN's head works at 1/8 of the input: field = size / 8)."""
     import torch

@@ -23,7 +23,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from cocoseg.acquire.remote import download_subset
+from cocoseg.acquire.coco_http import download_subset
 
 REAL = Path("/work/shared/data/coco2017-val-mini")
 SPLIT = "val2017"

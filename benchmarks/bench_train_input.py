@@ -321,7 +321,7 @@ def main() -> None:
             f"{k} " + " ".join(f"{b[2] / b[0]:.1f}" for b in v) for k, v in blocks.items()), flush=True)
     widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(header)]
     for line in [header] + rows:
-        print("  ".join(cell.rjust(w) for cell, w in zip(line, widths)))
+        print("  ".join(cell.rjust(w) for cell, w in zip(line, widths, strict=False)))
 
 
 if __name__ == "__main__":

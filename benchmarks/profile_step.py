@@ -16,9 +16,9 @@ import time
 from dataclasses import replace
 
 import torch
+from bench_train_input import apply_speed_flags, make_step
 from torch.profiler import ProfilerActivity, profile
 
-from bench_train_input import apply_speed_flags, make_step
 from cocoseg.core.params import load_params
 from cocoseg.training.module import SegmentationModule
 from cocoseg.training.train import trainer_speed_flags

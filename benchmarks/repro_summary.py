@@ -42,7 +42,7 @@ def stage_seconds(lines: list[str]) -> dict[str, int]:
         if found:
             starts.append((found.group(1), last))
     ends = [t for _, t in starts[1:]] + [last]
-    return {name: end - start for (name, start), end in zip(starts, ends)}
+    return {name: end - start for (name, start), end in zip(starts, ends, strict=False)}
 
 
 def warn_only_kernels(text: str) -> Counter[str]:

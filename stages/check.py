@@ -16,7 +16,7 @@ from cocoseg.core.params import ConfigError, Params, load_params
 from cocoseg.core.params_guard import guard_params
 from cocoseg.core.stage import run_stage
 from cocoseg.masks.labels import build_label_map
-from cocoseg.masks.paint import check_params
+from cocoseg.masks.paint import check_masks_overlap
 from cocoseg.models import check_model
 from cocoseg.training.checks import check_train
 
@@ -43,7 +43,7 @@ def main() -> None:
     parser.add_argument("--params", default="params.yaml")
     parser.add_argument("--out", type=Path, default=Path("data/params.checked"))
     args = parser.parse_args()
-    load_params(args.params, check_params, check_train, check_models, check_categories)
+    load_params(args.params, check_masks_overlap, check_train, check_models, check_categories)
     guard_params(args.params, "check")  # a value changed while checking is no value checked
     write_text(args.out, CHECKED)
 

@@ -4,6 +4,7 @@ import argparse
 from pathlib import Path
 
 from cocoseg.core.arithmetic import pin_arithmetic
+from cocoseg.core.layout import model_file
 from cocoseg.core.params import load_params
 from cocoseg.core.params_guard import guard_params
 from cocoseg.core.stage import run_stage
@@ -28,7 +29,7 @@ def main() -> None:
     from cocoseg.evaluation.evaluate import evaluate_model
 
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
-    evaluate_model(Path("models") / args.model / "model.pt", args.coco, args.masks,
+    evaluate_model(model_file(args.model), args.coco, args.masks,
                    args.out or Path("results/evaluate") / args.model, params.evaluate, device)
 
 

@@ -4,11 +4,11 @@ import argparse
 import logging
 from pathlib import Path
 
-from cocoseg.core.stage import run_stage
 from cocoseg.core.params import load_params
 from cocoseg.core.params_guard import guard_params
+from cocoseg.core.stage import run_stage
 from cocoseg.masks.build import build_masks
-from cocoseg.masks.paint import check_params
+from cocoseg.masks.paint import check_masks_overlap
 
 log = logging.getLogger("cocoseg.stages.masks")
 
@@ -19,7 +19,7 @@ def main() -> None:
     parser.add_argument("--coco", type=Path, default=Path("data/coco"))
     parser.add_argument("--out", type=Path, default=Path("data/masks"))
     args = parser.parse_args()
-    params = load_params(args.params, check_params)
+    params = load_params(args.params, check_masks_overlap)
     guard_params(args.params, "masks")
     report = build_masks(args.coco, args.out, params.data.splits, params.masks, params.base.seed)
     counts = report["counts"]

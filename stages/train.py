@@ -4,6 +4,7 @@ import argparse
 from pathlib import Path
 
 from cocoseg.core.arithmetic import pin_arithmetic
+from cocoseg.core.layout import CHECKPOINTS_DIR
 from cocoseg.core.params import load_params
 from cocoseg.core.params_guard import guard_params
 from cocoseg.core.stage import run_stage
@@ -32,7 +33,7 @@ def main() -> None:
 
     paths = TrainPaths(args.coco, args.masks, args.out or Path("models") / args.model,
                        args.live or Path("results/train") / args.model,
-                       args.runs or runs_root(), args.resume_dir or Path("checkpoints") / args.model)
+                       args.runs or runs_root(), args.resume_dir or Path(CHECKPOINTS_DIR) / args.model)
     train_model(params, args.model, paths)
 
 

@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 import yaml
 from dvc.utils.hydra import apply_overrides
-from local_exports import write_coco_layout, write_roboflow
 from helpers import committed_params
+from local_exports import write_coco_layout, write_roboflow
 from test_cli import dry_run, set_values
 
 from cocoseg.core.params import load_params

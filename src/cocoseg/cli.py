@@ -33,11 +33,11 @@ import yaml
 
 from cocoseg.core.arithmetic import add_arithmetic_flags, pin_arithmetic
 from cocoseg.core.errors import UserError
+from cocoseg.core.layout import RUNS_DIR, model_file
 from cocoseg.core.params import Params, load_params
 
 log = logging.getLogger("cocoseg.cli")
 
-RUNS_DIR = "runs"  # TensorBoard logs and the per-run summaries (training/train.py writes them)
 EXPORTS_DIR = "exports"  # cocoseg export writes here (git-ignored): models/<name> is a DVC output
 # The compact experiment table (the README's): every model's mIoU (results/miou.json's miou.<model>,
 # kept even where unchanged) and the params that differ between the rows shown; `--drop` hides the time
@@ -46,8 +46,6 @@ EXP_SHOW = ["dvc", "exp", "show", "--only-changed", "--keep", r"miou\.", "--drop
 # Offline plots: `dvc plots show` / `diff` with the vega libraries inlined (evaluation/offline_plots.py).
 PLOTS_TEMPLATE = ".cache/plots_template.html"
 PLOTS_OUT = "plots"
-# Seed flag -> the key under train / models.<name>; a model that sets its own value gets its own -S.
-PER_MODEL_FLAGS = {"lr": "lr", "epochs": "epochs", "batch_size": "batch_size"}
 
 
 class CliError(UserError):
@@ -81,10 +79,9 @@ def setting_overrides(params: Params, models: list[str], values: dict[str, objec
     so the models left out keep their results.
     """
     overrides = []
-    for flag, value in values.items():
+    for key, value in values.items():  # the flag is the key under train / models.<name>
         if value is None:
             continue
-        key = PER_MODEL_FLAGS[flag]
         own = [m for m in models if getattr(params.model(m), key) is not None]
         shared = [m for m in models if m not in own]
         if shared and set(models) == set(params.models):
@@ -376,7 +373,7 @@ def export(model: str, fmt: str, out: str | None) -> None:
         path, name = Path(model), Path(model).parent.name or Path(model).stem
     else:
         check_model_name(model)
-        path, name = Path("models") / model / "model.pt", model
+        path, name = model_file(model), model
     from cocoseg.models.export import export_model, export_path  # torch: only now
 
     export_model(path, fmt, Path(out) if out else export_path(Path(EXPORTS_DIR), name, fmt))

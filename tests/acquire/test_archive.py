@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 import yaml
-from local_exports import write_roboflow, zip_folder
 from helpers import assert_one_error, run_stage
 from http_server import FaultyFileServer
+from local_exports import write_roboflow, zip_folder
 
 from cocoseg.acquire.archive import store_name
 from cocoseg.core.params import ArchiveConfig

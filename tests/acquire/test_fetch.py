@@ -6,23 +6,23 @@ import json
 import logging
 import shutil
 import subprocess
-import zipfile
 import sys
+import zipfile
 from pathlib import Path
 
 import cv2
 import numpy as np
 import pytest
 import yaml
+from helpers import REPO  # noqa: E402
 from http_server import FaultyFileServer
 
-from cocoseg.acquire.fetch import fetch_coco, read_annotations
-from cocoseg.core.params import ConfigError, parse_params
-from cocoseg.acquire.http import ChecksumError
 from cocoseg.acquire.extract import extract_coco
+from cocoseg.acquire.fetch import fetch_coco, read_annotations
+from cocoseg.acquire.http import ChecksumError
 from cocoseg.acquire.mirror import build_mirror
+from cocoseg.core.params import ConfigError, parse_params
 
-from helpers import REPO  # noqa: E402
 SPLIT = "val2017"
 ANN_ZIP = "annotations_trainval2017.zip"
 CAT, DOG = 1, 3

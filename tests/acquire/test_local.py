@@ -8,8 +8,8 @@ import os
 from pathlib import Path
 
 import pytest
-from local_exports import snapshot, write_roboflow, write_split
 from helpers import assert_one_error, run_stage
+from local_exports import snapshot, write_roboflow, write_split
 
 from cocoseg.acquire.export import ExportError
 from cocoseg.acquire.local import import_split

@@ -8,7 +8,8 @@ import cv2
 import numpy as np
 import pytest
 
-from cocoseg.core.files import atomic_dir, atomic_path, encode_png, write_json, write_png
+from cocoseg.core.files import atomic_dir, atomic_path, write_json
+from cocoseg.core.images import encode_png, write_png
 
 
 def test_atomic_path_renames_on_success(tmp_path: Path) -> None:

@@ -7,9 +7,8 @@ from pathlib import Path
 
 import pytest
 import yaml
-
-from cocoseg.masks.paint import check_overlap, check_params
 from helpers import committed_params
+
 from cocoseg.core.params import (
     BaseConfig,
     ConfigError,
@@ -19,7 +18,7 @@ from cocoseg.core.params import (
     load_params,
     parse_params,
 )
-
+from cocoseg.masks.paint import check_masks_overlap, check_overlap
 
 
 @pytest.fixture
@@ -191,7 +190,7 @@ def test_load_params_names_the_file(tmp_path: Path) -> None:
     path = tmp_path / "params.yaml"
     path.write_text(yaml.safe_dump({"masks": {"overlap": "foo"}}))
     with pytest.raises(ConfigError, match=rf"^{re.escape(str(path))}: masks\.overlap: 'foo' is not allowed"):
-        load_params(path, check_params)  # a stage's own check, named by the file too
+        load_params(path, check_masks_overlap)  # a stage's own check, named by the file too
     with pytest.raises(ConfigError, match=r"file not found"):
         load_params(tmp_path / "missing.yaml")
     path.write_text("masks: [unclosed\n")

@@ -9,8 +9,6 @@ from pathlib import Path
 
 import pytest
 
-from helpers import REPO
-
 SCRIPT = """
 import json, resource, sys
 from pathlib import Path

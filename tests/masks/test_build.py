@@ -17,13 +17,14 @@ from helpers import jpeg_bytes
 from pycocotools.coco import COCO
 
 import cocoseg.masks.build as build_module
-from cocoseg.core.contents import format_contents
-from cocoseg.masks.coco import CocoFormatError
-from cocoseg.core.params import MasksConfig
-from cocoseg.masks.build import build_masks, split_images
-from cocoseg.masks.paint import VOID
-from cocoseg.core.images import TEXT_HEIGHT, colourise
 from cocoseg.acquire.sample import encode_compressed_rle, encode_uncompressed_rle
+from cocoseg.core.contents import format_contents
+from cocoseg.core.images import TEXT_HEIGHT, colourise
+from cocoseg.core.params import MasksConfig
+from cocoseg.masks.build import build_masks
+from cocoseg.masks.coco import CocoFormatError
+from cocoseg.masks.paint import VOID
+from cocoseg.masks.split import split_images
 
 H, W = 10, 12
 SPLIT = "val2017"

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 from pycocotools.coco import COCO
 
-from cocoseg.masks.decode import MalformedAnnotation, decode_region
 from cocoseg.acquire.sample import encode_compressed_rle, encode_uncompressed_rle
+from cocoseg.masks.decode import MalformedAnnotation, decode_region
 
 H, W = 10, 12
 

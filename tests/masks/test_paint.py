@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from cocoseg.acquire.sample import encode_compressed_rle
 from cocoseg.masks.decode import Region, decode_region
 from cocoseg.masks.paint import VOID, PaintObject, paint_masks, paint_order
-from cocoseg.acquire.sample import encode_compressed_rle
 
 H = W = 8
 

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from cocoseg.core.splits import part_of, recognise_parts
 from cocoseg.masks.coco import CocoFormatError
-from cocoseg.masks.split import describe_plan, plan_parts, split_images
+from cocoseg.masks.split import describe_plan, part_of, plan_parts, recognise_parts, split_images
 
 
 @pytest.mark.parametrize(("name", "part"), [

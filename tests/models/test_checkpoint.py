@@ -10,11 +10,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from helpers import REPO, assert_one_error
 
 from cocoseg.core.errors import UserError
-from cocoseg.models.checkpoint import FORMAT_VERSION, CheckpointError, load_checkpoint, save_checkpoint
 from cocoseg.models import build_model, model_spec
-from helpers import REPO, assert_one_error
+from cocoseg.models.checkpoint import FORMAT_VERSION, CheckpointError, load_checkpoint, save_checkpoint
 
 CLASSES = ["background", "disk", "square"]
 PREPROCESSING = {"image_size": [64, 64], "mean": [0.485, 0.456, 0.406], "std": [0.229, 0.224, 0.225],

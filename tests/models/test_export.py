@@ -19,7 +19,8 @@ from cocoseg import cli
 from cocoseg.models import build_model, model_spec
 from cocoseg.models.checkpoint import save_checkpoint
 from cocoseg.models.export import TOLERANCE, run_exported
-from cocoseg.models.inference import Preprocessing, to_chw
+from cocoseg.models.inference import to_chw
+from cocoseg.models.preprocessing import Preprocessing
 
 CLASSES = ["background", "person", "dog", "car"]
 SIZE = (64, 96)  # (height, width): not square, so height and width cannot be swapped unnoticed

@@ -15,7 +15,7 @@ import yaml
 from helpers import REPO, shapes_pair, write_dataset
 
 from cocoseg.models import build_model
-from cocoseg.models.inference import Preprocessing
+from cocoseg.models.preprocessing import Preprocessing
 from cocoseg.training.data import SegmentationDataModule
 from cocoseg.training.module import build_metrics, exact_counting
 

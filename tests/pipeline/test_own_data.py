@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 import yaml
-from local_exports import snapshot, square_jpeg, write_roboflow
 from helpers import git_commit, one_model_project, ran, run_in
+from local_exports import snapshot, square_jpeg, write_roboflow
 
 pytestmark = pytest.mark.slow
 

@@ -3,15 +3,11 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 import zipfile
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-import yaml
-
 from helpers import CATEGORIES, assert_one_error, params_file, run_stage
 
 IMAGES = [{"id": 1, "file_name": "a.jpg", "height": 8, "width": 8}]

@@ -115,7 +115,9 @@ def test_train_keeps_a_run_folder_with_tensorboard_scalars_and_summaries(run: Ru
     assert re.fullmatch(r"x_miou_\d{8}-\d{6}", folder.name)
     events = EventAccumulator(str(folder))
     events.Reload()
-    steps = lambda tag: [e.step for e in events.Scalars(tag)]
+    def steps(tag: str) -> list[int]:
+        return [e.step for e in events.Scalars(tag)]
+
     assert steps("train/loss_step") == steps("train/lr") == [0, 1, 2, 3]  # 4 images, batch 2, 2 epochs
     assert steps("val/miou") == steps("train/loss") == [1, 3]  # every epoch, at its last step
     assert {"val/loss", "val/dice", "train/miou"} <= set(events.Tags()["scalars"])

@@ -12,12 +12,12 @@ from pathlib import Path
 
 import pytest
 import yaml
+from helpers import REPO, assert_one_error
 
 from cocoseg.core.params import parse_params
 from cocoseg.models import check_model
 from cocoseg.models.smp_encoders import SMP_ENCODERS
 from cocoseg.training.checks import ACCELERATORS, PRECISIONS, STRATEGIES, check_train
-from helpers import REPO, assert_one_error
 
 SHIPPED = yaml.safe_load((REPO / "params.yaml").read_text())
 

@@ -16,7 +16,7 @@ from helpers import CLASSES, shapes_pair, write_dataset
 
 from cocoseg.core.splits import load_split
 from cocoseg.evaluation.evaluate import ValImages
-from cocoseg.models.inference import Preprocessing
+from cocoseg.models.preprocessing import Preprocessing
 from cocoseg.training.data import (
     SegmentationDataModule,
     SegmentationDataset,
@@ -90,10 +90,10 @@ def test_train_batches_do_not_depend_on_the_workers(shapes: tuple[Path, Path, li
     first = epoch_batches(0, epoch=1)
     for other in (epoch_batches(1, epoch=1), epoch_batches(2, epoch=1)):
         assert len(other) == len(first) == 3
-        for a, b in zip(first, other):
+        for a, b in zip(first, other, strict=False):
             np.testing.assert_array_equal(a, b)
-    assert any(not np.array_equal(a, b) for a, b in zip(first, epoch_batches(0, epoch=2)))
-    assert any(not np.array_equal(a, b) for a, b in zip(first, epoch_batches(0, epoch=1, seed=8)))
+    assert any(not np.array_equal(a, b) for a, b in zip(first, epoch_batches(0, epoch=2), strict=False))
+    assert any(not np.array_equal(a, b) for a, b in zip(first, epoch_batches(0, epoch=1, seed=8), strict=False))
 
 
 def blocks(height: int, width: int, seed: int) -> np.ndarray:

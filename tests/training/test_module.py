@@ -3,7 +3,7 @@
 import lightning as L
 import torch
 
-from cocoseg.models.inference import Preprocessing
+from cocoseg.models.preprocessing import Preprocessing
 from cocoseg.training.module import SegmentationModule, build_metrics, exact_counting
 
 

@@ -8,13 +8,13 @@ from pathlib import Path
 
 import pytest
 import torch
+from helpers import shapes_pair, write_dataset
 
 from cocoseg.core.params import parse_params
 from cocoseg.training.callbacks import TrainingDiverged
 from cocoseg.training.module import SegmentationModule
 from cocoseg.training.resume import RunState, prepare_run, run_fingerprint
 from cocoseg.training.train import TrainPaths, train_model
-from helpers import shapes_pair, write_dataset
 
 TRAIN = {"epochs": 3, "batch_size": 2, "image_size": [32, 32], "workers": 0, "accelerator": "cpu", "devices": 1}
 PARAMS = parse_params({"train": TRAIN, "models": {"x": {"arch": "fastscnn", "lr": 0.01}}})

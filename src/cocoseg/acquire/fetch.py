@@ -13,11 +13,20 @@ import zipfile
 from pathlib import Path
 from typing import Any
 
-from cocoseg.acquire.remote import download_archives, download_subset
-from cocoseg.core.params import ConfigError, Params
+from cocoseg.acquire.coco_http import download_archives, download_subset
 from cocoseg.acquire.extract import write_manifest
-from cocoseg.core.layout import (ANNOTATIONS_ARCHIVE, COCO_MD5, COCO_SIZES, VOC_CATEGORIES, annotation_file,
-                                 annotation_member, archive_names, archive_stem, image_archive)
+from cocoseg.core.layout import (
+    ANNOTATIONS_ARCHIVE,
+    COCO_MD5,
+    COCO_SIZES,
+    VOC_CATEGORIES,
+    annotation_file,
+    annotation_member,
+    archive_names,
+    archive_stem,
+    image_archive,
+)
+from cocoseg.core.params import ConfigError, Params
 
 log = logging.getLogger(__name__)
 

@@ -108,7 +108,7 @@ def download_file(
     without progress end it, whatever retries are left. ``sidecar`` false writes no ``.verified`` file (for
     folders of images that other tools glob). A full disk ends it at once, the part deleted."""
     dest = Path(dest)
-    expected = {name: value.lower() for name, value in zip(DIGEST_NAMES, (expected_md5, expected_sha256))
+    expected = {name: value.lower() for name, value in zip(DIGEST_NAMES, (expected_md5, expected_sha256), strict=False)
                 if value is not None}
     algorithms = list(expected) or (["md5"] if sidecar else [])  # a sidecar records an MD5 at least
     if _accept_existing(dest, expected_size, expected, algorithms, sidecar):

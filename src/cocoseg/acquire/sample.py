@@ -7,7 +7,6 @@ offline default run exercises every path that real COCO can take (see ``EDGE_CAS
 
 from __future__ import annotations
 
-import io
 import json
 import logging
 import zipfile
@@ -18,10 +17,10 @@ import cv2
 import numpy as np
 from pycocotools import mask as mask_utils
 
-from cocoseg.core.params import SampleConfig
 from cocoseg.acquire.extract import write_manifest
 from cocoseg.core.files import atomic_path
 from cocoseg.core.layout import ANNOTATIONS_ARCHIVE, annotation_member, image_archive
+from cocoseg.core.params import SampleConfig
 
 log = logging.getLogger(__name__)
 

@@ -17,8 +17,6 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 # Checks run before anything is published under its final name (see core/params_guard.py): a check that
 # raises leaves the previous file or folder in place and the new one unpublished.
 _PUBLISH_CHECKS: list[Callable[[], None]] = []
@@ -63,20 +61,6 @@ def write_text(path: str | os.PathLike[str], text: str) -> None:
 def write_json(path: str | os.PathLike[str], obj: Any) -> None:
     """Write JSON with sorted keys and a trailing newline, so equal content gives equal bytes."""
     write_text(path, json.dumps(obj, indent=2, sort_keys=True) + "\n")
-
-
-def encode_png(array: np.ndarray) -> bytes:
-    """Encode a uint8 (H, W), uint8 (H, W, 3) BGR or uint16 (H, W) array as PNG bytes."""
-    import cv2  # local import: keeps `import cocoseg.core.files` light for tools that only write JSON
-
-    ok, buf = cv2.imencode(".png", array)
-    if not ok:
-        raise ValueError(f"could not encode array of shape {array.shape} and dtype {array.dtype} as PNG")
-    return buf.tobytes()
-
-
-def write_png(path: str | os.PathLike[str], array: np.ndarray) -> None:
-    write_bytes(path, encode_png(array))
 
 
 @contextlib.contextmanager

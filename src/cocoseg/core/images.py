@@ -15,12 +15,14 @@ keep whatever colour lies under them). Large JPEGs can be decoded at 1/2, 1/4 or
 from __future__ import annotations
 
 import functools
+import os
 from pathlib import Path
 
 import cv2
 import numpy as np
 from isal import isal_zlib
 
+from cocoseg.core.files import write_bytes
 from cocoseg.core.layout import VOID, label_dtype
 
 VOID_COLOUR = (255, 255, 255)  # BGR: void pixels are drawn white
@@ -103,7 +105,7 @@ def _unfiltered_grey_png(data: bytes) -> np.ndarray | None:
     width, height, itemsize = int.from_bytes(header[:4], "big"), int.from_bytes(header[4:8], "big"), header[8] // 8
     try:
         raw = isal_zlib.decompress(b"".join(idat))
-    except isal_zlib.error:
+    except isal_zlib.error:  # type: ignore[misc]  # isal has no stubs: error is an exception class
         return None
     if len(raw) != height * (1 + width * itemsize) or height == 0:
         return None
@@ -119,7 +121,7 @@ def reduction(size: tuple[int, int], at_least: tuple[int, int]) -> int:
     REDUCE_ABOVE_PIXELS."""
     if size[0] * size[1] <= REDUCE_ABOVE_PIXELS:
         return 1
-    fits = [s for s in (8, 4, 2) if all(-(-side // s) >= need for side, need in zip(size, at_least))]
+    fits = [s for s in (8, 4, 2) if all(-(-side // s) >= need for side, need in zip(size, at_least, strict=False))]
     return fits[0] if fits else 1
 
 
@@ -135,7 +137,7 @@ def _decode_png(data: np.ndarray) -> np.ndarray | None:
     if image is None:
         return None
     if image.dtype == np.uint16:
-        image = (image >> 8).astype(np.uint8)
+        image = (image >> 8).astype(np.uint8)  # type: ignore[operator]  # cv2 stubs: uint16 here
     if image.ndim == 2:
         return cv2.cvtColor(image, cv2.COLOR_GRAY2BGR)
     if image.shape[2] == 3:
@@ -236,7 +238,7 @@ def legend(names: list[str], ids: list[int], num_classes: int, width: int, void:
     colours = colourise(np.array([ids], label_dtype(num_classes) if void == VOID else np.uint16), num_classes)[0]
     rows = [np.full((TEXT_HEIGHT, width, 3), 255, np.uint8)]
     x = 2
-    for k, colour in zip(ids, colours):
+    for k, colour in zip(ids, colours, strict=False):
         label = "void" if k == void else names[k]
         need = 16 + cv2.getTextSize(label, FONT, 0.4, 1)[0][0] + 8
         if x + need > width and x > 2:
@@ -266,3 +268,15 @@ def side_by_side(panels: list[np.ndarray]) -> np.ndarray:
     for panel in panels[1:]:
         joined += [gap, panel]
     return np.concatenate(joined, axis=1)
+
+
+def encode_png(array: np.ndarray) -> bytes:
+    """Encode a uint8 (H, W), uint8 (H, W, 3) BGR or uint16 (H, W) array as PNG bytes."""
+    ok, buf = cv2.imencode(".png", array)
+    if not ok:
+        raise ValueError(f"could not encode array of shape {array.shape} and dtype {array.dtype} as PNG")
+    return buf.tobytes()
+
+
+def write_png(path: str | os.PathLike[str], array: np.ndarray) -> None:
+    write_bytes(path, encode_png(array))

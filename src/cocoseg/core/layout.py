@@ -184,6 +184,19 @@ def semantic_mask_path(masks_root: Path, item: str) -> Path:
     return Path(masks_root) / SEMANTIC / split / mask_name(file_name)
 
 
+# --- models/, checkpoints/, runs/: the train stage's outputs -----------------------------------------
+
+MODELS_DIR = "models"  # models/<name>/model.pt: the train stage's output, evaluate's and export's input
+MODEL_FILE = "model.pt"  # the self-describing checkpoint (models/checkpoint.py)
+CHECKPOINTS_DIR = "checkpoints"  # checkpoints/<name>: a run's resumable state until it succeeds
+RUNS_DIR = "runs"  # runs/: TensorBoard logs and per-run summaries, outside DVC's outputs
+
+
+def model_file(model: str, models_root: Path | str = MODELS_DIR) -> Path:
+    """models/<model>/model.pt."""
+    return Path(models_root) / model / MODEL_FILE
+
+
 # --- category presets ---------------------------------------------------------------------------------
 
 # The 20 PASCAL VOC classes under their COCO names, in VOC order (as torchvision's segmentation

@@ -204,9 +204,9 @@ class MasksConfig:
         _check(self.workers >= 0, "masks.workers", self.workers, "an integer >= 0 (0 = all cores)")
         _check(self.max_pixels >= 1, "masks.max_pixels", self.max_pixels, "a positive integer")
         if isinstance(self.split, Mapping):  # a single name stands for a list of one
-            object.__setattr__(self, "split", {part: (names,) if isinstance(names, str) else tuple(names)
-                                               for part, names in self.split.items()})
-            _check_split_mapping(self.split)
+            split = {part: (names,) if isinstance(names, str) else tuple(names) for part, names in self.split.items()}
+            object.__setattr__(self, "split", split)
+            _check_split_mapping(split)
 
 
 def _check_split_mapping(split: Mapping[str, tuple[str, ...]]) -> None:
@@ -330,7 +330,9 @@ class Params:
     def model_settings(self, name: str) -> tuple[float, int, int]:
         """(lr, epochs, batch_size) of one model: its own value where set, else the train section's."""
         model = self.model(name)
-        pick = lambda own, shared: shared if own is None else own
+        def pick(own: Any, shared: Any) -> Any:
+            return shared if own is None else own
+
         return (pick(model.lr, self.train.lr), pick(model.epochs, self.train.epochs),
                 pick(model.batch_size, self.train.batch_size))
 
@@ -384,7 +386,7 @@ def convert(tp: Any, value: Any, key: str) -> Any:
     """Convert a YAML value to type ``tp``, naming ``key`` in any error."""
     origin = typing.get_origin(tp)
     if dataclasses.is_dataclass(tp):
-        return _convert_dataclass(tp, value, key)
+        return _convert_dataclass(typing.cast(type, tp), value, key)
     if tp is Any:
         return value
     if origin is Literal:

@@ -11,11 +11,12 @@ from typing import Any
 
 from cocoseg.core.errors import UserError
 from cocoseg.core.files import write_json, write_text
+from cocoseg.core.scores import SCORES
 
 VAL_MIOU_HISTORY = "plots/metrics/val/miou.tsv"  # under results/train/<model>/, written by dvclive
 
 # (key, header, format): scores to 4 decimals, counts with thousands separators, speed to 0.1
-COLUMNS = [("miou", "mIoU", "{:.4f}"), ("dice", "mean Dice", "{:.4f}"), ("pixel_accuracy", "pixel acc.", "{:.4f}"),
+COLUMNS = [*((name, header, "{:.4f}") for name, header in SCORES.items()),
            ("params", "params", "{:,}"), ("images_per_second", "images/s", "{:.1f}")]
 
 

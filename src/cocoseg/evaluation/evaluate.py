@@ -14,8 +14,8 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from cocoseg.core.arithmetic import settle_arithmetic
-from cocoseg.core.files import atomic_dir, write_json, write_png
-from cocoseg.core.images import explained_panel, overlay, read_image, read_mask, read_rgb
+from cocoseg.core.files import atomic_dir, write_json
+from cocoseg.core.images import explained_panel, overlay, read_image, read_mask, read_rgb, write_png
 from cocoseg.core.layout import VOID, image_path, mask_name, semantic_mask_path, split_item
 from cocoseg.core.limits import SPEED_SECONDS, cap_processes
 from cocoseg.core.params import EvaluateConfig
@@ -25,7 +25,8 @@ from cocoseg.evaluation.plots import write_confusion_plot
 from cocoseg.models import count_parameters
 from cocoseg.models.checkpoint import load_checkpoint
 from cocoseg.models.devices import check_device
-from cocoseg.models.inference import Preprocessing, predict_batch, to_chw
+from cocoseg.models.inference import predict_batch, to_chw
+from cocoseg.models.preprocessing import Preprocessing
 
 log = logging.getLogger(__name__)
 
@@ -83,7 +84,7 @@ def confusion_over(model: torch.nn.Module, dataset: ValImages, num_classes: int,
     for images, targets in loader:
         inputs = dataset.prep.normalise(images.to(device))
         _, preds = predict_batch(model, inputs, [tuple(t.shape) for t in targets], cfg.upsample)
-        for target, pred in zip(targets, preds):
+        for target, pred in zip(targets, preds, strict=False):
             target, pred = target.numpy(), pred.cpu().numpy()
             cm += confusion_matrix(target, pred, num_classes, void)
             if on_image is not None:

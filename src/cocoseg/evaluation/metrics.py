@@ -12,6 +12,8 @@ from typing import Any
 
 import numpy as np
 
+from cocoseg.core.scores import SCORES
+
 
 def confusion_matrix(target: np.ndarray, pred: np.ndarray, num_classes: int, ignore_index: int = 255) -> np.ndarray:
     """(K, K) int64 counts, rows = ground truth, columns = prediction."""
@@ -47,8 +49,7 @@ def summarise(cm: np.ndarray) -> dict[str, Any]:
     """metrics.json's scores: the means over the classes that occur, and pixel accuracy. The same keys
     whatever the class set, so `dvc exp show` gets the same columns for every dataset."""
     result = scores(cm)
-    return {"miou": _round(result["miou"]), "dice": _round(result["dice"]),
-            "pixel_accuracy": _round(result["pixel_accuracy"])}
+    return {name: _round(result[name]) for name in SCORES}
 
 
 def per_class_scores(cm: np.ndarray, classes: list[str]) -> list[dict[str, Any]]:

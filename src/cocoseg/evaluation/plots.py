@@ -9,7 +9,6 @@ import numpy as np
 
 from cocoseg.core.files import write_bytes
 
-
 CELL_TEXT_MAX = 25  # above this many classes the cells are too small for numbers
 PLOTTED_MAX = 100  # classes drawn at most (the most frequent in the truth): LVIS's 1,203 would be 19k pixels
 
@@ -52,7 +51,7 @@ def write_confusion_plot(path: Path, cm: np.ndarray, classes: list[str]) -> None
     ax.set_ylabel("ground truth")
     ax.set_title(f"rows normalised; {title}", fontsize=9)
     if not small:
-        for i, j in zip(*np.nonzero(cm)):
+        for i, j in zip(*np.nonzero(cm), strict=False):
             ax.text(j, i, f"{norm[i, j]:.2f}", ha="center", va="center", fontsize=7,
                     color="white" if norm[i, j] > 0.5 else "black")
     fig.tight_layout()

@@ -18,16 +18,16 @@ import cv2
 import numpy as np
 import torch
 
-from cocoseg.core.errors import UserError
 from cocoseg.core.arithmetic import add_arithmetic_flags, settle_arithmetic
-from cocoseg.core.files import write_png
-from cocoseg.core.images import legend, overlay, read_rgb
+from cocoseg.core.errors import UserError
+from cocoseg.core.images import legend, overlay, read_rgb, write_png
 from cocoseg.core.layout import label_dtype
 from cocoseg.core.limits import MAX_PREDICT_PIXELS, check_pixels
 from cocoseg.core.stage import run_stage
 from cocoseg.models.checkpoint import load_checkpoint
 from cocoseg.models.devices import check_device
-from cocoseg.models.inference import UPSAMPLING, Preprocessing, predict_batch, to_chw
+from cocoseg.models.inference import UPSAMPLING, predict_batch, to_chw
+from cocoseg.models.preprocessing import Preprocessing
 
 log = logging.getLogger(__name__)
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp"}

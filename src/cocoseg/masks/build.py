@@ -26,8 +26,19 @@ from tqdm import tqdm
 
 from cocoseg.core.contents import Contents, read_contents
 from cocoseg.core.files import atomic_dir, write_json, write_text
-from cocoseg.core.layout import (INSTANCE, INSTANCE_TABLE, LABELS_FILE, MASKS_MANIFEST, MASKS_MANIFEST_HEADER,
-                                 REPORT_FILE, SEMANTIC, SPLIT_FILE, annotation_file, make_item, mask_name)
+from cocoseg.core.layout import (
+    INSTANCE,
+    INSTANCE_TABLE,
+    LABELS_FILE,
+    MASKS_MANIFEST,
+    MASKS_MANIFEST_HEADER,
+    REPORT_FILE,
+    SEMANTIC,
+    SPLIT_FILE,
+    annotation_file,
+    make_item,
+    mask_name,
+)
 from cocoseg.core.limits import cap_processes
 from cocoseg.core.machine import usable_cores
 from cocoseg.core.params import MasksConfig
@@ -35,7 +46,6 @@ from cocoseg.masks.coco import CocoFormatError, CocoIndex, load_coco
 from cocoseg.masks.image_file import Listed
 from cocoseg.masks.image_job import ImageResult, MaskSettings, process_image
 from cocoseg.masks.labels import LabelMap, build_label_map
-from cocoseg.masks.paint import check_overlap
 from cocoseg.masks.preview import write_previews
 from cocoseg.masks.report import Report
 from cocoseg.masks.split import describe_plan, plan_parts, split_images
@@ -95,7 +105,6 @@ def build_from_sources(sources: list[SplitSource], out_root: Path, cfg: MasksCon
                        contents: Contents | None, by_split: bool = True) -> dict[str, Any]:
     """Build all outputs under ``out_root``; return the report. ``contents``: the image digests extract
     took (keyed by item), else the workers hash every image."""
-    check_overlap(cfg.overlap)  # before any work, also when called without the stage script
     with _image_runner(cfg.workers) as run_images:
         return _build(sources, out_root, cfg, seed, run_images, contents, by_split)
 

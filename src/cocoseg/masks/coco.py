@@ -4,10 +4,8 @@ Only the file's overall shape is checked here (a mapping with images/annotations
 individual bad records are the masks stage's business: it skips and reports them one by one.
 
 The file is held once, as one string: annotation records are parsed one at a time to index them and
-kept as where they lie in that string; a worker parses one image's records when it gets them. Parsing
-the whole file at once held its bytes, its text and 860k parsed records (polygons as Python floats)
-together: the masks stage's main process peaked near 3.3 GiB at train2017's size, 0.9 GiB this way
-(benchmarks/bench_scale.py --parts masks, fitted over 2k-20k images).
+kept as where they lie in that string; a worker parses one image's records when it gets them, so the
+main process never holds every parsed record (polygons as Python floats) at once.
 """
 
 from __future__ import annotations
@@ -115,7 +113,7 @@ class _Records:
         records paint each category."""
         by_image: dict[int, list[tuple[int, int]]] = defaultdict(list)
         orphans, duplicates, seen, use = [], [], set(), Counter()
-        for k, (ann_id, image_id) in enumerate(zip(self.ids, self.image_ids)):
+        for k, (ann_id, image_id) in enumerate(zip(self.ids, self.image_ids, strict=False)):
             if ann_id in seen:
                 duplicates.append(k)
                 continue

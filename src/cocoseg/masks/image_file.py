@@ -4,8 +4,8 @@ Whatever the masks stage accepts goes into split.json, and training reads it wit
 ``cocoseg.core.images.read_image`` (OpenCV). So a file passes only if that reader will read it whole:
 
 - A JPEG (every COCO image) is checked by its structure, not decoded: its segments are walked from
-  the start-of-image marker to the end-of-image marker (see ``_jpeg_frame``), well under 0.1 ms
-  against 1.5 ms for a decode. A file cut short fails even when an embedded EXIF thumbnail carries an
+  the start-of-image marker to the end-of-image marker (see ``_jpeg_frame``), far cheaper
+  than a decode. A file cut short fails even when an embedded EXIF thumbnail carries an
   end marker of its own (the thumbnail sits inside a segment that the walk steps over); bytes after
   the end marker are allowed, as every decoder ignores them. Uncommon codings (lossless, arithmetic,
   CMYK) are decoded.
@@ -18,8 +18,7 @@ The check also gives the digest of the file's bytes for the masks manifest (see 
 and evaluation depend on that manifest instead of the image folder, so a changed image byte must
 change it. Extract lists every file's digest in data/coco/contents.tsv as it writes the file; an image
 listed there, and not modified since the list was written, keeps that digest and only the head and the
-last bytes of its file are read (about 0.02 ms). Any other file is read whole and hashed (about 0.1 ms
-for a 160 kB COCO JPEG).
+last bytes of its file are read. Any other file is read whole and hashed.
 """
 
 from __future__ import annotations

@@ -79,7 +79,7 @@ def process_image(settings: MaskSettings, image: dict[str, Any], anns: list[dict
 
     semantic, instance = paint_masks(objects, crowd, height, width, settings.overlap, settings.crowd_mode,
                                      settings.labels.void)
-    for i, (row, obj) in enumerate(zip(table, objects)):
+    for i, (row, obj) in enumerate(zip(table, objects, strict=False)):
         y0, y1, x0, x1 = obj.region.box
         row["pixels"] = int(np.count_nonzero(instance[y0:y1, x0:x1] == i + 1))  # visible after overlaps
     name = mask_name(image["file_name"])
@@ -144,7 +144,7 @@ def _decode_annotations(settings: MaskSettings, anns: list[dict[str, Any]], heig
     objects: list[PaintObject] = []
     crowd: list[Region] = []
     table: list[dict] = []
-    for ann, region in zip(kept, decode_regions([a.get("segmentation") for a in kept], height, width)):
+    for ann, region in zip(kept, decode_regions([a.get("segmentation") for a in kept], height, width), strict=False):
         if isinstance(region, MalformedAnnotation):
             result.skipped_annotations.append((ann["id"], f"malformed segmentation: {region}"))
         elif region.area == 0:

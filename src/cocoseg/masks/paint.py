@@ -51,8 +51,9 @@ def check_overlap(name: str) -> OverlapPolicy:
     return OVERLAP_POLICIES[name]
 
 
-def check_params(params: Params) -> None:
-    """The masks stage's own checks of params.yaml, beyond its types."""
+def check_masks_overlap(params: Params) -> None:
+    """masks.overlap names a policy of OVERLAP_POLICIES: the masks stage's one check of it, through
+    load_params, so the error names params.yaml before any work."""
     check_overlap(params.masks.overlap)
 
 

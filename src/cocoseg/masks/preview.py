@@ -9,8 +9,7 @@ from typing import Protocol
 import cv2
 import numpy as np
 
-from cocoseg.core.files import write_png
-from cocoseg.core.images import colourise, explained_panel, overlay, read_image, read_mask
+from cocoseg.core.images import colourise, explained_panel, overlay, read_image, read_mask, write_png
 from cocoseg.core.layout import PREVIEW, mask_name, split_item
 from cocoseg.masks.labels import LabelMap
 
@@ -19,7 +18,7 @@ PREVIEW_SIDE = 1024  # a panel's image and mask are shrunk to this longest side:
 
 def fit_preview(image: np.ndarray, semantic: np.ndarray, side: int = PREVIEW_SIDE) -> tuple[np.ndarray, np.ndarray]:
     """Image and mask shrunk to ``side`` pixels on the longest side (area for the image, nearest for the
-    class ids); smaller ones as they are. Rendering a panel of a 64-megapixel image took 3.9 GB."""
+    class ids); smaller ones as they are, so a very large image's panel does not take gigabytes."""
     height, width = semantic.shape[:2]
     if max(height, width) <= side:
         return image, semantic

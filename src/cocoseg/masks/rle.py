@@ -34,13 +34,13 @@ def decode_boxes(counts: Sequence[bytes], height: int, width: int) -> list[tuple
         runs = _parse([counts[i] for i in good])
         problems = _run_problems(runs, height * width)
         if any(problems):  # rare: decode again without the strings that do not add up
-            keep = [i for i, p in zip(good, problems) if p is None]
-            for i, p in zip(good, problems):
+            keep = [i for i, p in zip(good, problems, strict=False) if p is None]
+            for i, p in zip(good, problems, strict=False):
                 results[i] = p
-            for i, r in zip(keep, decode_boxes([counts[i] for i in keep], height, width) if keep else []):
+            for i, r in zip(keep, decode_boxes([counts[i] for i in keep], height, width) if keep else [], strict=False):
                 results[i] = r
             return results
-        for i, r in zip(good, _expand(runs, height)):
+        for i, r in zip(good, _expand(runs, height), strict=False):
             results[i] = r
     return results
 
@@ -147,7 +147,7 @@ def _expand(runs: _Runs, height: int) -> list[tuple[np.ndarray, Box, int]]:
     offsets = np.concatenate([[0], np.cumsum((x1 - x0) * height)]).tolist()
     results = []
     for j, (top, bottom, left, right, count) in enumerate(zip(y0.tolist(), y1.tolist(), x0.tolist(), x1.tolist(),
-                                                              area.tolist())):
+                                                              area.tolist(), strict=False)):
         columns = bits[offsets[j]:offsets[j + 1]].reshape(right - left, height)[:, top:bottom]
         # rows of the box, from its columns: OpenCV's transpose is about 5x numpy's strided copy here
         pixels = cv2.transpose(columns) if columns.size else np.zeros((bottom - top, right - left), np.uint8)

@@ -4,7 +4,7 @@
 - ``coco``: the mapping ``{train: [train2017], val: [val2017]}`` (scores comparable with published
   val2017 results);
 - ``pooled``: every written image pooled, then a seeded ``val_fraction`` validates;
-- ``auto``: the mapping the splits' names give (``cocoseg.core.splits.PART_NAMES``: train/training/
+- ``auto``: the mapping the splits' names give (``PART_NAMES``: train/training/
   train2017, val/valid/validation/val2017/dev, test/testing/test2017) when every split has such a name
   and train and val both have written images; else pooled, with any test-named split kept apart as test.
 
@@ -15,17 +15,43 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 
 from numpy.random import default_rng
 
 from cocoseg.core.layout import split_item
-from cocoseg.core.splits import part_of, recognise_parts
+from cocoseg.core.splits import PARTS
 from cocoseg.masks.coco import CocoFormatError
 
 log = logging.getLogger(__name__)
 
 POOL = "pooled"  # in a plan: the splits whose images are pooled, then split by val_fraction
+
+# The names ``masks.split: auto`` recognises for each part (compared without case).
+PART_NAMES = {
+    "train": ("train", "training", "train2017"),
+    "val": ("val", "valid", "validation", "val2017", "dev"),
+    "test": ("test", "testing", "test2017"),
+}
+
+
+def part_of(split: str) -> str | None:
+    """The part ``split``'s name is usual for (``valid`` -> ``val``), or None."""
+    return next((part for part, names in PART_NAMES.items() if split.casefold() in names), None)
+
+
+def recognise_parts(splits: Iterable[str], written: Mapping[str, int]) -> dict[str, list[str]] | None:
+    """``masks.split: auto``: the splits of each part, by their names, when every split is recognised and
+    both train and val have written images (``written``: split -> images written); else None (pool)."""
+    parts: dict[str, list[str]] = {part: [] for part in PARTS}
+    for split in splits:
+        part = part_of(split)
+        if part is None:
+            return None
+        parts[part].append(split)
+    if not all(sum(written.get(split, 0) for split in parts[part]) for part in ("train", "val")):
+        return None
+    return {part: names for part, names in parts.items() if names or part != "test"}
 
 
 def plan_parts(mode: str | Mapping[str, Sequence[str]], splits: Sequence[str],

@@ -122,7 +122,7 @@ class WorkerPool:
         self.outbox.put(None)  # the sender's pending sends now fail at once
 
     def close(self) -> None:
-        for conn, proc in zip(self.conns, self.procs):
+        for conn, proc in zip(self.conns, self.procs, strict=False):
             if proc.is_alive():
                 self.outbox.put((conn, None))
         self.outbox.put(None)

@@ -25,7 +25,7 @@ import torch
 from cocoseg.core.errors import UserError
 from cocoseg.core.files import atomic_path, write_json
 from cocoseg.models.checkpoint import load_checkpoint
-from cocoseg.models.inference import Preprocessing
+from cocoseg.models.preprocessing import Preprocessing
 
 log = logging.getLogger(__name__)
 

@@ -85,7 +85,7 @@ class PyramidPooling(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         height, width = x.shape[-2:]
         pooled = [x]
-        for bin_size, branch in zip(self.bins, self.branches):
+        for bin_size, branch in zip(self.bins, self.branches, strict=False):
             # A tiny input (33x33 gives a 2x2 map here) is smaller than the 3 and 6 bins; adaptive pooling
             # would then just repeat pixels, so cap the grid at the map size: finer than a pixel adds nothing.
             grid = (min(bin_size, height), min(bin_size, width))

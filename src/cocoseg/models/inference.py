@@ -10,48 +10,9 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
-from typing import Any
 
-import cv2
 import numpy as np
 import torch
-import torch.nn.functional as F
-
-MEAN = (0.485, 0.456, 0.406)  # ImageNet statistics (RGB): what pretrained encoders expect
-STD = (0.229, 0.224, 0.225)
-
-
-@dataclass(frozen=True)
-class Preprocessing:
-    """How images become model input; stored in every checkpoint and read back from it."""
-
-    image_size: tuple[int, int]  # (height, width) the images are resized to
-    mean: tuple[float, ...] = MEAN
-    std: tuple[float, ...] = STD
-    channels: str = "RGB"
-
-    @classmethod
-    def from_checkpoint(cls, ckpt: dict[str, Any]) -> Preprocessing:
-        p = ckpt["preprocessing"]
-        return cls(tuple(p["image_size"]), tuple(p["mean"]), tuple(p["std"]), p.get("channels", "RGB"))
-
-    def to_json(self) -> dict[str, Any]:
-        return {"image_size": list(self.image_size), "mean": list(self.mean), "std": list(self.std),
-                "channels": self.channels}
-
-    def resize(self, image: np.ndarray) -> np.ndarray:
-        """(H, W, 3) uint8 -> the model's input size, bilinear."""
-        h, w = self.image_size
-        return cv2.resize(image, (w, h), interpolation=cv2.INTER_LINEAR)
-
-    def normalise(self, images: torch.Tensor) -> torch.Tensor:
-        """(N, 3, H, W) or (3, H, W) uint8 -> float32 scaled to [0, 1], minus mean, over std."""
-        shape = (3, 1, 1)
-        # non_blocking: a blocking copy would wait for all queued GPU work (a stall every batch)
-        mean = torch.tensor(self.mean).to(images.device, non_blocking=True).view(shape)
-        std = torch.tensor(self.std).to(images.device, non_blocking=True).view(shape)
-        return (images.float().div_(255) - mean) / std
 
 
 def to_chw(image: np.ndarray) -> torch.Tensor:
@@ -77,8 +38,8 @@ def predict_batch(model: torch.nn.Module, inputs: torch.Tensor,
 def argmax_classes(logits: torch.Tensor, rows: int = 8) -> torch.Tensor:
     """(K, h, w) logits -> (h, w) int64, equal to ``logits.argmax(0)`` (ties and NaN included), faster.
 
-    On the CPU ``argmax(0)`` walks the K logits of one pixel at a time, strided (97 ms at 81x512x512 on
-    one core). Here every step runs along rows instead, ``rows`` rows at a time so a band stays in cache:
+    On the CPU ``argmax(0)`` walks the K logits of one pixel at a time, strided. Here every step runs
+    along rows instead, ``rows`` rows at a time so a band stays in cache:
     the maximum over classes, then which classes reach it, weighted K, K-1, ... 1 so that the largest
     weight is the first class reaching it. A pixel that no class reaches holds a NaN: torch's argmax
     decides it. On the CPU numpy does the steps (its comparison is 4x torch's there).
@@ -129,7 +90,7 @@ def _first_maximum_numpy(logits: np.ndarray, rows: int) -> np.ndarray:
 def _on_one_thread(function: Callable[..., torch.Tensor]) -> Callable[..., torch.Tensor]:
     """Run ``function`` with one torch thread. Class maps are many small operations: on a busy CPU (the
     evaluate stage's own loader workers suffice) each one split over threads waits for a descheduled
-    thread, and 2 threads took 542 ms per image where 1 took 28 (81 classes, 512 px, load 3)."""
+    thread, which made it much slower than one thread."""
     @functools.wraps(function)
     def wrapper(*args: object, **kwargs: object) -> torch.Tensor:
         threads = torch.get_num_threads()

@@ -17,6 +17,7 @@ from lightning.pytorch.loggers import TensorBoardLogger
 
 from cocoseg.core.errors import UserError
 from cocoseg.core.files import write_text
+from cocoseg.core.scores import SCORES
 from cocoseg.models.inference import predict_batch
 from cocoseg.training.module import build_metrics, exact_counting
 
@@ -156,7 +157,7 @@ class ProgressLines(L.Callback):
         metrics = trainer.callback_metrics
         if not trainer.is_global_zero:
             return
-        shown = ("train/loss", "val/loss", "val/miou", "val/dice", "val/pixel_accuracy")
+        shown = ("train/loss", "val/loss", *(f"val/{name}" for name in SCORES))
         values = ", ".join(f"{k} {float(metrics[k]):.4f}" for k in shown if k in metrics)
         log.info("%s: %s (%.1f s)", epoch_label(trainer.current_epoch, trainer.max_epochs), values,
                  time.perf_counter() - self.started)

@@ -36,10 +36,9 @@ from cocoseg.core.layout import VOID, image_path, semantic_mask_path
 from cocoseg.core.limits import cap_processes
 from cocoseg.core.machine import usable_cores
 from cocoseg.core.splits import load_labels, load_split, load_void
-from cocoseg.models.inference import MEAN, STD
 from cocoseg.training.decoded import DecodedPairs
 
-__all__ = ["MEAN", "STD", "SegmentationDataModule", "SegmentationDataset", "resolve_workers", "train_transform"]
+__all__ = ["SegmentationDataModule", "SegmentationDataset", "resolve_workers", "train_transform"]
 
 Pair = tuple[np.ndarray, np.ndarray]  # (H, W, 3) uint8 RGB image, (H, W) uint8 (or uint16) mask
 

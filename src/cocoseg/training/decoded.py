@@ -1,11 +1,10 @@
 """Large photos decoded once per training set-up, not once per epoch.
 
-A JPEG's entropy-coded data must be read whole whatever the scale it is decoded at: a 2048x1536 photo
-of about 1 MB costs some 10 ms at half scale, against 2 ms for a 640x480 COCO photo at full scale, and
-its 3-megapixel mask PNG 2-4 ms more. So the pair of a photo that is decoded reduced (see
-``cocoseg.core.images.reduction``; never a photo of up to a megapixel, so never COCO or the sample) is
-kept after its first read, image and mask (resized nearest to the image) as raw arrays, and read back
-in about 0.5 ms in every later epoch.
+A JPEG's entropy-coded data must be read whole whatever the scale it is decoded at, so a large photo
+costs several times a COCO photo even decoded reduced. So the pair of a photo that is decoded reduced
+(see ``cocoseg.core.images.reduction``; never a photo of up to a megapixel, so never COCO or the
+sample) is kept after its first read, image and mask (resized nearest to the image) as raw arrays, and
+read back cheaply in every later epoch.
 
 An entry is named by the digests of the image and its mask that data/masks/manifest.tsv lists (an edited
 image or mask has other digests, so a stale entry is never read) and the size the pairs are read for.

@@ -3,15 +3,10 @@
 ``loss = CE + dice_weight * (1 - mean Dice over the classes present in the batch's truth)``
 
 Both terms are computed in one ``torch.autograd.Function`` with a hand-written gradient, because the
-logits are the largest tensor of a step (N x K x H x W: 340 M values for 16 images of 512 px at COCO's
-81 classes) and the loss is memory-bound. Written with ordinary autograd ops, CE and Dice each build
-their own softmax and Dice builds a float one-hot of the logits' size; autograd then keeps and
-revisits all of them. Here one float32 softmax is made and kept, the per-class sums come from
-gathers and ``index_add`` over the labels (no one-hot), and the backward pass reads it three times and
-writes the gradient twice, the second time in the logits' dtype. Nothing reads a value back to the
-host, so a CUDA step never waits for the GPU. segmentation-models-pytorch's DiceLoss is not used for
-the same reason: it one-hot encodes through int64 tensors (about 1 GB and seconds per batch of
-8x256x256 at 81 classes on a CPU).
+logits (N x K x H x W) are the largest tensor of a step and the loss is memory-bound: one float32
+softmax is made and kept, the per-class sums come from gathers and ``index_add`` over the labels (no
+one-hot, which is also why segmentation-models-pytorch's DiceLoss is not used), and nothing reads a
+value back to the host, so a CUDA step never waits for the GPU.
 
 The arithmetic runs in float32 (float64 for float64 logits) whatever the autocast state, and every
 reduction runs in a fixed order on the CPU, so CPU training stays bit-identical for a seed.
@@ -27,8 +22,8 @@ import torch
 
 def _per_class(values: torch.Tensor, labels: torch.Tensor, num_classes: int) -> torch.Tensor:
     """Sum of ``values`` per label. Each image row adds into its own K bins, then the rows are summed:
-    on CUDA one ``index_add`` into only K bins made every pixel's atomic add wait on the others (it
-    was 8 ms of a 30 ms Fast-SCNN step); on the CPU the adds run in order, so sums are reproducible."""
+    on CUDA one ``index_add`` into only K bins makes every pixel's atomic add wait on the others; on the
+    CPU the adds run in order, so sums are reproducible."""
     rows = labels.shape[0] * labels.shape[1]  # (N, H, W) labels: N x H rows
     flat = labels.reshape(rows, -1)
     offsets = torch.arange(rows, device=labels.device).mul_(num_classes).unsqueeze(1)

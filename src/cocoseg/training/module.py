@@ -10,6 +10,7 @@ of NCHW bit for bit. ``compile`` runs the network through ``torch.compile``.
 from __future__ import annotations
 
 import contextlib
+import functools
 from collections.abc import Iterator
 from typing import Any
 
@@ -18,18 +19,26 @@ import torch
 from torchmetrics import MetricCollection
 from torchmetrics.classification import MulticlassAccuracy, MulticlassF1Score, MulticlassJaccardIndex
 
-from cocoseg.training.losses import cross_entropy_dice
 from cocoseg.core.layout import VOID
+from cocoseg.core.scores import SCORES
 from cocoseg.models import build_model
-from cocoseg.models.inference import Preprocessing
+from cocoseg.models.preprocessing import Preprocessing
+from cocoseg.training.losses import cross_entropy_dice
+
+# core/scores.py's names -> their torchmetrics; evaluation/metrics.py computes the same in numpy.
+TORCHMETRICS = {
+    "miou": functools.partial(MulticlassJaccardIndex, average="macro"),
+    "dice": functools.partial(MulticlassF1Score, average="macro"),  # Dice == F1
+    "pixel_accuracy": functools.partial(MulticlassAccuracy, average="micro"),
+}
 
 
 @contextlib.contextmanager
 def exact_counting() -> Iterator[None]:
     """Let torchmetrics use ``torch.bincount`` even when deterministic algorithms are on.
 
-    In deterministic mode torchmetrics counts through a (pixels x classes^2) int64 comparison instead:
-    about 27 GB for one 8x256x256 batch at COCO's 81 classes. Integer counts are exact in any order,
+    In deterministic mode torchmetrics counts through a (pixels x classes^2) int64 comparison instead,
+    far too large at COCO's 81 classes. Integer counts are exact in any order,
     so the native kernel gives the same result, bit for bit.
     """
     enabled = torch.are_deterministic_algorithms_enabled()
@@ -49,11 +58,7 @@ def build_metrics(num_classes: int, prefix: str, sync: bool = True, ignore_index
     masks' void label (labels.json).
     """
     kwargs = {"ignore_index": ignore_index, "sync_on_compute": sync}
-    return MetricCollection({
-        "miou": MulticlassJaccardIndex(num_classes, average="macro", **kwargs),
-        "dice": MulticlassF1Score(num_classes, average="macro", **kwargs),  # Dice == F1
-        "pixel_accuracy": MulticlassAccuracy(num_classes, average="micro", **kwargs),
-    }, prefix=prefix)
+    return MetricCollection({name: TORCHMETRICS[name](num_classes, **kwargs) for name in SCORES}, prefix=prefix)
 
 
 class SegmentationModule(L.LightningModule):

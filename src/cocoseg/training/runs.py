@@ -21,8 +21,8 @@ from pathlib import Path
 from typing import Any
 
 from cocoseg.core.files import write_json, write_text
+from cocoseg.core.layout import RUNS_DIR
 
-RUNS = "runs"
 METRIC = "miou"  # the monitored val metric, named in the folder as the seed named its runs
 
 
@@ -33,7 +33,7 @@ def runs_root() -> Path:
     user's repository, so the history of queued runs lands beside the others instead of being deleted
     with the copy.
     """
-    return Path(os.environ.get("DVC_ROOT", ".")) / RUNS
+    return Path(os.environ.get("DVC_ROOT", ".")) / RUNS_DIR
 
 
 def run_name(model: str, runs_dir: Path, now: float | None = None) -> str:

@@ -16,11 +16,12 @@ from dvclive.lightning import DVCLiveLogger
 from lightning.pytorch.loggers import TensorBoardLogger
 
 from cocoseg.core.arithmetic import settle_arithmetic
+from cocoseg.core.layout import CHECKPOINTS_DIR, MODEL_FILE
 from cocoseg.core.params import Params, TrainConfig
 from cocoseg.core.stage import drop_library_handlers
 from cocoseg.models import check_arch, check_forward, model_spec
 from cocoseg.models.checkpoint import save_checkpoint
-from cocoseg.models.inference import Preprocessing
+from cocoseg.models.preprocessing import Preprocessing
 from cocoseg.training.callbacks import (
     BestWeights,
     FiniteLoss,
@@ -57,7 +58,7 @@ class TrainPaths:
 
     @property
     def state(self) -> RunState:
-        return RunState(self.resume_dir or self.model_dir.parent.parent / "checkpoints" / self.model_dir.name)
+        return RunState(self.resume_dir or self.model_dir.parent.parent / CHECKPOINTS_DIR / self.model_dir.name)
 
 
 class _NoAdverts(logging.Filter):
@@ -92,8 +93,8 @@ def trainer_speed_flags(cfg: TrainConfig, cuda: bool) -> dict[str, Any]:
     """Trainer arguments that trade repeatability for speed, and the module's memory layout.
 
     CPU: ``deterministic`` as asked, which makes reruns bit-identical. CUDA: ``deterministic: true``
-    means warn-only, since some backward kernels this project needs (bilinear upsampling, 2-D NLL loss)
-    have no deterministic CUDA version and would otherwise raise; everything else, cuDNN included,
+    means warn-only, since a backward kernel this project needs (bilinear upsampling's)
+    has no deterministic CUDA version and would otherwise raise; everything else, cuDNN included,
     picks deterministic algorithms. ``deterministic: false`` lets cuDNN time its algorithms per input
     shape and keep the fastest (``benchmark``). Channels-last only on CUDA: on the CPU it would change
     which kernels run, and so the bits of the results.
@@ -176,7 +177,7 @@ def _export_best(best: BestWeights, model_cfg: Any, datamodule: SegmentationData
     if best.best_state is None:
         raise RuntimeError("training finished without a validation score; no model to export")
     save_checkpoint(
-        paths.model_dir / "model.pt", best.best_state,
+        paths.model_dir / MODEL_FILE, best.best_state,
         model_spec(model_cfg.arch, datamodule.num_classes, model_cfg.encoder, **model_cfg.options),
         Preprocessing(tuple(image_size)).to_json(), datamodule.classes,
         {"best_epoch": best.best_epoch, **best.best_metrics})
@@ -188,7 +189,7 @@ def _export_best(best: BestWeights, model_cfg: Any, datamodule: SegmentationData
     board.log_hyperparams(board.hparams, hp_metrics)  # the HParams tab: this run's settings and scores
     publish_run(paths.state, paths.live_dir)
     log.info("best val/miou %.4f at %s -> %s", best.best_score, epoch_label(best.best_epoch, settings["epochs"]),
-             paths.model_dir / "model.pt")
+             paths.model_dir / MODEL_FILE)
     log.info("run history (TensorBoard, summaries): %s", run_dir)
 
 

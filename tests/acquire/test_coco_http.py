@@ -6,7 +6,13 @@ import numpy as np
 import pytest
 from http_server import FaultyFileServer
 
-from cocoseg.acquire.remote import SubsetResult, download_archives, download_subset, rewrite_url, select_images
+from cocoseg.acquire.coco_http import (
+    SubsetResult,
+    download_archives,
+    download_subset,
+    rewrite_url,
+    select_images,
+)
 
 SPLIT = "val2017"
 
