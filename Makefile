@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 
-.PHONY: install repro test lock clean
+.PHONY: install repro test lock clean docs
 
 install: $(STAMP)
 
@@ -37,3 +37,7 @@ lock:
 
 clean:
 	rm -rf $(VENV)
+
+# The docs site from docs/ into site/ (mkdocs.yml); --strict fails on a broken link or a page left out of the nav.
+docs: install
+	$(BIN)/mkdocs build --strict
