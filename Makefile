@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 
-.PHONY: install repro test lint lock clean
+.PHONY: install repro test lint lock clean docs
 
 install: $(STAMP)
 
@@ -42,3 +42,7 @@ lock:
 
 clean:
 	rm -rf $(VENV)
+
+# The docs site from docs/ into site/ (mkdocs.yml); --strict fails on a broken link or a page left out of the nav.
+docs: install
+	$(BIN)/mkdocs build --strict

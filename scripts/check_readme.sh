@@ -35,6 +35,14 @@ RUN=(
   "dvc queue logs lr-1e-3 --follow"
   "cocoseg compare --plots"
   "cocoseg predict --model models/unet/model.pt --out predictions photo.jpg more_photos/"
+  # Your own data: the exports under my-data/ are made first (tests/local_exports.py); these run last,
+  # after the experiment table's check, since --data_root changes data.source in the workspace.
+  "cocoseg prepare --ann my-data/roboflow/train/_annotations.coco.json --img_dir my-data/roboflow/train --out_dir my-masks/roboflow --visualize 3"
+  "cocoseg prepare --ann my-data/cvat/annotations/instances_default.json --img_dir my-data/cvat/images --out_dir my-masks/cvat --visualize 3"
+  "cocoseg prepare --ann my-data/label-studio/result.json --img_dir my-data/label-studio --out_dir my-masks/label-studio --visualize 3"
+  "cocoseg prepare --ann my-data/labelme/annotations.json --img_dir my-data/labelme --out_dir my-masks/labelme --visualize 3"
+  "cocoseg train --data_root my-data/roboflow"
+  "cocoseg prepare --data_root my-data/labelme"
 )
 SKIP=(
   "make test"                                   # the test suite: run by CI, not a README walk-through
@@ -116,8 +124,22 @@ EOF
 # `dvc queue status`, captured first: `dvc queue status | grep -q` fails under pipefail whenever grep
 # exits before dvc has written everything (dvc dies of SIGPIPE), so a wait loop on it never ends.
 queue_has() { local status; status=$(dvc queue status) && grep -qE "$1" <<< "$status"; }
+# The own-data commands' exports, at the paths the README uses (tests/local_exports.py's builders).
+.venv/bin/python - <<'EOF'
+import sys
+from pathlib import Path
+sys.path.insert(0, "tests")
+from local_exports import write_roboflow, write_split
+root = Path("my-data")
+write_roboflow(root / "roboflow", {"train": 8, "valid": 4, "test": 2})
+write_split(root / "cvat/annotations/instances_default.json", root / "cvat/images", [f"frame_{i:06d}.jpg" for i in range(10)])
+write_split(root / "label-studio/result.json", root / "label-studio", [f"images/{i:04x}-photo{i}.jpg" for i in range(10)])
+write_split(root / "labelme/annotations.json", root / "labelme", [f"JPEGImages/{i}.jpg" for i in range(10)])
+EOF
 ran=0
+deferred=()
 for command in "${RUN[@]}"; do
+  if [[ "$command" == *"--data_root"* ]]; then deferred+=("$command"); continue; fi  # after the table check
   if [[ "$command" == "cocoseg predict"* ]]; then  # the photos it reads: two of the sample's images
     cp "$(find data/coco -name '*.jpg' | sort | head -1)" photo.jpg
     mkdir -p more_photos && cp "$(find data/coco -name '*.jpg' | sort | sed -n 2p)" more_photos/
@@ -150,4 +172,9 @@ fi
 for table in "${RUN[@]}"; do [[ "$table" == "dvc exp show "* ]] && break; done
 echo "=== $table   (again, after the queued experiments)"
 check_table "$table" || { echo "FAILED: $table"; exit 1; }
+for command in "${deferred[@]}"; do  # --data_root sets data.source: local in the workspace
+  echo "=== $command"
+  bash -c "$command" || { echo "FAILED: $command"; exit 1; }
+  ran=$((ran + 1))
+done
 echo "every README command in RUN ran as written: $ran run, ${#SKIP[@]} skipped with a reason"
