@@ -85,6 +85,41 @@ SKIP=(
   "dvc queue start -j 2"
 )
 
+# The docs pages' ```bash commands (docs/*.md) beyond the README's: run after the README's (DOCS_RUN), or
+# skipped with the reason (DOCS_SKIP); a new docs command fails the check until it is listed.
+DOCS_RUN=(
+  "make docs"
+  "cocoseg train --models fastscnn --lr 0.02 --dry-run"
+  "cocoseg compare"
+  "cocoseg export --model unet --format onnx"
+  "cocoseg export --model fastscnn --format torchscript"
+)
+DOCS_SKIP=(
+  "mkdocs serve"                                # a server that runs until stopped (make docs builds the same pages)
+  "benchmarks/gpu_check.sh --cpu-dry-run [--coco DIR]"   # a synopsis; tests/benchmarks/test_gpu_check.py runs the dry run
+  "benchmarks/gpu_check.sh --fetch-wheels"      # downloads wheels for a GPU machine
+  "benchmarks/gpu_check.sh --fetch-wheels [DIR]"
+  "benchmarks/gpu_check.sh [--coco DIR] [--parts \"0 1 2 3 4\"] [--skip-own-data] [--wheels DIR] [--keep]"  # a GPU
+  "cp -r ../shared/data/coco2017-val-mini .coco-mini"     # GPU check set-up: needs a COCO folder beside the clone
+  "grep -qx '/.coco-mini/' .git/info/exclude || echo '/.coco-mini/' >> .git/info/exclude"
+  "grep -qx '/.whl/' .git/info/exclude || echo '/.whl/' >> .git/info/exclude"
+  "python benchmarks/bench_train_input.py --large-photos --photos ../shared/data/coco2017-val-mini --image-size 512 512"  # COCO photos
+  "python benchmarks/large_photos.py ../shared/data/coco2017-val-mini /tmp/large-photos"   # COCO photos
+  "python benchmarks/bench_masks.py --coco-root /tmp/large-photos"   # needs the line above
+  "cocoseg export --model path/to/model.pt --format onnx --out deploy/seg.onnx"   # a placeholder path
+  "cocoseg prepare --ann annotations/instances_default.json --img_dir images --out_dir masks --categories \"person,dining table\""  # a placeholder export
+  "cocoseg prepare --ann export/train/_annotations.coco.json --img_dir export/train --out_dir masks/train --visualize 3"  # a placeholder (the README's my-data/ forms run)
+  "cocoseg prepare --ann lvis_v1_val.json --img_dir coco/val2017 --out_dir lvis-masks -S masks.overlap=void -S masks.crowd=background"  # LVIS + COCO
+  "cocoseg train --data_root path/to/export"    # a placeholder (the README's my-data/roboflow form runs)
+  "cocoseg train --models fastscnn --lr 0.02 -n fastscnn-lr002"   # 12 epochs of training; the README's experiments run the same flow
+  "dvc plots diff HEAD unet-r34 fastscnn-lr002 --html-template .cache/plots_template.html -o plots"  # needs the line above
+  "git checkout HEAD -- params.yaml dvc.lock results && dvc checkout"   # needs the committed models in a cache (a team's remote)
+  "mkdir -p /tmp/t/user /tmp/t/repo && echo hi > /tmp/t/user/a.txt && cd /tmp/t/repo"   # a demo in one shell (cd)
+  "git init -q && dvc init -q && dvc config cache.type hardlink,symlink,copy"           # same demo
+  "dvc stage add -n imp -d ../user -o out 'mkdir -p out && ln ../user/a.txt out/a.txt'" # same demo
+  "stat -c %a ../user/a.txt; dvc repro -q; stat -c %a ../user/a.txt"                    # same demo
+)
+
 # The README's commands: ```bash blocks, comments dropped, continuation lines joined.
 mapfile -t readme < <(awk '/^ *```bash/{f=1;next} /^ *```/{f=0} f' "$repo/README.md" | sed -E 's/^ +//' \
   | sed -E ':a;/\\$/{N;s/\\\n */ /;ba}' | sed -E 's/ +# .*$//; s/ +$//; s/  +/ /g' | grep -v -E '^(#|$)')
@@ -96,6 +131,17 @@ for command in "${readme[@]}"; do
 done
 [[ $missing == 0 ]] || exit 1
 echo "all ${#readme[@]} README commands are listed (${#RUN[@]} to run, ${#SKIP[@]} skipped with a reason)"
+
+mapfile -t docs < <(for page in "$repo"/docs/*.md; do awk '/^ *```bash/{f=1;next} /^ *```/{f=0} f' "$page"; done \
+  | sed -E 's/^ +//' | sed -E ':a;/\\$/{N;s/\\\n */ /;ba}' | sed -E 's/ +# .*$//; s/ +$//; s/  +/ /g' \
+  | grep -v -E '^(#|$)' | sort -u)
+for command in "${docs[@]}"; do
+  listed=0
+  for known in "${RUN[@]}" "${SKIP[@]}" "${DOCS_RUN[@]}" "${DOCS_SKIP[@]}"; do [[ "$command" == "$known" ]] && listed=1 && break; done
+  if [[ $listed == 0 ]]; then echo "docs command not in RUN, SKIP, DOCS_RUN or DOCS_SKIP: $command"; missing=1; fi
+done
+[[ $missing == 0 ]] || exit 1
+echo "all ${#docs[@]} docs commands are listed (${#DOCS_RUN[@]} more to run, ${#DOCS_SKIP[@]} more skipped with a reason)"
 [[ -z "${LIST_ONLY:-}" ]] || exit 0
 
 git clone -q "$repo" "$work/clone"
@@ -178,3 +224,9 @@ for command in "${deferred[@]}"; do  # --data_root sets data.source: local in th
   ran=$((ran + 1))
 done
 echo "every README command in RUN ran as written: $ran run, ${#SKIP[@]} skipped with a reason"
+git checkout -q -- params.yaml  # the docs' commands on the default data again
+for command in "${DOCS_RUN[@]}"; do
+  echo "=== $command"
+  bash -c "$command" || { echo "FAILED: $command"; exit 1; }
+done
+echo "every docs command in DOCS_RUN ran as written: ${#DOCS_RUN[@]} run, ${#DOCS_SKIP[@]} skipped with a reason"
