@@ -151,7 +151,7 @@ if [[ -n "${VENV:-}" ]]; then  # a venv of our own whose packages are the borrow
   site=$(.venv/bin/python -c 'import site; print(site.getsitepackages()[0])')
   "$VENV/bin/python" -c 'import site; print(site.getsitepackages()[0])' > "$site/borrowed.pth"
   echo "$PWD/src" > "$site/cocoseg-src.pth"
-  for tool in dvc tensorboard; do printf '#!/bin/sh\nexec "%s/.venv/bin/python" -m %s "$@"\n' "$PWD" "$tool" > ".venv/bin/$tool"; done
+  for tool in dvc tensorboard mkdocs; do printf '#!/bin/sh\nexec "%s/.venv/bin/python" -m %s "$@"\n' "$PWD" "$tool" > ".venv/bin/$tool"; done
   printf '#!/bin/sh\nexec "%s/.venv/bin/python" -m cocoseg "$@"\n' "$PWD" > .venv/bin/cocoseg
   chmod +x .venv/bin/*
   touch .venv/.installed
