@@ -120,9 +120,12 @@ DOCS_SKIP=(
   "stat -c %a ../user/a.txt; dvc repro -q; stat -c %a ../user/a.txt"                    # same demo
 )
 
-# The README's commands: ```bash blocks, comments dropped, continuation lines joined.
-mapfile -t readme < <(awk '/^ *```bash/{f=1;next} /^ *```/{f=0} f' "$repo/README.md" | sed -E 's/^ +//' \
-  | sed -E ':a;/\\$/{N;s/\\\n */ /;ba}' | sed -E 's/ +# .*$//; s/ +$//; s/  +/ /g' | grep -v -E '^(#|$)')
+# The commands of markdown files: ```bash blocks, comments dropped, continuation lines joined.
+commands_of() {
+  for page in "$@"; do awk '/^ *```bash/{f=1;next} /^ *```/{f=0} f' "$page"; done | sed -E 's/^ +//' \
+    | sed -E ':a;/\\$/{N;s/\\\n */ /;ba}' | sed -E 's/ +# .*$//; s/ +$//; s/  +/ /g' | grep -v -E '^(#|$)'
+}
+mapfile -t readme < <(commands_of "$repo/README.md")
 missing=0
 for command in "${readme[@]}"; do
   listed=0
@@ -132,9 +135,7 @@ done
 [[ $missing == 0 ]] || exit 1
 echo "all ${#readme[@]} README commands are listed (${#RUN[@]} to run, ${#SKIP[@]} skipped with a reason)"
 
-mapfile -t docs < <(for page in "$repo"/docs/*.md; do awk '/^ *```bash/{f=1;next} /^ *```/{f=0} f' "$page"; done \
-  | sed -E 's/^ +//' | sed -E ':a;/\\$/{N;s/\\\n */ /;ba}' | sed -E 's/ +# .*$//; s/ +$//; s/  +/ /g' \
-  | grep -v -E '^(#|$)' | sort -u)
+mapfile -t docs < <(commands_of "$repo"/docs/*.md | sort -u)
 for command in "${docs[@]}"; do
   listed=0
   for known in "${RUN[@]}" "${SKIP[@]}" "${DOCS_RUN[@]}" "${DOCS_SKIP[@]}"; do [[ "$command" == "$known" ]] && listed=1 && break; done
