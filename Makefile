@@ -28,9 +28,10 @@ repro: install
 test: install lint
 	$(BIN)/python -m pytest
 
-# Linters: ruff (pycodestyle, pyflakes, import order, bugbear, pyupgrade) and mypy on the shared core.
+# Linters: ruff (pycodestyle, pyflakes, import order, bugbear, pyupgrade), ruff's formatter, mypy on the shared core.
 lint: install
 	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
 	$(BIN)/mypy src/cocoseg/core
 
 # Re-pin after changing pyproject.toml: one lock for Linux and macOS (needs uv: pip install uv).

@@ -19,7 +19,9 @@ from cocoseg.core.layout import VOID
 from cocoseg.training.losses import cross_entropy_dice
 
 
-def autograd_loss(logits: torch.Tensor, target: torch.Tensor, dice_weight: float, eps: float = 1e-6) -> torch.Tensor:
+def autograd_loss(
+    logits: torch.Tensor, target: torch.Tensor, dice_weight: float, eps: float = 1e-6
+) -> torch.Tensor:
     """The formulation the fused loss replaced (CE, then Dice through a one-hot of the logits' size)."""
     valid = (target != VOID).unsqueeze(1)
     probs = logits.float().softmax(dim=1) * valid
@@ -31,7 +33,9 @@ def autograd_loss(logits: torch.Tensor, target: torch.Tensor, dice_weight: float
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--shape", type=int, nargs=4, default=[8, 81, 128, 128], metavar=("N", "K", "H", "W"))
     parser.add_argument("--dice-weight", type=float, default=0.5)

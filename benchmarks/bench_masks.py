@@ -50,8 +50,11 @@ import psutil
 DEFAULT_ROOT = Path("/work/shared/data/coco2017-val-mini")
 REPO = Path(__file__).resolve().parents[1]
 SPLIT = "val2017"
-VARIANTS = {"baseline": "baseline (pycocotools loop)", "stage1": "stage workers=1",
-            "stage0": "stage workers=0"}
+VARIANTS = {
+    "baseline": "baseline (pycocotools loop)",
+    "stage1": "stage workers=1",
+    "stage0": "stage workers=0",
+}
 BEFORE = {"before1": "--before stage workers=1", "before0": "--before stage workers=0"}  # with --before
 
 
@@ -98,8 +101,12 @@ def measure(variant: str, coco_root: Path, out: Path) -> dict:
         run_stage(coco_root, out, workers=int(variant[-1]))
     seconds, cpu = time.perf_counter() - start, _cpu_seconds() - cpu_start
     kib = 1 / 1024  # ru_maxrss is in KiB on Linux
-    return {"seconds": seconds, "cpu": cpu, "main": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * kib,
-            "child": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * kib}
+    return {
+        "seconds": seconds,
+        "cpu": cpu,
+        "main": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * kib,
+        "child": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * kib,
+    }
 
 
 def _cpu_seconds() -> float:
@@ -168,14 +175,17 @@ def build_scaled(src: Path, dst: Path, scale: int, contents: bool = True) -> Non
             except OSError:  # another filesystem, or protected_hardlinks on a file we do not own
                 os.symlink(src / SPLIT / im["file_name"], dst / SPLIT / name)
             images.append({**im, "id": im["id"] + k * image_stride, "file_name": name})
-        anns += [{**a, "id": a["id"] + k * ann_stride, "image_id": a["image_id"] + k * image_stride}
-                 for a in data["annotations"]]
+        anns += [
+            {**a, "id": a["id"] + k * ann_stride, "image_id": a["image_id"] + k * image_stride}
+            for a in data["annotations"]
+        ]
     data.update(images=images, annotations=anns)
     (dst / "annotations" / f"instances_{SPLIT}.json").write_text(json.dumps(data))
     if contents:  # written last, as extract does: newer than every file it lists
         files = sorted(p for p in dst.rglob("*") if p.is_file())
-        (dst / "contents.tsv").write_text(format_contents(
-            {p.relative_to(dst).as_posix(): digest_bytes(p.read_bytes()) for p in files}))
+        (dst / "contents.tsv").write_text(
+            format_contents({p.relative_to(dst).as_posix(): digest_bytes(p.read_bytes()) for p in files})
+        )
 
 
 def main() -> None:
@@ -184,20 +194,29 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=5, help="runs per variant; the fastest is shown")
     parser.add_argument("--scale", type=int, default=10, help="larger set = this many copies")
     parser.add_argument("--work-dir", type=Path, default=REPO, help="where outputs and the larger set go")
-    parser.add_argument("--no-contents", action="store_true",
-                        help="no contents.tsv beside the images: the stage hashes every image itself")
+    parser.add_argument(
+        "--no-contents",
+        action="store_true",
+        help="no contents.tsv beside the images: the stage hashes every image itself",
+    )
     parser.add_argument("--out", type=Path, help=argparse.SUPPRESS)  # internal: one measured run's output
-    parser.add_argument("--before", type=Path, metavar="SRC",
-                        help="also time the stage as the cocoseg package in this source folder has it (another "
-                             "checkout's src/), interleaved with the rest: before/after in one run")
+    parser.add_argument(
+        "--before",
+        type=Path,
+        metavar="SRC",
+        help="also time the stage as the cocoseg package in this source folder has it (another "
+        "checkout's src/), interleaved with the rest: before/after in one run",
+    )
     parser.add_argument("--child", choices=[*VARIANTS, *BEFORE], help=argparse.SUPPRESS)  # internal: one run
     args = parser.parse_args()
     if args.repeat < 1 or args.scale < 2:
         parser.error("--repeat must be >= 1 and --scale >= 2")
     ann_file = args.coco_root / "annotations" / f"instances_{SPLIT}.json"
     if not ann_file.is_file() or not (args.coco_root / SPLIT).is_dir():
-        sys.exit(f"no COCO data at {args.coco_root}: expected {ann_file} and {args.coco_root / SPLIT}/; "
-                 f"pass --coco-root")
+        sys.exit(
+            f"no COCO data at {args.coco_root}: expected {ann_file} and {args.coco_root / SPLIT}/; "
+            f"pass --coco-root"
+        )
     if args.child:
         print(json.dumps(measure(args.child, args.coco_root, args.out)))
         return
@@ -205,10 +224,12 @@ def main() -> None:
     cores = len(os.sched_getaffinity(0))
     real = json.loads(ann_file.read_text())
     n_images, n_anns = len(real["images"]), len(real["annotations"])
-    print(f"masks benchmark: {args.coco_root} ({SPLIT}), {n_images} images, {n_anns} annotations, "
-          f"{cores} cores, best of {args.repeat} interleaved runs, each in a fresh process; "
-          f"outputs under {args.work_dir}; image digests "
-          f"{'hashed by the stage (--no-contents)' if args.no_contents else 'from contents.tsv, as extract lists them'}")
+    print(
+        f"masks benchmark: {args.coco_root} ({SPLIT}), {n_images} images, {n_anns} annotations, "
+        f"{cores} cores, best of {args.repeat} interleaved runs, each in a fresh process; "
+        f"outputs under {args.work_dir}; image digests "
+        f"{'hashed by the stage (--no-contents)' if args.no_contents else 'from contents.tsv, as extract lists them'}"
+    )
     load_before = os.getloadavg()[0]
     with tempfile.TemporaryDirectory(prefix=".bench_masks.", dir=args.work_dir) as tmp:
         sets = {}
@@ -228,43 +249,67 @@ def main() -> None:
     report(runs, sets, variants, cores, load_before, creation)
 
 
-def report(runs: dict[tuple[str, str], list[dict]], sets: dict[str, tuple[Path, int]], variants: dict[str, str],
-           cores: int, load_before: float, creation: list[float]) -> None:
-    print(f"\n{'set':>4} {'images':>6}  {'variant':<36} {'img/s':>6} {'vs base':>7} {'cpu ms/img':>10}"
-          f"  {'runs (s)':<30}  peak MiB: {'main':>4} {'child':>5} {'tree':>5}")
-    speed = {key: sets[key[0]][1] / min(r["seconds"] for r in results)  # noise only adds time: take the best
-             for key, results in runs.items()}
+def report(
+    runs: dict[tuple[str, str], list[dict]],
+    sets: dict[str, tuple[Path, int]],
+    variants: dict[str, str],
+    cores: int,
+    load_before: float,
+    creation: list[float],
+) -> None:
+    print(
+        f"\n{'set':>4} {'images':>6}  {'variant':<36} {'img/s':>6} {'vs base':>7} {'cpu ms/img':>10}"
+        f"  {'runs (s)':<30}  peak MiB: {'main':>4} {'child':>5} {'tree':>5}"
+    )
+    speed = {
+        key: sets[key[0]][1] / min(r["seconds"] for r in results)  # noise only adds time: take the best
+        for key, results in runs.items()
+    }
     for (set_name, variant), results in runs.items():
         worst = {key: max(r[key] for r in results) for key in ("main", "child", "tree")}
         label = variants[variant] + (f" ({cores} procs)" if variant.endswith("0") else "")
         times = " ".join(f"{r['seconds']:.2f}" for r in results)
         cpu_ms = 1000 * min(r["cpu"] for r in results) / sets[set_name][1]
-        print(f"{set_name:>4} {sets[set_name][1]:>6}  {label:<36} {speed[set_name, variant]:>6.1f} "
-              f"{speed[set_name, variant] / speed[set_name, 'baseline']:>6.2f}x {cpu_ms:>10.1f}  {times:<30}"
-              f"  {'':>9} {worst['main']:>4.0f} {worst['child']:>5.0f} {worst['tree']:>5.0f}")
-    print(f"\nload average (1 min) before the runs: {load_before:.2f} (about 0 on an idle machine; "
-          f"more means other processes shared the {cores} cores)")
-    print(f"creating a file under the work dir: {creation[0]:.3f} ms CPU before the runs, "
-          f"{creation[1]:.3f} after "
-          f"(about 0.02 on a quiet disk; the stage writes 2 files per image, the baseline 1)")
+        print(
+            f"{set_name:>4} {sets[set_name][1]:>6}  {label:<36} {speed[set_name, variant]:>6.1f} "
+            f"{speed[set_name, variant] / speed[set_name, 'baseline']:>6.2f}x {cpu_ms:>10.1f}  {times:<30}"
+            f"  {'':>9} {worst['main']:>4.0f} {worst['child']:>5.0f} {worst['tree']:>5.0f}"
+        )
+    print(
+        f"\nload average (1 min) before the runs: {load_before:.2f} (about 0 on an idle machine; "
+        f"more means other processes shared the {cores} cores)"
+    )
+    print(
+        f"creating a file under the work dir: {creation[0]:.3f} ms CPU before the runs, "
+        f"{creation[1]:.3f} after "
+        f"(about 0.02 on a quiet disk; the stage writes 2 files per image, the baseline 1)"
+    )
     print("speed, ratios of images/s (best runs):")
     for set_name in sets:
         s = {v: speed[set_name, v] for v in variants}
         for stage in ("stage", "before") if "before0" in s else ("stage",):
-            print(f"  {set_name:>4}: {'--before ' if stage == 'before' else ''}stage/baseline "
-                  f"{s[stage + '0'] / s['baseline']:.2f}x on {cores} cores"
-                  f" = per image {s[stage + '1'] / s['baseline']:.2f}x (workers=1 vs baseline)"
-                  f" x parallel {s[stage + '0'] / s[stage + '1']:.2f}x (workers=0 vs workers=1)")
+            print(
+                f"  {set_name:>4}: {'--before ' if stage == 'before' else ''}stage/baseline "
+                f"{s[stage + '0'] / s['baseline']:.2f}x on {cores} cores"
+                f" = per image {s[stage + '1'] / s['baseline']:.2f}x (workers=1 vs baseline)"
+                f" x parallel {s[stage + '0'] / s[stage + '1']:.2f}x (workers=0 vs workers=1)"
+            )
     (small, n_small), (large, n_large) = ((name, n) for name, (_root, n) in sets.items())
     print(f"peak memory in MiB, {n_small} -> {n_large} images (worst run):")
     for variant in variants:
-        peaks = {key: [max(r[key] for r in runs[name, variant]) for name in (small, large)]
-                 for key in ("main", "tree")}
-        print(f"  {variants[variant]:<36}" + "".join(f"  {key} {a:4.0f} -> {b:4.0f} ({b - a:+3.0f})"
-                                                     for key, (a, b) in peaks.items()))
-    print("  cpu ms/img: user + system CPU of the process and its workers, per image (least of the runs);\n"
-          "  main: ru_maxrss of the timed process; child: largest ru_maxrss among its workers;\n"
-          "  tree: RSS summed over the process tree every 10 ms (shared pages counted once per process)")
+        peaks = {
+            key: [max(r[key] for r in runs[name, variant]) for name in (small, large)]
+            for key in ("main", "tree")
+        }
+        print(
+            f"  {variants[variant]:<36}"
+            + "".join(f"  {key} {a:4.0f} -> {b:4.0f} ({b - a:+3.0f})" for key, (a, b) in peaks.items())
+        )
+    print(
+        "  cpu ms/img: user + system CPU of the process and its workers, per image (least of the runs);\n"
+        "  main: ru_maxrss of the timed process; child: largest ru_maxrss among its workers;\n"
+        "  tree: RSS summed over the process tree every 10 ms (shared pages counted once per process)"
+    )
 
 
 if __name__ == "__main__":

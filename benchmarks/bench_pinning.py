@@ -105,12 +105,36 @@ def run_variant(variant: Variant, models: list[str], work: Path, args: argparse.
     env.update(variant.env, PYTHONPATH=os.pathsep.join([str(REPO / "src"), env.get("PYTHONPATH", "")]))
     prefix = ["taskset", "-c", args.cores] if args.cores else []
     for model in models:
-        for stage, extra in (("train", ["--out", f"models/{model}", "--runs", "runs", "--live",
-                                        f"results/train/{model}", "--resume-dir", f"checkpoints/{model}"]),
-                             ("evaluate", ["--out", f"results/evaluate/{model}"])):
-            command = [*prefix, sys.executable, str(REPO / "stages" / f"{stage}.py"), "--model", model,
-                       "--params", str(work / f"{variant.name}.yaml"), "--coco", str(args.coco.resolve()),
-                       "--masks", str(args.masks.resolve()), *extra]
+        for stage, extra in (
+            (
+                "train",
+                [
+                    "--out",
+                    f"models/{model}",
+                    "--runs",
+                    "runs",
+                    "--live",
+                    f"results/train/{model}",
+                    "--resume-dir",
+                    f"checkpoints/{model}",
+                ],
+            ),
+            ("evaluate", ["--out", f"results/evaluate/{model}"]),
+        ):
+            command = [
+                *prefix,
+                sys.executable,
+                str(REPO / "stages" / f"{stage}.py"),
+                "--model",
+                model,
+                "--params",
+                str(work / f"{variant.name}.yaml"),
+                "--coco",
+                str(args.coco.resolve()),
+                "--masks",
+                str(args.masks.resolve()),
+                *extra,
+            ]
             start, used = time.perf_counter(), _children_cpu()
             result = subprocess.run(command, cwd=folder, env=env, capture_output=True, text=True, check=False)
             if result.returncode != 0:
@@ -122,10 +146,13 @@ def run_variant(variant: Variant, models: list[str], work: Path, args: argparse.
         digest = hashlib.sha256(model_bytes).hexdigest()[:12] + "/" + hashlib.sha256(metrics).hexdigest()[:12]
         variant.digests.setdefault(model, set()).add(digest)
         variant.miou[model] = json.loads(metrics)["miou"]
-        print(f"{variant.name} {model}: train {variant.seconds[f'train@{model}'][-1]:.1f} s "
-              f"(CPU {variant.cpu[f'train@{model}'][-1]:.1f}), evaluate {variant.seconds[f'evaluate@{model}'][-1]:.1f}"
-              f" s (CPU {variant.cpu[f'evaluate@{model}'][-1]:.1f}), {digest}, load average "
-              f"{os.getloadavg()[0]:.2f}", flush=True)
+        print(
+            f"{variant.name} {model}: train {variant.seconds[f'train@{model}'][-1]:.1f} s "
+            f"(CPU {variant.cpu[f'train@{model}'][-1]:.1f}), evaluate {variant.seconds[f'evaluate@{model}'][-1]:.1f}"
+            f" s (CPU {variant.cpu[f'evaluate@{model}'][-1]:.1f}), {digest}, load average "
+            f"{os.getloadavg()[0]:.2f}",
+            flush=True,
+        )
 
 
 def _children_cpu() -> float:
@@ -136,31 +163,46 @@ def _children_cpu() -> float:
 def run_steps(variants: list[Variant], models: list[str], args: argparse.Namespace) -> None:
     """Per model, one step's median CPU ms on one thread for each variant, rounds alternated."""
     base = {k: v for k, v in os.environ.items() if k not in pinned_environment(1)}
-    base.update(PYTHONPATH=os.pathsep.join([str(REPO / "src"), base.get("PYTHONPATH", "")]),
-                OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
+    base.update(
+        PYTHONPATH=os.pathsep.join([str(REPO / "src"), base.get("PYTHONPATH", "")]),
+        OMP_NUM_THREADS="1",
+        MKL_NUM_THREADS="1",
+    )
     ms: dict[tuple[str, str], list[float]] = {}
     for r in range(args.rounds):
-        for v in variants[r % len(variants):] + variants[:r % len(variants)]:
+        for v in variants[r % len(variants) :] + variants[: r % len(variants)]:
             env = {**base, **(pinned_environment(1) if v.deterministic else {}), **v.env}
             for model in models:
-                out = subprocess.run([sys.executable, "-c", STEP, model, str(args.steps)], env=env,
-                                     capture_output=True, text=True, check=True).stdout
+                out = subprocess.run(
+                    [sys.executable, "-c", STEP, model, str(args.steps)],
+                    env=env,
+                    capture_output=True,
+                    text=True,
+                    check=True,
+                ).stdout
                 ms.setdefault((v.name, model), []).append(1000 * float(out.split()[-1]))
         print(f"round {r + 1} done, load average {os.getloadavg()[0]:.2f}", flush=True)
     print("\n| variant | " + " | ".join(f"{m} ms/step (x first)" for m in models) + " |")
     print("|---" * (len(models) + 1) + "|")
     for v in variants:
-        cells = [f"{statistics.median(ms[v.name, m]):.0f} "
-                 f"({statistics.median(ms[v.name, m]) / statistics.median(ms[variants[0].name, m]):.2f})"
-                 for m in models]
+        cells = [
+            f"{statistics.median(ms[v.name, m]):.0f} "
+            f"({statistics.median(ms[v.name, m]) / statistics.median(ms[variants[0].name, m]):.2f})"
+            for m in models
+        ]
         print(f"| {v.name} | " + " | ".join(cells) + " |")
 
 
 def report(variants: list[Variant], models: list[str]) -> None:
     """One row per variant: per model, median wall-clock (CPU) seconds of train and evaluate, mIoU and
     hashes; the totals, and their ratio to the first variant's."""
-    print("\n| variant | " + " | ".join(f"{m} train s (CPU) | {m} evaluate s (CPU) | {m} mIoU | {m} model/metrics"
-                                       for m in models) + " | total s (CPU) | ratio wall (CPU) |")
+    print(
+        "\n| variant | "
+        + " | ".join(
+            f"{m} train s (CPU) | {m} evaluate s (CPU) | {m} mIoU | {m} model/metrics" for m in models
+        )
+        + " | total s (CPU) | ratio wall (CPU) |"
+    )
     print("|---" * (4 * len(models) + 3) + "|")
     base = None
     for v in variants:
@@ -169,10 +211,16 @@ def report(variants: list[Variant], models: list[str]) -> None:
         base = base or (wall, cpu)
         cells = []
         for m in models:
-            cells += [_cell(v, f"train@{m}"), _cell(v, f"evaluate@{m}"), f"{v.miou[m]:.4f}",
-                      " ".join(sorted(v.digests[m]))]
-        print(f"| {v.name} | " + " | ".join(cells) + f" | {wall:.1f} ({cpu:.1f}) | "
-              f"{wall / base[0]:.2f} ({cpu / base[1]:.2f}) |")
+            cells += [
+                _cell(v, f"train@{m}"),
+                _cell(v, f"evaluate@{m}"),
+                f"{v.miou[m]:.4f}",
+                " ".join(sorted(v.digests[m])),
+            ]
+        print(
+            f"| {v.name} | " + " | ".join(cells) + f" | {wall:.1f} ({cpu:.1f}) | "
+            f"{wall / base[0]:.2f} ({cpu / base[1]:.2f}) |"
+        )
 
 
 def _cell(variant: Variant, key: str) -> str:
@@ -180,7 +228,9 @@ def _cell(variant: Variant, key: str) -> str:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--models", nargs="+")
     parser.add_argument("--variant", action="append", type=parse_variant)
     parser.add_argument("--rounds", type=int, default=2)
@@ -202,7 +252,7 @@ def main() -> None:
         for v in variants:
             write_params(base, v, args.epochs, work / f"{v.name}.yaml")
         for r in range(args.rounds):
-            order = variants[r % len(variants):] + variants[:r % len(variants)]  # rotate who goes first
+            order = variants[r % len(variants) :] + variants[: r % len(variants)]  # rotate who goes first
             for v in order:
                 run_variant(v, models, work, args)
                 print(f"round {r + 1}: {v.name} done, load average {os.getloadavg()[0]:.2f}", flush=True)

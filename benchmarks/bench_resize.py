@@ -35,8 +35,10 @@ from cocoseg.models import fastscnn
 from cocoseg.models.resize import adaptive_avg_pool, resize_bilinear
 
 Case = tuple[str, tuple[int, int, int], tuple[int, int]]  # kind, input (C, h, w), output (h, w)
-STOCK = {"bilinear": lambda x, size: F.interpolate(x, size=size, mode="bilinear", align_corners=False),
-         "pool": F.adaptive_avg_pool2d}
+STOCK = {
+    "bilinear": lambda x, size: F.interpolate(x, size=size, mode="bilinear", align_corners=False),
+    "pool": F.adaptive_avg_pool2d,
+}
 MATRIX = {"bilinear": resize_bilinear, "pool": adaptive_avg_pool}
 VARIANTS = {"pytorch": STOCK, "matrix": MATRIX}
 
@@ -60,6 +62,7 @@ def find_cases(classes: int, size: tuple[int, int]) -> Counter[Case]:
         def op(x: torch.Tensor, out: tuple[int, int]) -> torch.Tensor:
             cases[(kind, tuple(x.shape[1:]), tuple(out))] += 1
             return STOCK[kind](x, out)
+
         return op
 
     with torch.device("meta"), fastscnn_resizes({k: recorder(k) for k in STOCK}):
@@ -70,6 +73,7 @@ def find_cases(classes: int, size: tuple[int, int]) -> Counter[Case]:
 def timer(device: torch.device) -> Callable[[Callable[[], object]], float]:
     """ms that one call of ``fn`` takes on ``device`` (CUDA events there, the wall clock elsewhere)."""
     if device.type == "cuda":
+
         def cuda_ms(fn: Callable[[], object]) -> float:
             start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
             start.record()
@@ -77,12 +81,14 @@ def timer(device: torch.device) -> Callable[[Callable[[], object]], float]:
             end.record()
             end.synchronize()
             return start.elapsed_time(end)
+
         return cuda_ms
 
     def wall_ms(fn: Callable[[], object]) -> float:
         start = time.perf_counter()
         fn()
         return (time.perf_counter() - start) * 1e3
+
     return wall_ms
 
 
@@ -105,8 +111,9 @@ def gradient_error(have: torch.Tensor, want: torch.Tensor) -> tuple[float, float
     return (diff.norm() / want.norm()).item(), (diff.abs().max() / want.abs().max()).item()
 
 
-def time_variant(op: Callable, x: torch.Tensor, out: tuple[int, int], grad: torch.Tensor, autocast: Callable,
-                 ms: Callable) -> tuple[float, float, torch.Tensor, torch.dtype]:
+def time_variant(
+    op: Callable, x: torch.Tensor, out: tuple[int, int], grad: torch.Tensor, autocast: Callable, ms: Callable
+) -> tuple[float, float, torch.Tensor, torch.dtype]:
     """(forward ms, backward ms, the input's gradient, the output's dtype) of one call of ``op``."""
     x = x.detach().requires_grad_()
     y: list[torch.Tensor] = []
@@ -120,7 +127,9 @@ def time_variant(op: Callable, x: torch.Tensor, out: tuple[int, int], grad: torc
 def bench_case(case: Case, args: argparse.Namespace, device: torch.device, dtype: torch.dtype) -> dict:
     """Per variant: forward and backward ms, gradient errors, and the dtype the op ran in."""
     kind, _, out = case
-    x, g = (on_device(t, device, dtype) for t in case_inputs(case, args.batch, torch.Generator().manual_seed(0)))
+    x, g = (
+        on_device(t, device, dtype) for t in case_inputs(case, args.batch, torch.Generator().manual_seed(0))
+    )
     # The reference takes the same (rounded) inputs, so the errors are what each backward adds.
     x64 = x.double().requires_grad_()
     want = torch.autograd.grad(STOCK[kind](x64, out), x64, g.double())[0]
@@ -139,15 +148,24 @@ def bench_case(case: Case, args: argparse.Namespace, device: torch.device, dtype
         rel, peak = gradient_error(result[name].pop("grad"), want)
         result[name].update(fwd=fwd, bwd=bwd, rel=rel, max=peak)
     dtype_seen = getattr(torch, result["matrix"]["dtype"])
-    result["rounding"] = gradient_error(want.to(dtype_seen), want)  # the least error a gradient in it can have
+    result["rounding"] = gradient_error(
+        want.to(dtype_seen), want
+    )  # the least error a gradient in it can have
     return result
 
 
-def print_cases(cases: Counter[Case], args: argparse.Namespace, device: torch.device, dtype: torch.dtype) -> None:
-    print(f"per resize (batch {args.batch}; ms = median of {args.repeat}; grad error vs float64: relative "
-          f"L2 norm, max |err| / max |ref|):", flush=True)
-    header = f"  {'op':<8} {'input':>18} {'-> out':>10} {'x':>2}  {'variant':<8} {'dtype':<8} " \
-             f"{'fwd ms':>8} {'bwd ms':>8} {'rel err':>9} {'max err':>9}"
+def print_cases(
+    cases: Counter[Case], args: argparse.Namespace, device: torch.device, dtype: torch.dtype
+) -> None:
+    print(
+        f"per resize (batch {args.batch}; ms = median of {args.repeat}; grad error vs float64: relative "
+        f"L2 norm, max |err| / max |ref|):",
+        flush=True,
+    )
+    header = (
+        f"  {'op':<8} {'input':>18} {'-> out':>10} {'x':>2}  {'variant':<8} {'dtype':<8} "
+        f"{'fwd ms':>8} {'bwd ms':>8} {'rel err':>9} {'max err':>9}"
+    )
     print(header)
     total = {name: 0.0 for name in VARIANTS}
     for case, count in cases.items():
@@ -156,13 +174,21 @@ def print_cases(cases: Counter[Case], args: argparse.Namespace, device: torch.de
         rounding = result.pop("rounding")
         for name, r in result.items():
             total[name] += count * (r["fwd"] + r["bwd"])
-            print(f"  {kind:<8} {[args.batch, *shape]!s:>18} {'x'.join(map(str, out)):>10} {count:>2}  "
-                  f"{name:<8} {r['dtype']:<8} {r['fwd']:8.3f} {r['bwd']:8.3f} {r['rel']:9.2e} {r['max']:9.2e}",
-                  flush=True)
-        print(f"  {'':<42}bwd pytorch / matrix: {result['pytorch']['bwd'] / result['matrix']['bwd']:.2f}x; "
-              f"the exact gradient rounded to {result['matrix']['dtype']}: {rounding[0]:.2e} {rounding[1]:.2e}")
-    print("  all resizes of one step, fwd + bwd: " + ", ".join(f"{n} {t:.2f} ms" for n, t in total.items())
-          + f" (pytorch / matrix {total['pytorch'] / total['matrix']:.2f}x)", flush=True)
+            print(
+                f"  {kind:<8} {[args.batch, *shape]!s:>18} {'x'.join(map(str, out)):>10} {count:>2}  "
+                f"{name:<8} {r['dtype']:<8} {r['fwd']:8.3f} {r['bwd']:8.3f} {r['rel']:9.2e} {r['max']:9.2e}",
+                flush=True,
+            )
+        print(
+            f"  {'':<42}bwd pytorch / matrix: {result['pytorch']['bwd'] / result['matrix']['bwd']:.2f}x; "
+            f"the exact gradient rounded to {result['matrix']['dtype']}: {rounding[0]:.2e} {rounding[1]:.2e}"
+        )
+    print(
+        "  all resizes of one step, fwd + bwd: "
+        + ", ".join(f"{n} {t:.2f} ms" for n, t in total.items())
+        + f" (pytorch / matrix {total['pytorch'] / total['matrix']:.2f}x)",
+        flush=True,
+    )
 
 
 def bench_step(args: argparse.Namespace, device: torch.device) -> None:
@@ -178,15 +204,22 @@ def bench_step(args: argparse.Namespace, device: torch.device) -> None:
     step = make_step(module, optimizer, device, args.dtype == "bf16")
     gen = torch.Generator().manual_seed(0)
     h, w = args.image_size
-    batch = (torch.randint(0, 256, (args.batch, h, w, 3), generator=gen, dtype=torch.uint8).to(device),
-             # uint8 masks as the loader hands them today; int32 where the class ids do not fit
-             torch.randint(0, args.classes, (args.batch, h, w), generator=gen,
-                           dtype=torch.uint8 if args.classes < 255 else torch.int32).to(device))
+    batch = (
+        torch.randint(0, 256, (args.batch, h, w, 3), generator=gen, dtype=torch.uint8).to(device),
+        # uint8 masks as the loader hands them today; int32 where the class ids do not fit
+        torch.randint(
+            0,
+            args.classes,
+            (args.batch, h, w),
+            generator=gen,
+            dtype=torch.uint8 if args.classes < 255 else torch.int32,
+        ).to(device),
+    )
     sync = torch.cuda.synchronize if cuda else (lambda: None)
     rates: dict[str, list[float]] = {name: [] for name in VARIANTS}
     per_block = max(1, args.steps // args.rounds)
     for r in range(args.rounds):
-        for name in (list(VARIANTS) if r % 2 == 0 else list(VARIANTS)[::-1]):
+        for name in list(VARIANTS) if r % 2 == 0 else list(VARIANTS)[::-1]:
             with fastscnn_resizes(VARIANTS[name]):
                 for _ in range(2):  # warm-up: cuDNN autotuning, the matrices made once
                     step(batch)
@@ -197,14 +230,19 @@ def bench_step(args: argparse.Namespace, device: torch.device) -> None:
                 sync()
             rates[name].append(per_block * args.batch / (time.perf_counter() - start))
     median = {name: statistics.median(v) for name, v in rates.items()}
-    print(f"Fast-SCNN training step, batches on the device ({args.dtype}, {args.classes} classes, "
-          f"{h}x{w}, batch {args.batch}, {args.rounds} blocks of {per_block} steps), img/s median (blocks): "
-          + "; ".join(f"{n} {median[n]:.1f} ({' '.join(f'{v:.1f}' for v in rates[n])})" for n in VARIANTS)
-          + f"; matrix / pytorch {median['matrix'] / median['pytorch']:.3f}", flush=True)
+    print(
+        f"Fast-SCNN training step, batches on the device ({args.dtype}, {args.classes} classes, "
+        f"{h}x{w}, batch {args.batch}, {args.rounds} blocks of {per_block} steps), img/s median (blocks): "
+        + "; ".join(f"{n} {median[n]:.1f} ({' '.join(f'{v:.1f}' for v in rates[n])})" for n in VARIANTS)
+        + f"; matrix / pytorch {median['matrix'] / median['pytorch']:.3f}",
+        flush=True,
+    )
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--batch", type=int, default=16)
     parser.add_argument("--classes", type=int, default=81)
@@ -218,8 +256,11 @@ def main() -> None:
     args.dtype = args.dtype or ("bf16" if device.type == "cuda" else "float32")
     dtype = torch.bfloat16 if args.dtype == "bf16" else torch.float32
     gpu = torch.cuda.get_device_name(device) if device.type == "cuda" else "no GPU"
-    print(f"device {device} ({gpu}), torch {torch.__version__}, {args.dtype}, threads {torch.get_num_threads()}, "
-          f"Fast-SCNN at {args.classes} classes, {args.image_size[0]}x{args.image_size[1]}", flush=True)
+    print(
+        f"device {device} ({gpu}), torch {torch.__version__}, {args.dtype}, threads {torch.get_num_threads()}, "
+        f"Fast-SCNN at {args.classes} classes, {args.image_size[0]}x{args.image_size[1]}",
+        flush=True,
+    )
     print_cases(find_cases(args.classes, tuple(args.image_size)), args, device, dtype)
     if args.steps:
         bench_step(args, device)

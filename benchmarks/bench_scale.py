@@ -80,8 +80,9 @@ def build_set(source: Path, n: int, coco: Path) -> None:
         comment = f"cocoseg bench copy {i}".encode()
         data = jpegs[base["id"]]
         # A COM segment (FF FE, 2-byte length) right after SOI: valid JPEG, unique bytes, same pixels.
-        (coco / SPLIT / name).write_bytes(data[:2] + b"\xff\xfe" + (len(comment) + 2).to_bytes(2, "big")
-                                          + comment + data[2:])
+        (coco / SPLIT / name).write_bytes(
+            data[:2] + b"\xff\xfe" + (len(comment) + 2).to_bytes(2, "big") + comment + data[2:]
+        )
         images.append({**base, "id": i + 1, "file_name": name})
         for ann in by_image.get(base["id"], []):
             annotations.append({**ann, "id": len(annotations) + 1, "image_id": i + 1})
@@ -96,20 +97,27 @@ def write_contents(coco: Path) -> None:
     from cocoseg.core.layout import COCO_CONTENTS
 
     files = sorted(p.relative_to(coco).as_posix() for p in coco.rglob("*") if p.is_file())
-    (coco / COCO_CONTENTS).write_text(format_contents({name: digest_bytes((coco / name).read_bytes())
-                                                       for name in files}))
+    (coco / COCO_CONTENTS).write_text(
+        format_contents({name: digest_bytes((coco / name).read_bytes()) for name in files})
+    )
 
 
 def sh(cwd: Path, *args: str, expect: str = "") -> float:
     """Run a command in ``cwd`` (the venv's bin first on PATH); return its wall time in seconds. Its
     output must hold ``expect``."""
-    env = {**os.environ, "PATH": os.pathsep.join([str(Path(sys.executable).parent), os.environ["PATH"]]),
-           "DVC_NO_ANALYTICS": "1", "PYTHONPATH": str(REPO / "src")}
+    env = {
+        **os.environ,
+        "PATH": os.pathsep.join([str(Path(sys.executable).parent), os.environ["PATH"]]),
+        "DVC_NO_ANALYTICS": "1",
+        "PYTHONPATH": str(REPO / "src"),
+    }
     start = time.perf_counter()
     result = subprocess.run(args, cwd=cwd, env=env, capture_output=True, text=True)
     if result.returncode != 0 or expect not in result.stdout + result.stderr:
-        raise SystemExit(f"{' '.join(args)} failed in {cwd} (or its output lacks {expect!r}):\n"
-                         f"{result.stdout}\n{result.stderr}")
+        raise SystemExit(
+            f"{' '.join(args)} failed in {cwd} (or its output lacks {expect!r}):\n"
+            f"{result.stdout}\n{result.stderr}"
+        )
     return time.perf_counter() - start
 
 
@@ -117,8 +125,13 @@ def run_masks(project: Path) -> dict[str, float]:
     """The masks stage; wall time and peak RSS (MiB) of its main process and of its largest worker."""
     env = {**os.environ, "PYTHONPATH": str(REPO / "src")}
     start = time.perf_counter()
-    process = psutil.Popen([sys.executable, "stages/masks.py"], cwd=project, env=env,
-                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    process = psutil.Popen(
+        [sys.executable, "stages/masks.py"],
+        cwd=project,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     main_peak = worker_peak = 0
     while process.poll() is None:
         try:
@@ -131,8 +144,11 @@ def run_masks(project: Path) -> dict[str, float]:
     if process.returncode != 0:
         raise SystemExit(f"masks stage failed in {project}")
     wall = time.perf_counter() - start
-    return {"masks_s": wall, "masks_main_rss_mib": main_peak / 2**20,
-            "masks_worker_rss_mib": worker_peak / 2**20}
+    return {
+        "masks_s": wall,
+        "masks_main_rss_mib": main_peak / 2**20,
+        "masks_worker_rss_mib": worker_peak / 2**20,
+    }
 
 
 def make_project(root: Path, upsample: str = "exact") -> Path:
@@ -175,7 +191,8 @@ def write_placeholder_outputs(project: Path) -> list[str]:
             names.append(f"{name}@{key}" if key else name)
             for entry in (e for section in ("outs", "metrics", "plots") for e in body.get(section, [])):
                 path = project / str(next(iter(entry)) if isinstance(entry, dict) else entry).replace(
-                    "${key}", str(key))
+                    "${key}", str(key)
+                )
                 target = path if path.suffix else path / "placeholder"
                 target.parent.mkdir(parents=True, exist_ok=True)
                 target.write_text("{}\n")
@@ -193,13 +210,26 @@ def write_untrained_model(project: Path, size: int) -> None:
     classes = load_labels(project / "data" / "masks")
     torch.manual_seed(0)
     model = build_model("fastscnn", len(classes))
-    save_checkpoint(project / "models" / "fastscnn" / "model.pt", model.state_dict(),
-                    model_spec("fastscnn", len(classes), "resnet18"), Preprocessing((size, size)).to_json(),
-                    classes, {})
+    save_checkpoint(
+        project / "models" / "fastscnn" / "model.pt",
+        model.state_dict(),
+        model_spec("fastscnn", len(classes), "resnet18"),
+        Preprocessing((size, size)).to_json(),
+        classes,
+        {},
+    )
 
 
-def measure(n: int, source: Path, work: Path, parts: set[str], upsample: str,
-            size: int, baseline: str | None = None, repeats: int = 2) -> dict[str, float]:
+def measure(
+    n: int,
+    source: Path,
+    work: Path,
+    parts: set[str],
+    upsample: str,
+    size: int,
+    baseline: str | None = None,
+    repeats: int = 2,
+) -> dict[str, float]:
     root = work / f"n{n}"
     shutil.rmtree(root, ignore_errors=True)
     project = make_project(root, upsample)
@@ -234,10 +264,16 @@ def install_pipeline(project: Path, rev: str | None, upsample: str) -> list[str]
         for name in ("dvc.yaml", "params.yaml"):
             shutil.copy(REPO / name, project / name)
         for name in ("stages", "src"):
-            shutil.copytree(REPO / name, project / name, ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
+            shutil.copytree(
+                REPO / name, project / name, ignore=shutil.ignore_patterns("__pycache__", "*.egg-info")
+            )
     else:
-        archive = subprocess.run(["git", "archive", rev, "dvc.yaml", "params.yaml", "stages", "src"], cwd=REPO,
-                                 capture_output=True, check=True).stdout
+        archive = subprocess.run(
+            ["git", "archive", rev, "dvc.yaml", "params.yaml", "stages", "src"],
+            cwd=REPO,
+            capture_output=True,
+            check=True,
+        ).stdout
         subprocess.run(["tar", "-x", "-C", str(project)], input=archive, check=True)
     params = yaml.safe_load((project / "params.yaml").read_text())
     params["masks"]["preview"] = 0
@@ -251,8 +287,9 @@ def install_pipeline(project: Path, rev: str | None, upsample: str) -> list[str]
     for path in sorted(p for p in coco.rglob("*") if p.is_file() and p.name != "contents.tsv"):
         (raw / path.relative_to(coco)).parent.mkdir(parents=True, exist_ok=True)
         os.link(path, raw / path.relative_to(coco))
-    (raw / "manifest.json").write_text(json.dumps({"source": "coco2017-subset", "archives": [],
-                                                   "folders": ["annotations", SPLIT]}))
+    (raw / "manifest.json").write_text(
+        json.dumps({"source": "coco2017-subset", "archives": [], "folders": ["annotations", SPLIT]})
+    )
     return ["download", "extract", "masks", *write_placeholder_outputs(project)]
 
 
@@ -294,8 +331,13 @@ def load_inference(rev: str | None) -> dict[str, object]:
 
     functions = {"reference": reference, **inference.UPSAMPLING}
     if rev:
-        source = subprocess.run(["git", "show", f"{rev}:src/cocoseg/models/inference.py"], cwd=REPO,
-                                capture_output=True, text=True, check=True).stdout
+        source = subprocess.run(
+            ["git", "show", f"{rev}:src/cocoseg/models/inference.py"],
+            cwd=REPO,
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
         old = types.ModuleType("old_inference")
         sys.modules[old.__name__] = old  # its dataclasses look their module up
         exec(compile(source, f"{rev}:inference.py", "exec"), old.__dict__)  # noqa: S102 - our own file at rev
@@ -303,16 +345,25 @@ def load_inference(rev: str | None) -> dict[str, object]:
     return functions
 
 
-def bench_upsampling(classes: int, size: int, out: tuple[int, int], fields: list[int], threads: int,
-                     repeats: int, rev: str | None) -> None:
+def bench_upsampling(
+    classes: int,
+    size: int,
+    out: tuple[int, int],
+    fields: list[int],
+    threads: int,
+    repeats: int,
+    rev: str | None,
+) -> None:
     """Milliseconds per image of each class-map function (median of ``repeats``), same inputs, one
     process; and how many pixels ``nearest`` labels differently from the exact argmax."""
     import torch
 
     torch.set_num_threads(threads)
     functions = load_inference(rev)
-    print(f"\nclass maps: {classes} classes, {size}x{size} logits -> {out[0]}x{out[1]}, {threads} thread(s), "
-          f"median of {repeats}, load {os.getloadavg()[0]:.2f}")
+    print(
+        f"\nclass maps: {classes} classes, {size}x{size} logits -> {out[0]}x{out[1]}, {threads} thread(s), "
+        f"median of {repeats}, load {os.getloadavg()[0]:.2f}"
+    )
     for field in fields:
         logits = smooth_logits(classes, field, size)
         exact = functions["exact"](logits, out)
@@ -328,8 +379,12 @@ def bench_upsampling(classes: int, size: int, out: tuple[int, int], fields: list
             if name != "nearest":
                 assert torch.equal(result, exact), f"{name} differs from exact"
         differ = float((functions["nearest"](logits, out) != exact).float().mean())
-        print(f"field {field}x{field}: " + ", ".join(f"{k} {v:.1f} ms" for k, v in times.items())
-              + f"; nearest differs from exact on {100 * differ:.2f}% of pixels", flush=True)
+        print(
+            f"field {field}x{field}: "
+            + ", ".join(f"{k} {v:.1f} ms" for k, v in times.items())
+            + f"; nearest differs from exact on {100 * differ:.2f}% of pixels",
+            flush=True,
+        )
 
 
 def fit(rows: list[dict[str, float]], key: str) -> float:
@@ -343,25 +398,45 @@ def fit(rows: list[dict[str, float]], key: str) -> float:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--n", type=int, nargs="*", default=[2000, 5000])
-    parser.add_argument("--parts", nargs="+", choices=["masks", "status", "evaluate", "upsample"],
-                        default=["masks", "status", "evaluate"],
-                        help="masks always runs for a stage part; upsample times the class maps alone")
-    parser.add_argument("--coco-root", type=Path,
-                        default=REPO.parent / "shared" / "data" / "coco2017-val-mini")
+    parser.add_argument(
+        "--parts",
+        nargs="+",
+        choices=["masks", "status", "evaluate", "upsample"],
+        default=["masks", "status", "evaluate"],
+        help="masks always runs for a stage part; upsample times the class maps alone",
+    )
+    parser.add_argument(
+        "--coco-root", type=Path, default=REPO.parent / "shared" / "data" / "coco2017-val-mini"
+    )
     parser.add_argument("--work-dir", type=Path, default=REPO / ".bench_scale")
     parser.add_argument("--keep", action="store_true", help="keep each N's project (default: delete it)")
     parser.add_argument("--threads", type=int, default=1, help="torch threads for the upsample part")
-    parser.add_argument("--fields", type=int, nargs="+", default=[64, 8],
-                        help="upsample part: sizes of the random fields the logits are upsampled from")
-    parser.add_argument("--upsample", choices=["exact", "nearest"], default="exact",
-                        help="evaluate part: the project's evaluate.upsample")
+    parser.add_argument(
+        "--fields",
+        type=int,
+        nargs="+",
+        default=[64, 8],
+        help="upsample part: sizes of the random fields the logits are upsampled from",
+    )
+    parser.add_argument(
+        "--upsample",
+        choices=["exact", "nearest"],
+        default="exact",
+        help="evaluate part: the project's evaluate.upsample",
+    )
     parser.add_argument("--model-size", type=int, default=128, help="evaluate part: the model's input size")
-    parser.add_argument("--baseline-rev", help="upsample part: also time this git revision's exact method; "
-                        "status part: also time this revision's pipeline on the same data (see above)")
-    parser.add_argument("--repeats", type=int, default=2, help="status part with --baseline-rev: alternations")
+    parser.add_argument(
+        "--baseline-rev",
+        help="upsample part: also time this git revision's exact method; "
+        "status part: also time this revision's pipeline on the same data (see above)",
+    )
+    parser.add_argument(
+        "--repeats", type=int, default=2, help="status part with --baseline-rev: alternations"
+    )
     parser.add_argument("--skip-evaluate", action="store_true", help="the parts masks and status only")
     args = parser.parse_args()
     if args.skip_evaluate:
@@ -377,14 +452,34 @@ def main() -> None:
 def report_stages(args: argparse.Namespace) -> None:
     rows = []
     for n in args.n:
-        rows.append(measure(n, args.coco_root, args.work_dir, set(args.parts), args.upsample,
-                            args.model_size, args.baseline_rev, args.repeats))
-        print(json.dumps({k: round(v, 3) for k, v in rows[-1].items()}), f"load {os.getloadavg()[0]:.2f}",
-              flush=True)
+        rows.append(
+            measure(
+                n,
+                args.coco_root,
+                args.work_dir,
+                set(args.parts),
+                args.upsample,
+                args.model_size,
+                args.baseline_rev,
+                args.repeats,
+            )
+        )
+        print(
+            json.dumps({k: round(v, 3) for k, v in rows[-1].items()}),
+            f"load {os.getloadavg()[0]:.2f}",
+            flush=True,
+        )
         if not args.keep:
             shutil.rmtree(args.work_dir / f"n{n}", ignore_errors=True)
-    keys = ["masks_s", "masks_main_rss_mib", "masks_worker_rss_mib", "commit_s", "status_s", "status_base_s",
-            "evaluate_s"]
+    keys = [
+        "masks_s",
+        "masks_main_rss_mib",
+        "masks_worker_rss_mib",
+        "commit_s",
+        "status_s",
+        "status_base_s",
+        "evaluate_s",
+    ]
     keys = [key for key in keys if key in rows[0]]
     header = " | ".join(f"N={r['n']}" for r in rows)
     print(f"\n| figure | {header} | fit at {TRAIN2017} |")
@@ -395,6 +490,7 @@ def report_stages(args: argparse.Namespace) -> None:
     if len(rows) > 1 and "evaluate_s" in rows[0]:
         slope = np.polyfit([r["val_images"] for r in rows], [r["evaluate_s"] for r in rows], 1)[0]
         print(f"\nevaluate: {1000 * slope:.1f} ms per additional val image")
+
 
 if __name__ == "__main__":
     main()

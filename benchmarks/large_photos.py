@@ -36,13 +36,18 @@ def scale_segmentation(segmentation: object, old: tuple[int, int], new: tuple[in
     sy, sx = new[0] / old[0], new[1] / old[1]
     if isinstance(segmentation, list):
         return [[v * (sx if i % 2 == 0 else sy) for i, v in enumerate(poly)] for poly in segmentation]
-    rle = mask_utils.frPyObjects(segmentation, *old) if isinstance(segmentation["counts"], list) else segmentation
+    rle = (
+        mask_utils.frPyObjects(segmentation, *old)
+        if isinstance(segmentation["counts"], list)
+        else segmentation
+    )
     mask = mask_utils.decode(rle)
     return encode_uncompressed_rle(cv2.resize(mask, (new[1], new[0]), interpolation=cv2.INTER_NEAREST))
 
 
-def make_large_set(src: Path, dst: Path, size: tuple[int, int] = (1536, 2048), images: int | None = None,
-                   seed: int = 0) -> Path:
+def make_large_set(
+    src: Path, dst: Path, size: tuple[int, int] = (1536, 2048), images: int | None = None, seed: int = 0
+) -> Path:
     """``dst`` in data/coco's layout: the first ``images`` photos of ``src`` at ``size`` (height, width)."""
     coco = json.loads(annotation_file(src, SPLIT).read_text())
     chosen = sorted(coco["images"], key=lambda im: im["id"])[:images]
@@ -51,15 +56,21 @@ def make_large_set(src: Path, dst: Path, size: tuple[int, int] = (1536, 2048), i
     (dst / SPLIT).mkdir(parents=True, exist_ok=True)
     digests = {}
     for image in chosen:
-        photo = cv2.resize(cv2.imread(str(src / SPLIT / image["file_name"])), (size[1], size[0]),
-                           interpolation=cv2.INTER_CUBIC)
+        photo = cv2.resize(
+            cv2.imread(str(src / SPLIT / image["file_name"])),
+            (size[1], size[0]),
+            interpolation=cv2.INTER_CUBIC,
+        )
         photo = np.clip(photo + rng.normal(0, GRAIN, photo.shape), 0, 255).astype(np.uint8)
         data = cv2.imencode(".jpg", photo, [cv2.IMWRITE_JPEG_QUALITY, QUALITY])[1].tobytes()
         (dst / SPLIT / image["file_name"]).write_bytes(data)
         digests[f"{SPLIT}/{image['file_name']}"] = digest_bytes(data)
         image.update(height=size[0], width=size[1])
-    annotations = [{**ann, "segmentation": scale_segmentation(ann["segmentation"], keep[ann["image_id"]], size)}
-                   for ann in coco["annotations"] if ann["image_id"] in keep]
+    annotations = [
+        {**ann, "segmentation": scale_segmentation(ann["segmentation"], keep[ann["image_id"]], size)}
+        for ann in coco["annotations"]
+        if ann["image_id"] in keep
+    ]
     out = annotation_file(dst, SPLIT)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps({**coco, "images": chosen, "annotations": annotations}))
@@ -69,15 +80,21 @@ def make_large_set(src: Path, dst: Path, size: tuple[int, int] = (1536, 2048), i
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("src", type=Path, help="a COCO root with annotations/instances_val2017.json, val2017/")
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "src", type=Path, help="a COCO root with annotations/instances_val2017.json, val2017/"
+    )
     parser.add_argument("dst", type=Path)
     parser.add_argument("--size", type=int, nargs=2, default=[1536, 2048], metavar=("H", "W"))
     parser.add_argument("--images", type=int, help="default: all")
     args = parser.parse_args()
     make_large_set(args.src, args.dst, tuple(args.size), args.images)
     sizes = [p.stat().st_size for p in (args.dst / SPLIT).glob("*.jpg")]
-    print(f"{len(sizes)} photos of {args.size[1]}x{args.size[0]}, {np.mean(sizes) / 1e3:.0f} kB on average -> {args.dst}")
+    print(
+        f"{len(sizes)} photos of {args.size[1]}x{args.size[0]}, {np.mean(sizes) / 1e3:.0f} kB on average -> {args.dst}"
+    )
 
 
 if __name__ == "__main__":

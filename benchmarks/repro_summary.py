@@ -62,8 +62,15 @@ def model_scores(repo: Path) -> list[tuple[str, str, str, str, str]]:
         train = read_json(repo / "results" / "train" / name / "metrics.json")
         evaluation = read_json(repo / "results" / "evaluate" / name / "metrics.json")
         speed = read_json(repo / "results" / "evaluate" / name / "speed.json")
-        rows.append((name, fmt(train.get("val", {}).get("miou")), fmt(evaluation.get("miou")),
-                     fmt(speed.get("images_per_second"), ".1f"), str(speed.get("device", "-"))))
+        rows.append(
+            (
+                name,
+                fmt(train.get("val", {}).get("miou")),
+                fmt(evaluation.get("miou")),
+                fmt(speed.get("images_per_second"), ".1f"),
+                str(speed.get("device", "-")),
+            )
+        )
     return rows
 
 
@@ -73,15 +80,22 @@ def fmt(value: object, spec: str = ".4f") -> str:
 
 def changed_outputs(before: Path, after: Path, stages: list[str]) -> dict[str, bool]:
     """Stage -> whether any of its outputs' hashes differ between two dvc.lock files, for ``stages``."""
+
     def outs(path: Path) -> dict[str, list]:
         stages = yaml.safe_load(path.read_text()).get("stages", {}) if path.is_file() else {}
-        return {name: sorted((o["path"], o.get("md5")) for o in stage.get("outs", [])) for name, stage in stages.items()}
+        return {
+            name: sorted((o["path"], o.get("md5")) for o in stage.get("outs", []))
+            for name, stage in stages.items()
+        }
+
     old, new = outs(before), outs(after)
     return {name: old.get(name) != new.get(name) for name in stages}
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--repo", type=Path, required=True)
     parser.add_argument("--log", type=Path, required=True)
     parser.add_argument("--lock-before", type=Path, help="dvc.lock to compare the outputs' hashes with")
@@ -90,15 +104,21 @@ def main() -> None:
     times = stage_seconds(text.splitlines())
     print("stages run (wall s): " + (", ".join(f"{k} {v}" for k, v in times.items()) or "none"))
     kernels = warn_only_kernels(text)
-    print("warn-only kernels (times printed): "
-          + (", ".join(f"{k} x{v}" for k, v in kernels.most_common()) or "none"))
+    print(
+        "warn-only kernels (times printed): "
+        + (", ".join(f"{k} x{v}" for k, v in kernels.most_common()) or "none")
+    )
     print(f"  {'model':<12} {'train best val mIoU':>20} {'evaluate mIoU':>14} {'evaluate img/s':>15}  device")
     for name, best, miou, speed, device in model_scores(args.repo):
         print(f"  {name:<12} {best:>20} {miou:>14} {speed:>15}  {device}")
     if args.lock_before:
         changed = changed_outputs(args.lock_before, args.repo / "dvc.lock", list(times))
-        print("outputs vs the committed dvc.lock: same for " + (", ".join(k for k, v in changed.items() if not v)
-              or "none") + "; changed for " + (", ".join(k for k, v in changed.items() if v) or "none"))
+        print(
+            "outputs vs the committed dvc.lock: same for "
+            + (", ".join(k for k, v in changed.items() if not v) or "none")
+            + "; changed for "
+            + (", ".join(k for k, v in changed.items() if v) or "none")
+        )
 
 
 if __name__ == "__main__":

@@ -45,8 +45,13 @@ def first_file(path: Path) -> Path:
 
 def plot_spec(repo: Path, target: str) -> dict:
     """The filled Vega-Lite spec of one plot, as `dvc plots show` puts it in the page."""
-    result = subprocess.run([sys.executable, "-m", "dvc", "plots", "show", "--json", target], cwd=repo,
-                            capture_output=True, text=True, check=False)
+    result = subprocess.run(
+        [sys.executable, "-m", "dvc", "plots", "show", "--json", target],
+        cwd=repo,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     if result.returncode != 0:
         sys.exit(f"dvc plots show --json {target} failed in {repo}:\n{result.stderr}")
     entries = json.loads(result.stdout)
@@ -55,8 +60,9 @@ def plot_spec(repo: Path, target: str) -> dict:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--repo", type=Path, default=Path("."), help="a reproduced workspace")
     parser.add_argument("--out", type=Path, default=Path(__file__).resolve().parents[1] / "docs" / "images")
     args = parser.parse_args()

@@ -26,7 +26,9 @@ def main() -> None:
     rows = write_comparison(args.evaluate, models, args.md, args.json)
     write_headline(rows, args.miou)
     write_curves(args.train, models, args.curves)
-    logging.getLogger("cocoseg.stages.compare").info("\n%s(per class: results/compare.md)", render_models(rows))
+    logging.getLogger("cocoseg.stages.compare").info(
+        "\n%s(per class: results/compare.md)", render_models(rows)
+    )
 
 
 if __name__ == "__main__":

@@ -18,8 +18,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--params", default="params.yaml")
     parser.add_argument("--out", type=Path, default=Path("data/raw/download"))
-    parser.add_argument("--store", type=Path, default=Path("data/downloads"),
-                        help="where downloads resume and stay (not a DVC output)")
+    parser.add_argument(
+        "--store",
+        type=Path,
+        default=Path("data/downloads"),
+        help="where downloads resume and stay (not a DVC output)",
+    )
     args = parser.parse_args()
     params = load_params(args.params)
     guard_params(args.params, "download")

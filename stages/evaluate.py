@@ -22,15 +22,23 @@ def main() -> None:
     args = parser.parse_args()
     params = load_params(args.params, lambda p: check_model_name(args.model))
     guard_params(args.params, "evaluate", args.model)
-    pin_arithmetic(params.evaluate.deterministic, params.evaluate.threads)  # before torch reads the environment
+    pin_arithmetic(
+        params.evaluate.deterministic, params.evaluate.threads
+    )  # before torch reads the environment
     # Imported only now: torch takes seconds to load, and a bad value must fail at once.
     import torch
 
     from cocoseg.evaluation.evaluate import evaluate_model
 
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
-    evaluate_model(model_file(args.model), args.coco, args.masks,
-                   args.out or Path("results/evaluate") / args.model, params.evaluate, device)
+    evaluate_model(
+        model_file(args.model),
+        args.coco,
+        args.masks,
+        args.out or Path("results/evaluate") / args.model,
+        params.evaluate,
+        device,
+    )
 
 
 if __name__ == "__main__":

@@ -21,7 +21,9 @@ def main() -> None:
     args = parser.parse_args()
     splits = load_params(args.params).data.local.splits
     if args.split not in splits:
-        raise ConfigError(f"{args.params}: data.local.splits has no split {args.split!r}; it has {sorted(splits)}")
+        raise ConfigError(
+            f"{args.params}: data.local.splits has no split {args.split!r}; it has {sorted(splits)}"
+        )
     entry = splits[args.split]
     from cocoseg.acquire.local import import_split
 

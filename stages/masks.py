@@ -23,9 +23,15 @@ def main() -> None:
     guard_params(args.params, "masks")
     report = build_masks(args.coco, args.out, params.data.splits, params.masks, params.base.seed)
     counts = report["counts"]
-    log.info("wrote masks for %d of %d images (%d skipped); %d annotations painted, %d skipped; see %s",
-             counts["images_written"], counts["images"], counts["images_skipped"],
-             counts["annotations_painted"], counts["annotations_skipped"], args.out / "report.json")
+    log.info(
+        "wrote masks for %d of %d images (%d skipped); %d annotations painted, %d skipped; see %s",
+        counts["images_written"],
+        counts["images"],
+        counts["images_skipped"],
+        counts["annotations_painted"],
+        counts["annotations_skipped"],
+        args.out / "report.json",
+    )
 
 
 if __name__ == "__main__":

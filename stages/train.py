@@ -21,8 +21,9 @@ def main() -> None:
     parser.add_argument("--out", type=Path, help="default: models/<model>")
     parser.add_argument("--live", type=Path, help="dvclive folder, default: results/train/<model>")
     parser.add_argument("--runs", type=Path, help="run history (TensorBoard), default: $DVC_ROOT/runs")
-    parser.add_argument("--resume-dir", type=Path, help="run in progress and resume checkpoint, "
-                        "default: checkpoints/<model>")
+    parser.add_argument(
+        "--resume-dir", type=Path, help="run in progress and resume checkpoint, default: checkpoints/<model>"
+    )
     args = parser.parse_args()
     params = load_params(args.params, lambda p: check_model(p, args.model), check_train)
     guard_params(args.params, "train", args.model)
@@ -31,9 +32,14 @@ def main() -> None:
     from cocoseg.training.runs import runs_root
     from cocoseg.training.train import TrainPaths, train_model
 
-    paths = TrainPaths(args.coco, args.masks, args.out or Path("models") / args.model,
-                       args.live or Path("results/train") / args.model,
-                       args.runs or runs_root(), args.resume_dir or Path(CHECKPOINTS_DIR) / args.model)
+    paths = TrainPaths(
+        args.coco,
+        args.masks,
+        args.out or Path("models") / args.model,
+        args.live or Path("results/train") / args.model,
+        args.runs or runs_root(),
+        args.resume_dir or Path(CHECKPOINTS_DIR) / args.model,
+    )
     train_model(params, args.model, paths)
 
 

@@ -58,11 +58,17 @@ def photo(height: int, width: int, seed: int) -> np.ndarray:
     """(H, W, 3) uint8 RGB with smooth colour gradients and a few blocks: something JPEG keeps."""
     rng = np.random.default_rng(seed)
     y, x = np.mgrid[0:height, 0:width]
-    image = np.stack([(x * 255 // max(width - 1, 1)), (y * 255 // max(height - 1, 1)),
-                      np.full_like(x, int(rng.integers(40, 200)))], axis=-1).astype(np.uint8)
+    image = np.stack(
+        [
+            (x * 255 // max(width - 1, 1)),
+            (y * 255 // max(height - 1, 1)),
+            np.full_like(x, int(rng.integers(40, 200))),
+        ],
+        axis=-1,
+    ).astype(np.uint8)
     for _ in range(3):
         y0, x0 = int(rng.integers(0, height // 2)), int(rng.integers(0, width // 2))
-        image[y0:y0 + height // 4, x0:x0 + width // 4] = rng.integers(0, 256, 3, dtype=np.uint8)
+        image[y0 : y0 + height // 4, x0 : x0 + width // 4] = rng.integers(0, 256, 3, dtype=np.uint8)
     return image
 
 
@@ -108,8 +114,16 @@ def disk_mask(height: int, width: int, cy: int, cx: int, r: int) -> np.ndarray:
 
 
 def annotation(ann_id: int, image_id: int, category_id: int, segmentation: object, **extra: object) -> dict:
-    return {"id": ann_id, "image_id": image_id, "category_id": category_id, "segmentation": segmentation,
-            "iscrowd": 0, "area": 0.0, "bbox": [0, 0, 0, 0], **extra}
+    return {
+        "id": ann_id,
+        "image_id": image_id,
+        "category_id": category_id,
+        "segmentation": segmentation,
+        "iscrowd": 0,
+        "area": 0.0,
+        "bbox": [0, 0, 0, 0],
+        **extra,
+    }
 
 
 # --- the styles --------------------------------------------------------------------------------------
@@ -117,9 +131,11 @@ def annotation(ann_id: int, image_id: int, category_id: int, segmentation: objec
 
 def roboflow(root: Path) -> Export:
     """Roboflow: three split folders, each its own JSON beside its images."""
-    categories = [{"id": 0, "name": "my-project", "supercategory": "none"},
-                  {"id": 1, "name": "cat", "supercategory": "my-project"},
-                  {"id": 2, "name": "dog", "supercategory": "my-project"}]
+    categories = [
+        {"id": 0, "name": "my-project", "supercategory": "none"},
+        {"id": 1, "name": "cat", "supercategory": "my-project"},
+        {"id": 2, "name": "dog", "supercategory": "my-project"},
+    ]
     splits = {}
     for s, split in enumerate(("train", "valid", "test")):
         images, annotations = [], []
@@ -127,87 +143,170 @@ def roboflow(root: Path) -> Export:
             h, w = 96 + 16 * i, 128
             name = f"img{i}_jpg.rf.{s}{i}abc.jpg"
             write(root / split / name, jpeg(photo(h, w, 10 * s + i)))
-            images.append({"id": i, "license": 1, "file_name": name, "height": h, "width": w,
-                           "date_captured": "2024-01-01T00:00:00+00:00", "extra": {"name": f"img{i}.jpg"}})
+            images.append(
+                {
+                    "id": i,
+                    "license": 1,
+                    "file_name": name,
+                    "height": h,
+                    "width": w,
+                    "date_captured": "2024-01-01T00:00:00+00:00",
+                    "extra": {"name": f"img{i}.jpg"},
+                }
+            )
             annotations.append(annotation(2 * i, i, 1, [box_polygon(8, 60, 10, 70)], area=3120.0))
             annotations.append(annotation(2 * i + 1, i, 2, [box_polygon(30, 90, 50, 120)], area=4200.0))
-        coco = {"info": {"year": "2024"}, "licenses": [{"id": 1, "name": "CC BY 4.0"}],
-                "categories": categories, "images": images, "annotations": annotations}
+        coco = {
+            "info": {"year": "2024"},
+            "licenses": [{"id": 1, "name": "CC BY 4.0"}],
+            "categories": categories,
+            "images": images,
+            "annotations": annotations,
+        }
         write(root / split / "_annotations.coco.json", json.dumps(coco))
         splits[split] = SplitFiles(root / split / "_annotations.coco.json", root / split)
-    return Export(root, splits, {"unused_categories": [0], "parts": {"train": ["train"], "val": ["valid"],
-                                                                      "test": ["test"]}})
+    return Export(
+        root,
+        splits,
+        {"unused_categories": [0], "parts": {"train": ["train"], "val": ["valid"], "test": ["test"]}},
+    )
 
 
 def cvat(root: Path) -> Export:
     """CVAT / labelme: JPEGImages/ subfolder in file_name, class id 0 real, optional keys missing."""
-    categories = [{"id": 0, "name": "_background_", "supercategory": None},
-                  {"id": 1, "name": "person"}, {"id": 2, "name": "bike", "supercategory": ""}]
+    categories = [
+        {"id": 0, "name": "_background_", "supercategory": None},
+        {"id": 1, "name": "person"},
+        {"id": 2, "name": "bike", "supercategory": ""},
+    ]
     images, annotations = [], []
     for i in range(3):
         h, w = 80, 112
         name = f"JPEGImages/frame_{i:03d}.jpg"
         write(root / name, jpeg(photo(h, w, 100 + i)))
         images.append({"id": i + 1, "file_name": name, "height": h, "width": w})
-        ann = {"id": 3 * i + 1, "image_id": i + 1, "category_id": 0,
-               "segmentation": [box_polygon(0, 20, 0, 112)]}  # no iscrowd, no area, no bbox
+        ann = {
+            "id": 3 * i + 1,
+            "image_id": i + 1,
+            "category_id": 0,
+            "segmentation": [box_polygon(0, 20, 0, 112)],
+        }  # no iscrowd, no area, no bbox
         annotations.append(ann)
-        annotations.append({"id": 3 * i + 2, "image_id": i + 1, "category_id": 1,
-                            "segmentation": [box_polygon(10, 70, 20, 50)], "iscrowd": 0})
-        annotations.append({"id": 3 * i + 3, "image_id": i + 1, "category_id": 2,
-                            "segmentation": [box_polygon(40, 78, 30, 100)], "area": 2660})  # over person
-    coco = {"type": "instances", "categories": categories, "images": images, "annotations": annotations,
-            "licenses": []}
+        annotations.append(
+            {
+                "id": 3 * i + 2,
+                "image_id": i + 1,
+                "category_id": 1,
+                "segmentation": [box_polygon(10, 70, 20, 50)],
+                "iscrowd": 0,
+            }
+        )
+        annotations.append(
+            {
+                "id": 3 * i + 3,
+                "image_id": i + 1,
+                "category_id": 2,
+                "segmentation": [box_polygon(40, 78, 30, 100)],
+                "area": 2660,
+            }
+        )  # over person
+    coco = {
+        "type": "instances",
+        "categories": categories,
+        "images": images,
+        "annotations": annotations,
+        "licenses": [],
+    }
     ann_file = write(root / "annotations" / "instances_default.json", json.dumps(coco))
     return Export(root, {"default": SplitFiles(ann_file, root)}, {"class_of_id_0": 1})
 
 
 def rle_only(root: Path) -> Export:
     """Detection-format files made by converters: RLE only, ids far above 90, images by coco_url."""
-    categories = [{"id": 101, "name": "lamp", "supercategory": "furniture"},
-                  {"id": 250, "name": "sofa", "supercategory": "furniture"},
-                  {"id": 1203, "name": "zucchini", "supercategory": "food"}]
+    categories = [
+        {"id": 101, "name": "lamp", "supercategory": "furniture"},
+        {"id": 250, "name": "sofa", "supercategory": "furniture"},
+        {"id": 1203, "name": "zucchini", "supercategory": "food"},
+    ]
     images, annotations = [], []
     for i in range(3):
         h, w = 72, 96
         name = f"{i:012d}.jpg"
         write(root / "pics" / name, jpeg(photo(h, w, 200 + i)))
-        images.append({"id": 10 + i, "coco_url": f"http://images.example.org/val/{name}", "height": h, "width": w})
-        annotations.append(annotation(0 if i == 0 else 100 + i, 10 + i, 101,
-                                      encode_compressed_rle(disk_mask(h, w, 30, 30, 20))))
-        annotations.append(annotation(200 + i, 10 + i, 1203,
-                                      encode_uncompressed_rle(box_mask(h, w, 20, 60, 40, 90))))
-        annotations.append(annotation(300 + i, 10 + i, 250, encode_uncompressed_rle(box_mask(h, w, 0, 8, 0, 96)),
-                                      iscrowd=1))
+        images.append(
+            {"id": 10 + i, "coco_url": f"http://images.example.org/val/{name}", "height": h, "width": w}
+        )
+        annotations.append(
+            annotation(
+                0 if i == 0 else 100 + i, 10 + i, 101, encode_compressed_rle(disk_mask(h, w, 30, 30, 20))
+            )
+        )
+        annotations.append(
+            annotation(200 + i, 10 + i, 1203, encode_uncompressed_rle(box_mask(h, w, 20, 60, 40, 90)))
+        )
+        annotations.append(
+            annotation(300 + i, 10 + i, 250, encode_uncompressed_rle(box_mask(h, w, 0, 8, 0, 96)), iscrowd=1)
+        )
     coco = {"info": {}, "images": images, "annotations": annotations, "categories": categories}
     ann_file = write(root / "annotations" / "instances_val.json", json.dumps(coco))
-    write(root / "annotations" / "panoptic_val.json", json.dumps(
-        {"images": [], "annotations": [{"image_id": 10, "file_name": "x.png", "segments_info": []}],
-         "categories": [{"id": 1, "name": "thing", "isthing": 1}]}))
+    write(
+        root / "annotations" / "panoptic_val.json",
+        json.dumps(
+            {
+                "images": [],
+                "annotations": [{"image_id": 10, "file_name": "x.png", "segments_info": []}],
+                "categories": [{"id": 1, "name": "thing", "isthing": 1}],
+            }
+        ),
+    )
     return Export(root, {"val": SplitFiles(ann_file, root / "pics")}, {"annotation_id_0": True})
 
 
 def attributes(root: Path) -> Export:
     """Fashion datasets: no bbox, attribute lists, images in a sibling folder with unreferenced files."""
-    categories = [{"id": 1, "name": "shirt", "supercategory": "upperbody"},
-                  {"id": 2, "name": "sleeve", "supercategory": "upperbody"},
-                  {"id": 3, "name": "sleeve", "supercategory": "dress"},  # a name shared across supercategories
-                  {"id": 4, "name": "pants", "supercategory": "lowerbody"}]
+    categories = [
+        {"id": 1, "name": "shirt", "supercategory": "upperbody"},
+        {"id": 2, "name": "sleeve", "supercategory": "upperbody"},
+        {"id": 3, "name": "sleeve", "supercategory": "dress"},  # a name shared across supercategories
+        {"id": 4, "name": "pants", "supercategory": "lowerbody"},
+    ]
     images, annotations = [], []
     for i in range(2):
         h, w = 128, 96
         write(root / "images" / f"look{i}.jpg", jpeg(photo(h, w, 300 + i)))
         images.append({"id": i + 1, "file_name": f"look{i}.jpg", "height": h, "width": w})
-        for k, (cat, poly) in enumerate([(1, box_polygon(10, 70, 10, 86)), (2 + i, box_polygon(20, 60, 0, 20)),
-                                         (4, box_polygon(70, 126, 20, 76))]):
-            annotations.append({"id": 10 * i + k, "image_id": i + 1, "category_id": cat, "segmentation": [poly],
-                                "iscrowd": 0, "area": 1.0, "attribute_ids": [k, 7]})
+        for k, (cat, poly) in enumerate(
+            [
+                (1, box_polygon(10, 70, 10, 86)),
+                (2 + i, box_polygon(20, 60, 0, 20)),
+                (4, box_polygon(70, 126, 20, 76)),
+            ]
+        ):
+            annotations.append(
+                {
+                    "id": 10 * i + k,
+                    "image_id": i + 1,
+                    "category_id": cat,
+                    "segmentation": [poly],
+                    "iscrowd": 0,
+                    "area": 1.0,
+                    "attribute_ids": [k, 7],
+                }
+            )
     write(root / "images" / "unreferenced.jpg", jpeg(photo(64, 64, 399)))
-    coco = {"info": {}, "images": images, "annotations": annotations, "categories": categories,
-            "attributes": [{"id": 7, "name": "plain", "supercategory": "pattern"}]}
+    coco = {
+        "info": {},
+        "images": images,
+        "annotations": annotations,
+        "categories": categories,
+        "attributes": [{"id": 7, "name": "plain", "supercategory": "pattern"}],
+    }
     ann_file = write(root / "annotations" / "instances_attributes.json", json.dumps(coco))
-    return Export(root, {"train": SplitFiles(ann_file, root / "images")},
-                  {"names": ["shirt", "sleeve (upperbody)", "sleeve (dress)", "pants"]})
+    return Export(
+        root,
+        {"train": SplitFiles(ann_file, root / "images")},
+        {"names": ["shirt", "sleeve (upperbody)", "sleeve (dress)", "pants"]},
+    )
 
 
 def _png_images(seed: int) -> dict[str, tuple[Image.Image, np.ndarray]]:
@@ -219,10 +318,12 @@ def _png_images(seed: int) -> dict[str, tuple[Image.Image, np.ndarray]]:
     alpha = np.full((64, 80), 255, np.uint8)
     alpha[:, :20] = 0  # transparent on the left: shown on white
     blended = np.where(alpha[..., None] == 0, 255, rgb).astype(np.uint8)
-    return {"palette.png": (palette, np.asarray(palette.convert("RGB"))),
-            "grey.png": (Image.fromarray(grey), np.repeat(grey[..., None], 3, axis=2)),
-            "grey16.png": (Image.fromarray(wide), np.repeat((wide >> 8).astype(np.uint8)[..., None], 3, axis=2)),
-            "rgba.png": (Image.fromarray(np.dstack([rgb, alpha]), "RGBA"), blended)}
+    return {
+        "palette.png": (palette, np.asarray(palette.convert("RGB"))),
+        "grey.png": (Image.fromarray(grey), np.repeat(grey[..., None], 3, axis=2)),
+        "grey16.png": (Image.fromarray(wide), np.repeat((wide >> 8).astype(np.uint8)[..., None], 3, axis=2)),
+        "rgba.png": (Image.fromarray(np.dstack([rgb, alpha]), "RGBA"), blended),
+    }
 
 
 def web_pngs(root: Path) -> Export:
@@ -237,11 +338,15 @@ def web_pngs(root: Path) -> Export:
             viewed[f"{split}/{name}"] = rgb
             images.append({"id": i + 1, "file_name": name, "height": 64, "width": 80})
             if name != "grey.png" or split != "val":  # val/grey.png has no annotation at all
-                annotations.append(annotation(10 * i + 1, i + 1, 1, [[5.25, 4.5, 60.75, 8.2, 50.5, 55.9, 9.1, 40.3]]))
+                annotations.append(
+                    annotation(10 * i + 1, i + 1, 1, [[5.25, 4.5, 60.75, 8.2, 50.5, 55.9, 9.1, 40.3]])
+                )
                 annotations.append(annotation(10 * i + 2, i + 1, 2, [[30.5, 20.25, 78.9, 30.1, 70.2, 62.7]]))
         write(root / split / "not_listed.png", png(Image.fromarray(photo(32, 32, 9))))
-        ann_file = write(root / "annotations" / f"{split}.json", json.dumps(
-            {"images": images, "annotations": annotations, "categories": categories}))
+        ann_file = write(
+            root / "annotations" / f"{split}.json",
+            json.dumps({"images": images, "annotations": annotations, "categories": categories}),
+        )
         splits[split] = SplitFiles(ann_file, root / split)
     return Export(root, splits, {"viewed": viewed, "unannotated": "val/grey.png"})
 
@@ -250,7 +355,9 @@ def many_classes(root: Path, count: int = 1203) -> Export:
     """LVIS's 1,203 categories, every one used: more classes than a uint8 mask holds, so the masks become
     uint16 with void 65535. Three 160x160 images, each tiling 401 categories as 6x6 boxes on a 5-pixel grid
     (neighbours overlap by a pixel: equal areas, so the later annotation id wins), with a crowd band."""
-    categories = [{"id": k, "name": f"class {k}", "synonyms": [], "frequency": "r"} for k in range(1, count + 1)]
+    categories = [
+        {"id": k, "name": f"class {k}", "synonyms": [], "frequency": "r"} for k in range(1, count + 1)
+    ]
     images, annotations = [], []
     per_image = -(-count // 3)
     for i in range(3):
@@ -259,9 +366,13 @@ def many_classes(root: Path, count: int = 1203) -> Export:
         for n, cat in enumerate(range(i * per_image + 1, min((i + 1) * per_image, count) + 1)):
             y0, x0 = 5 * (n // 31), 5 * (n % 31)
             annotations.append(annotation(10_000 * i + n, i + 1, cat, [box_polygon(y0, y0 + 6, x0, x0 + 6)]))
-        annotations.append(annotation(10_000 * i + 9999, i + 1, 1, [box_polygon(150, 160, 0, 160)], iscrowd=1))
-    ann_file = write(root / "annotations" / "lvis_v1_val.json",
-                     json.dumps({"images": images, "annotations": annotations, "categories": categories}))
+        annotations.append(
+            annotation(10_000 * i + 9999, i + 1, 1, [box_polygon(150, 160, 0, 160)], iscrowd=1)
+        )
+    ann_file = write(
+        root / "annotations" / "lvis_v1_val.json",
+        json.dumps({"images": images, "annotations": annotations, "categories": categories}),
+    )
     return Export(root, {"val": SplitFiles(ann_file, root / "images")}, {"categories": count})
 
 
@@ -269,22 +380,42 @@ def exif_photo(root: Path) -> Export:
     """A phone photo stored turned (EXIF orientation 6, the JSON giving the upright size), and one whose
     EXIF orientation its JSON size does not confirm (painted as stored)."""
     upright = photo(120, 80, 600)  # portrait, as the user sees it
-    write(root / "images" / "turned.jpg", jpeg(np.rot90(upright, 1).copy(), exif_orientation=6))  # stored 80x120
+    write(
+        root / "images" / "turned.jpg", jpeg(np.rot90(upright, 1).copy(), exif_orientation=6)
+    )  # stored 80x120
     write(root / "images" / "as_stored.jpg", jpeg(photo(80, 120, 601), exif_orientation=6))
-    images = [{"id": 1, "file_name": "turned.jpg", "height": 120, "width": 80},
-              {"id": 2, "file_name": "as_stored.jpg", "height": 80, "width": 120}]
-    annotations = [annotation(1, 1, 1, [box_polygon(10, 100, 5, 40)]),  # upright coordinates
-                   annotation(2, 1, 2, [box_polygon(60, 118, 30, 78)]),
-                   annotation(3, 2, 1, [box_polygon(5, 30, 10, 110)])]
-    ann_file = write(root / "annotations" / "instances_phone.json", json.dumps(
-        {"images": images, "annotations": annotations, "categories": [{"id": 1, "name": "a"}, {"id": 2, "name": "b"}]}))
-    return Export(root, {"phone": SplitFiles(ann_file, root / "images")},
-                  {"turned": "turned.jpg", "upright": upright})
+    images = [
+        {"id": 1, "file_name": "turned.jpg", "height": 120, "width": 80},
+        {"id": 2, "file_name": "as_stored.jpg", "height": 80, "width": 120},
+    ]
+    annotations = [
+        annotation(1, 1, 1, [box_polygon(10, 100, 5, 40)]),  # upright coordinates
+        annotation(2, 1, 2, [box_polygon(60, 118, 30, 78)]),
+        annotation(3, 2, 1, [box_polygon(5, 30, 10, 110)]),
+    ]
+    ann_file = write(
+        root / "annotations" / "instances_phone.json",
+        json.dumps(
+            {
+                "images": images,
+                "annotations": annotations,
+                "categories": [{"id": 1, "name": "a"}, {"id": 2, "name": "b"}],
+            }
+        ),
+    )
+    return Export(
+        root, {"phone": SplitFiles(ann_file, root / "images")}, {"turned": "turned.jpg", "upright": upright}
+    )
 
 
 STYLES: dict[str, Callable[[Path], Export]] = {
-    "roboflow": roboflow, "cvat": cvat, "rle_only": rle_only, "attributes": attributes, "web_pngs": web_pngs,
-    "many_classes": many_classes, "exif_photo": exif_photo,
+    "roboflow": roboflow,
+    "cvat": cvat,
+    "rle_only": rle_only,
+    "attributes": attributes,
+    "web_pngs": web_pngs,
+    "many_classes": many_classes,
+    "exif_photo": exif_photo,
 }
 
 
@@ -297,8 +428,11 @@ def reference_semantic(coco: COCO, image_id: int, class_of: dict[int, int], void
     crowd pixels no object claims void. None when no annotation is kept (the image gets no mask)."""
     info = coco.imgs[image_id]
     anns = sorted(coco.imgToAnns[image_id], key=lambda a: a["id"])
-    objects = [(int(coco.annToMask(a).sum()), k, a) for k, a in enumerate(anns)
-               if not a.get("iscrowd", 0) and a["category_id"] in class_of]
+    objects = [
+        (int(coco.annToMask(a).sum()), k, a)
+        for k, a in enumerate(anns)
+        if not a.get("iscrowd", 0) and a["category_id"] in class_of
+    ]
     objects = [o for o in objects if o[0] > 0]
     if not objects:
         return None
@@ -335,4 +469,3 @@ def check_split_masks(split: SplitFiles, semantic_dir: Path, labels_file: Path) 
         np.testing.assert_array_equal(got, expected, err_msg=str(path))
         checked += 1
     return checked
-

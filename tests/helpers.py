@@ -32,8 +32,14 @@ def jpeg_bytes(height: int, width: int, value: int = 128) -> bytes:
     return buf.tobytes()
 
 
-def write_coco(root: Path, images: list[dict], annotations: list[dict], categories: list[dict] | None = None,
-               split: str = "val2017", files: dict[str, bytes | None] | None = None) -> Path:
+def write_coco(
+    root: Path,
+    images: list[dict],
+    annotations: list[dict],
+    categories: list[dict] | None = None,
+    split: str = "val2017",
+    files: dict[str, bytes | None] | None = None,
+) -> Path:
     """Write ``root/annotations/instances_<split>.json`` and one grey JPEG per image of its JSON size.
 
     ``files`` overrides a file's bytes by name; ``None`` leaves that file out (a missing image).
@@ -41,8 +47,11 @@ def write_coco(root: Path, images: list[dict], annotations: list[dict], categori
     files = files or {}
     (root / "annotations").mkdir(parents=True, exist_ok=True)
     (root / split).mkdir(parents=True, exist_ok=True)
-    coco = {"images": images, "annotations": annotations,
-            "categories": CATEGORIES if categories is None else categories}
+    coco = {
+        "images": images,
+        "annotations": annotations,
+        "categories": CATEGORIES if categories is None else categories,
+    }
     (root / "annotations" / f"instances_{split}.json").write_text(json.dumps(coco))
     for image in images:
         data = files.get(image["file_name"], jpeg_bytes(image["height"], image["width"]))
@@ -54,8 +63,13 @@ def write_coco(root: Path, images: list[dict], annotations: list[dict], categori
 def write_sample(root: Path, seed: int = 42, num_images: int = 64) -> Path:
     """The offline sample (default size) unpacked as the extract stage would leave it."""
     coco, files = build_sample(SampleConfig(num_images=num_images), seed)
-    write_coco(root, coco["images"], coco["annotations"], coco["categories"],
-               files={im["file_name"]: files.get(im["file_name"]) for im in coco["images"]})
+    write_coco(
+        root,
+        coco["images"],
+        coco["annotations"],
+        coco["categories"],
+        files={im["file_name"]: files.get(im["file_name"]) for im in coco["images"]},
+    )
     return root
 
 
@@ -64,8 +78,14 @@ def write_sample(root: Path, seed: int = 42, num_images: int = 64) -> Path:
 CLASSES = ["background", "square", "disk"]
 
 
-def write_dataset(root: Path, images: list[np.ndarray], masks: list[np.ndarray], num_val: int,
-                  classes: list[str] = CLASSES, suffix: str = ".jpg") -> tuple[Path, Path]:
+def write_dataset(
+    root: Path,
+    images: list[np.ndarray],
+    masks: list[np.ndarray],
+    num_val: int,
+    classes: list[str] = CLASSES,
+    suffix: str = ".jpg",
+) -> tuple[Path, Path]:
     """Lay out what extract and masks leave: data/coco/val2017/<id>.jpg (RGB arrays), data/masks/semantic/
     val2017/<id>.png, split.json (the last ``num_val`` images are val) and labels.json. -> (coco, masks)."""
     coco, masks_root = root / "data" / "coco", root / "data" / "masks"
@@ -91,9 +111,11 @@ def shapes_pair(height: int, width: int, seed: int) -> tuple[np.ndarray, np.ndar
     mask = np.zeros((height, width), np.uint8)
     s = height // 3
     y, x = int(rng.integers(0, height - s)), int(rng.integers(0, width // 2 - s))
-    image[y:y + s, x:x + s], mask[y:y + s, x:x + s] = (220, 30, 30), 1
-    centre = (int(rng.integers(width // 2 + s // 2, width - s // 2)),  # (x, y) in the right half
-              int(rng.integers(s // 2, height - s // 2)))
+    image[y : y + s, x : x + s], mask[y : y + s, x : x + s] = (220, 30, 30), 1
+    centre = (
+        int(rng.integers(width // 2 + s // 2, width - s // 2)),  # (x, y) in the right half
+        int(rng.integers(s // 2, height - s // 2)),
+    )
     cv2.circle(mask, centre, s // 2 + 1, 255, -1)
     cv2.circle(mask, centre, s // 2 - 1, 2, -1)
     cv2.circle(image, centre, s // 2, (30, 30, 220), -1)
@@ -102,9 +124,16 @@ def shapes_pair(height: int, width: int, seed: int) -> tuple[np.ndarray, np.ndar
 
 # --- stage scripts and DVC -----------------------------------------------------------------------
 
+
 def run_stage(stage: str, *args: str | Path, cwd: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, str(REPO / "stages" / f"{stage}.py"), *map(str, args)], cwd=cwd,
-                          capture_output=True, text=True, timeout=60, check=False)
+    return subprocess.run(
+        [sys.executable, str(REPO / "stages" / f"{stage}.py"), *map(str, args)],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
 
 
 def params_file(tmp_path: Path, masks: dict | None = None, **sections: dict) -> Path:
@@ -125,8 +154,9 @@ def assert_one_error(result: subprocess.CompletedProcess[str], *fragments: str) 
 
 def committed_params() -> str:
     """params.yaml as committed: an experiment applied to the workspace must not change the tests."""
-    result = subprocess.run(["git", "show", "HEAD:params.yaml"], cwd=REPO, capture_output=True, text=True,
-                            check=False)
+    result = subprocess.run(
+        ["git", "show", "HEAD:params.yaml"], cwd=REPO, capture_output=True, text=True, check=False
+    )
     return result.stdout if result.returncode == 0 else (REPO / "params.yaml").read_text()
 
 
@@ -146,12 +176,24 @@ def run_in(repo: Path, *args: str, timeout: float = 300, interleaved: bool = Fal
     venv_bin = str(Path(sys.executable).parent)  # so `python` in stage commands is the venv's too
     # One torch thread per stage: the tiny tensors gain nothing from two, and on a busy 2-core machine an
     # oversubscribed thread pool made a DeepLabV3 step 5-10x slower.
-    env = {**os.environ, "PATH": os.pathsep.join([venv_bin, os.environ.get("PATH", "")]),
-           "DVC_NO_ANALYTICS": "1", "GIT_TERMINAL_PROMPT": "0", "OMP_NUM_THREADS": "1"}
+    env = {
+        **os.environ,
+        "PATH": os.pathsep.join([venv_bin, os.environ.get("PATH", "")]),
+        "DVC_NO_ANALYTICS": "1",
+        "GIT_TERMINAL_PROMPT": "0",
+        "OMP_NUM_THREADS": "1",
+    }
     exe = str(Path(venv_bin) / "dvc") if args[0] == "dvc" else args[0]
-    result = subprocess.run([exe, *args[1:]], cwd=repo, env=env, stdout=subprocess.PIPE, text=True,
-                            stderr=subprocess.STDOUT if interleaved else subprocess.PIPE, timeout=timeout,
-                            check=False)
+    result = subprocess.run(
+        [exe, *args[1:]],
+        cwd=repo,
+        env=env,
+        stdout=subprocess.PIPE,
+        text=True,
+        stderr=subprocess.STDOUT if interleaved else subprocess.PIPE,
+        timeout=timeout,
+        check=False,
+    )
     output = result.stdout + (result.stderr or "")
     assert result.returncode == 0, output
     return output

@@ -108,7 +108,7 @@ def _make_handler(server: FaultyFileServer) -> type[BaseHTTPRequestHandler]:
                 self.wfile.write(body[: server.cut_after])
             elif server.trickle is not None:
                 for k in range(len(body)):
-                    self.wfile.write(body[k:k + 1])
+                    self.wfile.write(body[k : k + 1])
                     self.wfile.flush()
                     if server._stopping.wait(server.trickle):
                         break

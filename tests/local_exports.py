@@ -13,8 +13,10 @@ import cv2
 import numpy as np
 
 SIZE = 32  # images are SIZE x SIZE
-CATEGORIES = [{"id": 0, "name": "project", "supercategory": "none"},  # Roboflow's unused placeholder
-              {"id": 1, "name": "box", "supercategory": "project"}]
+CATEGORIES = [
+    {"id": 0, "name": "project", "supercategory": "none"},  # Roboflow's unused placeholder
+    {"id": 1, "name": "box", "supercategory": "project"},
+]
 
 
 def square_jpeg(seed: int) -> bytes:
@@ -22,7 +24,7 @@ def square_jpeg(seed: int) -> bytes:
     rng = np.random.default_rng(seed)
     image = np.full((SIZE, SIZE, 3), 60, np.uint8)
     y, x = (int(v) for v in rng.integers(0, SIZE // 2, 2))
-    image[y:y + SIZE // 2, x:x + SIZE // 2] = 220
+    image[y : y + SIZE // 2, x : x + SIZE // 2] = 220
     ok, buf = cv2.imencode(".jpg", image)
     assert ok
     return buf.tobytes()
@@ -34,8 +36,17 @@ def coco_json(names: list[str], first_id: int = 0) -> dict:
     for i, name in enumerate(names):
         images.append({"id": first_id + i, "file_name": name, "width": SIZE, "height": SIZE, "extra": {}})
         square = [4, 4, 20, 4, 20, 20, 4, 20]
-        annotations.append({"id": first_id + i, "image_id": first_id + i, "category_id": 1, "iscrowd": 0,
-                            "segmentation": [square], "area": 256.0, "bbox": [4, 4, 16, 16]})
+        annotations.append(
+            {
+                "id": first_id + i,
+                "image_id": first_id + i,
+                "category_id": 1,
+                "iscrowd": 0,
+                "segmentation": [square],
+                "area": 256.0,
+                "bbox": [4, 4, 16, 16],
+            }
+        )
     return {"info": {}, "images": images, "annotations": annotations, "categories": CATEGORIES}
 
 
@@ -53,8 +64,12 @@ def write_roboflow(root: Path, splits: dict[str, int] | None = None) -> Path:
     """``<split>/_annotations.coco.json`` beside the split's images, ids restarting at 0 in each split."""
     splits = splits or {"train": 3, "valid": 2, "test": 1}
     for k, (split, count) in enumerate(splits.items()):
-        write_split(root / split / "_annotations.coco.json", root / split,
-                    [f"{split}_{i}.jpg" for i in range(count)], seed=100 * k)
+        write_split(
+            root / split / "_annotations.coco.json",
+            root / split,
+            [f"{split}_{i}.jpg" for i in range(count)],
+            seed=100 * k,
+        )
     (root / "README.roboflow.txt").write_text("exported from roboflow\n")
     return root
 
@@ -62,8 +77,12 @@ def write_roboflow(root: Path, splits: dict[str, int] | None = None) -> Path:
 def write_coco_layout(root: Path, splits: dict[str, int], images_in: str = "{split}") -> Path:
     """``annotations/instances_<split>.json`` with the images in ``images_in`` (``{split}`` is replaced)."""
     for k, (split, count) in enumerate(splits.items()):
-        write_split(root / "annotations" / f"instances_{split}.json", root / images_in.format(split=split),
-                    [f"{k}{i:05d}.jpg" for i in range(count)], seed=100 * k)
+        write_split(
+            root / "annotations" / f"instances_{split}.json",
+            root / images_in.format(split=split),
+            [f"{k}{i:05d}.jpg" for i in range(count)],
+            seed=100 * k,
+        )
     return root
 
 
@@ -81,6 +100,9 @@ def snapshot(folder: Path) -> dict[str, tuple[bytes, int, int]]:
     out = {}
     for path in sorted([folder, *folder.rglob("*")]):
         info = path.stat()
-        out[path.relative_to(folder).as_posix()] = (path.read_bytes() if path.is_file() else b"", info.st_mode,
-                                                    info.st_mtime_ns)
+        out[path.relative_to(folder).as_posix()] = (
+            path.read_bytes() if path.is_file() else b"",
+            info.st_mode,
+            info.st_mtime_ns,
+        )
     return out

@@ -27,7 +27,7 @@ def session_pids(sid: int) -> list[int]:
             stat = (entry / "stat").read_text()
         except OSError:
             continue
-        fields = stat[stat.rindex(")") + 2:].split()  # after "pid (comm) ": state, ppid, pgrp, session, ...
+        fields = stat[stat.rindex(")") + 2 :].split()  # after "pid (comm) ": state, ppid, pgrp, session, ...
         if int(fields[3]) == sid and fields[0] != "Z":
             pids.append(int(entry.name))
     return pids
@@ -39,7 +39,11 @@ def memory(pid: int) -> tuple[int, int]:
         lines = Path(f"/proc/{pid}/status").read_text().splitlines()
     except OSError:
         return 0, 0
-    values = {line.split(":")[0]: int(line.split()[1]) * 1024 for line in lines if line.startswith(("VmRSS", "VmHWM"))}
+    values = {
+        line.split(":")[0]: int(line.split()[1]) * 1024
+        for line in lines
+        if line.startswith(("VmRSS", "VmHWM"))
+    }
     return values.get("VmRSS", 0), values.get("VmHWM", 0)
 
 
@@ -76,12 +80,25 @@ class TreeSampler:
         return self.peak
 
 
-def watch(args: list[str], cwd: Path, env: dict[str, str] | None = None, timeout: float = 120,
-          preexec_fn: Any = None) -> Watched:
+def watch(
+    args: list[str],
+    cwd: Path,
+    env: dict[str, str] | None = None,
+    timeout: float = 120,
+    preexec_fn: Any = None,
+) -> Watched:
     """Run ``args`` to its end; every process it leaves behind is listed in ``left``, then killed."""
     start = time.monotonic()
-    proc = subprocess.Popen(args, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            start_new_session=True, preexec_fn=preexec_fn)  # noqa: PLW1509 - before threads
+    proc = subprocess.Popen(
+        args,
+        cwd=cwd,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+        preexec_fn=preexec_fn,
+    )  # noqa: PLW1509 - before threads
     sampler = TreeSampler(proc.pid)
     try:
         stdout, stderr = proc.communicate(timeout=timeout)
@@ -94,8 +111,10 @@ def watch(args: list[str], cwd: Path, env: dict[str, str] | None = None, timeout
     watched.left = left_behind(proc.pid)
     if os.environ.get("PROCTREE_LOG"):  # the figures behind docs/hostile-input.md: test, peak MB, seconds
         with open(os.environ["PROCTREE_LOG"], "a") as log:
-            log.write(f"{os.environ.get('PYTEST_CURRENT_TEST', '?').split(' ')[0]}\t{peak / 2**20:.0f}\t"
-                      f"{watched.seconds:.1f}\t{watched.returncode}\n")
+            log.write(
+                f"{os.environ.get('PYTEST_CURRENT_TEST', '?').split(' ')[0]}\t{peak / 2**20:.0f}\t"
+                f"{watched.seconds:.1f}\t{watched.returncode}\n"
+            )
     return watched
 
 

@@ -35,10 +35,18 @@ def test_a_platform_that_does_not_resolve_says_which_pin_and_why() -> None:
     assert line.startswith("Could not find a version that satisfies the requirement torch==2.14.1")
     assert "No matching distribution found for torch==2.14.1" in line
     assert line.endswith("(why: PyTorch publishes no macOS x86_64 wheel after torch 2.2.2)")
-    assert check_lock.reason("Linux x86_64, CPU-only torch", "", 2) == "pip exited with code 2 and printed nothing"
+    assert (
+        check_lock.reason("Linux x86_64, CPU-only torch", "", 2)
+        == "pip exited with code 2 and printed nothing"
+    )
 
 
 def test_help_says_what_it_takes() -> None:
-    result = subprocess.run([sys.executable, str(REPO / "scripts" / "check_lock.py"), "--help"],
-                            capture_output=True, text=True, timeout=60, check=False)
+    result = subprocess.run(
+        [sys.executable, str(REPO / "scripts" / "check_lock.py"), "--help"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
     assert result.returncode == 0 and "What it takes" in result.stdout and "--only" in result.stdout

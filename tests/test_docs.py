@@ -15,7 +15,7 @@ from helpers import REPO
 def nav_pages(nav: list) -> set[str]:
     pages: set[str] = set()
     for entry in nav:
-        for value in (entry.values() if isinstance(entry, dict) else [entry]):
+        for value in entry.values() if isinstance(entry, dict) else [entry]:
             pages |= nav_pages(value) if isinstance(value, list) else {value}
     return pages
 
@@ -28,7 +28,13 @@ def test_every_docs_page_is_in_the_nav() -> None:
 
 def test_mkdocs_build_strict_passes(tmp_path: Path) -> None:
     mkdocs = shutil.which("mkdocs", path=str(Path(sys.executable).parent)) or "mkdocs"
-    result = subprocess.run([mkdocs, "build", "--strict", "-d", str(tmp_path / "site")], cwd=REPO, text=True,
-                            capture_output=True, timeout=120, env={**os.environ, "NO_MKDOCS_2_WARNING": "1"})
+    result = subprocess.run(
+        [mkdocs, "build", "--strict", "-d", str(tmp_path / "site")],
+        cwd=REPO,
+        text=True,
+        capture_output=True,
+        timeout=120,
+        env={**os.environ, "NO_MKDOCS_2_WARNING": "1"},
+    )
     assert result.returncode == 0, result.stdout + result.stderr
     assert (tmp_path / "site" / "api" / "index.html").read_text().count("doc-object") > 10

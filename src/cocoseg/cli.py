@@ -87,24 +87,33 @@ def setting_overrides(params: Params, models: list[str], values: dict[str, objec
         if shared and set(models) == set(params.models):
             overrides.append(f"train.{key}={value}")
             shared = []
-        overrides += [f"{'' if m in own else '+'}models.{m}.{key}={value}"
-                      for m in models if m in own or m in shared]
+        overrides += [
+            f"{'' if m in own else '+'}models.{m}.{key}={value}" for m in models if m in own or m in shared
+        ]
     return overrides
 
 
 def train_command(params: Params, args: argparse.Namespace) -> list[str]:
     models = list(params.models) if args.models is None else split_list(args.models)
     if not models:  # --models "" or ",,,": naming no model must not mean every model
-        raise CliError(f"--models {args.models!r}: names no model; expected comma-separated names of params.yaml's "
-                       f"models ({', '.join(params.models)}), or leave --models out to train them all")
+        raise CliError(
+            f"--models {args.models!r}: names no model; expected comma-separated names of params.yaml's "
+            f"models ({', '.join(params.models)}), or leave --models out to train them all"
+        )
     unknown = [m for m in models if m not in params.models]
     if unknown:
-        raise CliError(f"--models: {', '.join(unknown)} not in params.yaml's models section; "
-                       f"defined: {', '.join(params.models)} (a new model is one entry there)")
-    sets = [*data_root_overrides(params, args.data_root, args.queue), *gpu_overrides(args.gpu),
-            *setting_overrides(params, models,
-                               {"lr": args.lr, "epochs": args.epochs, "batch_size": args.batch_size}),
-            *args.set]
+        raise CliError(
+            f"--models: {', '.join(unknown)} not in params.yaml's models section; "
+            f"defined: {', '.join(params.models)} (a new model is one entry there)"
+        )
+    sets = [
+        *data_root_overrides(params, args.data_root, args.queue),
+        *gpu_overrides(args.gpu),
+        *setting_overrides(
+            params, models, {"lr": args.lr, "epochs": args.epochs, "batch_size": args.batch_size}
+        ),
+        *args.set,
+    ]
     # Some models only: their evaluate stages (DVC runs what they need) and compare, so the comparison and
     # results/miou.json hold this experiment's scores; the models left out are not retrained.
     targets = [] if set(models) == set(params.models) else [*(f"evaluate@{m}" for m in models), "compare"]
@@ -121,18 +130,28 @@ def prepare_from_file(args: argparse.Namespace) -> int:
     """``cocoseg prepare --ann``: the masks stage's code on one COCO file, outside any DVC project."""
     if not (args.img_dir and args.out_dir):
         raise CliError("--ann: give --img_dir (the folder its file names start from) and --out_dir too")
-    used = [flag for flag, value in (("--queue", args.queue), ("-n", args.name), ("--data_root", args.data_root))
-            if value]
+    used = [
+        flag
+        for flag, value in (("--queue", args.queue), ("-n", args.name), ("--data_root", args.data_root))
+        if value
+    ]
     if used:
         raise CliError(f"{used[0]}: not with --ann, which builds the masks directly, without DVC")
     categories = args.categories
     if categories is not None and categories not in ("all", "voc"):
         categories = split_list(categories)  # names may hold spaces ("dining table"), not commas
-    flags = {"categories": categories, "overlap": args.overlap, "crowd": args.crowd, "workers": args.workers,
-             "preview": args.visualize or 0}
+    flags = {
+        "categories": categories,
+        "overlap": args.overlap,
+        "crowd": args.crowd,
+        "workers": args.workers,
+        "preview": args.visualize or 0,
+    }
     from cocoseg.masks import standalone
 
-    cfg = standalone.parse_settings(args.set, {key: value for key, value in flags.items() if value is not None})
+    cfg = standalone.parse_settings(
+        args.set, {key: value for key, value in flags.items() if value is not None}
+    )
     if args.dry_run:  # the masks settings it would use, checked, as params.yaml would hold them
         _emit(yaml.safe_dump({"masks": dataclasses.asdict(cfg)}, sort_keys=False))
         return 0
@@ -145,8 +164,10 @@ def _add_ann_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--ann", help="a COCO-format annotation file: make its masks directly, without DVC")
     parser.add_argument("--img_dir", help="with --ann: the folder the file's image names start from")
     parser.add_argument("--out_dir", help="with --ann: where the masks go (replaced whole)")
-    parser.add_argument("--categories", help="with --ann: all, voc, or names and supercategory:<name>, "
-                                             "comma-separated (masks.categories)")
+    parser.add_argument(
+        "--categories",
+        help="with --ann: all, voc, or names and supercategory:<name>, comma-separated (masks.categories)",
+    )
     parser.add_argument("--overlap", help="with --ann: masks.overlap")
     parser.add_argument("--crowd", help="with --ann: masks.crowd (void or background)")
     parser.add_argument("--workers", type=int, help="with --ann: masks.workers (0 = one per core)")
@@ -189,19 +210,30 @@ def data_root_overrides(params: Params, data_root: str | None, queue: bool = Fal
     log.info("--data_root %s: %s", data_root, layout.describe())
     for name in layout.splits:
         if yaml.safe_load(name) != name:
-            raise CliError(f"--data_root {data_root}: split {name!r} would read as {yaml.safe_load(name)!r} in "
-                           "params.yaml; rename its folder, or write data.local.splits in params.yaml by hand")
+            raise CliError(
+                f"--data_root {data_root}: split {name!r} would read as {yaml.safe_load(name)!r} in "
+                "params.yaml; rename its folder, or write data.local.splits in params.yaml by hand"
+            )
     base = _path_for_params(root)
     if queue and not base.is_absolute() and not root.with_name(root.name + ".dvc").is_file():
-        log.warning("--queue: a queued experiment runs in a copy of the repository, which holds %s only if git "
-                    "or DVC tracks it (dvc add %s), or give its absolute path", base, base)
-    entries = ", ".join(f"{name}: {{annotations: {hydra_quote((base / split.annotations).as_posix())}, "
-                        f"images: {hydra_quote((base / split.images).as_posix())}}}"
-                        for name, split in layout.splits.items())
+        log.warning(
+            "--queue: a queued experiment runs in a copy of the repository, which holds %s only if git "
+            "or DVC tracks it (dvc add %s), or give its absolute path",
+            base,
+            base,
+        )
+    entries = ", ".join(
+        f"{name}: {{annotations: {hydra_quote((base / split.annotations).as_posix())}, "
+        f"images: {hydra_quote((base / split.images).as_posix())}}}"
+        for name, split in layout.splits.items()
+    )
     # `++` sets the key whether or not params.yaml has it; entries already there would be merged with
     # the new ones, so they are deleted (`~`) first
-    splits = ([f"++data.local.splits={{{entries}}}"] if not params.data.local.splits
-              else ["~data.local.splits", f"+data.local.splits={{{entries}}}"])
+    splits = (
+        [f"++data.local.splits={{{entries}}}"]
+        if not params.data.local.splits
+        else ["~data.local.splits", f"+data.local.splits={{{entries}}}"]
+    )
     names = ",".join(layout.splits)  # safe names (core.layout.split_name_problem) that YAML reads as strings
     return ["data.source=local", f"data.splits=[{names}]", *splits]
 
@@ -222,13 +254,24 @@ def hydra_quote(text: str) -> str:
 # The README's seed-mapping table is generated from these rows (tests/test_cli.py checks it).
 SEED_EXAMPLES = [
     ("python prepare_dataset.py --visualize 5", "cocoseg prepare --visualize 5"),
-    (("python train.py --data_root data --models unet,deeplabv3,fastscnn --gpu 0 --lr 1e-3 --batch_size 8 "
-      "--epochs 20"), ("cocoseg train --data_root data --models unet,deeplabv3,fastscnn --gpu 0 --lr 1e-3 "
-                       "--batch_size 8 --epochs 20")),
-    ("python train.py --models unet --lr 1e-3 --epochs 20",
-     "cocoseg train --models unet --lr 1e-3 --epochs 20"),
-    ("python train.py --models fastscnn --batch_size 16",
-     "cocoseg train --models fastscnn --batch_size 16 --queue"),
+    (
+        (
+            "python train.py --data_root data --models unet,deeplabv3,fastscnn --gpu 0 --lr 1e-3 --batch_size 8 "
+            "--epochs 20"
+        ),
+        (
+            "cocoseg train --data_root data --models unet,deeplabv3,fastscnn --gpu 0 --lr 1e-3 "
+            "--batch_size 8 --epochs 20"
+        ),
+    ),
+    (
+        "python train.py --models unet --lr 1e-3 --epochs 20",
+        "cocoseg train --models unet --lr 1e-3 --epochs 20",
+    ),
+    (
+        "python train.py --models fastscnn --batch_size 16",
+        "cocoseg train --models fastscnn --batch_size 16 --queue",
+    ),
     ("python train.py --gpu -1", "cocoseg train --gpu -1"),
     ("(compare the runs by hand)", "cocoseg compare"),
     ("(plot the runs by hand)", "cocoseg compare --plots HEAD fastscnn-lr002"),
@@ -252,19 +295,31 @@ def _add_common(parser: argparse.ArgumentParser, exp: bool = False) -> None:
     parser.add_argument("--dry-run", action="store_true", help="print the command, do not run it")
     parser.add_argument("--params", default="params.yaml", help="the params.yaml the translation reads")
     if exp:
-        parser.add_argument("--data_root", metavar="DIR", help="a COCO-format export (Roboflow, CVAT, Label "
-                            "Studio, labelme2coco ...) to use instead of params.yaml's data; data: the pipeline's own")
+        parser.add_argument(
+            "--data_root",
+            metavar="DIR",
+            help="a COCO-format export (Roboflow, CVAT, Label "
+            "Studio, labelme2coco ...) to use instead of params.yaml's data; data: the pipeline's own",
+        )
         parser.add_argument("--queue", action="store_true", help="queue it; dvc queue start runs the queue")
         parser.add_argument("-n", "--name", help="experiment name")
-        parser.add_argument("-S", "--set", action="append", default=[], metavar="KEY=VALUE",
-                            help="any other parameter, passed to dvc exp run -S as is")
+        parser.add_argument(
+            "-S",
+            "--set",
+            action="append",
+            default=[],
+            metavar="KEY=VALUE",
+            help="any other parameter, passed to dvc exp run -S as is",
+        )
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="cocoseg", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    sub = parser.add_subparsers(dest="subcommand", required=True,
-                                metavar="{prepare,train,compare,predict,export,tensorboard,verify}")
+    parser = argparse.ArgumentParser(
+        prog="cocoseg", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    sub = parser.add_subparsers(
+        dest="subcommand", required=True, metavar="{prepare,train,compare,predict,export,tensorboard,verify}"
+    )
     prep = sub.add_parser("prepare", help="download, extract, make masks (the seed's prepare_dataset.py)")
     prep.add_argument("--visualize", type=int, metavar="N", help="preview panels to draw (masks.preview)")
     _add_ann_flags(prep)
@@ -276,37 +331,70 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--batch_size", type=int)
     train.add_argument("--epochs", type=int)
     _add_common(train, exp=True)
-    comp = sub.add_parser("compare", help="the compact experiment table, or the plots rendered offline")
-    comp.add_argument("--plots", nargs="*", metavar="REV",
-                      help="every plot to plots/index.html, viewable offline; with revisions (commits, "
-                           "branches, experiment names), those revisions' plots overlaid (dvc plots diff)")
-    comp.add_argument("--all", action="store_true", help="experiments of every commit, not only HEAD's")
-    _add_common(comp)
+    _add_compare(sub)
     tb = sub.add_parser("tensorboard", help="TensorBoard over every run's logs, side by side")
     tb.add_argument("--logdir", default=RUNS_DIR)
     tb.add_argument("--port", type=int, default=6006)
     _add_common(tb)
     sub.add_parser("predict", help="segment your own images with a trained model", add_help=False)
-    export = sub.add_parser("export", help="a trained model as ONNX or TorchScript, with its preprocessing")
-    export.add_argument("--model", required=True, help="a params.yaml model name (models/<name>/model.pt) "
-                        "or the path of a model.pt")
-    export.add_argument("--format", required=True, choices=["onnx", "torchscript"])
-    export.add_argument("--out", help="the file to write (default: exports/<name>.onnx or .torchscript.pt); "
-                        "its preprocessing goes beside it, in <file>.json")
+    _add_export(sub)
     _add_verify(sub)
-    for name, command in (("prepare", prepare_command), ("train", train_command),
-                          ("compare", compare_command), ("tensorboard", tensorboard_command)):
+    for name, command in (
+        ("prepare", prepare_command),
+        ("train", train_command),
+        ("compare", compare_command),
+        ("tensorboard", tensorboard_command),
+    ):
         sub.choices[name].set_defaults(command=command)
     return parser
 
 
+def _add_compare(sub: argparse._SubParsersAction) -> None:
+    comp = sub.add_parser("compare", help="the compact experiment table, or the plots rendered offline")
+    comp.add_argument(
+        "--plots",
+        nargs="*",
+        metavar="REV",
+        help="every plot to plots/index.html, viewable offline; with revisions (commits, "
+        "branches, experiment names), those revisions' plots overlaid (dvc plots diff)",
+    )
+    comp.add_argument("--all", action="store_true", help="experiments of every commit, not only HEAD's")
+    _add_common(comp)
+
+
+def _add_export(sub: argparse._SubParsersAction) -> None:
+    export = sub.add_parser("export", help="a trained model as ONNX or TorchScript, with its preprocessing")
+    export.add_argument(
+        "--model",
+        required=True,
+        help="a params.yaml model name (models/<name>/model.pt) or the path of a model.pt",
+    )
+    export.add_argument("--format", required=True, choices=["onnx", "torchscript"])
+    export.add_argument(
+        "--out",
+        help="the file to write (default: exports/<name>.onnx or .torchscript.pt); "
+        "its preprocessing goes beside it, in <file>.json",
+    )
+
+
 def _add_verify(sub: argparse._SubParsersAction) -> None:
-    verify = sub.add_parser("verify", help="rerun the committed pipeline in a temporary clone; list each "
-                            "output whose hash differs from dvc.lock")
-    verify.add_argument("stages", nargs="*", help="rerun only these (e.g. train@unet evaluate@unet); the "
-                        "others' outputs come from this repository's DVC cache")
-    verify.add_argument("--workdir", type=Path, help="where the temporary clone goes (default: the system's "
-                        "temporary folder); it needs room for the whole pipeline's outputs")
+    verify = sub.add_parser(
+        "verify",
+        help="rerun the committed pipeline in a temporary clone; list each "
+        "output whose hash differs from dvc.lock",
+    )
+    verify.add_argument(
+        "stages",
+        nargs="*",
+        help="rerun only these (e.g. train@unet evaluate@unet); the "
+        "others' outputs come from this repository's DVC cache",
+    )
+    verify.add_argument(
+        "--workdir",
+        type=Path,
+        help="where the temporary clone goes (default: the system's "
+        "temporary folder); it needs room for the whole pipeline's outputs",
+    )
     verify.add_argument("--keep", action="store_true", help="keep the clone afterwards, to inspect it")
 
 

@@ -55,8 +55,7 @@ class OutputCheck:
 
     def line(self) -> str:
         if self.status == "DIFFERS":
-            return (f"DIFFERS  {self.path}: committed {_short(self.committed)}, "
-                    f"rerun {_short(self.rerun)}")
+            return f"DIFFERS  {self.path}: committed {_short(self.committed)}, rerun {_short(self.rerun)}"
         return f"{self.status:<8} {self.path}" + (" (not compared)" if self.status == "timing" else "")
 
 
@@ -67,15 +66,22 @@ def _short(digest: str | None) -> str:
 def lock_outputs(lock: Mapping[str, Any], stages: Sequence[str] | None = None) -> dict[str, str | None]:
     """``{path: md5}`` of every output (cached or not) of ``stages`` (default: all) in a parsed dvc.lock."""
     found = (lock or {}).get("stages", {})
-    return {out["path"]: out.get("md5") for name, stage in found.items() if stages is None or name in stages
-            for out in stage.get("outs", [])}
+    return {
+        out["path"]: out.get("md5")
+        for name, stage in found.items()
+        if stages is None or name in stages
+        for out in stage.get("outs", [])
+    }
 
 
-def compare_locks(committed: Mapping[str, Any], rerun: Mapping[str, Any],
-                  stages: Sequence[str] | None = None) -> list[OutputCheck]:
+def compare_locks(
+    committed: Mapping[str, Any], rerun: Mapping[str, Any], stages: Sequence[str] | None = None
+) -> list[OutputCheck]:
     """Every output of ``stages`` in either lock, in path order, with both hashes."""
     before, after = lock_outputs(committed, stages), lock_outputs(rerun, stages)
-    return [OutputCheck(path, before.get(path), after.get(path)) for path in sorted(before.keys() | after.keys())]
+    return [
+        OutputCheck(path, before.get(path), after.get(path)) for path in sorted(before.keys() | after.keys())
+    ]
 
 
 def verify(repo: Path, targets: Sequence[str] = (), workdir: Path | None = None, keep: bool = False) -> int:
@@ -83,8 +89,14 @@ def verify(repo: Path, targets: Sequence[str] = (), workdir: Path | None = None,
 
     Returns 0 when every output equals the committed dvc.lock (timing files aside), else 1."""
     root = _git_root(repo)
-    committed = yaml.safe_load(_git(root, "show", "HEAD:dvc.lock",
-                                    problem="the last commit has no dvc.lock: run the pipeline and commit it"))
+    committed = yaml.safe_load(
+        _git(
+            root,
+            "show",
+            "HEAD:dvc.lock",
+            problem="the last commit has no dvc.lock: run the pipeline and commit it",
+        )
+    )
     if _git(root, "status", "--porcelain", "--untracked-files=no", problem="git status failed").strip():
         log.warning("the workspace has uncommitted changes; verify reruns the last commit, without them")
     parent = Path(tempfile.mkdtemp(prefix="cocoseg-verify-", dir=workdir))
@@ -101,8 +113,10 @@ def verify(repo: Path, targets: Sequence[str] = (), workdir: Path | None = None,
     for check in checks:
         _emit(check.line())
     differ = [c for c in checks if c.status == "DIFFERS"]
-    _emit(f"{len(checks)} outputs checked, {len(differ)} differ from the dvc.lock of commit "
-          f"{_git(root, 'rev-parse', '--short', 'HEAD', problem='no commit').strip()}")
+    _emit(
+        f"{len(checks)} outputs checked, {len(differ)} differ from the dvc.lock of commit "
+        f"{_git(root, 'rev-parse', '--short', 'HEAD', problem='no commit').strip()}"
+    )
     return 1 if differ else 0
 
 
@@ -110,8 +124,13 @@ def _rerun(root: Path, clone: Path, targets: Sequence[str]) -> None:
     """Clone ``root``'s HEAD to ``clone`` and run DVC there on the clone's own code."""
     _run(["git", "clone", "-q", str(root), str(clone)], root)
     if targets:  # the stages not rerun: their outputs, linked from this repository's cache
-        cache = subprocess.run([sys.executable, "-m", "dvc", "cache", "dir"], cwd=root, check=False,
-                               capture_output=True, text=True)
+        cache = subprocess.run(
+            [sys.executable, "-m", "dvc", "cache", "dir"],
+            cwd=root,
+            check=False,
+            capture_output=True,
+            text=True,
+        )
         if cache.returncode != 0:
             raise VerifyError(f"{root}: no DVC cache to take the other stages' outputs from")
         _run(["dvc", "cache", "dir", "--local", cache.stdout.strip()], clone)
@@ -125,15 +144,24 @@ def _run(command: list[str], cwd: Path) -> None:
     if command[0] == "dvc":  # the dvc of this Python, whatever PATH says
         command = [sys.executable, "-m", "dvc", *command[1:]]
     # The clone's stages import the clone's code, not the installed package: the commit is what is checked.
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(cwd / "src"), os.environ.get("PYTHONPATH", "")]),
-           "PATH": os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])}
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join([str(cwd / "src"), os.environ.get("PYTHONPATH", "")]),
+        "PATH": os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")]),
+    }
     if subprocess.run(command, cwd=cwd, env=env, check=False).returncode != 0:
         raise VerifyError(f"{shlex.join(command)} failed in {cwd} (see its output above)")
 
 
 def _git_root(path: Path) -> Path:
-    return Path(_git(path, "rev-parse", "--show-toplevel",
-                     problem="not inside a git repository: verify reruns a commit").strip())
+    return Path(
+        _git(
+            path,
+            "rev-parse",
+            "--show-toplevel",
+            problem="not inside a git repository: verify reruns a commit",
+        ).strip()
+    )
 
 
 def _git(cwd: Path, *args: str, problem: str) -> str:

@@ -34,8 +34,13 @@ def make_split(www):
         annotations.append({"id": 2 * i, "image_id": image_id, "category_id": 1})
         if i % 3 == 0:
             annotations.append({"id": 2 * i + 1, "image_id": image_id, "category_id": 2})
-    return {"info": {"year": 2017}, "licenses": [{"id": 1}], "categories": [{"id": 1}, {"id": 2}],
-            "images": images, "annotations": annotations}
+    return {
+        "info": {"year": 2017},
+        "licenses": [{"id": 1}],
+        "categories": [{"id": 1}, {"id": 2}],
+        "images": images,
+        "annotations": annotations,
+    }
 
 
 @pytest.fixture
@@ -47,8 +52,18 @@ def coco(tmp_path):
 
 
 def fetch(server, annotations, raw, max_images=5, seed=0, category_ids=None, workers=4):
-    return download_subset(server.url, SPLIT, raw, annotations, max_images, seed, category_ids, workers,
-                           backoff=0, progress=False)
+    return download_subset(
+        server.url,
+        SPLIT,
+        raw,
+        annotations,
+        max_images,
+        seed,
+        category_ids,
+        workers,
+        backoff=0,
+        progress=False,
+    )
 
 
 def expected_names(annotations, n, seed):
@@ -72,7 +87,8 @@ def test_subset_fetches_seeded_images_in_parallel_and_filters_json(coco):
     assert {image["id"] for image in written["images"]} == ids
     assert written["annotations"] == [a for a in annotations["annotations"] if a["image_id"] in ids]
     assert {k: written[k] for k in ("info", "licenses", "categories")} == {
-        k: annotations[k] for k in ("info", "licenses", "categories")}
+        k: annotations[k] for k in ("info", "licenses", "categories")
+    }
 
 
 def test_same_seed_gives_same_images_and_another_seed_differs(coco):
@@ -112,7 +128,8 @@ def test_undecodable_image_is_refetched_once_then_reported(coco):
     assert (result.requested, result.fetched, result.failed) == (12, 11, 1)
     assert server.counts[f"/{SPLIT}/{bad}"] == 2
     assert sorted(p.name for p in (raw / SPLIT).iterdir()) == sorted(
-        image["file_name"] for image in annotations["images"] if image["file_name"] != bad)
+        image["file_name"] for image in annotations["images"] if image["file_name"] != bad
+    )
     written = json.loads((raw / "annotations" / f"instances_{SPLIT}.json").read_text())
     assert annotations["images"][2]["id"] not in {a["image_id"] for a in written["annotations"]}
 
@@ -145,10 +162,16 @@ def test_download_archives_fetches_official_layout(coco):
 @pytest.mark.parametrize(
     ("coco_url", "base", "expected"),
     [
-        ("http://images.cocodataset.org/val2017/000000000139.jpg", "http://127.0.0.1:8000",
-         "http://127.0.0.1:8000/val2017/000000000139.jpg"),
-        ("http://images.cocodataset.org/val2017/000000000139.jpg", "http://mirror.example/coco/",
-         "http://mirror.example/coco/val2017/000000000139.jpg"),
+        (
+            "http://images.cocodataset.org/val2017/000000000139.jpg",
+            "http://127.0.0.1:8000",
+            "http://127.0.0.1:8000/val2017/000000000139.jpg",
+        ),
+        (
+            "http://images.cocodataset.org/val2017/000000000139.jpg",
+            "http://mirror.example/coco/",
+            "http://mirror.example/coco/val2017/000000000139.jpg",
+        ),
         (None, "http://127.0.0.1:8000", "http://127.0.0.1:8000/train2017/000000000139.jpg"),
         ("", "http://127.0.0.1:8000/", "http://127.0.0.1:8000/train2017/000000000139.jpg"),
     ],

@@ -28,8 +28,10 @@ def write_zip(path: Path, members: dict[str, bytes]) -> Path:
 
 def good_archives(raw: Path, images: dict[str, bytes] | None = None) -> Path:
     raw.mkdir(parents=True, exist_ok=True)
-    write_zip(raw / "annotations_trainval2017.zip",
-              {"annotations/": b"", "annotations/instances_val2017.json": b"{}"})
+    write_zip(
+        raw / "annotations_trainval2017.zip",
+        {"annotations/": b"", "annotations/instances_val2017.json": b"{}"},
+    )
     write_zip(raw / "val2017.zip", images or {"val2017/": b"", "val2017/a.jpg": b"A", "val2017/b.jpg": b"BB"})
     return raw
 
@@ -42,8 +44,14 @@ def test_extracts_good_archives(tmp_path: Path) -> None:
     raw = good_archives(tmp_path / "raw")
     counts = extract_coco(raw, tmp_path / "coco", SPLITS)
     assert counts == {"annotations_trainval2017.zip": 1, "val2017.zip": 2}
-    assert entries(tmp_path / "coco") == ["annotations", "annotations/instances_val2017.json", "contents.tsv",
-                                          "val2017", "val2017/a.jpg", "val2017/b.jpg"]
+    assert entries(tmp_path / "coco") == [
+        "annotations",
+        "annotations/instances_val2017.json",
+        "contents.tsv",
+        "val2017",
+        "val2017/a.jpg",
+        "val2017/b.jpg",
+    ]
     assert (tmp_path / "coco" / "val2017" / "b.jpg").read_bytes() == b"BB"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["coco", "raw"]  # no temporary folder left
 
@@ -57,9 +65,11 @@ def test_contents_lists_every_file_with_its_digest_and_follows_one_byte(tmp_path
     raw = good_archives(tmp_path / "raw")
     extract_coco(raw, tmp_path / "coco", SPLITS)
     contents = (tmp_path / "coco" / "contents.tsv").read_text()
-    assert contents == ("path\tsha256_128\n"
-                        f"annotations/instances_val2017.json\t{sha256_128(b'{}')}\n"
-                        f"val2017/a.jpg\t{sha256_128(b'A')}\nval2017/b.jpg\t{sha256_128(b'BB')}\n")
+    assert contents == (
+        "path\tsha256_128\n"
+        f"annotations/instances_val2017.json\t{sha256_128(b'{}')}\n"
+        f"val2017/a.jpg\t{sha256_128(b'A')}\nval2017/b.jpg\t{sha256_128(b'BB')}\n"
+    )
     extract_coco(raw, tmp_path / "again", SPLITS)
     assert (tmp_path / "again" / "contents.tsv").read_text() == contents  # no times, no paths outside
     write_zip(raw / "val2017.zip", {"val2017/": b"", "val2017/a.jpg": b"A", "val2017/b.jpg": b"BC"})
@@ -88,7 +98,9 @@ def test_manifest_folders_are_copied_and_leftover_archives_ignored(tmp_path: Pat
     assert counts == {"annotations": 1, "val2017": 1}
     assert sorted(p.name for p in (tmp_path / "coco" / "val2017").iterdir()) == ["a.jpg"]
     assert (tmp_path / "coco" / "contents.tsv").read_text().splitlines()[1:] == [
-        f"annotations/instances_val2017.json\t{sha256_128(b'{}')}", f"val2017/a.jpg\t{sha256_128(b'A')}"]
+        f"annotations/instances_val2017.json\t{sha256_128(b'{}')}",
+        f"val2017/a.jpg\t{sha256_128(b'A')}",
+    ]
 
 
 def test_manifest_naming_a_missing_folder_fails_clearly(tmp_path: Path) -> None:
@@ -99,8 +111,9 @@ def test_manifest_naming_a_missing_folder_fails_clearly(tmp_path: Path) -> None:
         extract_coco(raw, tmp_path / "coco", SPLITS)
 
 
-@pytest.mark.parametrize("member", ["../evil.txt", "/abs.txt", "val2017/../../evil.txt", "C:/evil.txt",
-                                    "..\\evil.txt"])
+@pytest.mark.parametrize(
+    "member", ["../evil.txt", "/abs.txt", "val2017/../../evil.txt", "C:/evil.txt", "..\\evil.txt"]
+)
 def test_unsafe_member_is_refused(tmp_path: Path, member: str) -> None:
     work = tmp_path / "work"
     raw = good_archives(work / "raw", {"val2017/a.jpg": b"A", member: b"pwned"})
@@ -112,8 +125,12 @@ def test_unsafe_member_is_refused(tmp_path: Path, member: str) -> None:
     assert not out.exists()  # nothing half-made: not even the annotations extracted before
     assert sorted(p.name for p in work.iterdir()) == ["raw"]
     assert not list(tmp_path.rglob("evil.txt")) and not Path("/abs.txt").exists()
-    assert entries(tmp_path) == ["work", "work/raw", "work/raw/annotations_trainval2017.zip",
-                                 "work/raw/val2017.zip"]
+    assert entries(tmp_path) == [
+        "work",
+        "work/raw",
+        "work/raw/annotations_trainval2017.zip",
+        "work/raw/val2017.zip",
+    ]
 
 
 def test_unsafe_member_checked_before_anything_is_written(tmp_path: Path) -> None:
@@ -153,7 +170,7 @@ def test_corrupt_member_fails_clearly(tmp_path: Path) -> None:
     raw = good_archives(tmp_path / "raw", {"val2017/a.jpg": b"A" * 1000})
     data = bytearray((raw / "val2017.zip").read_bytes())
     at = data.index(b"A" * 1000)
-    data[at:at + 4] = b"BBBB"  # stored member: the CRC no longer matches
+    data[at : at + 4] = b"BBBB"  # stored member: the CRC no longer matches
     (raw / "val2017.zip").write_bytes(bytes(data))
     with pytest.raises(ExtractError, match=r"val2017\.zip: member 'val2017/a\.jpg' is corrupt \("):
         extract_coco(raw, tmp_path / "coco", SPLITS)
@@ -176,8 +193,10 @@ def test_missing_annotation_file_fails_verification(tmp_path: Path) -> None:
     with pytest.raises(ExtractError) as err:
         extract_coco(raw, out, SPLITS)
     # names the final path the stage promised, not the temporary folder it was checked in
-    assert str(err.value) == (f"{out / 'annotations' / 'instances_val2017.json'}: expected annotation file "
-                              f"is missing after extraction")
+    assert str(err.value) == (
+        f"{out / 'annotations' / 'instances_val2017.json'}: expected annotation file "
+        f"is missing after extraction"
+    )
     assert not out.exists()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["raw"]
 
@@ -186,11 +205,13 @@ def test_empty_image_folder_fails_verification(tmp_path: Path) -> None:
     raw = good_archives(tmp_path / "raw", {"val2017/": b""})
     with pytest.raises(ExtractError) as err:
         extract_coco(raw, tmp_path / "coco", SPLITS)
-    assert str(err.value) == (f"{tmp_path / 'coco' / 'val2017'}: expected image folder is missing or empty "
-                              f"after extraction")
+    assert str(err.value) == (
+        f"{tmp_path / 'coco' / 'val2017'}: expected image folder is missing or empty after extraction"
+    )
 
 
 # --- hostile archives (issue 9): one line each, nothing written, the previous data/coco kept ----------
+
 
 def _patch_headers(path: Path, name: bytes, method: int | None = None, flags: int | None = None) -> None:
     """Rewrite a member's compression method or flag bits in its local and central headers."""
@@ -199,12 +220,12 @@ def _patch_headers(path: Path, name: bytes, method: int | None = None, flags: in
         start = 0
         while (at := data.find(signature, start)) >= 0:
             start = at + 4
-            if data[at + name_at:at + name_at + len(name)] != name:
+            if data[at + name_at : at + name_at + len(name)] != name:
                 continue
             if method is not None:
-                data[at + method_at:at + method_at + 2] = method.to_bytes(2, "little")
+                data[at + method_at : at + method_at + 2] = method.to_bytes(2, "little")
             if flags is not None:
-                data[at + flag_at:at + flag_at + 2] = flags.to_bytes(2, "little")
+                data[at + flag_at : at + flag_at + 2] = flags.to_bytes(2, "little")
     path.write_bytes(bytes(data))
 
 
@@ -214,21 +235,41 @@ def _zip_bomb(path: Path) -> None:
         zf.writestr("val2017/zeros.jpg", bytes(8 << 20))  # 8 MiB from about 8 KB
 
 
-@pytest.mark.parametrize(("damage", "message"), [
-    (_zip_bomb, (r"member 'val2017/zeros\.jpg' claims 8388608 bytes from \d+ \(over 200:1\); refusing a likely "
-                r"zip bomb")),
-    (lambda p: _patch_headers(p, b"val2017/b.jpg", method=99),
-     r"member 'val2017/b\.jpg' uses compression method 99, which cannot be unpacked here"),
-    (lambda p: _patch_headers(p, b"val2017/b.jpg", flags=1),
-     r"member 'val2017/b\.jpg' is encrypted; unpack it by hand with its password"),
-    (lambda p: write_zip(p, {"val2017/a.jpg": b"A", "val2017/a.jpg/": b""}),
-     r"member 'val2017/a\.jpg/' clashes with another member of the same name"),
-    (lambda p: write_zip(p, {"val2017/a.jpg/": b"", "val2017/a.jpg": b"A"}),
-     r"member 'val2017/a\.jpg' clashes with another member of the same name"),
-    (lambda p: write_zip(p, {"val2017/a": b"A", "val2017/a/b.jpg": b"B"}),
-     r"member 'val2017/a/b\.jpg' clashes with another member of the same name \(val2017/a is a file\)"),
-])
-def test_hostile_archive_is_refused_and_previous_extraction_kept(tmp_path: Path, damage, message: str) -> None:
+@pytest.mark.parametrize(
+    ("damage", "message"),
+    [
+        (
+            _zip_bomb,
+            (
+                r"member 'val2017/zeros\.jpg' claims 8388608 bytes from \d+ \(over 200:1\); refusing a likely "
+                r"zip bomb"
+            ),
+        ),
+        (
+            lambda p: _patch_headers(p, b"val2017/b.jpg", method=99),
+            r"member 'val2017/b\.jpg' uses compression method 99, which cannot be unpacked here",
+        ),
+        (
+            lambda p: _patch_headers(p, b"val2017/b.jpg", flags=1),
+            r"member 'val2017/b\.jpg' is encrypted; unpack it by hand with its password",
+        ),
+        (
+            lambda p: write_zip(p, {"val2017/a.jpg": b"A", "val2017/a.jpg/": b""}),
+            r"member 'val2017/a\.jpg/' clashes with another member of the same name",
+        ),
+        (
+            lambda p: write_zip(p, {"val2017/a.jpg/": b"", "val2017/a.jpg": b"A"}),
+            r"member 'val2017/a\.jpg' clashes with another member of the same name",
+        ),
+        (
+            lambda p: write_zip(p, {"val2017/a": b"A", "val2017/a/b.jpg": b"B"}),
+            r"member 'val2017/a/b\.jpg' clashes with another member of the same name \(val2017/a is a file\)",
+        ),
+    ],
+)
+def test_hostile_archive_is_refused_and_previous_extraction_kept(
+    tmp_path: Path, damage, message: str
+) -> None:
     raw = good_archives(tmp_path / "raw")
     extract_coco(raw, tmp_path / "coco", SPLITS)
     before = entries(tmp_path / "coco")

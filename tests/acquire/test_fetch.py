@@ -39,14 +39,32 @@ def write_source(root: Path) -> dict:
         name = f"{image_id:012d}.jpg"
         ok, jpeg = cv2.imencode(".jpg", rng.integers(0, 256, (16, 16, 3), dtype=np.uint8))
         (root / SPLIT / name).write_bytes(jpeg.tobytes())
-        images.append({"id": image_id, "file_name": name, "height": 16, "width": 16,
-                       "coco_url": f"http://images.cocodataset.org/{SPLIT}/{name}"})
-        for category_id in ([DOG, CAT] if image_id in CAT_IMAGES else [DOG]):
-            annotations.append({"id": len(annotations) + 1, "image_id": image_id, "category_id": category_id,
-                                "iscrowd": 0, "area": 16.0, "bbox": [1, 1, 4, 4],
-                                "segmentation": [[1, 1, 5, 1, 5, 5, 1, 5]]})
-    coco = {"images": images, "annotations": annotations,
-            "categories": [{"id": CAT, "name": "cat"}, {"id": DOG, "name": "dog"}]}
+        images.append(
+            {
+                "id": image_id,
+                "file_name": name,
+                "height": 16,
+                "width": 16,
+                "coco_url": f"http://images.cocodataset.org/{SPLIT}/{name}",
+            }
+        )
+        for category_id in [DOG, CAT] if image_id in CAT_IMAGES else [DOG]:
+            annotations.append(
+                {
+                    "id": len(annotations) + 1,
+                    "image_id": image_id,
+                    "category_id": category_id,
+                    "iscrowd": 0,
+                    "area": 16.0,
+                    "bbox": [1, 1, 4, 4],
+                    "segmentation": [[1, 1, 5, 1, 5, 5, 1, 5]],
+                }
+            )
+    coco = {
+        "images": images,
+        "annotations": annotations,
+        "categories": [{"id": CAT, "name": "cat"}, {"id": DOG, "name": "dog"}],
+    }
     (root / "annotations" / f"instances_{SPLIT}.json").write_text(json.dumps(coco))
     return coco
 
@@ -62,8 +80,11 @@ def mirror(tmp_path):
 
 def raw_params(url: str, md5: dict | None, seed: int = 0, categories: str | list = "all", **coco) -> dict:
     coco_section = {"base_url": url, "workers": 4, **coco, **({} if md5 is None else {"md5": md5})}
-    return {"base": {"seed": seed}, "data": {"source": "coco2017", "coco": coco_section},
-            "masks": {"categories": categories}}
+    return {
+        "base": {"seed": seed},
+        "data": {"source": "coco2017", "coco": coco_section},
+        "masks": {"categories": categories},
+    }
 
 
 def make_params(url, md5, **kw):
@@ -152,8 +173,9 @@ def test_subset_fetches_annotations_and_n_images_only(mirror, tmp_path):
 
 def test_subset_category_filter_is_seeded_and_reuses_on_rerun(mirror, tmp_path):
     server, md5s, coco = mirror
-    params = make_params(server.url, md5s, max_images=2, seed=3, categories=["cat"],
-                         subset_categories_only=True)
+    params = make_params(
+        server.url, md5s, max_images=2, seed=3, categories=["cat"], subset_categories_only=True
+    )
     fetch_coco(params, tmp_path / "a")
     chosen = names(tmp_path / "a" / SPLIT)
     ids = {image["id"] for image in coco["images"] if image["file_name"] in chosen}
@@ -193,9 +215,20 @@ def test_subset_needs_no_checksum_for_the_unused_image_archive(mirror, tmp_path)
 def run_download_stage(tmp_path: Path, params: dict) -> subprocess.CompletedProcess[str]:
     path = tmp_path / "params.yaml"
     path.write_text(yaml.safe_dump(params))
-    return subprocess.run([sys.executable, str(REPO / "stages" / "download.py"), "--params", str(path),
-                           "--out", str(tmp_path / "raw")], cwd=tmp_path, capture_output=True, text=True,
-                          timeout=60)
+    return subprocess.run(
+        [
+            sys.executable,
+            str(REPO / "stages" / "download.py"),
+            "--params",
+            str(path),
+            "--out",
+            str(tmp_path / "raw"),
+        ],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
 
 
 def test_download_stage_subset_succeeds(mirror, tmp_path):
@@ -233,12 +266,23 @@ def test_download_stage_404_is_one_clear_error(mirror, tmp_path):
     assert f"{empty.url}/annotations/{ANN_ZIP}" in errors[0] and "HTTP 404" in errors[0]
 
 
-@pytest.mark.parametrize(("content", "problem"), [
-    (b'{"images": ' + b"[" * 100_000 + b"]" * 100_000 + b"}", "cannot read annotations/instances_val2017.json "
-                                                           "(RecursionError: "),
-    (b'{"images": [{"file_name": "a.jpg"}], "annotations": []}', "images[0] is not an object with an integer 'id'"),
-    (b'{"images": [], "annotations": [], "categories": [{"id": 1}]}', "'categories' must be a list of objects"),
-])
+@pytest.mark.parametrize(
+    ("content", "problem"),
+    [
+        (
+            b'{"images": ' + b"[" * 100_000 + b"]" * 100_000 + b"}",
+            "cannot read annotations/instances_val2017.json (RecursionError: ",
+        ),
+        (
+            b'{"images": [{"file_name": "a.jpg"}], "annotations": []}',
+            "images[0] is not an object with an integer 'id'",
+        ),
+        (
+            b'{"images": [], "annotations": [], "categories": [{"id": 1}]}',
+            "'categories' must be a list of objects",
+        ),
+    ],
+)
 def test_hostile_annotation_file_in_subset_mode_is_one_line(tmp_path, content, problem):
     archive = tmp_path / "annotations_trainval2017.zip"
     with zipfile.ZipFile(archive, "w") as zf:

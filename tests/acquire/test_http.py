@@ -93,10 +93,13 @@ def test_killed_run_leaves_only_a_part_that_a_rerun_resumes(server, tmp_path):
     half = len(DATA) // 2
     server.stall_after = half
     dest, part = tmp_path / "f.bin", tmp_path / "f.bin.part"
-    script = "import sys; from cocoseg.acquire.http import download_file; download_file(sys.argv[1], sys.argv[2])"
+    script = (
+        "import sys; from cocoseg.acquire.http import download_file; download_file(sys.argv[1], sys.argv[2])"
+    )
     env = {**os.environ, "PYTHONPATH": str(SRC)}
-    proc = subprocess.Popen([sys.executable, "-c", script, f"{server.url}/f.bin", str(dest)], env=env,
-                            stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [sys.executable, "-c", script, f"{server.url}/f.bin", str(dest)], env=env, stderr=subprocess.DEVNULL
+    )
     deadline = time.monotonic() + 20
     while (not part.exists() or part.stat().st_size < half) and time.monotonic() < deadline:
         time.sleep(0.02)
@@ -160,8 +163,11 @@ def test_trickling_server_is_given_up_after_retries(server, tmp_path, monkeypatc
     monkeypatch.setattr(http, "MIN_RATE", 1000)
     server.trickle = 0.01
     start = time.monotonic()
-    with pytest.raises(DownloadError, match=r"failed to download .*/f\.bin after 3 attempts: transfer stalled: "
-                                            r"\d+ bytes in 0 s, under the minimum of 1000 bytes/s"):
+    with pytest.raises(
+        DownloadError,
+        match=r"failed to download .*/f\.bin after 3 attempts: transfer stalled: "
+        r"\d+ bytes in 0 s, under the minimum of 1000 bytes/s",
+    ):
         fetch(server, tmp_path / "f.bin", retries=2)
     assert time.monotonic() - start < 5
     assert server.counts["/f.bin"] == 3  # each stall used up a retry, though bytes kept coming

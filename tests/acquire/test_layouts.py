@@ -26,8 +26,9 @@ def splits_of(layout: Layout) -> dict[str, tuple[str, str]]:
 def test_roboflow_three_splits(tmp_path: Path) -> None:
     layout = find_folder_layout(write_roboflow(tmp_path / "export"))
     assert layout.style == "roboflow"
-    assert splits_of(layout) == {split: (f"{split}/_annotations.coco.json", split)
-                                 for split in ("test", "train", "valid")}
+    assert splits_of(layout) == {
+        split: (f"{split}/_annotations.coco.json", split) for split in ("test", "train", "valid")
+    }
 
 
 def test_roboflow_inside_a_top_folder_with_macos_leftovers(tmp_path: Path) -> None:
@@ -37,8 +38,10 @@ def test_roboflow_inside_a_top_folder_with_macos_leftovers(tmp_path: Path) -> No
     (root / "__MACOSX" / "My-Project-2" / "train" / "._annotations.coco.json").write_bytes(b"\0\x05binary")
     (root / "My-Project-2" / ".DS_Store").write_bytes(b"\0")
     layout = find_folder_layout(root)
-    assert splits_of(layout) == {"train": ("My-Project-2/train/_annotations.coco.json", "My-Project-2/train"),
-                                 "valid": ("My-Project-2/valid/_annotations.coco.json", "My-Project-2/valid")}
+    assert splits_of(layout) == {
+        "train": ("My-Project-2/train/_annotations.coco.json", "My-Project-2/train"),
+        "valid": ("My-Project-2/valid/_annotations.coco.json", "My-Project-2/valid"),
+    }
 
 
 @pytest.mark.parametrize("images_in", ["{split}", "images/{split}"])
@@ -47,14 +50,19 @@ def test_coco_layout(tmp_path: Path, images_in: str) -> None:
     (root / "annotations" / "captions_val2017.json").write_text(json.dumps({"images": [], "annotations": []}))
     layout = find_folder_layout(root)
     assert layout.style == "coco"
-    assert splits_of(layout) == {s: (f"annotations/instances_{s}.json", images_in.format(split=s))
-                                 for s in ("train2017", "val2017")}
+    assert splits_of(layout) == {
+        s: (f"annotations/instances_{s}.json", images_in.format(split=s)) for s in ("train2017", "val2017")
+    }
 
 
 def test_cvat_one_json_and_an_images_folder_with_subfolders(tmp_path: Path) -> None:
     root = tmp_path / "cvat"
-    write_split(root / "annotations" / "instances_default.json", root / "images", ["JPEGImages/a.jpg", "b.jpg"])
-    assert splits_of(find_folder_layout(root)) == {"default": ("annotations/instances_default.json", "images")}
+    write_split(
+        root / "annotations" / "instances_default.json", root / "images", ["JPEGImages/a.jpg", "b.jpg"]
+    )
+    assert splits_of(find_folder_layout(root)) == {
+        "default": ("annotations/instances_default.json", "images")
+    }
 
 
 def test_label_studio_file_names_relative_to_the_json(tmp_path: Path) -> None:
@@ -67,7 +75,9 @@ def test_label_studio_file_names_relative_to_the_json(tmp_path: Path) -> None:
 def test_labelme2coco_and_a_labelme_json_per_image_beside(tmp_path: Path) -> None:
     root = tmp_path / "out"
     write_split(root / "annotations.json", root, ["JPEGImages/1.jpg", "JPEGImages/2.jpg"])
-    (root / "JPEGImages" / "1.json").write_text(json.dumps({"version": "5.0", "shapes": [], "imagePath": "1.jpg"}))
+    (root / "JPEGImages" / "1.json").write_text(
+        json.dumps({"version": "5.0", "shapes": [], "imagePath": "1.jpg"})
+    )
     assert splits_of(find_folder_layout(root)) == {"annotations": ("annotations.json", "")}
 
 
@@ -79,26 +89,39 @@ def test_sibling_images_folder_and_split_named_jsons(tmp_path: Path) -> None:
     write_split(root / "annotations" / "val.json", root / "images", ["v1.jpg"])
     (root / "images" / "unlisted.jpg").write_bytes(b"x")
     (root / "annotations" / "createml.json").write_text(json.dumps([{"image": "t1.jpg", "annotations": []}]))
-    (root / "annotations" / "panoptic_val.json").write_text(json.dumps(
-        {"images": [], "annotations": [{"file_name": "v1.png", "segments_info": []}], "categories": []}))
+    (root / "annotations" / "panoptic_val.json").write_text(
+        json.dumps(
+            {"images": [], "annotations": [{"file_name": "v1.png", "segments_info": []}], "categories": []}
+        )
+    )
     layout = find_folder_layout(root)
-    assert splits_of(layout) == {"train": ("annotations/train.json", "images"),
-                                 "val": ("annotations/val.json", "images")}
+    assert splits_of(layout) == {
+        "train": ("annotations/train.json", "images"),
+        "val": ("annotations/val.json", "images"),
+    }
 
 
 def test_the_same_file_name_in_two_split_folders(tmp_path: Path) -> None:
     root = tmp_path / "x"
     write_split(root / "annotations" / "train.json", root / "images" / "train", ["a.jpg"])
     write_split(root / "annotations" / "val.json", root / "images" / "val", ["a.jpg"])
-    assert splits_of(find_folder_layout(root)) == {"train": ("annotations/train.json", "images/train"),
-                                                   "val": ("annotations/val.json", "images/val")}
+    assert splits_of(find_folder_layout(root)) == {
+        "train": ("annotations/train.json", "images/train"),
+        "val": ("annotations/val.json", "images/val"),
+    }
 
 
 def test_images_named_by_coco_url_only(tmp_path: Path) -> None:
     root = tmp_path / "lvis"
     data = coco_json(["000000000139.jpg"])
-    data["images"] = [{"id": 0, "width": 32, "height": 32,
-                       "coco_url": "http://images.cocodataset.org/val2017/000000000139.jpg"}]
+    data["images"] = [
+        {
+            "id": 0,
+            "width": 32,
+            "height": 32,
+            "coco_url": "http://images.cocodataset.org/val2017/000000000139.jpg",
+        }
+    ]
     (root / "annotations").mkdir(parents=True)
     (root / "annotations" / "lvis_v1_val.json").write_text(json.dumps(data))
     (root / "val2017").mkdir()
@@ -116,8 +139,10 @@ def test_a_folder_without_a_coco_file_lists_what_it_found(tmp_path: Path) -> Non
         find_folder_layout(root)
     message = str(err.value)
     assert "\n" not in message
-    assert message.startswith(f"{root}: no COCO export layout recognised: found 2 JSON file(s): labels.json (not "
-                              f"COCO instances); notes.json (not COCO instances), 1 image(s) in images/; expected ")
+    assert message.startswith(
+        f"{root}: no COCO export layout recognised: found 2 JSON file(s): labels.json (not "
+        f"COCO instances); notes.json (not COCO instances), 1 image(s) in images/; expected "
+    )
 
 
 def test_a_coco_json_whose_images_are_nowhere_is_said_so(tmp_path: Path) -> None:
@@ -126,28 +151,50 @@ def test_a_coco_json_whose_images_are_nowhere_is_said_so(tmp_path: Path) -> None
     (root / "annotations" / "instances_train.json").write_text(json.dumps(coco_json(["a.jpg"])))
     (root / "photos").mkdir()
     (root / "photos" / "b.jpg").write_bytes(b"x")
-    with pytest.raises(LayoutError, match=r"found 1 JSON file\(s\): annotations/instances_train.json \(COCO, but "
-                                          r"none of its images is in the export\), 1 image\(s\) in photos/;"):
+    with pytest.raises(
+        LayoutError,
+        match=r"found 1 JSON file\(s\): annotations/instances_train.json \(COCO, but "
+        r"none of its images is in the export\), 1 image\(s\) in photos/;",
+    ):
         find_folder_layout(root)
 
 
 def test_two_files_for_one_split_and_an_unusable_name_are_refused() -> None:
-    files = ["a/train/_annotations.coco.json", "a/train/x.jpg", "b/train/_annotations.coco.json", "b/train/x.jpg"]
-    with pytest.raises(LayoutError, match=r"two annotation files make a split named 'train': "
-                                          r"a/train/_annotations.coco.json and b/train/_annotations.coco.json"):
+    files = [
+        "a/train/_annotations.coco.json",
+        "a/train/x.jpg",
+        "b/train/_annotations.coco.json",
+        "b/train/x.jpg",
+    ]
+    with pytest.raises(
+        LayoutError,
+        match=r"two annotation files make a split named 'train': "
+        r"a/train/_annotations.coco.json and b/train/_annotations.coco.json",
+    ):
         find_layout(files, {files[0]: ["x.jpg"], files[2]: ["x.jpg"]})
     files = ["my data.json", "images/x.jpg"]
-    with pytest.raises(LayoutError, match=r"my data.json \(COCO, but its split name 'my data' must be letters"):
+    with pytest.raises(
+        LayoutError, match=r"my data.json \(COCO, but its split name 'my data' must be letters"
+    ):
         find_layout(files, {"my data.json": ["x.jpg"]})
 
 
 def test_find_layout_is_pure_and_prefers_roboflow_over_other_jsons() -> None:
-    files = ["train/_annotations.coco.json", "train/a.jpg", "train/other.json", "valid/_annotations.coco.json",
-             "valid/b.jpg"]
-    names = {"train/_annotations.coco.json": ["a.jpg"], "train/other.json": ["a.jpg"],
-             "valid/_annotations.coco.json": ["b.jpg"]}
-    assert find_layout(files, names) == Layout("roboflow", {"train": SplitSource(files[0], "train"),
-                                                            "valid": SplitSource(files[3], "valid")})
+    files = [
+        "train/_annotations.coco.json",
+        "train/a.jpg",
+        "train/other.json",
+        "valid/_annotations.coco.json",
+        "valid/b.jpg",
+    ]
+    names = {
+        "train/_annotations.coco.json": ["a.jpg"],
+        "train/other.json": ["a.jpg"],
+        "valid/_annotations.coco.json": ["b.jpg"],
+    }
+    assert find_layout(files, names) == Layout(
+        "roboflow", {"train": SplitSource(files[0], "train"), "valid": SplitSource(files[3], "valid")}
+    )
 
 
 def test_a_large_json_is_judged_by_its_head(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

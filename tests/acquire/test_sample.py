@@ -45,9 +45,14 @@ def test_archives_are_byte_identical_for_a_seed_and_differ_for_another(tmp_path:
         assert pa.read_bytes() == pb.read_bytes()
         assert pa.read_bytes() != pc.read_bytes()
     assert sorted(p.name for p in (tmp_path / "a").iterdir()) == [
-        "annotations_trainval2017.zip", "manifest.json", "val2017.zip"]
+        "annotations_trainval2017.zip",
+        "manifest.json",
+        "val2017.zip",
+    ]
     assert json.loads((tmp_path / "a" / "manifest.json").read_text())["archives"] == [
-        "annotations_trainval2017.zip", "val2017.zip"]
+        "annotations_trainval2017.zip",
+        "val2017.zip",
+    ]
 
 
 def test_archive_layout(tmp_path: Path, sample: tuple[dict, dict[str, bytes]]) -> None:
@@ -128,10 +133,16 @@ def test_every_edge_case_is_present(sample: tuple[dict, dict[str, bytes]]) -> No
 def test_all_segmentation_forms_occur(sample: tuple[dict, dict[str, bytes]]) -> None:
     coco, _ = sample
     normal = [a for a in coco["annotations"] if a["iscrowd"] == 0 and a["area"] > 0 and a["image_id"] != 5]
-    string_rle = [a for a in normal if isinstance(a["segmentation"], dict)
-                  and isinstance(a["segmentation"]["counts"], str)]
-    list_rle = [a for a in normal if isinstance(a["segmentation"], dict)
-                and isinstance(a["segmentation"]["counts"], list)]
+    string_rle = [
+        a
+        for a in normal
+        if isinstance(a["segmentation"], dict) and isinstance(a["segmentation"]["counts"], str)
+    ]
+    list_rle = [
+        a
+        for a in normal
+        if isinstance(a["segmentation"], dict) and isinstance(a["segmentation"]["counts"], list)
+    ]
     multi = [a for a in normal if isinstance(a["segmentation"], list) and len(a["segmentation"]) > 1]
     assert string_rle and list_rle and multi
 

@@ -19,14 +19,23 @@ def files_under(root: Path) -> list[str]:
 
 def write_store(store: Path) -> None:
     """A subset-mode store, plus what a store holds besides: a part, a sidecar, another run's archive."""
-    files = {"annotations/instances_val2017.json": b"{}", "val2017/1.jpg": b"a", "val2017/2.jpg": b"b",
-             "val2017/3.jpg.part": b"half", "annotations_trainval2017.zip": b"zip",
-             "annotations_trainval2017.zip.verified": b"{}", "val2017.zip": b"old archives run"}
+    files = {
+        "annotations/instances_val2017.json": b"{}",
+        "val2017/1.jpg": b"a",
+        "val2017/2.jpg": b"b",
+        "val2017/3.jpg.part": b"half",
+        "annotations_trainval2017.zip": b"zip",
+        "annotations_trainval2017.zip.verified": b"{}",
+        "val2017.zip": b"old archives run",
+    }
     for name, data in files.items():
         (store / name).parent.mkdir(parents=True, exist_ok=True)
         (store / name).write_bytes(data)
-    manifest = {"source": "coco2017-subset", "archives": ["annotations_trainval2017.zip"],
-                "folders": ["annotations", "val2017"]}
+    manifest = {
+        "source": "coco2017-subset",
+        "archives": ["annotations_trainval2017.zip"],
+        "folders": ["annotations", "val2017"],
+    }
     (store / "manifest.json").write_text(json.dumps(manifest))
 
 
@@ -35,8 +44,13 @@ def test_publish_links_exactly_what_the_manifest_lists(tmp_path: Path) -> None:
     write_store(store)
     before = {name: (store / name).read_bytes() for name in files_under(store)}
     assert publish_downloads(store, out) == 5
-    assert files_under(out) == ["annotations/instances_val2017.json", "annotations_trainval2017.zip",
-                                "manifest.json", "val2017/1.jpg", "val2017/2.jpg"]
+    assert files_under(out) == [
+        "annotations/instances_val2017.json",
+        "annotations_trainval2017.zip",
+        "manifest.json",
+        "val2017/1.jpg",
+        "val2017/2.jpg",
+    ]
     for name in files_under(out):
         assert os.path.samefile(out / name, store / name)  # a hard link: the bytes are on disk once
     assert {name: (store / name).read_bytes() for name in files_under(store)} == before  # store untouched

@@ -80,25 +80,49 @@ def _bomb(tf: tarfile.TarFile) -> None:
     add_file(tf, "zeros.jpg", bytes(8 << 20))  # 8 MiB that gzip packs into about 8 KB
 
 
-@pytest.mark.parametrize(("build", "message"), [
-    (lambda tf: add_file(tf, "/etc/evil", b"x"), r"member '/etc/evil' would be written outside"),
-    (lambda tf: add_file(tf, "train/../../evil", b"x"), r"member 'train/\.\./\.\./evil' would be written outside"),
-    (lambda tf: add_entry(tf, "train/link", tarfile.SYMTYPE, "/etc/passwd"),
-     r"member 'train/link' links to '/etc/passwd', which is not a file in the archive; refusing"),
-    (lambda tf: add_entry(tf, "train/link", tarfile.SYMTYPE, "../../outside.jpg"),
-     r"member 'train/link' links to '\.\./\.\./outside\.jpg', which is not a file in the archive"),
-    (lambda tf: add_entry(tf, "train/link", tarfile.LNKTYPE, "train/missing.jpg"),
-     r"member 'train/link' links to 'train/missing\.jpg', which is not a file in the archive"),
-    (lambda tf: add_entry(tf, "train/dir-link", tarfile.SYMTYPE, "."),
-     r"member 'train/dir-link' links to '\.', which is not a file in the archive"),
-    (lambda tf: add_entry(tf, "dev/sda", tarfile.BLKTYPE), r"member 'dev/sda' is a device or another special file"),
-    (lambda tf: add_entry(tf, "fifo", tarfile.FIFOTYPE), r"member 'fifo' is a device or another special file"),
-    (lambda tf: (add_file(tf, "a.jpg", b"1"), add_file(tf, "a.jpg", b"2")),
-     r"member 'a\.jpg' clashes with another member of the same name \(a file and a folder, or twice\)"),
-    (lambda tf: (add_file(tf, "a", b"1"), add_file(tf, "a/b.jpg", b"2")),
-     r"member 'a/b\.jpg' clashes with another member of the same name \(a is a file\)"),
-    (_bomb, r"members claim 838861\d bytes from \d+ \(over 200:1\); refusing a likely tar bomb"),
-])
+@pytest.mark.parametrize(
+    ("build", "message"),
+    [
+        (lambda tf: add_file(tf, "/etc/evil", b"x"), r"member '/etc/evil' would be written outside"),
+        (
+            lambda tf: add_file(tf, "train/../../evil", b"x"),
+            r"member 'train/\.\./\.\./evil' would be written outside",
+        ),
+        (
+            lambda tf: add_entry(tf, "train/link", tarfile.SYMTYPE, "/etc/passwd"),
+            r"member 'train/link' links to '/etc/passwd', which is not a file in the archive; refusing",
+        ),
+        (
+            lambda tf: add_entry(tf, "train/link", tarfile.SYMTYPE, "../../outside.jpg"),
+            r"member 'train/link' links to '\.\./\.\./outside\.jpg', which is not a file in the archive",
+        ),
+        (
+            lambda tf: add_entry(tf, "train/link", tarfile.LNKTYPE, "train/missing.jpg"),
+            r"member 'train/link' links to 'train/missing\.jpg', which is not a file in the archive",
+        ),
+        (
+            lambda tf: add_entry(tf, "train/dir-link", tarfile.SYMTYPE, "."),
+            r"member 'train/dir-link' links to '\.', which is not a file in the archive",
+        ),
+        (
+            lambda tf: add_entry(tf, "dev/sda", tarfile.BLKTYPE),
+            r"member 'dev/sda' is a device or another special file",
+        ),
+        (
+            lambda tf: add_entry(tf, "fifo", tarfile.FIFOTYPE),
+            r"member 'fifo' is a device or another special file",
+        ),
+        (
+            lambda tf: (add_file(tf, "a.jpg", b"1"), add_file(tf, "a.jpg", b"2")),
+            r"member 'a\.jpg' clashes with another member of the same name \(a file and a folder, or twice\)",
+        ),
+        (
+            lambda tf: (add_file(tf, "a", b"1"), add_file(tf, "a/b.jpg", b"2")),
+            r"member 'a/b\.jpg' clashes with another member of the same name \(a is a file\)",
+        ),
+        (_bomb, r"members claim 838861\d bytes from \d+ \(over 200:1\); refusing a likely tar bomb"),
+    ],
+)
 def test_unsafe_tar_is_refused_before_anything_is_written(tmp_path: Path, build, message: str) -> None:
     def everything(tf: tarfile.TarFile) -> None:
         export(tf)  # good members first: they must not be written either
@@ -116,7 +140,9 @@ def test_neither_zip_nor_tar_and_a_truncated_tar_fail_clearly(tmp_path: Path) ->
     (tmp_path / "page.html").write_bytes(b"<html>Sign in to Roboflow</html>")
     with pytest.raises(ExtractError, match=r"page\.html: not a valid zip archive"):
         unpack(tmp_path / "page.html", tmp_path / "out")
-    data = write_tar(tmp_path / "x.tgz", lambda tf: add_file(tf, "a.jpg", bytes(range(256)) * 400)).read_bytes()
+    data = write_tar(
+        tmp_path / "x.tgz", lambda tf: add_file(tf, "a.jpg", bytes(range(256)) * 400)
+    ).read_bytes()
     (tmp_path / "x.tgz").write_bytes(data[: len(data) // 2])
     with pytest.raises(ExtractError, match=r"x\.tgz: not a valid tar archive, or a corrupt one \("):
         unpack(tmp_path / "x.tgz", tmp_path / "out")

@@ -16,8 +16,9 @@ SCRIPT = REPO / "benchmarks" / "gpu_check.sh"
 
 def git_state() -> str:
     """The repository's working-tree state as git sees it (the check must leave it as it was)."""
-    return subprocess.run(["git", "status", "--porcelain", "--ignored"], check=False, cwd=REPO, capture_output=True,
-                          text=True).stdout
+    return subprocess.run(
+        ["git", "status", "--porcelain", "--ignored"], check=False, cwd=REPO, capture_output=True, text=True
+    ).stdout
 
 
 @pytest.mark.slow
@@ -26,10 +27,21 @@ def test_cpu_dry_run_runs_every_part_and_writes_only_out_and_a_fresh_folder(tmp_
     out, tmp = tmp_path / "out", tmp_path / "tmp"
     tmp.mkdir()
     before = git_state()
-    env = {**os.environ, "OUT": str(out), "TMPDIR": str(tmp), "GPU_CHECK_PYTHON": sys.executable,
-           "PATH": os.pathsep.join([str(Path(sys.executable).parent), os.environ["PATH"]])}
-    result = subprocess.run(["bash", str(SCRIPT), "--cpu-dry-run", "--coco", str(coco)], check=False, env=env,
-                            capture_output=True, text=True, timeout=600)
+    env = {
+        **os.environ,
+        "OUT": str(out),
+        "TMPDIR": str(tmp),
+        "GPU_CHECK_PYTHON": sys.executable,
+        "PATH": os.pathsep.join([str(Path(sys.executable).parent), os.environ["PATH"]]),
+    }
+    result = subprocess.run(
+        ["bash", str(SCRIPT), "--cpu-dry-run", "--coco", str(coco)],
+        check=False,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     log = (out / "gpu_check.log").read_text()
     assert result.returncode == 0, log[-5000:]
     assert log == result.stdout  # everything it printed, in $OUT
@@ -46,7 +58,10 @@ def test_cpu_dry_run_runs_every_part_and_writes_only_out_and_a_fresh_folder(tmp_
     assert re.search(r"fastscnn +\d+ +\d+\.\d +\d+\.\d \(\d+%\) +\d+\.\d\d +\d+\.\d", log)
     assert re.search(r"target fastscnn: resident \d+\.\d img/s < +700 SHORT", log)  # a GPU target, on the CPU
     # part 3: both resize variants per case, float32 gradients close to the float64 reference
-    errors = [float(e) for e in re.findall(r"(?:pytorch|matrix) +float32 .* (\d\.\d\de[-+]\d\d) +\d\.\d\de[-+]\d\d", log)]
+    errors = [
+        float(e)
+        for e in re.findall(r"(?:pytorch|matrix) +float32 .* (\d\.\d\de[-+]\d\d) +\d\.\d\de[-+]\d\d", log)
+    ]
     assert len(errors) == 12 and max(errors) < 1e-5  # 6 resizes in Fast-SCNN, 2 variants each
     assert re.search(r"matrix / pytorch \d+\.\d{3}", log)
     # part 4: 200 categories give 201 classes in uint8 masks; the large photos come through the loader

@@ -33,8 +33,14 @@ print(json.dumps({"pinned": pinned, "threads": torch.get_num_threads(),
 def probe(deterministic: bool, threads: int, **env: str) -> dict:
     """What torch runs with in a fresh process that pinned (or not) before importing it."""
     clean = {k: v for k, v in os.environ.items() if k not in pinned_environment(1)}
-    result = subprocess.run([sys.executable, "-c", PROBE, str(deterministic).lower(), str(threads)],
-                            env={**clean, **env}, capture_output=True, text=True, timeout=120, check=False)
+    result = subprocess.run(
+        [sys.executable, "-c", PROBE, str(deterministic).lower(), str(threads)],
+        env={**clean, **env},
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
     assert result.returncode == 0, result.stderr
     return json.loads(result.stdout)
 
@@ -59,7 +65,8 @@ def test_pinned_before_torch_torch_runs_avx2_kernels_on_the_pinned_threads() -> 
 
 
 def test_settling_after_torch_sets_the_threads_and_says_the_pins_came_too_late(
-        caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch) -> None:
+    caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
     import torch
 
     monkeypatch.setattr(arithmetic, "_pinned_before_torch", False)
@@ -77,8 +84,10 @@ def test_settling_after_torch_sets_the_threads_and_says_the_pins_came_too_late(
         torch.set_num_threads(before)
 
 
-@pytest.mark.parametrize(("words", "deterministic", "threads"), [
-    ([], True, 2), (["--threads", "4"], True, 4), (["--no-deterministic"], False, 2)])
+@pytest.mark.parametrize(
+    ("words", "deterministic", "threads"),
+    [([], True, 2), (["--threads", "4"], True, 4), (["--no-deterministic"], False, 2)],
+)
 def test_flags_default_to_evaluates_settings(words: list[str], deterministic: bool, threads: int) -> None:
     parser = argparse.ArgumentParser()
     add_arithmetic_flags(parser)
@@ -96,7 +105,8 @@ def test_threads_flag_refuses_what_is_not_a_count(value: str, capsys: pytest.Cap
 
 
 def test_pinning_twice_is_idempotent_and_nothing_pins_when_not_deterministic(
-        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     monkeypatch.setattr(arithmetic, "_pinned_before_torch", False)
     for key in pinned_environment(1):
         monkeypatch.delenv(key, raising=False)

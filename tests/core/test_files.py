@@ -55,9 +55,14 @@ def test_write_json_is_canonical(tmp_path: Path) -> None:
     assert (tmp_path / "a.json").read_bytes() == (tmp_path / "b.json").read_bytes()
 
 
-@pytest.mark.parametrize("array", [np.arange(12, dtype=np.uint8).reshape(3, 4),
-                                   np.array([[0, 1], [65535, 300]], np.uint16),
-                                   np.arange(24, dtype=np.uint8).reshape(2, 4, 3)])
+@pytest.mark.parametrize(
+    "array",
+    [
+        np.arange(12, dtype=np.uint8).reshape(3, 4),
+        np.array([[0, 1], [65535, 300]], np.uint16),
+        np.arange(24, dtype=np.uint8).reshape(2, 4, 3),
+    ],
+)
 def test_png_round_trip(tmp_path: Path, array: np.ndarray) -> None:
     write_png(tmp_path / "x.png", array)
     back = cv2.imread(str(tmp_path / "x.png"), cv2.IMREAD_UNCHANGED)

@@ -67,7 +67,7 @@ def test_explained_panel_lists_only_the_classes_present_void_last() -> None:
     both = explained_panel([("a", image), ("b", image)], [semantic], NAMES)
     without_disk = legend(NAMES, [0, 1, VOID], 3, both.shape[1])
     assert both.shape == (TEXT_HEIGHT + 12 + without_disk.shape[0], 12 * 2 + 4, 3)
-    assert (both[TEXT_HEIGHT + 12:] == without_disk).all()
+    assert (both[TEXT_HEIGHT + 12 :] == without_disk).all()
 
 
 # --- the reader: PNG modes, EXIF orientation, reduced decoding ------------------------------------------
@@ -82,7 +82,9 @@ def png_file(tmp_path: Path, image: Image.Image, name: str = "x.png", **kwargs: 
 
 
 @pytest.mark.parametrize("mode", ["RGB", "P", "L", "1", "I;16", "RGB;16"])
-def test_png_modes_without_transparency_read_as_opencvs_colour_reader_reads_them(tmp_path: Path, mode: str) -> None:
+def test_png_modes_without_transparency_read_as_opencvs_colour_reader_reads_them(
+    tmp_path: Path, mode: str
+) -> None:
     """Palettes and greys expanded, 16-bit samples to their high byte: what a viewer shows."""
     if mode == "RGB;16":
         path = tmp_path / "x.png"
@@ -90,9 +92,13 @@ def test_png_modes_without_transparency_read_as_opencvs_colour_reader_reads_them
         cv2.imwrite(str(path), wide[..., ::-1])
         expected = (wide >> 8).astype(np.uint8)
     else:
-        image = {"RGB": Image.fromarray(RGB), "P": Image.fromarray(RGB).quantize(7), "L": Image.fromarray(RGB[..., 0]),
-                 "1": Image.fromarray(RGB[..., 0] > 127),
-                 "I;16": Image.fromarray(RGB[..., 0].astype(np.uint16) * 257 + 99)}[mode]
+        image = {
+            "RGB": Image.fromarray(RGB),
+            "P": Image.fromarray(RGB).quantize(7),
+            "L": Image.fromarray(RGB[..., 0]),
+            "1": Image.fromarray(RGB[..., 0] > 127),
+            "I;16": Image.fromarray(RGB[..., 0].astype(np.uint16) * 257 + 99),
+        }[mode]
         path = png_file(tmp_path, image)
         if mode == "I;16":  # PIL's own conversion clips 16-bit values at 255; a viewer shows the high byte
             expected = np.repeat((np.asarray(image) >> 8).astype(np.uint8)[..., None], 3, axis=2)
@@ -146,8 +152,9 @@ def test_orient_is_what_a_viewer_shows(tmp_path: Path, orientation: int) -> None
 
 
 @pytest.mark.parametrize("orientation", range(1, 9))
-def test_a_reader_given_the_masks_shape_turns_only_what_the_masks_stage_turned(tmp_path: Path,
-                                                                                orientation: int) -> None:
+def test_a_reader_given_the_masks_shape_turns_only_what_the_masks_stage_turned(
+    tmp_path: Path, orientation: int
+) -> None:
     path = exif_jpeg(tmp_path, RGB, orientation)  # stored 6x10
     as_stored = read_image(path)
     assert as_stored.shape == (6, 10, 3)
@@ -177,17 +184,25 @@ def test_reduction_keeps_the_pixels_asked_for_and_leaves_small_photos_whole() ->
 
 def test_a_large_jpeg_is_decoded_reduced_and_turned_to_its_masks_shape(tmp_path: Path) -> None:
     rng = np.random.default_rng(2)
-    stored = cv2.resize(rng.integers(0, 256, (24, 32, 3), dtype=np.uint8), (1280, 960), interpolation=cv2.INTER_CUBIC)
+    stored = cv2.resize(
+        rng.integers(0, 256, (24, 32, 3), dtype=np.uint8), (1280, 960), interpolation=cv2.INTER_CUBIC
+    )
     path = exif_jpeg(tmp_path, stored, 1, "big.jpg")
     half = read_image(path, size=(960, 1280), at_least=(400, 600))
     np.testing.assert_array_equal(half, cv2.imread(str(path), cv2.IMREAD_REDUCED_COLOR_2))
     assert half.shape == (480, 640, 3)
-    assert read_image(path, size=(960, 1280), at_least=(900, 600)).shape == (960, 1280, 3)  # no room to reduce
+    assert read_image(path, size=(960, 1280), at_least=(900, 600)).shape == (
+        960,
+        1280,
+        3,
+    )  # no room to reduce
     turned = exif_jpeg(tmp_path, stored, 8, "turned.jpg")
     quarter = read_image(turned, size=(1280, 960), at_least=(300, 200))
     assert quarter.shape == (320, 240, 3)
-    np.testing.assert_array_equal(quarter, np.rot90(cv2.imread(str(turned), cv2.IMREAD_REDUCED_COLOR_4
-                                                               | cv2.IMREAD_IGNORE_ORIENTATION), 1))
+    np.testing.assert_array_equal(
+        quarter,
+        np.rot90(cv2.imread(str(turned), cv2.IMREAD_REDUCED_COLOR_4 | cv2.IMREAD_IGNORE_ORIENTATION), 1),
+    )
 
 
 def test_uint16_label_maps_are_coloured_with_void_white() -> None:
@@ -196,5 +211,7 @@ def test_uint16_label_maps_are_coloured_with_void_white() -> None:
     assert colours[0].tolist() == [0, 0, 0] and colours[3].tolist() == [255, 255, 255]
     assert colours[2].tolist() == palette(1204)[300][::-1]  # BGR
     assert len({tuple(c) for c in palette(1204)}) == 1204
-    panel = explained_panel([("a", np.zeros((1, 4, 3), np.uint8))], [semantic], [f"c{k}" for k in range(1204)])
+    panel = explained_panel(
+        [("a", np.zeros((1, 4, 3), np.uint8))], [semantic], [f"c{k}" for k in range(1204)]
+    )
     assert panel.shape[1] == 4

@@ -11,8 +11,9 @@ from cocoseg.core.errors import UserError
 from cocoseg.evaluation.compare import render_markdown, write_comparison, write_curves, write_headline
 
 
-def write_fake_evaluation(folder: Path, metrics: dict, speed: dict | None = None,
-                          per_class: dict | None = None) -> None:
+def write_fake_evaluation(
+    folder: Path, metrics: dict, speed: dict | None = None, per_class: dict | None = None
+) -> None:
     """evaluate's files: metrics.json, speed.json, and per_class.json's records from {class: (iou, dice)}."""
     folder.mkdir(parents=True)
     (folder / "metrics.json").write_text(json.dumps(metrics))
@@ -25,15 +26,22 @@ def write_fake_evaluation(folder: Path, metrics: dict, speed: dict | None = None
 
 def test_compare_ranks_models(tmp_path: Path) -> None:
     evaluate = tmp_path / "evaluate"
-    write_fake_evaluation(evaluate / "alpha",
-                          {"miou": 0.5, "dice": 0.6, "pixel_accuracy": 0.9, "params": 1234567},
-                          {"images_per_second": 123.456, "device": "cpu"},
-                          {"cat": (0.25, 0.4), "dog": (0.75, 0.8)})
-    write_fake_evaluation(evaluate / "beta",
-                          {"miou": 0.75, "dice": 0.8, "pixel_accuracy": 0.95, "params": 99},
-                          per_class={"dog": (0.5, 0.6), "cow": (0.9, 0.95)})
-    write_fake_evaluation(evaluate / "gamma",  # nothing scored: ranks last
-                          {"miou": None, "dice": None, "pixel_accuracy": None, "params": 5}, per_class={})
+    write_fake_evaluation(
+        evaluate / "alpha",
+        {"miou": 0.5, "dice": 0.6, "pixel_accuracy": 0.9, "params": 1234567},
+        {"images_per_second": 123.456, "device": "cpu"},
+        {"cat": (0.25, 0.4), "dog": (0.75, 0.8)},
+    )
+    write_fake_evaluation(
+        evaluate / "beta",
+        {"miou": 0.75, "dice": 0.8, "pixel_accuracy": 0.95, "params": 99},
+        per_class={"dog": (0.5, 0.6), "cow": (0.9, 0.95)},
+    )
+    write_fake_evaluation(
+        evaluate / "gamma",  # nothing scored: ranks last
+        {"miou": None, "dice": None, "pixel_accuracy": None, "params": 5},
+        per_class={},
+    )
     md, js = tmp_path / "compare.md", tmp_path / "compare.json"
     rows = write_comparison(evaluate, ["alpha", "beta", "gamma"], md, js)
     assert [r["model"] for r in rows] == ["beta", "alpha", "gamma"]
@@ -41,8 +49,10 @@ def test_compare_ranks_models(tmp_path: Path) -> None:
     write_headline(rows, tmp_path / "miou.json")  # one key per model, for `dvc exp show`'s miou.<model>
     headline = json.loads((tmp_path / "miou.json").read_text())
     assert headline == {"miou": {"alpha": 0.5, "beta": 0.75, "gamma": None}}
-    assert json.loads(js.read_text())["models"][1]["per_class"] == {"cat": {"iou": 0.25, "dice": 0.4},
-                                                                     "dog": {"iou": 0.75, "dice": 0.8}}
+    assert json.loads(js.read_text())["models"][1]["per_class"] == {
+        "cat": {"iou": 0.25, "dice": 0.4},
+        "dog": {"iou": 0.75, "dice": 0.8},
+    }
     text = md.read_text()
     assert "## IoU per class, worst first (3 classes)" in text
     table = [line for line in text.splitlines() if line.startswith("|")]

@@ -15,10 +15,7 @@ from cocoseg.training.module import build_metrics
 # is ignored); class 3 is only predicted. Kept pixels: truth 0 0 1 1 0, prediction 0 1 1 3 0.
 TARGET = np.array([[0, 0, 1], [1, 255, 0]], np.uint8)
 PRED = np.array([[0, 1, 1], [3, 2, 0]], np.uint8)
-CM = np.array([[2, 1, 0, 0],
-               [0, 1, 0, 1],
-               [0, 0, 0, 0],
-               [0, 0, 0, 0]])
+CM = np.array([[2, 1, 0, 0], [0, 1, 0, 1], [0, 0, 0, 0], [0, 0, 0, 0]])
 
 
 def test_confusion_matrix_by_hand() -> None:
@@ -31,8 +28,9 @@ def test_confusion_matrix_by_hand() -> None:
 def test_confusion_matrix_adds_up_over_images() -> None:
     # evaluate sums per-image matrices: the same as one matrix over the concatenated pixels
     a, b = (TARGET, PRED), (np.array([[3, 3]]), np.array([[3, 0]]))
-    whole = confusion_matrix(np.concatenate([a[0].ravel(), b[0].ravel()]),
-                             np.concatenate([a[1].ravel(), b[1].ravel()]), 4)
+    whole = confusion_matrix(
+        np.concatenate([a[0].ravel(), b[0].ravel()]), np.concatenate([a[1].ravel(), b[1].ravel()]), 4
+    )
     np.testing.assert_array_equal(confusion_matrix(*a, 4) + confusion_matrix(*b, 4), whole)
 
 
@@ -79,8 +77,11 @@ def test_torchmetrics_agree_with_numpy() -> None:
     cm = np.zeros((k, k), np.int64)
     for _ in range(3):  # several updates: dataset-level accumulation, not a mean of per-batch scores
         target = rng.choice([0, 1, 3, 255], size=(2, 16, 16), p=[0.4, 0.3, 0.2, 0.1])  # 2 and 4 never true
-        pred = np.where(rng.random(target.shape) < 0.6, np.where(target == 255, 0, target),
-                        rng.choice([0, 1, 3, 4], size=target.shape))  # 4 only predicted, 2 never
+        pred = np.where(
+            rng.random(target.shape) < 0.6,
+            np.where(target == 255, 0, target),
+            rng.choice([0, 1, 3, 4], size=target.shape),
+        )  # 4 only predicted, 2 never
         metrics.update(torch.from_numpy(pred), torch.from_numpy(target))
         cm += confusion_matrix(target, pred, k)
     assert cm[2].sum() == cm[:, 2].sum() == 0 and cm[4].sum() == 0 < cm[:, 4].sum()

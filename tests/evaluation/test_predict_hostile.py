@@ -19,15 +19,26 @@ from proctree import Watched, assert_contained, watch
 from cocoseg.models import build_model, model_spec
 from cocoseg.models.checkpoint import save_checkpoint
 
-PREP = {"image_size": [64, 64], "mean": [0.485, 0.456, 0.406], "std": [0.229, 0.224, 0.225], "channels": "RGB"}
+PREP = {
+    "image_size": [64, 64],
+    "mean": [0.485, 0.456, 0.406],
+    "std": [0.229, 0.224, 0.225],
+    "channels": "RGB",
+}
 
 
 @pytest.fixture(scope="module")
 def model(tmp_path_factory: pytest.TempPathFactory) -> Path:
     torch.manual_seed(0)
     path = tmp_path_factory.mktemp("model") / "model.pt"
-    save_checkpoint(path, build_model("fastscnn", 3).state_dict(), model_spec("fastscnn", 3, "resnet18"), PREP,
-                    ["background", "disk", "square"], {})
+    save_checkpoint(
+        path,
+        build_model("fastscnn", 3).state_dict(),
+        model_spec("fastscnn", 3, "resnet18"),
+        PREP,
+        ["background", "disk", "square"],
+        {},
+    )
     return path
 
 
@@ -63,13 +74,20 @@ def test_folder_of_hostile_images_skips_each_with_a_line(model: Path, tmp_path: 
     result = predict(model, tmp_path, "--device", "cpu", "--out", "out", "photos")
     assert result.returncode == 0, result.stderr
     assert "Traceback" not in result.stderr
-    warnings = sorted(line.split(": ", 1)[1] for line in result.stderr.splitlines() if line.startswith("WARNING"))
+    warnings = sorted(
+        line.split(": ", 1)[1] for line in result.stderr.splitlines() if line.startswith("WARNING")
+    )
     assert warnings == [
-        ("skipped photos/claims.png: image too large (40000x40000 is 1600.0 megapixels, over the budget of 64.0 "
-         "(--max-pixels))"),
-        ("skipped photos/huge.png: image too large (20000x20000 is 400.0 megapixels, over the budget of 64.0 "
-         "(--max-pixels))"),
-        "skipped photos/x.jpg: not a regular file"]
+        (
+            "skipped photos/claims.png: image too large (40000x40000 is 1600.0 megapixels, over the budget of 64.0 "
+            "(--max-pixels))"
+        ),
+        (
+            "skipped photos/huge.png: image too large (20000x20000 is 400.0 megapixels, over the budget of 64.0 "
+            "(--max-pixels))"
+        ),
+        "skipped photos/x.jpg: not a regular file",
+    ]
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["ok_mask.png", "ok_overlay.png"]
     assert_contained(result)
 
@@ -91,12 +109,16 @@ def test_out_naming_a_file_is_one_line_and_the_file_is_kept(model: Path, tmp_pat
     assert_contained(result)
 
 
-@pytest.mark.parametrize(("device", "message"), [
-    ("cuda", "--device 'cuda': this machine has 0 CUDA devices; expected cpu"),
-    ("gpu0", "--device 'gpu0': not a device name; expected cpu, cuda, cuda:N or mps"),
-])
-def test_missing_or_unknown_device_is_named_not_blamed_on_the_model(model: Path, tmp_path: Path, device: str,
-                                                                     message: str) -> None:
+@pytest.mark.parametrize(
+    ("device", "message"),
+    [
+        ("cuda", "--device 'cuda': this machine has 0 CUDA devices; expected cpu"),
+        ("gpu0", "--device 'gpu0': not a device name; expected cpu, cuda, cuda:N or mps"),
+    ],
+)
+def test_missing_or_unknown_device_is_named_not_blamed_on_the_model(
+    model: Path, tmp_path: Path, device: str, message: str
+) -> None:
     """It used to be reported as a damaged model file."""
     if device.startswith("cuda") and torch.cuda.is_available():
         pytest.skip("this machine has a CUDA device: asking for one is no error here")

@@ -34,8 +34,9 @@ print(json.dumps({"before_mib": before / 1024, "peak_mib": resource.getrusage(re
 
 @pytest.mark.slow
 def test_predict_peak_memory_on_a_large_photo(tmp_path: Path) -> None:
-    result = subprocess.run([sys.executable, "-c", SCRIPT], cwd=tmp_path, capture_output=True, text=True,
-                            timeout=300)
+    result = subprocess.run(
+        [sys.executable, "-c", SCRIPT], cwd=tmp_path, capture_output=True, text=True, timeout=300
+    )
     assert result.returncode == 0, result.stderr
     report = json.loads(result.stdout.strip().splitlines()[-1])
     assert report["shape"] == [4000, 6000] and report["classes"] > 1

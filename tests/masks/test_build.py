@@ -47,8 +47,15 @@ def image(image_id: int, h: int = H, w: int = W) -> dict:
 
 
 def ann(ann_id: int, image_id: int, category_id: int, segmentation: object, iscrowd: int = 0) -> dict:
-    return {"id": ann_id, "image_id": image_id, "category_id": category_id, "iscrowd": iscrowd,
-            "segmentation": segmentation, "area": 0.0, "bbox": [0, 0, 0, 0]}
+    return {
+        "id": ann_id,
+        "image_id": image_id,
+        "category_id": category_id,
+        "iscrowd": iscrowd,
+        "segmentation": segmentation,
+        "area": 0.0,
+        "bbox": [0, 0, 0, 0],
+    }
 
 
 IMAGES = [image(i) for i in range(1, 11)] + [image(11, H, W)]  # 11: the file is 2 pixels wider
@@ -125,9 +132,16 @@ def files_of(root: Path) -> dict[str, bytes]:
 def test_report_counts_and_reasons(coco_root: Path, tmp_path: Path) -> None:
     report = run(coco_root, tmp_path / "masks")
     assert report["counts"] == {
-        "images": 11, "images_written": 8, "images_skipped": 3,
-        "annotations": 20, "annotations_painted": 11, "annotations_crowd": 1, "annotations_unselected": 0,
-        "annotations_skipped": 6, "annotations_in_skipped_images": 2, "size_mismatches": 1,
+        "images": 11,
+        "images_written": 8,
+        "images_skipped": 3,
+        "annotations": 20,
+        "annotations_painted": 11,
+        "annotations_crowd": 1,
+        "annotations_unselected": 0,
+        "annotations_skipped": 6,
+        "annotations_in_skipped_images": 2,
+        "size_mismatches": 1,
         "images_turned_upright": 0,
     }
     skipped_images = {e["image_id"]: e["reason"] for e in report["skipped_images"]}
@@ -138,16 +152,29 @@ def test_report_counts_and_reasons(coco_root: Path, tmp_path: Path) -> None:
     assert report["skipped_annotations"] == [
         {"split": SPLIT, "annotation_id": 9901, "image_id": 555, "reason": "image_id 555 is not in images"},
         {"split": SPLIT, "annotation_id": 701, "image_id": 7, "reason": "mask is empty"},
-        {"split": SPLIT, "annotation_id": 801, "image_id": 8,
-         "reason": "malformed segmentation: polygon 0 has 4 coordinates (need an even number >= 6)"},
-        {"split": SPLIT, "annotation_id": 802, "image_id": 8,
-         "reason": "malformed segmentation: empty segmentation list"},
+        {
+            "split": SPLIT,
+            "annotation_id": 801,
+            "image_id": 8,
+            "reason": "malformed segmentation: polygon 0 has 4 coordinates (need an even number >= 6)",
+        },
+        {
+            "split": SPLIT,
+            "annotation_id": 802,
+            "image_id": 8,
+            "reason": "malformed segmentation: empty segmentation list",
+        },
         {"split": SPLIT, "annotation_id": 803, "image_id": 8, "reason": "unknown category id 99"},
         {"split": SPLIT, "annotation_id": 805, "image_id": 8, "reason": "iscrowd must be 0 or 1, got 2"},
     ]
-    assert report["notices"] == [{
-        "split": SPLIT, "image_id": 11, "file_name": "011.jpg",
-        "notice": f"JSON size {H}x{W} differs from the file's {H}x{W + 2}; masks use the file's size"}]
+    assert report["notices"] == [
+        {
+            "split": SPLIT,
+            "image_id": 11,
+            "file_name": "011.jpg",
+            "notice": f"JSON size {H}x{W} differs from the file's {H}x{W + 2}; masks use the file's size",
+        }
+    ]
     assert json.loads((tmp_path / "masks" / "report.json").read_text()) == report
 
 
@@ -155,9 +182,11 @@ def test_skipped_images_get_no_files(coco_root: Path, tmp_path: Path) -> None:
     out = tmp_path / "masks"
     run(coco_root, out)
     assert sorted(p.name for p in (out / "semantic" / SPLIT).iterdir()) == [
-        f"{i:03d}.png" for i in (1, 2, 3, 4, 5, 7, 8, 11)]
+        f"{i:03d}.png" for i in (1, 2, 3, 4, 5, 7, 8, 11)
+    ]
     assert sorted(p.name for p in (out / "instance" / SPLIT).iterdir()) == sorted(
-        [*(f"{i:03d}.png" for i in (1, 2, 3, 4, 5, 7, 8, 11)), "instances.jsonl"])
+        [*(f"{i:03d}.png" for i in (1, 2, 3, 4, 5, 7, 8, 11)), "instances.jsonl"]
+    )
     tables = (out / "instance" / SPLIT / "instances.jsonl").read_text().splitlines()
     assert [json.loads(line)["image_id"] for line in tables] == [1, 2, 3, 4, 5, 7, 8, 11]
 
@@ -168,8 +197,12 @@ def test_polygon_with_several_parts(coco_root: Path, tmp_path: Path) -> None:
     expected = box(1, 4, 1, 4) | box(6, 9, 7, 11)
     np.testing.assert_array_equal(semantic(out, 1), expected)  # cat is class 1
     np.testing.assert_array_equal(instance(out, 1), expected)
-    assert table(out, 1) == {"image_id": 1, "instances": [
-        {"instance": 1, "annotation_id": 101, "category_id": CAT, "class_id": 1, "area": 21, "pixels": 21}]}
+    assert table(out, 1) == {
+        "image_id": 1,
+        "instances": [
+            {"instance": 1, "annotation_id": 101, "category_id": CAT, "class_id": 1, "area": 21, "pixels": 21}
+        ],
+    }
 
 
 def test_compressed_and_uncompressed_rle(coco_root: Path, tmp_path: Path) -> None:
@@ -198,7 +231,9 @@ def test_same_class_overlap_is_union(coco_root: Path, tmp_path: Path) -> None:
     np.testing.assert_array_equal(semantic(out, 4), 2 * (a | b))
     np.testing.assert_array_equal(instance(out, 4), np.where(a == 1, 1, 2 * b))  # the larger one on top
     assert [(r["annotation_id"], r["area"], r["pixels"]) for r in table(out, 4)["instances"]] == [
-        (401, 36, 36), (402, 25, 21)]
+        (401, 36, 36),
+        (402, 25, 21),
+    ]
 
 
 @pytest.mark.parametrize(
@@ -210,8 +245,9 @@ def test_same_class_overlap_is_union(coco_root: Path, tmp_path: Path) -> None:
         ({"overlap": "void"}, VOID, 0),
     ],
 )
-def test_different_class_overlap(coco_root: Path, tmp_path: Path, cfg: dict, shared_class: int,
-                                 shared_instance: int) -> None:
+def test_different_class_overlap(
+    coco_root: Path, tmp_path: Path, cfg: dict, shared_class: int, shared_instance: int
+) -> None:
     out = tmp_path / "masks"
     run(coco_root, out, **cfg)
     a, b = box(0, 6, 0, 8), box(3, 9, 5, 11)
@@ -220,12 +256,27 @@ def test_different_class_overlap(coco_root: Path, tmp_path: Path, cfg: dict, sha
     np.testing.assert_array_equal(semantic(out, 5), expected)
     np.testing.assert_array_equal(instance(out, 5), np.where(shared, shared_instance, 1 * a + 2 * b))
     pixels = {1: (48, 27), 2: (39, 36), 0: (39, 27)}[shared_instance]
-    assert table(out, 5) == {"image_id": 5, "instances": [
-        {"instance": 1, "annotation_id": 501, "category_id": CAT, "class_id": 1, "area": 48,
-         "pixels": pixels[0]},
-        {"instance": 2, "annotation_id": 502, "category_id": CAR, "class_id": 3, "area": 36,
-         "pixels": pixels[1]},
-    ]}
+    assert table(out, 5) == {
+        "image_id": 5,
+        "instances": [
+            {
+                "instance": 1,
+                "annotation_id": 501,
+                "category_id": CAT,
+                "class_id": 1,
+                "area": 48,
+                "pixels": pixels[0],
+            },
+            {
+                "instance": 2,
+                "annotation_id": 502,
+                "category_id": CAR,
+                "class_id": 3,
+                "area": 36,
+                "pixels": pixels[1],
+            },
+        ],
+    }
 
 
 def test_empty_mask_and_malformed_annotations_are_not_painted(coco_root: Path, tmp_path: Path) -> None:
@@ -252,8 +303,10 @@ def test_keep_empty_images(coco_root: Path, tmp_path: Path) -> None:
     assert table(out, 6) == {"image_id": 6, "instances": []}
     assert {e["image_id"] for e in report["skipped_images"]} == {9, 10}
     assert report["counts"]["images_written"] == 9
-    assert "val2017/006.jpg" in {*json.loads((out / "split.json").read_text())["train"],
-                                 *json.loads((out / "split.json").read_text())["val"]}
+    assert "val2017/006.jpg" in {
+        *json.loads((out / "split.json").read_text())["train"],
+        *json.loads((out / "split.json").read_text())["val"],
+    }
 
 
 def test_category_selection(coco_root: Path, tmp_path: Path) -> None:
@@ -262,24 +315,29 @@ def test_category_selection(coco_root: Path, tmp_path: Path) -> None:
     np.testing.assert_array_equal(semantic(out, 2), 2 * box(0, 2, 0, 12))  # the dog is background
     np.testing.assert_array_equal(instance(out, 2), box(0, 2, 0, 12))
     assert table(out, 2)["instances"] == [
-        {"instance": 1, "annotation_id": 202, "category_id": CAR, "class_id": 2, "area": 24, "pixels": 24}]
+        {"instance": 1, "annotation_id": 202, "category_id": CAR, "class_id": 2, "area": 24, "pixels": 24}
+    ]
     assert report["counts"]["annotations_unselected"] == 6  # 201, 401, 402, 702, 801, 802
     assert report["counts"]["annotations_painted"] == 7  # 101, 202, 301, 501, 502, 804, 1101
     assert {e["image_id"]: e["reason"] for e in report["skipped_images"]}.keys() == {4, 6, 7, 9, 10}
     assert json.loads((out / "labels.json").read_text())["classes"][1:] == [
         {"id": 1, "coco_id": CAT, "name": "cat", "color": [128, 0, 0]},
-        {"id": 2, "coco_id": CAR, "name": "car", "color": [0, 128, 0]}]
+        {"id": 2, "coco_id": CAR, "name": "car", "color": [0, 128, 0]},
+    ]
 
 
 def test_labels_json(coco_root: Path, tmp_path: Path) -> None:
     out = tmp_path / "masks"
     run(coco_root, out)
-    assert json.loads((out / "labels.json").read_text()) == {"void": 255, "classes": [
-        {"id": 0, "coco_id": None, "name": "background", "color": [0, 0, 0]},
-        {"id": 1, "coco_id": 1, "name": "cat", "color": [128, 0, 0]},
-        {"id": 2, "coco_id": 3, "name": "dog", "color": [0, 128, 0]},
-        {"id": 3, "coco_id": 7, "name": "car", "color": [128, 128, 0]},
-    ]}
+    assert json.loads((out / "labels.json").read_text()) == {
+        "void": 255,
+        "classes": [
+            {"id": 0, "coco_id": None, "name": "background", "color": [0, 0, 0]},
+            {"id": 1, "coco_id": 1, "name": "cat", "color": [128, 0, 0]},
+            {"id": 2, "coco_id": 3, "name": "dog", "color": [0, 128, 0]},
+            {"id": 3, "coco_id": 7, "name": "car", "color": [128, 128, 0]},
+        ],
+    }
 
 
 def test_split_is_deterministic_disjoint_and_complete(coco_root: Path, tmp_path: Path) -> None:
@@ -300,8 +358,10 @@ def test_split_images() -> None:
     assert split == split_images(list(reversed(items)), 0.3, seed=0)  # input order does not matter
     assert len(split["val"]) == 3 and sorted(split["train"] + split["val"]) == sorted(items)
     assert len({split_images(items, 0.1, s)["val"][0] for s in range(10)}) > 1  # the seed matters
-    assert split_images(items[:2], 0.01, 0) in ({"train": [items[0]], "val": [items[1]]},
-                                                {"train": [items[1]], "val": [items[0]]})
+    assert split_images(items[:2], 0.01, 0) in (
+        {"train": [items[0]], "val": [items[1]]},
+        {"train": [items[1]], "val": [items[0]]},
+    )
     assert split_images(items[:2], 0.99, 0)["train"]  # train never empty with 2+ images
     assert split_images(items[:1], 0.2, 0) == {"train": [], "val": [items[0]]}
 
@@ -315,20 +375,25 @@ def test_split_images_coco_keeps_cocos_own_split_and_auto_picks_it_when_both_are
     pooled = split_images(train + val, 0.2, 0, "pooled")
     assert pooled != coco and len(pooled["val"]) == 2  # round(0.2 * 9), drawn from both splits
     assert split_images(val, 0.3, 0, "auto") == split_images(val, 0.3, 0)  # one split: pooled, as before
-    with pytest.raises(CocoFormatError, match=r"masks.split: the train part \(train2017\) has no written images"):
+    with pytest.raises(
+        CocoFormatError, match=r"masks.split: the train part \(train2017\) has no written images"
+    ):
         split_images(val, 0.3, 0, "coco")
 
 
 def test_build_with_train_and_val_splits_validates_on_val2017_by_default(make_coco, tmp_path: Path) -> None:
-    root = make_coco([image(1), image(2)], [ann(1, 1, CAT, [box_poly(0, 4, 0, 4)]),
-                                            ann(2, 2, DOG, [box_poly(0, 4, 0, 4)])])
+    root = make_coco(
+        [image(1), image(2)], [ann(1, 1, CAT, [box_poly(0, 4, 0, 4)]), ann(2, 2, DOG, [box_poly(0, 4, 0, 4)])]
+    )
     train_annotations = [ann(10 + i, i, CAT, [box_poly(1, 5, 1, 5)]) for i in (7, 8, 9)]
     make_coco([image(7), image(8), image(9)], train_annotations, split="train2017")
     cfg = MasksConfig(workers=1, preview=0)
     build_masks(root, tmp_path / "out", ("train2017", "val2017"), cfg, seed=0)
     split = json.loads((tmp_path / "out" / "split.json").read_text())
-    assert split == {"train": ["train2017/007.jpg", "train2017/008.jpg", "train2017/009.jpg"],
-                     "val": ["val2017/001.jpg", "val2017/002.jpg"]}
+    assert split == {
+        "train": ["train2017/007.jpg", "train2017/008.jpg", "train2017/009.jpg"],
+        "val": ["val2017/001.jpg", "val2017/002.jpg"],
+    }
     pooled_cfg = dataclasses.replace(cfg, split="pooled")
     build_masks(root, tmp_path / "pooled", ("train2017", "val2017"), pooled_cfg, seed=0)
     pooled = json.loads((tmp_path / "pooled" / "split.json").read_text())
@@ -370,8 +435,9 @@ def test_manifest_hashes_every_written_image_and_its_mask(coco_root: Path, tmp_p
         assert mask_hash == sha256_128(out / "semantic" / SPLIT / item.split("/")[1].replace(".jpg", ".png"))
 
 
-def test_manifest_is_byte_identical_across_builds_and_follows_one_image_byte(coco_root: Path,
-                                                                              tmp_path: Path) -> None:
+def test_manifest_is_byte_identical_across_builds_and_follows_one_image_byte(
+    coco_root: Path, tmp_path: Path
+) -> None:
     run(coco_root, tmp_path / "a")
     run(coco_root, tmp_path / "b")
     assert (tmp_path / "a" / "manifest.tsv").read_bytes() == (tmp_path / "b" / "manifest.tsv").read_bytes()
@@ -391,7 +457,6 @@ def test_manifest_is_byte_identical_across_builds_and_follows_one_image_byte(coc
     assert after[f"{SPLIT}/001.jpg"] == (sha256_128(path), before[f"{SPLIT}/001.jpg"][1])
 
 
-
 def list_contents(coco_root: Path, digests: dict[str, str]) -> None:
     """Write coco_root/contents.tsv as extract does: after the files it lists, so newer than they are."""
     (coco_root / "contents.tsv").write_text(format_contents(digests))
@@ -406,7 +471,9 @@ def test_manifest_takes_image_digests_from_contents_tsv(coco_root: Path, tmp_pat
     out = tmp_path / "masks"
     run(coco_root, out)
     rows = manifest_rows(out)
-    assert {item: image_hash for item, (image_hash, _) in rows.items()} == {item: listed[item] for item in rows}
+    assert {item: image_hash for item, (image_hash, _) in rows.items()} == {
+        item: listed[item] for item in rows
+    }
 
     # an image changed after the list was written (its mtime is later) is hashed afresh; so is one the
     # list leaves out
@@ -419,13 +486,15 @@ def test_manifest_takes_image_digests_from_contents_tsv(coco_root: Path, tmp_pat
     again = manifest_rows(tmp_path / "again")
     assert again[f"{SPLIT}/001.jpg"][0] == sha256_128(touched)
     assert again[f"{SPLIT}/002.jpg"][0] == sha256_128(coco_root / SPLIT / "002.jpg")
-    assert {item: row for item, row in again.items() if item not in (f"{SPLIT}/001.jpg", f"{SPLIT}/002.jpg")} \
-        == {item: row for item, row in rows.items() if item not in (f"{SPLIT}/001.jpg", f"{SPLIT}/002.jpg")}
+    assert {
+        item: row for item, row in again.items() if item not in (f"{SPLIT}/001.jpg", f"{SPLIT}/002.jpg")
+    } == {item: row for item, row in rows.items() if item not in (f"{SPLIT}/001.jpg", f"{SPLIT}/002.jpg")}
 
 
 def test_a_contents_tsv_of_another_format_is_not_used(coco_root: Path, tmp_path: Path) -> None:
-    (coco_root / "contents.tsv").write_text("path\tmd5\n" + "".join(
-        f"{SPLIT}/{p.name}\t{0:032x}\n" for p in (coco_root / SPLIT).iterdir()))
+    (coco_root / "contents.tsv").write_text(
+        "path\tmd5\n" + "".join(f"{SPLIT}/{p.name}\t{0:032x}\n" for p in (coco_root / SPLIT).iterdir())
+    )
     out = tmp_path / "masks"
     run(coco_root, out)
     for item, (image_hash, _) in manifest_rows(out).items():
@@ -444,7 +513,9 @@ def test_previews(coco_root: Path, tmp_path: Path) -> None:
         h, w = sem.shape
         # captions, then image | mask | overlay with 4-pixel gaps, then a legend of the classes present
         assert panel.shape[1] == 3 * w + 2 * 4 and panel.shape[0] >= TEXT_HEIGHT + h + TEXT_HEIGHT
-        np.testing.assert_array_equal(panel[TEXT_HEIGHT:TEXT_HEIGHT + h, w + 4:2 * w + 4], colourise(sem, 4))
+        np.testing.assert_array_equal(
+            panel[TEXT_HEIGHT : TEXT_HEIGHT + h, w + 4 : 2 * w + 4], colourise(sem, 4)
+        )
 
 
 def test_preview_folder_exists_even_when_empty(coco_root: Path, tmp_path: Path) -> None:
@@ -462,8 +533,9 @@ def test_old_output_is_replaced_whole(coco_root: Path, tmp_path: Path) -> None:
     assert sorted(p.name for p in tmp_path.iterdir()) == ["coco", "masks"]
 
 
-def test_interrupted_run_keeps_previous_output(coco_root: Path, tmp_path: Path,
-                                               monkeypatch: pytest.MonkeyPatch) -> None:
+def test_interrupted_run_keeps_previous_output(
+    coco_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     out = tmp_path / "masks"
     run(coco_root, out)
     before = files_of(out)
@@ -482,7 +554,9 @@ def test_interrupted_run_keeps_previous_output(coco_root: Path, tmp_path: Path,
 
 
 def test_no_image_with_masks_is_an_error(make_coco: Callable[..., Path], tmp_path: Path) -> None:
-    root = make_coco([image(1), image(2)], [ann(1, 9, CAT, [box_poly(0, 3, 0, 3)])])  # an annotation of no image
+    root = make_coco(
+        [image(1), image(2)], [ann(1, 9, CAT, [box_poly(0, 3, 0, 3)])]
+    )  # an annotation of no image
     with pytest.raises(CocoFormatError, match=r"no image produced a mask; .*'reason': 'no kept annotations'"):
         run(root, tmp_path / "masks")
     assert not (tmp_path / "masks").exists()
@@ -490,10 +564,17 @@ def test_no_image_with_masks_is_an_error(make_coco: Callable[..., Path], tmp_pat
 
 def test_splits_with_different_categories_fail(make_coco: Callable[..., Path], tmp_path: Path) -> None:
     root = make_coco([image(1)], [ann(1, 1, CAT, [box_poly(0, 3, 0, 3)])])
-    make_coco([image(1)], [ann(1, 1, CAT, [box_poly(0, 3, 0, 3)])], split="train2017",
-              categories=[{"id": 1, "name": "cat"}])
-    with pytest.raises(CocoFormatError, match=r"instances_val2017\.json: categories differ from .*"
-                                              r"instances_train2017\.json"):
+    make_coco(
+        [image(1)],
+        [ann(1, 1, CAT, [box_poly(0, 3, 0, 3)])],
+        split="train2017",
+        categories=[{"id": 1, "name": "cat"}],
+    )
+    with pytest.raises(
+        CocoFormatError,
+        match=r"instances_val2017\.json: categories differ from .*"
+        r"instances_train2017\.json",
+    ):
         build_masks(root, tmp_path / "masks", ("train2017", SPLIT), MasksConfig(workers=1, preview=0), 0)
 
 
@@ -509,8 +590,10 @@ def test_sample_masks_equal_ann_to_mask(sample_coco: Path, tmp_path: Path) -> No
     classes = {cat_id: k + 1 for k, cat_id in enumerate(cat_ids)}
     skipped = {e["annotation_id"] for e in report["skipped_annotations"]}
     checked_pixels = checked_images = 0
-    tables = {json.loads(line)["image"]: json.loads(line)["instances"]
-              for line in (out / "instance" / SPLIT / "instances.jsonl").read_text().splitlines()}
+    tables = {
+        json.loads(line)["image"]: json.loads(line)["instances"]
+        for line in (out / "instance" / SPLIT / "instances.jsonl").read_text().splitlines()
+    }
     for image_id, img in coco.imgs.items():
         stem = Path(img["file_name"]).stem
         if not (out / "semantic" / SPLIT / f"{stem}.png").exists():
@@ -550,22 +633,36 @@ def test_sample_masks_equal_ann_to_mask(sample_coco: Path, tmp_path: Path) -> No
 
 
 def test_sample_report(sample_coco: Path, tmp_path: Path) -> None:
-    report = build_masks(sample_coco, tmp_path / "masks", (SPLIT,),
-                         dataclasses.replace(MasksConfig(), workers=1, preview=0), 42)
+    report = build_masks(
+        sample_coco,
+        tmp_path / "masks",
+        (SPLIT,),
+        dataclasses.replace(MasksConfig(), workers=1, preview=0),
+        42,
+    )
     assert {e["image_id"]: e["reason"].split(" (")[0] for e in report["skipped_images"]} == {
-        3: "no kept annotations", 7: "image file missing", 8: "image file unreadable"}
+        3: "no kept annotations",
+        7: "image file missing",
+        8: "image file unreadable",
+    }
     reasons = {e["image_id"]: [] for e in report["skipped_annotations"]}
     for e in report["skipped_annotations"]:
         reasons[e["image_id"]].append(e["reason"])
-    assert reasons == {4: ["mask is empty"], 5: [
-        "malformed segmentation: polygon 0 has 4 coordinates (need an even number >= 6)",
-        "malformed segmentation: empty segmentation list", "unknown category id 99"]}
+    assert reasons == {
+        4: ["mask is empty"],
+        5: [
+            "malformed segmentation: polygon 0 has 4 coordinates (need an even number >= 6)",
+            "malformed segmentation: empty segmentation list",
+            "unknown category id 99",
+        ],
+    }
     assert [n["image_id"] for n in report["notices"]] == [10]
     assert report["counts"]["annotations_crowd"] == 1
 
 
-def test_an_image_folder_named_like_the_instance_table_is_refused(make_coco: Callable[..., Path],
-                                                                  tmp_path: Path) -> None:
+def test_an_image_folder_named_like_the_instance_table_is_refused(
+    make_coco: Callable[..., Path], tmp_path: Path
+) -> None:
     root = make_coco([image(1)], [ann(1, 1, CAT, [box_poly(0, 3, 0, 3)])])
     data = json.loads((root / "annotations" / "instances_val2017.json").read_text())
     data["images"][0]["file_name"] = "instances.jsonl/001.jpg"

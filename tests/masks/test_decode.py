@@ -15,8 +15,11 @@ H, W = 10, 12
 def ann_to_mask(segmentation: object, height: int = H, width: int = W) -> np.ndarray:
     """pycocotools' official rasterisation, for reference."""
     coco = COCO()
-    coco.dataset = {"images": [{"id": 1, "height": height, "width": width}], "categories": [{"id": 1}],
-                    "annotations": [{"id": 1, "image_id": 1, "category_id": 1, "segmentation": segmentation}]}
+    coco.dataset = {
+        "images": [{"id": 1, "height": height, "width": width}],
+        "categories": [{"id": 1}],
+        "annotations": [{"id": 1, "image_id": 1, "category_id": 1, "segmentation": segmentation}],
+    }
     coco.createIndex()
     return coco.annToMask(coco.anns[1])
 
@@ -93,21 +96,27 @@ def test_empty_rle_has_area_zero(encode) -> None:
     ("segmentation", "reason"),
     [
         ([[10.0, 10.0, 20.0, 20.0]], "polygon 0 has 4 coordinates (need an even number >= 6)"),
-        ([[1, 1, 5, 1, 5, 5], [1, 1, 5, 1, 5, 5, 1]],
-         "polygon 1 has 7 coordinates (need an even number >= 6)"),
+        (
+            [[1, 1, 5, 1, 5, 5], [1, 1, 5, 1, 5, 5, 1]],
+            "polygon 1 has 7 coordinates (need an even number >= 6)",
+        ),
         ([], "empty segmentation list"),
         ([[1, 1, 5, "x", 5, 5]], "polygon 0 is not a list of numbers"),
         ([[1, 1, 5, float("nan"), 5, 5]], "polygon 0 is not a list of numbers"),
         ([[1, 1, 5, float("inf"), 5, 5]], "polygon 0 is not a list of numbers"),
         ([[1, 1, 5, True, 5, 5]], "polygon 0 is not a list of numbers"),
         ([1, 1, 5, 1, 5, 5], "polygon 0 is not a list of numbers"),  # flat list: not wrapped in a list
-        ({"size": [H, W + 1], "counts": [H * (W + 1)]}, f"RLE size [{H}, {W + 1}] does not match the image "
-                                                         f"size [{H}, {W}]"),
+        (
+            {"size": [H, W + 1], "counts": [H * (W + 1)]},
+            f"RLE size [{H}, {W + 1}] does not match the image size [{H}, {W}]",
+        ),
         ({"size": [H], "counts": "abc"}, f"RLE 'size' must be [height, width], got [{H}]"),
         ({"counts": [H * W]}, "RLE 'size' must be [height, width], got None"),
         ({"size": [H, W], "counts": [5, 3]}, f"uncompressed RLE covers 8 pixels, image has {H * W}"),
-        ({"size": [H, W], "counts": [H * W + 2, -2]},
-         "uncompressed RLE 'counts' must be non-negative integers"),
+        (
+            {"size": [H, W], "counts": [H * W + 2, -2]},
+            "uncompressed RLE 'counts' must be non-negative integers",
+        ),
         ({"size": [H, W], "counts": 17}, "RLE 'counts' must be a string or a list, got int"),
         ("polygon", "segmentation must be a polygon list or an RLE object, got str"),
         (None, "segmentation must be a polygon list or an RLE object, got NoneType"),

@@ -32,8 +32,10 @@ def export(request: pytest.FixtureRequest, tmp_path: Path) -> Export:
 
 def test_every_style_matches_pycocotools_in_the_pipeline_layout(export: Export, tmp_path: Path) -> None:
     report = build_pipeline_layout(export, tmp_path / "masks")
-    checked = sum(check_split_masks(files, tmp_path / "masks" / "semantic" / name, tmp_path / "masks" / "labels.json")
-                  for name, files in export.splits.items())
+    checked = sum(
+        check_split_masks(files, tmp_path / "masks" / "semantic" / name, tmp_path / "masks" / "labels.json")
+        for name, files in export.splits.items()
+    )
     assert checked == report["counts"]["images_written"] > 0
     split = json.loads((tmp_path / "masks" / "split.json").read_text())
     assert split["train"] and split["val"]
@@ -43,14 +45,39 @@ def test_every_style_matches_pycocotools_in_the_pipeline_layout(export: Export, 
 def test_every_style_matches_pycocotools_through_prepare_ann(export: Export, tmp_path: Path) -> None:
     for name, files in export.splits.items():
         out = tmp_path / "prepared" / name
-        assert cli.main(["prepare", "--ann", str(files.annotations), "--img_dir", str(files.images),
-                         "--out_dir", str(out), "--visualize", "1", "--workers", "1"]) == 0
+        assert (
+            cli.main(
+                [
+                    "prepare",
+                    "--ann",
+                    str(files.annotations),
+                    "--img_dir",
+                    str(files.images),
+                    "--out_dir",
+                    str(out),
+                    "--visualize",
+                    "1",
+                    "--workers",
+                    "1",
+                ]
+            )
+            == 0
+        )
         report = json.loads((out / "report.json").read_text())
-        assert check_split_masks(files, out / "semantic", out / "labels.json") == report["counts"]["images_written"]
+        assert (
+            check_split_masks(files, out / "semantic", out / "labels.json")
+            == report["counts"]["images_written"]
+        )
         tables = [json.loads(line) for line in (out / "instances.jsonl").read_text().splitlines()]
         assert len(tables) == report["counts"]["images_written"]
-        assert sorted(p.name for p in out.iterdir()) == ["instance", "instances.jsonl", "labels.json", "preview",
-                                                          "report.json", "semantic"]
+        assert sorted(p.name for p in out.iterdir()) == [
+            "instance",
+            "instances.jsonl",
+            "labels.json",
+            "preview",
+            "report.json",
+            "semantic",
+        ]
         assert len(list((out / "preview").rglob("*.png"))) == 1
 
 
@@ -58,12 +85,19 @@ def test_roboflow_names_its_parts_and_leaves_the_placeholder_category_out(tmp_pa
     export = STYLES["roboflow"](tmp_path / "export")
     report = build_pipeline_layout(export, tmp_path / "masks")
     labels = json.loads((tmp_path / "masks" / "labels.json").read_text())
-    assert [(c["coco_id"], c["name"]) for c in labels["classes"]] == [(None, "background"), (1, "cat"), (2, "dog")]
+    assert [(c["coco_id"], c["name"]) for c in labels["classes"]] == [
+        (None, "background"),
+        (1, "cat"),
+        (2, "dog"),
+    ]
     assert report["categories_unused"] == [{"id": 0, "name": "my-project"}]
     assert report["split"] == {"train": ["train"], "val": ["valid"], "test": ["test"]}
     split = json.loads((tmp_path / "masks" / "split.json").read_text())
     assert {part: sorted({item.split("/")[0] for item in items}) for part, items in split.items()} == {
-        "train": ["train"], "val": ["valid"], "test": ["test"]}
+        "train": ["train"],
+        "val": ["valid"],
+        "test": ["test"],
+    }
 
 
 def test_cvat_keeps_subfolders_and_class_id_zero(tmp_path: Path) -> None:
@@ -73,7 +107,9 @@ def test_cvat_keeps_subfolders_and_class_id_zero(tmp_path: Path) -> None:
     assert labels["classes"][1] == {"id": 1, "coco_id": 0, "name": "_background_", "color": [128, 0, 0]}
     assert (tmp_path / "masks" / "semantic" / "default" / "JPEGImages" / "frame_000.png").is_file()
     assert (tmp_path / "masks" / "instance" / "default" / "JPEGImages" / "frame_000.png").is_file()
-    table = json.loads((tmp_path / "masks" / "instance" / "default" / "instances.jsonl").read_text().splitlines()[0])
+    table = json.loads(
+        (tmp_path / "masks" / "instance" / "default" / "instances.jsonl").read_text().splitlines()[0]
+    )
     assert table["image"] == "JPEGImages/frame_000"
 
 
@@ -82,7 +118,12 @@ def test_rle_only_names_images_by_their_url(tmp_path: Path) -> None:
     report = build_pipeline_layout(export, tmp_path / "masks")
     assert report["counts"]["images_written"] == 3 and report["counts"]["annotations_crowd"] == 3
     labels = json.loads((tmp_path / "masks" / "labels.json").read_text())
-    assert [c["coco_id"] for c in labels["classes"]] == [None, 101, 250, 1203]  # 250: crowd only, still listed
+    assert [c["coco_id"] for c in labels["classes"]] == [
+        None,
+        101,
+        250,
+        1203,
+    ]  # 250: crowd only, still listed
     manifest = (tmp_path / "masks" / "manifest.tsv").read_text().splitlines()[1:]
     assert [line.split("\t")[0] for line in manifest] == [f"val/{i:012d}.jpg" for i in range(3)]
 
@@ -92,7 +133,9 @@ def test_names_shared_across_supercategories_become_distinct_classes(tmp_path: P
     build_pipeline_layout(export, tmp_path / "masks")
     labels = json.loads((tmp_path / "masks" / "labels.json").read_text())
     assert [c["name"] for c in labels["classes"]][1:] == export.notes["names"]
-    by_super = build_pipeline_layout(export, tmp_path / "upper", categories=["supercategory:upperbody", "pants"])
+    by_super = build_pipeline_layout(
+        export, tmp_path / "upper", categories=["supercategory:upperbody", "pants"]
+    )
     labels = json.loads((tmp_path / "upper" / "labels.json").read_text())
     assert [c["name"] for c in labels["classes"]][1:] == ["shirt", "sleeve (upperbody)", "pants"]
     assert by_super["counts"]["annotations_unselected"] == 1  # the dress's sleeve
@@ -102,7 +145,8 @@ def test_web_pngs_are_read_as_a_viewer_shows_them(tmp_path: Path) -> None:
     export = STYLES["web_pngs"](tmp_path / "export")
     report = build_pipeline_layout(export, tmp_path / "masks", preview=8)
     assert {(e["split"], e["file_name"], e["reason"]) for e in report["skipped_images"]} == {
-        ("val", "grey.png", "no kept annotations")}
+        ("val", "grey.png", "no kept annotations")
+    }
     for item, rgb in export.notes["viewed"].items():
         bgr = read_image(export.root / item)
         np.testing.assert_array_equal(bgr[..., ::-1], rgb, err_msg=item)
@@ -127,7 +171,9 @@ def test_exif_turned_photo_is_painted_upright_and_read_upright(tmp_path: Path) -
     assert mask.shape == (120, 80)
     image = read_image(export.root / "images" / "turned.jpg", size=mask.shape)
     # OpenCV applies the EXIF orientation itself when asked: the same decoder, so the same pixels
-    np.testing.assert_array_equal(image, cv2.imread(str(export.root / "images" / "turned.jpg"), cv2.IMREAD_COLOR))
+    np.testing.assert_array_equal(
+        image, cv2.imread(str(export.root / "images" / "turned.jpg"), cv2.IMREAD_COLOR)
+    )
     assert np.abs(image[..., ::-1].astype(int) - export.notes["upright"]).mean() < 3  # the upright picture
     stored = read_image(export.root / "images" / "as_stored.jpg", size=(80, 120))
     assert stored.shape == (80, 120, 3)  # its EXIF orientation is not what its JSON size says: as stored

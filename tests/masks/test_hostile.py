@@ -41,8 +41,13 @@ def image(image_id: int, name: str | None = None, h: int = 16, w: int = 16) -> d
 
 
 def ann(ann_id: int, image_id: int, segmentation: object, category_id: int = 1) -> dict:
-    return {"id": ann_id, "image_id": image_id, "category_id": category_id, "iscrowd": 0,
-            "segmentation": segmentation}
+    return {
+        "id": ann_id,
+        "image_id": image_id,
+        "category_id": category_id,
+        "iscrowd": 0,
+        "segmentation": segmentation,
+    }
 
 
 SQUARE = [[2, 2, 10, 2, 10, 10, 2, 10]]
@@ -61,6 +66,7 @@ def reasons(report: dict) -> dict[int, str]:
 
 
 # --- polygon coordinates far outside the image -------------------------------------------------------
+
 
 @pytest.mark.parametrize("far", [1e9, -1e9, 1e12])
 def test_far_polygon_costs_no_more_than_an_ordinary_one(far: float) -> None:
@@ -88,6 +94,7 @@ def test_coordinates_beyond_double_precision_are_reported() -> None:
 
 # --- a worker that dies ---------------------------------------------------------------------------
 
+
 def _kill_on(image_id: int, sig: int) -> Callable:
     real = build_module.process_image
 
@@ -100,11 +107,18 @@ def _kill_on(image_id: int, sig: int) -> Callable:
     return process
 
 
-@pytest.mark.parametrize(("workers", "sig", "how"), [(2, signal.SIGKILL, "killed by SIGKILL"),
-                                                     (1, signal.SIGSEGV, "killed by SIGSEGV")])
+@pytest.mark.parametrize(
+    ("workers", "sig", "how"),
+    [(2, signal.SIGKILL, "killed by SIGKILL"), (1, signal.SIGSEGV, "killed by SIGSEGV")],
+)
 def test_dead_worker_ends_the_stage_in_seconds_naming_the_image(
-        make_coco: Callable[..., Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch, workers: int, sig: int,
-        how: str) -> None:
+    make_coco: Callable[..., Path],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    workers: int,
+    sig: int,
+    how: str,
+) -> None:
     root = make_coco([image(i) for i in range(1, 21)], [ann(i, i, SQUARE) for i in range(1, 21)])
     out = tmp_path / "masks"
     build(root, out)
@@ -133,10 +147,12 @@ def test_killed_worker_gives_the_stage_one_line(make_coco: Callable[..., Path], 
         "    return real(s, image, *rest)\n"
         "b.process_image = process\n"
         f"sys.argv = ['masks.py', '--params', {str(params)!r}, '--coco', {str(root)!r}, '--out', 'm']\n"
-        f"runpy.run_path({str(REPO / 'stages' / 'masks.py')!r}, run_name='__main__')\n")
+        f"runpy.run_path({str(REPO / 'stages' / 'masks.py')!r}, run_name='__main__')\n"
+    )
     start = time.perf_counter()
-    result = subprocess.run([sys.executable, "-c", script], cwd=tmp_path, capture_output=True, text=True,
-                            timeout=60)
+    result = subprocess.run(
+        [sys.executable, "-c", script], cwd=tmp_path, capture_output=True, text=True, timeout=60
+    )
     assert time.perf_counter() - start < 30
     assert_one_error(result, "killed by SIGKILL", "val2017/017.jpg (image id 17)")
     assert not (tmp_path / "m").exists()
@@ -144,6 +160,7 @@ def test_killed_worker_gives_the_stage_one_line(make_coco: Callable[..., Path], 
 
 
 # --- a killed run's temporary folder -----------------------------------------------------------------
+
 
 def test_next_run_cleans_what_a_killed_run_left(make_coco: Callable[..., Path], tmp_path: Path) -> None:
     root = make_coco([image(1)], [ann(1, 1, SQUARE)])
@@ -163,45 +180,68 @@ def test_next_run_cleans_what_a_killed_run_left(make_coco: Callable[..., Path], 
 
 # --- two images whose masks would share a name ---------------------------------------------------------
 
+
 @pytest.mark.parametrize("names", [("img.jpg", "img.png"), ("IMG.jpg", "img.jpg")])
-def test_colliding_mask_names_are_refused_with_one_line(make_coco: Callable[..., Path], tmp_path: Path,
-                                                       names: tuple[str, str]) -> None:
+def test_colliding_mask_names_are_refused_with_one_line(
+    make_coco: Callable[..., Path], tmp_path: Path, names: tuple[str, str]
+) -> None:
     root = make_coco([image(1, names[0]), image(2, names[1])], [ann(1, 1, SQUARE), ann(2, 2, SQUARE)])
-    with pytest.raises(CocoFormatError, match=rf"images '{names[0]}' \(id 1\) and '{names[1]}' \(id 2\) would "
-                                              rf"both have masks named '{names[1][:3]}\.png'"):
+    with pytest.raises(
+        CocoFormatError,
+        match=rf"images '{names[0]}' \(id 1\) and '{names[1]}' \(id 2\) would "
+        rf"both have masks named '{names[1][:3]}\.png'",
+    ):
         build(root, tmp_path / "masks", preview=4)
-    result = run_stage("masks", "--params", params_file(tmp_path, {"preview": 4}), "--coco", root, "--out",
-                       tmp_path / "m", cwd=tmp_path)
+    result = run_stage(
+        "masks",
+        "--params",
+        params_file(tmp_path, {"preview": 4}),
+        "--coco",
+        root,
+        "--out",
+        tmp_path / "m",
+        cwd=tmp_path,
+    )
     assert_one_error(result, "would both have masks named")
     assert not (tmp_path / "masks").exists() and not (tmp_path / "m").exists()
 
 
 # --- duplicate ids -----------------------------------------------------------------------------------
 
-def test_duplicate_category_id_stops_the_stage_with_one_line(make_coco: Callable[..., Path],
-                                                             tmp_path: Path) -> None:
+
+def test_duplicate_category_id_stops_the_stage_with_one_line(
+    make_coco: Callable[..., Path], tmp_path: Path
+) -> None:
     categories = [{"id": 1, "name": "cat"}, {"id": 2, "name": "dog"}, {"id": 1, "name": "car"}]
     root = make_coco([image(1)], [ann(1, 1, SQUARE)], categories=categories)
-    result = run_stage("masks", "--params", params_file(tmp_path), "--coco", root, "--out", tmp_path / "m",
-                       cwd=tmp_path)
+    result = run_stage(
+        "masks", "--params", params_file(tmp_path), "--coco", root, "--out", tmp_path / "m", cwd=tmp_path
+    )
     assert_one_error(result, "categories[2] repeats the id 1 of categories[0]")
 
 
-def test_duplicate_annotation_id_paints_the_first_and_reports_the_rest(make_coco: Callable[..., Path],
-                                                                      tmp_path: Path) -> None:
+def test_duplicate_annotation_id_paints_the_first_and_reports_the_rest(
+    make_coco: Callable[..., Path], tmp_path: Path
+) -> None:
     root = make_coco([image(1), image(2)], [ann(5, 1, SQUARE), ann(5, 2, SQUARE), ann(6, 2, SQUARE)])
     report = build(root, tmp_path / "masks")
-    assert report["skipped_annotations"] == [{"split": "val2017", "annotation_id": 5, "image_id": 2, "reason":
-                                              "annotation id 5 was used by an earlier record, which is the one "
-                                              "painted"}]
+    assert report["skipped_annotations"] == [
+        {
+            "split": "val2017",
+            "annotation_id": 5,
+            "image_id": 2,
+            "reason": "annotation id 5 was used by an earlier record, which is the one painted",
+        }
+    ]
     assert report["counts"]["annotations"] == 3 and report["counts"]["annotations_painted"] == 2
 
 
 # --- too many objects, deep JSON ---------------------------------------------------------------------
 
-def test_more_objects_than_the_instance_map_holds_skips_the_image(make_coco: Callable[..., Path],
-                                                                  tmp_path: Path,
-                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+
+def test_more_objects_than_the_instance_map_holds_skips_the_image(
+    make_coco: Callable[..., Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     assert image_job.MAX_INSTANCES == 65535  # uint16 ids; the limit is lowered below to keep the test fast
     monkeypatch.setattr(image_job, "MAX_INSTANCES", 3)
     anns = [ann(10 + k, 1, [[k, 0, k + 1, 0, k + 1, 5]]) for k in range(4)] + [ann(20, 2, SQUARE)]
@@ -214,17 +254,21 @@ def test_more_objects_than_the_instance_map_holds_skips_the_image(make_coco: Cal
 
 def test_deeply_nested_json_gives_one_line(make_coco: Callable[..., Path], tmp_path: Path) -> None:
     root = make_coco([image(1)], [ann(1, 1, SQUARE)])
-    (root / "annotations" / "instances_val2017.json").write_text('{"images": ' + "[" * 200_000 + "]" * 200_000 + "}")
-    result = run_stage("masks", "--params", params_file(tmp_path), "--coco", root, "--out", tmp_path / "m",
-                       cwd=tmp_path)
+    (root / "annotations" / "instances_val2017.json").write_text(
+        '{"images": ' + "[" * 200_000 + "]" * 200_000 + "}"
+    )
+    result = run_stage(
+        "masks", "--params", params_file(tmp_path), "--coco", root, "--out", tmp_path / "m", cwd=tmp_path
+    )
     assert_one_error(result, "JSON nested too deeply to be a COCO file")
 
 
 # --- image files --------------------------------------------------------------------------------------
 
+
 def _with_sof_size(data: bytes, height: int, width: int) -> bytes:
     sof = data.index(b"\xff\xc0")
-    return data[:sof + 5] + struct.pack(">HH", height, width) + data[sof + 9:]
+    return data[: sof + 5] + struct.pack(">HH", height, width) + data[sof + 9 :]
 
 
 def _jpeg_with_thumbnail(h: int = 16, w: int = 16) -> bytes:
@@ -252,10 +296,10 @@ def test_file_too_big_for_any_image_in_the_budget_is_not_read(tmp_path: Path) ->
         check_image(tmp_path / "huge.jpg", 1_000_000)
 
 
-
 @pytest.mark.parametrize("listed", [False, True], ids=["hashed", "listed"])
-def test_large_files_are_checked_alike_whether_or_not_contents_tsv_lists_their_digest(tmp_path: Path,
-                                                                                      listed: bool) -> None:
+def test_large_files_are_checked_alike_whether_or_not_contents_tsv_lists_their_digest(
+    tmp_path: Path, listed: bool
+) -> None:
     """With a listed digest only the file's head and last bytes are read; files bigger than that head
     must still be accepted or refused exactly as when the whole file is read to hash it."""
     noise = np.random.default_rng(2).integers(0, 256, (400, 500, 3), np.uint8)
@@ -267,10 +311,12 @@ def test_large_files_are_checked_alike_whether_or_not_contents_tsv_lists_their_d
         "bytes after the end marker": baseline + b"\x00trailing",
         "progressive": progressive,
         "cut in the image data": baseline[:-5000],
-        "cut between two scans": progressive[:progressive.rindex(b"\xff\xda")],
+        "cut between two scans": progressive[: progressive.rindex(b"\xff\xda")],
     }
-    refused = {"cut in the image data": "ends inside the JPEG image data",
-               "cut between two scans": "ends before the JPEG end-of-image marker"}
+    refused = {
+        "cut in the image data": "ends inside the JPEG image data",
+        "cut between two scans": "ends before the JPEG end-of-image marker",
+    }
     path = tmp_path / "x.jpg"
     for name, data in cases.items():
         path.write_bytes(data)
@@ -284,8 +330,9 @@ def test_large_files_are_checked_alike_whether_or_not_contents_tsv_lists_their_d
         assert checked.digest == ("ab" * 16 if listed else hashlib.sha256(data).hexdigest()[:32]), name
 
 
-def test_image_files_the_training_reader_could_not_use_are_skipped(make_coco: Callable[..., Path],
-                                                                   tmp_path: Path) -> None:
+def test_image_files_the_training_reader_could_not_use_are_skipped(
+    make_coco: Callable[..., Path], tmp_path: Path
+) -> None:
     good = jpeg_bytes(16, 16)
     thumb = _jpeg_with_thumbnail()
     tga = tmp_path / "x.tga"
@@ -296,14 +343,14 @@ def test_image_files_the_training_reader_could_not_use_are_skipped(make_coco: Ca
     assert progressive.count(b"\xff\xda") > 1  # several scans
     files = {
         "001.jpg": good + b"\x00garbage after the end marker",  # every decoder reads it: accepted
-        "002.jpg": thumb[:len(thumb) - 100],  # cut short; the thumbnail's end marker is still near the end
+        "002.jpg": thumb[: len(thumb) - 100],  # cut short; the thumbnail's end marker is still near the end
         "003.jpg": tga.read_bytes(),  # a TGA named .jpg: PIL reads it, OpenCV (training) cannot
         "004.jpg": _with_sof_size(good, 12000, 12000),
         "005.png": png,
         "006.jpg": thumb,
         "007.jpg": progressive,
-        "008.jpg": progressive[:progressive.rindex(b"\xff\xda")],  # cut between two scans
-        "009.jpg": progressive[:len(progressive) // 2],
+        "008.jpg": progressive[: progressive.rindex(b"\xff\xda")],  # cut between two scans
+        "009.jpg": progressive[: len(progressive) // 2],
     }
     images = [image(i, name) for i, name in enumerate(files, start=1)]
     root = make_coco(images, [ann(i, i, SQUARE) for i in range(1, len(files) + 1)], files=files)
@@ -314,7 +361,8 @@ def test_image_files_the_training_reader_could_not_use_are_skipped(make_coco: Ca
         3: "image file unreadable (the training image reader (OpenCV) cannot decode it)",
         4: "image too large (12000x12000 is 144.0 megapixels, over the budget of 1.0 (masks.max_pixels))",
         8: "image file unreadable (truncated: the file ends before the JPEG end-of-image marker)",
-        9: "image file unreadable (truncated: the file ends inside the JPEG image data)"}
+        9: "image file unreadable (truncated: the file ends inside the JPEG image data)",
+    }
     split = json.loads((tmp_path / "masks" / "split.json").read_text())
     for item in split["train"] + split["val"]:  # whatever was accepted, the training reader reads
         assert read_image(root / item).shape == (16, 16, 3)

@@ -13,15 +13,86 @@ CATEGORIES = [{"id": 7, "name": "car"}, {"id": 1, "name": "cat"}, {"id": 3, "nam
 
 # The 80 COCO 2017 category names (instances_val2017.json), for checking the VOC preset.
 COCO_NAMES = (
-    "person", "bicycle", "car", "motorcycle", "airplane", "bus", "train", "truck", "boat", "traffic light",
-    "fire hydrant", "stop sign", "parking meter", "bench", "bird", "cat", "dog", "horse", "sheep", "cow",
-    "elephant", "bear", "zebra", "giraffe", "backpack", "umbrella", "handbag", "tie", "suitcase", "frisbee",
-    "skis", "snowboard", "sports ball", "kite", "baseball bat", "baseball glove", "skateboard", "surfboard",
-    "tennis racket", "bottle", "wine glass", "cup", "fork", "knife", "spoon", "bowl", "banana", "apple",
-    "sandwich", "orange", "broccoli", "carrot", "hot dog", "pizza", "donut", "cake", "chair", "couch",
-    "potted plant", "bed", "dining table", "toilet", "tv", "laptop", "mouse", "remote", "keyboard",
-    "cell phone", "microwave", "oven", "toaster", "sink", "refrigerator", "book", "clock", "vase", "scissors",
-    "teddy bear", "hair drier", "toothbrush",
+    "person",
+    "bicycle",
+    "car",
+    "motorcycle",
+    "airplane",
+    "bus",
+    "train",
+    "truck",
+    "boat",
+    "traffic light",
+    "fire hydrant",
+    "stop sign",
+    "parking meter",
+    "bench",
+    "bird",
+    "cat",
+    "dog",
+    "horse",
+    "sheep",
+    "cow",
+    "elephant",
+    "bear",
+    "zebra",
+    "giraffe",
+    "backpack",
+    "umbrella",
+    "handbag",
+    "tie",
+    "suitcase",
+    "frisbee",
+    "skis",
+    "snowboard",
+    "sports ball",
+    "kite",
+    "baseball bat",
+    "baseball glove",
+    "skateboard",
+    "surfboard",
+    "tennis racket",
+    "bottle",
+    "wine glass",
+    "cup",
+    "fork",
+    "knife",
+    "spoon",
+    "bowl",
+    "banana",
+    "apple",
+    "sandwich",
+    "orange",
+    "broccoli",
+    "carrot",
+    "hot dog",
+    "pizza",
+    "donut",
+    "cake",
+    "chair",
+    "couch",
+    "potted plant",
+    "bed",
+    "dining table",
+    "toilet",
+    "tv",
+    "laptop",
+    "mouse",
+    "remote",
+    "keyboard",
+    "cell phone",
+    "microwave",
+    "oven",
+    "toaster",
+    "sink",
+    "refrigerator",
+    "book",
+    "clock",
+    "vase",
+    "scissors",
+    "teddy bear",
+    "hair drier",
+    "toothbrush",
 )
 
 
@@ -67,8 +138,10 @@ def test_voc_preset_names_exist_in_coco() -> None:
 def test_voc_preset_on_a_dataset_without_those_names_fails_clearly() -> None:
     with pytest.raises(ConfigError) as err:
         build_label_map(CATEGORIES, "voc", ())
-    assert str(err.value) == ("masks.categories: voc selects the 20 PASCAL VOC classes by their COCO names, and this "
-                              "data is not COCO (no category 'airplane'); list your own category names instead")
+    assert str(err.value) == (
+        "masks.categories: voc selects the 20 PASCAL VOC classes by their COCO names, and this "
+        "data is not COCO (no category 'airplane'); list your own category names instead"
+    )
 
 
 def test_priority_first_listed_is_highest_unlisted_zero() -> None:
@@ -114,9 +187,13 @@ def test_to_json() -> None:
 
 # --- categories by use, supercategories -------------------------------------------------------------
 
-ANIMALS = [{"id": 0, "name": "project", "supercategory": "none"},
-           {"id": 5, "name": "cat", "supercategory": "animal"}, {"id": 9, "name": "dog", "supercategory": "animal"},
-           {"id": 250, "name": "car", "supercategory": "vehicle"}, {"id": 91, "name": "bus", "supercategory": "vehicle"}]
+ANIMALS = [
+    {"id": 0, "name": "project", "supercategory": "none"},
+    {"id": 5, "name": "cat", "supercategory": "animal"},
+    {"id": 9, "name": "dog", "supercategory": "animal"},
+    {"id": 250, "name": "car", "supercategory": "vehicle"},
+    {"id": 91, "name": "bus", "supercategory": "vehicle"},
+]
 
 
 def test_all_is_every_used_category_by_id_and_the_rest_are_listed_unused() -> None:
@@ -132,8 +209,10 @@ def test_a_supercategory_stands_for_its_used_categories_by_id() -> None:
     assert build_label_map(ANIMALS, ("supercategory:vehicle",), (), use).coco_ids == (0, 91, 250)
     with pytest.raises(ConfigError) as err:
         build_label_map(ANIMALS, ("supercategory:plant",), (), use)
-    assert str(err.value) == ("masks.categories: unknown supercategory 'plant' in 'supercategory:plant'; valid "
-                              "supercategories: ['animal', 'none', 'vehicle']")
+    assert str(err.value) == (
+        "masks.categories: unknown supercategory 'plant' in 'supercategory:plant'; valid "
+        "supercategories: ['animal', 'none', 'vehicle']"
+    )
     with pytest.raises(ConfigError, match=r"'cat' is selected twice"):
         build_label_map(ANIMALS, ("cat", "supercategory:animal"), (), use)
 
@@ -141,7 +220,11 @@ def test_a_supercategory_stands_for_its_used_categories_by_id() -> None:
 def test_a_category_named_explicitly_is_kept_even_unused() -> None:
     labels = build_label_map(ANIMALS, ("bus", "cat"), (), use={5: 1})
     assert labels.coco_ids == (0, 91, 5)
-    assert labels.unused == ({"id": 0, "name": "project"}, {"id": 9, "name": "dog"}, {"id": 250, "name": "car"})
+    assert labels.unused == (
+        {"id": 0, "name": "project"},
+        {"id": 9, "name": "dog"},
+        {"id": 250, "name": "car"},
+    )
 
 
 def test_category_id_zero_is_a_class_like_any_other() -> None:

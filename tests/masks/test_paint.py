@@ -51,7 +51,9 @@ def test_same_class_overlap_is_the_union(overlap: str) -> None:
 def test_priority_area_larger_object_wins_a_tie_in_priority() -> None:
     for objects, big_id in (([obj(BIG, 1), obj(SMALL, 2)], 1), ([obj(SMALL, 2), obj(BIG, 1)], 2)):
         semantic, instance = paint(objects, "priority_area")
-        np.testing.assert_array_equal(semantic, grid("""
+        np.testing.assert_array_equal(
+            semantic,
+            grid("""
             11111...
             11111...
             11111...
@@ -60,13 +62,16 @@ def test_priority_area_larger_object_wins_a_tie_in_priority() -> None:
             ...222..
             ........
             ........
-        """))
+        """),
+        )
         np.testing.assert_array_equal(instance == big_id, semantic == 1)
 
 
 def test_priority_area_higher_priority_wins_regardless_of_size() -> None:
     semantic, instance = paint([obj(BIG, 1, priority=0), obj(SMALL, 2, priority=1)], "priority_area")
-    np.testing.assert_array_equal(semantic, grid("""
+    np.testing.assert_array_equal(
+        semantic,
+        grid("""
         11111...
         11111...
         11111...
@@ -75,7 +80,8 @@ def test_priority_area_higher_priority_wins_regardless_of_size() -> None:
         ...222..
         ........
         ........
-    """))
+    """),
+    )
     np.testing.assert_array_equal(instance, semantic.astype(np.uint16))  # instance k is class k here
 
 
@@ -87,7 +93,9 @@ def test_priority_area_priority_beats_size_for_the_larger_object_too() -> None:
 
 def test_smaller_on_top_shows_the_smaller_object() -> None:
     semantic, instance = paint([obj(SMALL, 2), obj(BIG, 1)], "smaller_on_top")
-    np.testing.assert_array_equal(semantic, grid("""
+    np.testing.assert_array_equal(
+        semantic,
+        grid("""
         11111...
         11111...
         11111...
@@ -96,7 +104,8 @@ def test_smaller_on_top_shows_the_smaller_object() -> None:
         ...222..
         ........
         ........
-    """))
+    """),
+    )
     np.testing.assert_array_equal(instance, np.where(semantic == 2, 1, np.where(semantic == 1, 2, 0)))
 
 
@@ -107,7 +116,9 @@ def test_smaller_on_top_ignores_priority() -> None:
 
 def test_void_marks_contested_pixels() -> None:
     semantic, instance = paint([obj(BIG, 1), obj(SMALL, 2)], "void")
-    np.testing.assert_array_equal(semantic, grid("""
+    np.testing.assert_array_equal(
+        semantic,
+        grid("""
         11111...
         11111...
         11111...
@@ -116,7 +127,8 @@ def test_void_marks_contested_pixels() -> None:
         ...222..
         ........
         ........
-    """))
+    """),
+    )
     expected_instance = np.where(semantic == 1, 1, np.where(semantic == 2, 2, 0))
     np.testing.assert_array_equal(instance, expected_instance)
     assert instance.dtype == np.uint16
@@ -125,7 +137,9 @@ def test_void_marks_contested_pixels() -> None:
 def test_void_keeps_same_class_overlap_and_voids_only_other_classes() -> None:
     a, b, c = rect(0, 4, 0, 4), rect(2, 6, 2, 6), rect(5, 8, 5, 8)  # a, b class 1; c class 2 touches b only
     semantic, instance = paint([obj(a, 1), obj(b, 1), obj(c, 2)], "void")
-    np.testing.assert_array_equal(semantic, grid("""
+    np.testing.assert_array_equal(
+        semantic,
+        grid("""
         1111....
         1111....
         111111..
@@ -134,7 +148,8 @@ def test_void_keeps_same_class_overlap_and_voids_only_other_classes() -> None:
         ..111V22
         .....222
         .....222
-    """))
+    """),
+    )
     assert instance[5, 5] == 0
     assert instance[2, 2] in (1, 2) and instance[7, 7] == 3
 
@@ -142,7 +157,9 @@ def test_void_keeps_same_class_overlap_and_voids_only_other_classes() -> None:
 def test_crowd_void_only_where_no_object_is() -> None:
     crowd = rect(4, 8, 2, 8)
     semantic, instance = paint([obj(BIG, 1)], "priority_area", crowd=[crowd], crowd_mode="void")
-    np.testing.assert_array_equal(semantic, grid("""
+    np.testing.assert_array_equal(
+        semantic,
+        grid("""
         11111...
         11111...
         11111...
@@ -151,7 +168,8 @@ def test_crowd_void_only_where_no_object_is() -> None:
         ..VVVVVV
         ..VVVVVV
         ..VVVVVV
-    """))
+    """),
+    )
     np.testing.assert_array_equal(instance, (semantic == 1).astype(np.uint16))
 
 
@@ -198,5 +216,7 @@ def test_paint_order() -> None:
     objects = [obj(BIG, 1), obj(SMALL, 2), obj(rect(0, 1, 0, 1), 3, priority=1)]
     assert paint_order(objects, "priority_area") == [1, 0, 2]  # low priority first, small before large
     assert paint_order(objects, "smaller_on_top") == [0, 1, 2]  # large first, so small ends on top
-    with pytest.raises(ValueError, match=r"masks\.overlap: 'foo' is not allowed; expected one of \['priority_area'"):
+    with pytest.raises(
+        ValueError, match=r"masks\.overlap: 'foo' is not allowed; expected one of \['priority_area'"
+    ):
         paint_order(objects, "foo")

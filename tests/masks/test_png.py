@@ -36,8 +36,12 @@ def test_same_array_same_bytes_and_one_row_one_column():
     assert encode_label_png(labels) == encode_label_png(labels.copy())
     for shape in [(1, 9), (9, 1)]:
         small = _label_map(np.uint16, shape)
-        assert np.array_equal(cv2.imdecode(np.frombuffer(encode_label_png(small), np.uint8),
-                                           cv2.IMREAD_UNCHANGED).reshape(shape), small)
+        assert np.array_equal(
+            cv2.imdecode(np.frombuffer(encode_label_png(small), np.uint8), cv2.IMREAD_UNCHANGED).reshape(
+                shape
+            ),
+            small,
+        )
 
 
 def test_non_contiguous_input_is_encoded_as_seen():
@@ -46,8 +50,9 @@ def test_non_contiguous_input_is_encoded_as_seen():
     assert np.array_equal(decoded, labels)
 
 
-@pytest.mark.parametrize("bad", [np.zeros((4, 4), np.int32), np.zeros((4, 4, 3), np.uint8),
-                                 np.zeros((0, 4), np.uint8)])
+@pytest.mark.parametrize(
+    "bad", [np.zeros((4, 4), np.int32), np.zeros((4, 4, 3), np.uint8), np.zeros((0, 4), np.uint8)]
+)
 def test_rejects_what_is_not_a_label_map(bad):
     with pytest.raises(ValueError, match="array|empty"):
         encode_label_png(bad)
@@ -85,13 +90,15 @@ def test_bytes_are_a_function_of_the_pixels_alone(tmp_path):
         junk = [rng.integers(0, 256, int(rng.integers(1 << 10, 1 << 21)), np.uint8) for _ in range(3)]
         del junk  # freed blocks of other sizes and contents for the next allocation to reuse
         offset = int(rng.integers(0, 64))
-        buf = np.empty(m.nbytes + 64, np.uint8)[offset:offset + m.nbytes].view(m.dtype).reshape(m.shape)
+        buf = np.empty(m.nbytes + 64, np.uint8)[offset : offset + m.nbytes].view(m.dtype).reshape(m.shape)
         buf[...] = m  # the same pixels at another address and alignment
         churned.append(digest(encode_label_png(buf)))
     assert churned == first
     np.savez(tmp_path / "masks.npz", *masks)
-    script = ("import hashlib, sys, numpy as np; from cocoseg.masks.png import encode_label_png; "
-              f"f = np.load({str(tmp_path / 'masks.npz')!r}); "
-              "print(' '.join(hashlib.md5(encode_label_png(f[k])).hexdigest() for k in f.files))")
+    script = (
+        "import hashlib, sys, numpy as np; from cocoseg.masks.png import encode_label_png; "
+        f"f = np.load({str(tmp_path / 'masks.npz')!r}); "
+        "print(' '.join(hashlib.md5(encode_label_png(f[k])).hexdigest() for k in f.files))"
+    )
     fresh = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True).stdout
     assert fresh.split() == first

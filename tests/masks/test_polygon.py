@@ -10,7 +10,9 @@ from cocoseg.masks.polygon import polygon_counts
 
 
 def closed_form(poly: list[float], h: int, w: int) -> np.ndarray:
-    return mask_utils.decode(mask_utils.frPyObjects({"size": [h, w], "counts": polygon_counts(poly, h, w)}, h, w))
+    return mask_utils.decode(
+        mask_utils.frPyObjects({"size": [h, w], "counts": polygon_counts(poly, h, w)}, h, w)
+    )
 
 
 def pycocotools(poly: list[float], h: int, w: int) -> np.ndarray:
@@ -31,14 +33,17 @@ def test_random_polygons_equal_pycocotools(reach: int) -> None:
         np.testing.assert_array_equal(closed_form(poly.tolist(), h, w), pycocotools(poly.tolist(), h, w))
 
 
-@pytest.mark.parametrize("poly", [
-    [0, 0, 12, 0, 12, 10, 0, 10],  # the whole frame, edges on the border
-    [-5, -5, 20, -5, 20, 20, -5, 20],  # larger than the frame
-    [3, 3, 3, 3, 3, 3],  # a point
-    [0, 5, 12, 5, 6, 5],  # flat
-    [2.5, 0, 2.5, 10, 9.5, 10, 9.5, 0],  # vertical edges between pixel centres
-    [1, 1, 11, 2, 1, 3, 11, 4, 1, 5, 11, 6],  # self-intersecting zigzag
-])
+@pytest.mark.parametrize(
+    "poly",
+    [
+        [0, 0, 12, 0, 12, 10, 0, 10],  # the whole frame, edges on the border
+        [-5, -5, 20, -5, 20, 20, -5, 20],  # larger than the frame
+        [3, 3, 3, 3, 3, 3],  # a point
+        [0, 5, 12, 5, 6, 5],  # flat
+        [2.5, 0, 2.5, 10, 9.5, 10, 9.5, 0],  # vertical edges between pixel centres
+        [1, 1, 11, 2, 1, 3, 11, 4, 1, 5, 11, 6],  # self-intersecting zigzag
+    ],
+)
 def test_degenerate_polygons_equal_pycocotools(poly: list[float]) -> None:
     np.testing.assert_array_equal(closed_form(poly, 10, 12), pycocotools(poly, 10, 12))
 

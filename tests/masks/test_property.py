@@ -29,7 +29,9 @@ from cocoseg.masks.coco import CocoFormatError
 CATEGORIES = [{"id": 1, "name": "cat"}, {"id": 2, "name": "dog"}]
 FEASIBLE = 1e4  # pycocotools rasterises polygons with coordinates this size at once; far beyond, it cannot
 
-junk = st.one_of(st.none(), st.booleans(), st.text(max_size=3), st.just({}), st.just([[]]), st.integers(-3, 3))
+junk = st.one_of(
+    st.none(), st.booleans(), st.text(max_size=3), st.just({}), st.just([[]]), st.integers(-3, 3)
+)
 
 
 def mostly(usual: st.SearchStrategy, other: st.SearchStrategy, tenths: int = 7) -> st.SearchStrategy:
@@ -63,10 +65,12 @@ def rles(h: int, w: int) -> st.SearchStrategy:
         return {"size": [h, w], "counts": [int(c) for c in counts] if flat[0] == 0 else [0, *counts]}
 
     valid = st.builds(from_mask, st.lists(st.booleans(), max_size=h * w), st.booleans())
-    garbage = st.fixed_dictionaries({"size": st.one_of(st.just([h, w]), st.lists(st.integers(0, 30), max_size=3)),
-                                     "counts": st.one_of(st.text(max_size=12),
-                                                         st.lists(st.integers(-2, 2 * h * w), max_size=6),
-                                                         junk)})
+    garbage = st.fixed_dictionaries(
+        {
+            "size": st.one_of(st.just([h, w]), st.lists(st.integers(0, 30), max_size=3)),
+            "counts": st.one_of(st.text(max_size=12), st.lists(st.integers(-2, 2 * h * w), max_size=6), junk),
+        }
+    )
     return st.one_of(valid, garbage)
 
 
@@ -76,11 +80,13 @@ def datasets(draw: st.DrawFn) -> tuple[int, int, list[dict]]:
     records = []
     for i in range(draw(st.integers(0, 6))):
         one = st.just(1)
-        record = {"id": draw(mostly(st.just(i + 1), mostly(st.integers(1, 3), junk, 9), 8)),
-                  "image_id": draw(mostly(one, st.one_of(st.just(2), junk), 9)),
-                  "category_id": draw(mostly(one, mostly(st.sampled_from([2, 3]), junk, 5), 8)),
-                  "iscrowd": draw(mostly(st.just(0), mostly(one, junk, 6), 7)),
-                  "segmentation": draw(mostly(polygons(h, w), mostly(rles(h, w), junk, 7), 6))}
+        record = {
+            "id": draw(mostly(st.just(i + 1), mostly(st.integers(1, 3), junk, 9), 8)),
+            "image_id": draw(mostly(one, st.one_of(st.just(2), junk), 9)),
+            "category_id": draw(mostly(one, mostly(st.sampled_from([2, 3]), junk, 5), 8)),
+            "iscrowd": draw(mostly(st.just(0), mostly(one, junk, 6), 7)),
+            "segmentation": draw(mostly(polygons(h, w), mostly(rles(h, w), junk, 7), 6)),
+        }
         if draw(st.integers(0, 9)) == 9:
             del record[draw(st.sampled_from(["category_id", "iscrowd", "segmentation"]))]
         records.append(record)
@@ -90,18 +96,29 @@ def datasets(draw: st.DrawFn) -> tuple[int, int, list[dict]]:
 def reference(record: dict, h: int, w: int) -> np.ndarray | None:
     """pycocotools' mask of a record, or None where pycocotools cannot rasterise it."""
     segmentation = record["segmentation"]
-    if isinstance(segmentation, list) and max((abs(v) for p in segmentation for v in p), default=0) > FEASIBLE:
+    if (
+        isinstance(segmentation, list)
+        and max((abs(v) for p in segmentation for v in p), default=0) > FEASIBLE
+    ):
         return None
     coco = COCO()
-    coco.dataset = {"images": [{"id": 1, "height": h, "width": w}], "categories": CATEGORIES,
-                    "annotations": [{**record, "id": 1, "image_id": 1}]}
+    coco.dataset = {
+        "images": [{"id": 1, "height": h, "width": w}],
+        "categories": CATEGORIES,
+        "annotations": [{**record, "id": 1, "image_id": 1}],
+    }
     coco.createIndex()
     return coco.annToMask(coco.anns[1])
 
 
 def run_stage_on(root: Path, h: int, w: int, records: list[dict]) -> dict | None:
-    write_coco(root, [{"id": 1, "file_name": "a.jpg", "height": h, "width": w}], records, CATEGORIES,
-               files={"a.jpg": jpeg_bytes(h, w)})
+    write_coco(
+        root,
+        [{"id": 1, "file_name": "a.jpg", "height": h, "width": w}],
+        records,
+        CATEGORIES,
+        files={"a.jpg": jpeg_bytes(h, w)},
+    )
     cfg = MasksConfig(categories=["cat"], keep_empty_images=True, preview=1, workers=1)
     try:
         return build_masks(root, root.parent / "masks", ("val2017",), cfg, seed=0)
@@ -113,12 +130,23 @@ def check_agreement(out: Path, h: int, w: int, records: list[dict], report: dict
     firsts: dict[int, dict] = {}
     for record in records:  # the first record with an id is the one used
         firsts.setdefault(record["id"], record)
-    skipped = {s["annotation_id"] for s in report["skipped_annotations"]  # a repeated id skips the later record
-               if s["image_id"] == 1 and "used by an earlier record" not in s["reason"]}
+    skipped = {
+        s["annotation_id"]
+        for s in report["skipped_annotations"]  # a repeated id skips the later record
+        if s["image_id"] == 1 and "used by an earlier record" not in s["reason"]
+    }
     table = json.loads((out / "instance" / "val2017" / "instances.jsonl").read_text())
     painted = {row["annotation_id"]: row for row in table["instances"]}
-    crowd = [r for i, r in firsts.items() if i not in skipped and i not in painted and r.get("image_id") == 1
-             and r.get("category_id") == 1 and type(r.get("category_id")) is int and r.get("iscrowd") == 1]
+    crowd = [
+        r
+        for i, r in firsts.items()
+        if i not in skipped
+        and i not in painted
+        and r.get("image_id") == 1
+        and r.get("category_id") == 1
+        and type(r.get("category_id")) is int
+        and r.get("iscrowd") == 1
+    ]
     expected = np.zeros((h, w), np.uint8)
     for layer, value in ((crowd, 255), ([firsts[i] for i in painted], 1)):
         for record in layer:
@@ -147,8 +175,12 @@ def test_generated_records_never_crash_and_agree_with_pycocotools(data: tuple[in
         counts = report["counts"]
         assert counts["images_written"] == 1
         assert counts["annotations"] == len(records)  # every record is accounted for ...
-        assert (counts["annotations_painted"] + counts["annotations_crowd"] + counts["annotations_unselected"]
-                + counts["annotations_skipped"]) == len(records)  # ... painted, crowd, unselected or skipped
+        assert (
+            counts["annotations_painted"]
+            + counts["annotations_crowd"]
+            + counts["annotations_unselected"]
+            + counts["annotations_skipped"]
+        ) == len(records)  # ... painted, crowd, unselected or skipped
         assert all(s["reason"] for s in report["skipped_annotations"])
         check_agreement(work / "masks", h, w, records, report)
     finally:

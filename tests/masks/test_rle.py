@@ -60,8 +60,16 @@ def test_edge_masks_match(mask: np.ndarray) -> None:
 
 def test_a_bad_string_does_not_disturb_its_neighbours() -> None:
     good = np.eye(6, dtype=bool)
-    strings = [encode(good), b"", b"0a\x01", encode(good)[:-1] + b"o", encode(np.ones((6, 5), bool)),
-               b"@", b"o" * 13 + b"0", encode(good)]
+    strings = [
+        encode(good),
+        b"",
+        b"0a\x01",
+        encode(good)[:-1] + b"o",
+        encode(np.ones((6, 5), bool)),
+        b"@",
+        b"o" * 13 + b"0",
+        encode(good),
+    ]
     results = decode_boxes(strings, 6, 6)
     assert results[1] == "empty counts string"
     assert results[2] == "counts string has characters outside the RLE alphabet"

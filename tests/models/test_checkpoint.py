@@ -17,8 +17,12 @@ from cocoseg.models import build_model, model_spec
 from cocoseg.models.checkpoint import FORMAT_VERSION, CheckpointError, load_checkpoint, save_checkpoint
 
 CLASSES = ["background", "disk", "square"]
-PREPROCESSING = {"image_size": [64, 64], "mean": [0.485, 0.456, 0.406], "std": [0.229, 0.224, 0.225],
-                 "channels": "RGB"}
+PREPROCESSING = {
+    "image_size": [64, 64],
+    "mean": [0.485, 0.456, 0.406],
+    "std": [0.229, 0.224, 0.225],
+    "channels": "RGB",
+}
 METRICS = {"best_epoch": 3, "val/miou": 0.5, "val/loss": 0.25}
 
 
@@ -36,8 +40,9 @@ def trained_state(arch: str) -> torch.nn.Module:
 
 
 def save(path: Path, model: torch.nn.Module, arch: str) -> None:
-    save_checkpoint(path, model.state_dict(), model_spec(arch, len(CLASSES), "resnet18"), PREPROCESSING,
-                    CLASSES, METRICS)
+    save_checkpoint(
+        path, model.state_dict(), model_spec(arch, len(CLASSES), "resnet18"), PREPROCESSING, CLASSES, METRICS
+    )
 
 
 @pytest.mark.parametrize("arch", ["fastscnn", "unet"])
@@ -74,9 +79,10 @@ def write_bad(path: Path, kind: str) -> None:
     """A model file gone wrong in one of the ways users meet."""
     model = trained_state("fastscnn")
     if kind in ("truncated", "mismatched_spec", "unbuildable_spec", "incomplete"):
-        spec = {"mismatched_spec": model_spec("fastscnn", 4, "resnet18"),
-                "unbuildable_spec": model_spec("fastscnn", 3, "resnet18", wings=2)}.get(
-                    kind, model_spec("fastscnn", 3, "resnet18"))
+        spec = {
+            "mismatched_spec": model_spec("fastscnn", 4, "resnet18"),
+            "unbuildable_spec": model_spec("fastscnn", 3, "resnet18", wings=2),
+        }.get(kind, model_spec("fastscnn", 3, "resnet18"))
         save_checkpoint(path, model.state_dict(), spec, PREPROCESSING, CLASSES, METRICS)
         if kind == "truncated":
             path.write_bytes(path.read_bytes()[:-5000])  # the zip's directory at the end is gone
@@ -108,8 +114,8 @@ BAD_FILES = {
     "foreign_dict": "not a cocoseg model file of format 1",
     "incomplete": "incomplete cocoseg model file: no classes",
     "mismatched_spec": "the weights do not match the model spec {'arch': 'fastscnn', 'num_classes': 4, "
-                       "'encoder': 'resnet18'}: 0 missing, 0 unexpected, 2 of another shape (e.g. classifier.3.bias: "
-                       "(3,) in the file, (4,) in the model)",
+    "'encoder': 'resnet18'}: 0 missing, 0 unexpected, 2 of another shape (e.g. classifier.3.bias: "
+    "(3,) in the file, (4,) in the model)",
     "unbuildable_spec": "cannot be built (",
 }
 
@@ -143,9 +149,13 @@ def test_stages_refuse_bad_model_file(tmp_path: Path, kind: str, command: str) -
     write_bad(path, kind)
     before = sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*"))
     start = time.perf_counter()
-    result = subprocess.run([sys.executable, *args], cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    result = subprocess.run(
+        [sys.executable, *args], cwd=tmp_path, capture_output=True, text=True, timeout=120
+    )
     assert time.perf_counter() - start < 15  # torch's import, then the check: no model is built or run
-    assert_one_error(result, f"{path.relative_to(tmp_path) if command == 'evaluate' else path}: {BAD_FILES[kind]}")
+    assert_one_error(
+        result, f"{path.relative_to(tmp_path) if command == 'evaluate' else path}: {BAD_FILES[kind]}"
+    )
     assert sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*")) == before
 
 

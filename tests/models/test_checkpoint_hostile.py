@@ -19,15 +19,26 @@ from cocoseg.models.checkpoint import CheckpointError, load_checkpoint, save_che
 from cocoseg.models.checkpoint_checks import weights_digest
 
 CLASSES = ["background", "disk", "square"]
-PREP = {"image_size": [64, 64], "mean": [0.485, 0.456, 0.406], "std": [0.229, 0.224, 0.225], "channels": "RGB"}
+PREP = {
+    "image_size": [64, 64],
+    "mean": [0.485, 0.456, 0.406],
+    "std": [0.229, 0.224, 0.225],
+    "channels": "RGB",
+}
 
 
 @pytest.fixture(scope="module")
 def good(tmp_path_factory: pytest.TempPathFactory) -> Path:
     torch.manual_seed(0)
     path = tmp_path_factory.mktemp("model") / "model.pt"
-    save_checkpoint(path, build_model("fastscnn", 3).state_dict(), model_spec("fastscnn", 3, "resnet18"), PREP,
-                    CLASSES, {})
+    save_checkpoint(
+        path,
+        build_model("fastscnn", 3).state_dict(),
+        model_spec("fastscnn", 3, "resnet18"),
+        PREP,
+        CLASSES,
+        {},
+    )
     return path
 
 
@@ -48,16 +59,27 @@ def edited(good: Path, path: Path, **changes: object) -> Path:
 
 
 LIES = {
-    "huge image size": ({"preprocessing__image_size": [40000, 40000]},
-                        "its preprocessing gives image_size [40000, 40000]; expected [height, width], each from 32"),
+    "huge image size": (
+        {"preprocessing__image_size": [40000, 40000]},
+        "its preprocessing gives image_size [40000, 40000]; expected [height, width], each from 32",
+    ),
     "image size 0": ({"preprocessing__image_size": [0, 0]}, "its preprocessing gives image_size [0, 0]"),
     "image size of floats": ({"preprocessing__image_size": [64.0, 64.0]}, "image_size [64.0, 64.0]"),
-    "missing mean": ({"preprocessing__mean": None}, "its preprocessing gives mean None; expected 3 finite numbers"),
+    "missing mean": (
+        {"preprocessing__mean": None},
+        "its preprocessing gives mean None; expected 3 finite numbers",
+    ),
     "zero std": ({"preprocessing__std": [0, 1, 1]}, "std [0, 1, 1]; expected 3 finite numbers, each > 0"),
     "BGR": ({"preprocessing__channels": "BGR"}, "channels 'BGR'; expected RGB"),
-    "1e7 classes": ({"model__num_classes": 10_000_000}, "num_classes 10000000; expected an integer from 1 to 65535"),
+    "1e7 classes": (
+        {"model__num_classes": 10_000_000},
+        "num_classes 10000000; expected an integer from 1 to 65535",
+    ),
     "class count as text": ({"model__num_classes": "3"}, "num_classes '3'; expected an integer"),
-    "short class list": ({"classes": ["background", "disk"]}, "it names 2 classes for a network of 3 outputs"),
+    "short class list": (
+        {"classes": ["background", "disk"]},
+        "it names 2 classes for a network of 3 outputs",
+    ),
     "class list as a string": ({"classes": "abc"}, "its class list 'abc' is not a list of names"),
     "unknown architecture": ({"model__arch": "os.system"}, "names no known architecture"),
     "weights to download": ({"model__encoder_weights": "imagenet"}, "its model spec sets 'encoder_weights'"),
@@ -82,8 +104,10 @@ def flip_weight_byte(good: Path, path: Path) -> None:
     with zipfile.ZipFile(io.BytesIO(bytes(data))) as zf:
         info = max((i for i in zf.infolist() if "/data/" in i.filename), key=lambda i: i.file_size)
         header = info.header_offset
-        name_len, extra_len = int.from_bytes(data[header + 26:header + 28], "little"), int.from_bytes(
-            data[header + 28:header + 30], "little")
+        name_len, extra_len = (
+            int.from_bytes(data[header + 26 : header + 28], "little"),
+            int.from_bytes(data[header + 28 : header + 30], "little"),
+        )
     start = header + 30 + name_len + extra_len
     data[start + info.file_size // 2] ^= 0x10
     path.write_bytes(bytes(data))
@@ -125,8 +149,22 @@ def test_predict_refuses_a_lying_model_before_writing(good: Path, tmp_path: Path
     else:
         edited(good, path, **LIES[lie][0])
     (tmp_path / "photo.jpg").write_bytes(jpeg_bytes(48, 64))
-    result = watch([sys.executable, "-m", "cocoseg", "predict", "--model", str(path), "--out", "out",
-                    "--device", "cpu", "photo.jpg"], tmp_path)
+    result = watch(
+        [
+            sys.executable,
+            "-m",
+            "cocoseg",
+            "predict",
+            "--model",
+            str(path),
+            "--out",
+            "out",
+            "--device",
+            "cpu",
+            "photo.jpg",
+        ],
+        tmp_path,
+    )
     assert_one_error(result, f"{path}: ")
     assert_contained(result)  # importing torch alone takes 0.6-0.9 GB here
     assert not (tmp_path / "out").exists()

@@ -25,9 +25,11 @@ from cocoseg.models.preprocessing import Preprocessing
 CLASSES = ["background", "person", "dog", "car"]
 SIZE = (64, 96)  # (height, width): not square, so height and width cannot be swapped unnoticed
 # Small variants of the three models, so six exports take seconds: what export does is the same.
-SPECS = {"unet": {"encoder_depth": 3, "decoder_channels": [16, 8, 4]},
-         "deeplabv3": {"encoder_depth": 3, "decoder_channels": 16},
-         "fastscnn": {}}
+SPECS = {
+    "unet": {"encoder_depth": 3, "decoder_channels": [16, 8, 4]},
+    "deeplabv3": {"encoder_depth": 3, "decoder_channels": 16},
+    "fastscnn": {},
+}
 REAL = REPO.parents[1] / "shared" / "data" / "coco2017-val-mini" / "val2017"
 
 
@@ -51,8 +53,14 @@ def checkpoint(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPath
     with torch.no_grad():
         head.weight.div_(model(torch.randn(2, 3, *SIZE)).std())
     path = tmp_path_factory.mktemp(arch) / "models" / arch / "model.pt"
-    save_checkpoint(path, model.state_dict(), model_spec(arch, len(CLASSES), "resnet18", **SPECS[arch]),
-                    Preprocessing(SIZE).to_json(), CLASSES, {"val/miou": 0.5})
+    save_checkpoint(
+        path,
+        model.state_dict(),
+        model_spec(arch, len(CLASSES), "resnet18", **SPECS[arch]),
+        Preprocessing(SIZE).to_json(),
+        CLASSES,
+        {"val/miou": 0.5},
+    )
     return path
 
 
@@ -61,7 +69,9 @@ def input_from_sidecar(photo: Path, sidecar: dict) -> np.ndarray:
     prep = sidecar["preprocessing"]
     assert prep["channels"] == "RGB" and prep["scale"] == "1/255"
     rgb = cv2.cvtColor(cv2.imread(str(photo)), cv2.COLOR_BGR2RGB)
-    resized = cv2.resize(rgb, (prep["resize"]["width"], prep["resize"]["height"]), interpolation=cv2.INTER_LINEAR)
+    resized = cv2.resize(
+        rgb, (prep["resize"]["width"], prep["resize"]["height"]), interpolation=cv2.INTER_LINEAR
+    )
     x = (resized.astype(np.float32) / 255 - np.float32(prep["mean"])) / np.float32(prep["std"])
     return np.ascontiguousarray(x.transpose(2, 0, 1)[None])
 
@@ -78,13 +88,18 @@ def pytorch_logits(checkpoint: Path, photo: Path) -> np.ndarray:
 
 
 @pytest.mark.parametrize("fmt", ["onnx", "torchscript"])
-def test_exported_file_gives_pytorchs_logits_on_a_real_photo(checkpoint: Path, photo: Path, fmt: str,
-                                                             tmp_path: Path) -> None:
+def test_exported_file_gives_pytorchs_logits_on_a_real_photo(
+    checkpoint: Path, photo: Path, fmt: str, tmp_path: Path
+) -> None:
     out = tmp_path / f"model.{fmt}"
     assert cli.main(["export", "--model", str(checkpoint), "--format", fmt, "--out", str(out)]) == 0
     sidecar = json.loads(out.with_name(out.name + ".json").read_text())
     assert sidecar["format"] == fmt and sidecar["classes"] == CLASSES
-    assert sidecar["input"]["shape"] == ["batch", 3, *SIZE] and sidecar["output"]["shape"] == ["batch", 4, *SIZE]
+    assert sidecar["input"]["shape"] == ["batch", 3, *SIZE] and sidecar["output"]["shape"] == [
+        "batch",
+        4,
+        *SIZE,
+    ]
     assert sidecar["check"]["max_abs_logit_difference"] <= sidecar["check"]["tolerance"]
     assert sidecar["check"]["tolerance"] >= TOLERANCE  # per unit of the largest logit, at least 1
 
@@ -93,7 +108,9 @@ def test_exported_file_gives_pytorchs_logits_on_a_real_photo(checkpoint: Path, p
         session = onnxruntime.InferenceSession(str(out), providers=["CPUExecutionProvider"])
         exported = session.run([sidecar["output"]["name"]], {sidecar["input"]["name"]: inputs})[0]
         batch = session.run(None, {sidecar["input"]["name"]: np.concatenate([inputs, inputs])})[0]
-        np.testing.assert_allclose(batch, np.concatenate([exported, exported]), atol=TOLERANCE)  # any batch size
+        np.testing.assert_allclose(
+            batch, np.concatenate([exported, exported]), atol=TOLERANCE
+        )  # any batch size
     else:  # plain torch.jit, no cocoseg model code
         exported = run_exported(out, fmt, inputs)
     expected = pytorch_logits(checkpoint, photo)
@@ -103,20 +120,31 @@ def test_exported_file_gives_pytorchs_logits_on_a_real_photo(checkpoint: Path, p
     assert expected.std() > 0.1  # the logits are not all near 0: the check means something
 
 
-def test_export_by_model_name_writes_into_exports(checkpoint: Path, tmp_path: Path,
-                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+def test_export_by_model_name_writes_into_exports(
+    checkpoint: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """``--model NAME`` reads models/NAME/model.pt and writes exports/NAME.onnx beside its sidecar."""
     monkeypatch.chdir(checkpoint.parents[2])
     name = checkpoint.parent.name
     assert cli.main(["export", "--model", name, "--format", "torchscript"]) == 0
-    assert sorted(p.name for p in Path("exports").iterdir()) == [f"{name}.torchscript.pt",
-                                                                 f"{name}.torchscript.pt.json"]
-    assert json.loads(Path("exports", f"{name}.torchscript.pt.json").read_text())["source"]["checkpoint"] == \
-        f"models/{name}/model.pt"
+    assert sorted(p.name for p in Path("exports").iterdir()) == [
+        f"{name}.torchscript.pt",
+        f"{name}.torchscript.pt.json",
+    ]
+    assert (
+        json.loads(Path("exports", f"{name}.torchscript.pt.json").read_text())["source"]["checkpoint"]
+        == f"models/{name}/model.pt"
+    )
 
 
 def test_export_errors_are_one_line(tmp_path: Path) -> None:
-    result = subprocess.run([sys.executable, "-m", "cocoseg", "export", "--model", "nope", "--format", "onnx"],
-                            cwd=tmp_path, capture_output=True, text=True, timeout=120, check=False)
+    result = subprocess.run(
+        [sys.executable, "-m", "cocoseg", "export", "--model", "nope", "--format", "onnx"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
     assert_one_error(result, "models/nope/model.pt: model file not found")
     assert not (tmp_path / "exports").exists()

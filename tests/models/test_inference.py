@@ -9,10 +9,13 @@ import torch.nn.functional as F
 from cocoseg.models.inference import _first_maximum_torch, argmax_classes, nearest_argmax, upsampled_argmax
 
 
-@pytest.mark.parametrize(("classes", "low", "high"), [(3, (6, 8), (48, 64)), (21, (40, 50), (333, 517)),
-                                                        (81, (16, 16), (101, 37)), (300, (5, 7), (20, 30))])
-def test_upsampled_argmax_equals_argmax_of_upsampled_logits(classes: int, low: tuple[int, int],
-                                                            high: tuple[int, int]) -> None:
+@pytest.mark.parametrize(
+    ("classes", "low", "high"),
+    [(3, (6, 8), (48, 64)), (21, (40, 50), (333, 517)), (81, (16, 16), (101, 37)), (300, (5, 7), (20, 30))],
+)
+def test_upsampled_argmax_equals_argmax_of_upsampled_logits(
+    classes: int, low: tuple[int, int], high: tuple[int, int]
+) -> None:
     torch.manual_seed(classes)
     logits = torch.randn(classes, *low)
     full = F.interpolate(logits[None], size=high, mode="bilinear", align_corners=False).argmax(1)[0]
@@ -28,10 +31,13 @@ def test_ties_keep_the_lower_class_id() -> None:
     assert torch.equal(upsampled_argmax(logits, (7, 5)), torch.full((7, 5), 2))
 
 
-@pytest.mark.parametrize(("classes", "field", "low", "high"), [(81, (8, 8), (64, 64), (480, 640)),
-                                                               (21, (5, 7), (96, 80), (61, 200))])
-def test_smooth_logits_too(classes: int, field: tuple[int, int], low: tuple[int, int],
-                           high: tuple[int, int]) -> None:
+@pytest.mark.parametrize(
+    ("classes", "field", "low", "high"),
+    [(81, (8, 8), (64, 64), (480, 640)), (21, (5, 7), (96, 80), (61, 200))],
+)
+def test_smooth_logits_too(
+    classes: int, field: tuple[int, int], low: tuple[int, int], high: tuple[int, int]
+) -> None:
     """Logits as a segmentation head gives them: a coarse field upsampled, so large regions and few
     boundaries (each a line of cells whose corners disagree)."""
     torch.manual_seed(0)

@@ -33,8 +33,11 @@ def test_build_by_name(arch: str) -> None:
 
 
 def test_unknown_name_lists_valid_names() -> None:
-    with pytest.raises(ValueError, match=r"arch: unknown architecture 'segformr'; valid names: "
-                                         r"\['deeplabv3', 'deeplabv3plus', 'dpt', 'fastscnn', 'fpn',"):
+    with pytest.raises(
+        ValueError,
+        match=r"arch: unknown architecture 'segformr'; valid names: "
+        r"\['deeplabv3', 'deeplabv3plus', 'dpt', 'fastscnn', 'fpn',",
+    ):
         build_model("segformr", 3)
 
 
@@ -88,6 +91,9 @@ def test_loss_ignores_void() -> None:
 
 
 def test_bad_options_name_the_architecture() -> None:
-    with pytest.raises(ConfigError, match=r"fpn \(encoder 'resnet18', options \{'decoder_chanels': 8\}\) "
-                                          r"cannot be built: .*decoder_chanels"):
+    with pytest.raises(
+        ConfigError,
+        match=r"fpn \(encoder 'resnet18', options \{'decoder_chanels': 8\}\) "
+        r"cannot be built: .*decoder_chanels",
+    ):
         build_model("fpn", 3, decoder_chanels=8)

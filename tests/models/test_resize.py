@@ -29,8 +29,9 @@ OURS = {"bilinear": resize_bilinear, "pool": adaptive_avg_pool}
 @pytest.mark.parametrize("kind", ["bilinear", "pool"])
 @pytest.mark.parametrize("channels_last", [False, True], ids=["nchw", "channels_last"])
 @pytest.mark.parametrize(("size_in", "size_out"), CASES)
-def test_forward_and_gradient_equal_pytorchs(kind: str, channels_last: bool, size_in: tuple[int, int],
-                                             size_out: tuple[int, int]) -> None:
+def test_forward_and_gradient_equal_pytorchs(
+    kind: str, channels_last: bool, size_in: tuple[int, int], size_out: tuple[int, int]
+) -> None:
     if kind == "pool" and (size_out[0] > size_in[0] or size_out[1] > size_in[1]):
         size_in, size_out = size_out, size_in  # pooling shrinks
     torch.manual_seed(0)
@@ -52,7 +53,9 @@ def test_forward_and_gradient_equal_pytorchs(kind: str, channels_last: bool, siz
 def test_weights_are_the_linear_maps_pytorch_applies() -> None:
     """Each weight matrix applied to the identity reproduces PyTorch's op on a one-axis signal."""
     for n_in, n_out in [(8, 64), (7, 55), (1, 4), (13, 5)]:
-        eye = torch.eye(n_in, dtype=torch.float64).view(n_in, 1, n_in, 1)  # n_in one-hot signals on the height
+        eye = torch.eye(n_in, dtype=torch.float64).view(
+            n_in, 1, n_in, 1
+        )  # n_in one-hot signals on the height
         resized = F.interpolate(eye, size=(n_out, 1), mode="bilinear", align_corners=False).view(n_in, n_out)
         torch.testing.assert_close(bilinear_weights(n_in, n_out), resized.t(), rtol=0, atol=1e-15)
         if n_out <= n_in:

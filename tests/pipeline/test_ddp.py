@@ -26,9 +26,15 @@ PREP = Preprocessing(SIZE)
 def run_train_stage(root: Path, timeout: float) -> subprocess.CompletedProcess[str]:
     """Run stages/train.py in its own session, so a hung DDP worker it started is killed with it."""
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    process = subprocess.Popen([sys.executable, str(REPO / "stages" / "train.py"), "--model", "x"], cwd=root,
-                               env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                               start_new_session=True)
+    process = subprocess.Popen(
+        [sys.executable, str(REPO / "stages" / "train.py"), "--model", "x"],
+        cwd=root,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
     try:
         stdout, stderr = process.communicate(timeout=timeout)
     except subprocess.TimeoutExpired:
@@ -53,10 +59,18 @@ def score(model: torch.nn.Module, dataset, indices: range, num_classes: int) -> 
 def test_ddp_on_two_cpu_processes_trains_a_valid_model_with_metrics_of_all_val_images(tmp_path: Path) -> None:
     pairs = [shapes_pair(48, 64, seed) for seed in range(12)]
     coco, masks = write_dataset(tmp_path, [p[0] for p in pairs], [p[1] for p in pairs], num_val=4)
-    train = {"epochs": 2, "batch_size": 2, "image_size": list(SIZE), "workers": 0, "accelerator": "cpu",
-             "devices": 2, "strategy": "ddp"}
-    (tmp_path / "params.yaml").write_text(yaml.safe_dump({"train": train,
-                                                          "models": {"x": {"arch": "fastscnn", "lr": 0.01}}}))
+    train = {
+        "epochs": 2,
+        "batch_size": 2,
+        "image_size": list(SIZE),
+        "workers": 0,
+        "accelerator": "cpu",
+        "devices": 2,
+        "strategy": "ddp",
+    }
+    (tmp_path / "params.yaml").write_text(
+        yaml.safe_dump({"train": train, "models": {"x": {"arch": "fastscnn", "lr": 0.01}}})
+    )
 
     result = run_train_stage(tmp_path, timeout=90)  # about 30 s under load 6 when it works
     assert result.returncode == 0, result.stderr

@@ -29,11 +29,17 @@ def small_disk(tmp_path: Path) -> Iterator:
     def mount(size: str, inodes: int = 10_000) -> Path:
         path = tmp_path / f"disk{len(mounted)}"
         path.mkdir()
-        result = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size},nr_inodes={inodes}", "tmpfs", str(path)],
-                                capture_output=True, text=True, check=False)
+        result = subprocess.run(
+            ["mount", "-t", "tmpfs", "-o", f"size={size},nr_inodes={inodes}", "tmpfs", str(path)],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
         if result.returncode != 0:
-            pytest.skip(f"cannot mount a small tmpfs to fill ({result.stderr.strip() or 'mount failed'}): needs "
-                        "root (or CAP_SYS_ADMIN) on Linux")
+            pytest.skip(
+                f"cannot mount a small tmpfs to fill ({result.stderr.strip() or 'mount failed'}): needs "
+                "root (or CAP_SYS_ADMIN) on Linux"
+            )
         mounted.append(path)
         return path
 
@@ -80,8 +86,11 @@ def test_download_on_a_full_disk_is_not_retried(tmp_path: Path, small_disk) -> N
     (tmp_path / "www" / "f.bin").write_bytes(bytes(1 << 20))
     with FaultyFileServer(tmp_path / "www") as server:
         server.send_length = False  # no size to check the free space against: the disk fills mid-transfer
-        with pytest.raises(InsufficientSpaceError, match=r"disk full while downloading .*/f\.bin to .*; the partial "
-                                                         r"download was removed"):
+        with pytest.raises(
+            InsufficientSpaceError,
+            match=r"disk full while downloading .*/f\.bin to .*; the partial "
+            r"download was removed",
+        ):
             download_file(f"{server.url}/f.bin", disk / "f.bin", progress=False, backoff=0)
         assert server.counts["/f.bin"] == 1  # no retry: a full disk is no lost connection
     assert list(disk.iterdir()) == []  # the part is gone, its space free again
@@ -92,8 +101,11 @@ def test_extract_on_a_full_disk_says_so(tmp_path: Path, small_disk) -> None:
     write_sample_archives(tmp_path / "raw" / "download", SampleConfig(num_images=16), 0)
     (tmp_path / "params.yaml").write_text("{}\n")
     result = stage("extract", tmp_path, "--raw", "raw", "--out", str(disk / "coco"))
-    line = assert_one_error(result, "raw/download/val2017.zip: cannot write member 'val2017/", "': disk full (No space left "
-                                                                                      "on device)")
+    line = assert_one_error(
+        result,
+        "raw/download/val2017.zip: cannot write member 'val2017/",
+        "': disk full (No space left on device)",
+    )
     assert "corrupt" not in line
     assert list(disk.iterdir()) == []
     assert_contained(result, limit=GB)
@@ -103,8 +115,10 @@ def test_train_on_a_full_disk_leaves_no_partial_checkpoint(tmp_path: Path, small
     disk = small_disk("1m")
     pairs = [shapes_pair(64, 64, seed) for seed in range(6)]
     write_dataset(tmp_path, [p[0] for p in pairs], [p[1] for p in pairs], num_val=2)
-    params = {"train": {"epochs": 2, "batch_size": 2, "image_size": [64, 64], "workers": 0, "accelerator": "cpu"},
-              "models": {"x": {"arch": "fastscnn", "lr": 0.01}}}
+    params = {
+        "train": {"epochs": 2, "batch_size": 2, "image_size": [64, 64], "workers": 0, "accelerator": "cpu"},
+        "models": {"x": {"arch": "fastscnn", "lr": 0.01}},
+    }
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
     result = stage("train", tmp_path, "--model", "x", "--runs", "runs", "--resume-dir", str(disk / "x"))
     assert_one_error(result, f"disk full: {disk / 'x' / 'pending.ckpt'} (No space left on device)")

@@ -85,8 +85,9 @@ def uncovered(repo: Path) -> dict[str, list[str]]:
         script = repo / stage["cmd"].split()[1]  # "python stages/<x>.py ..."
         deps = [repo / str(d) for d in stage.get("deps", [])]
         files = project_closure(script, repo / "src")
-        missing = sorted(str(f.relative_to(repo)) for f in files
-                         if not any(f == d or f.is_relative_to(d) for d in deps))
+        missing = sorted(
+            str(f.relative_to(repo)) for f in files if not any(f == d or f.is_relative_to(d) for d in deps)
+        )
         if missing:
             gaps[name] = missing
     return gaps
@@ -101,8 +102,13 @@ def test_stage_closures_hold_their_packages() -> None:
     stages = expanded_stages(REPO)
     train = project_closure(REPO / stages["train@unet"]["cmd"].split()[1], REPO / "src")
     names = {str(f.relative_to(REPO / "src" / "cocoseg")) for f in train if f.is_relative_to(REPO / "src")}
-    assert {"training/train.py", "models/__init__.py", "models/inference.py", "core/layout.py",
-            "core/images.py"} <= names
+    assert {
+        "training/train.py",
+        "models/__init__.py",
+        "models/inference.py",
+        "core/layout.py",
+        "core/images.py",
+    } <= names
     assert not any(n.startswith(("acquire/", "evaluation/")) for n in names)  # the layering holds
 
 
@@ -119,8 +125,13 @@ def project_copy(tmp_path: Path) -> Path:
 def test_an_import_without_its_dep_is_caught(project_copy: Path) -> None:
     """compare gains a lazy import of the training package, which its deps do not list: reported."""
     script = project_copy / "stages" / "compare.py"
-    script.write_text(script.read_text().replace(
-        "def main() -> None:\n", "def main() -> None:\n    from cocoseg.training import losses  # noqa: F401\n", 1))
+    script.write_text(
+        script.read_text().replace(
+            "def main() -> None:\n",
+            "def main() -> None:\n    from cocoseg.training import losses  # noqa: F401\n",
+            1,
+        )
+    )
     gaps = uncovered(project_copy)
     assert gaps == {"compare": ["src/cocoseg/training/__init__.py", "src/cocoseg/training/losses.py"]}
 

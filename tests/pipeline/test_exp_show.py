@@ -36,7 +36,7 @@ WIDTH = 120
 
 # Stand-in for train@<model> / evaluate@<model>: the committed results of that model; evaluate's scores from a
 # confusion matrix seeded by the parameters, over the class set of data.source, written by evaluate's writers.
-STAND_IN = f'''
+STAND_IN = f"""
 import hashlib, json, shutil, sys
 from pathlib import Path
 import numpy as np, yaml
@@ -62,13 +62,16 @@ else:
         cm[k, rng.choice(seen)] += rng.integers(0, 100)
     write_json(out / "metrics.json", {{**summarise(cm), "params": 1000 + len(model), "val_images": 12}})
     write_json(out / "per_class.json", per_class_scores(cm, classes))
-'''
+"""
 
 
 def readme_exp_show() -> str:
     """The README's one compact `dvc exp show` command (every `dvc exp show` in its bash blocks)."""
-    commands = {line.split("  #")[0].strip() for line in (REPO / "README.md").read_text().splitlines()
-                if line.strip().startswith("dvc exp show")}
+    commands = {
+        line.split("  #")[0].strip()
+        for line in (REPO / "README.md").read_text().splitlines()
+        if line.strip().startswith("dvc exp show")
+    }
     assert len(commands) == 1, commands
     return commands.pop()
 
@@ -118,7 +121,9 @@ def test_readme_exp_show_fits_120_columns_on_two_class_sets(project: Path) -> No
     lines = table.splitlines()
     header = next(line.split() for line in lines if line.strip().startswith("Experiment"))
     assert header[0] == "Experiment" and sorted(header[-2:]) == ["data.source", "models.unet.encoder"], table
-    assert sorted(header[1:-2]) == sorted(f"miou.{m}" for m in MODELS), table  # every model, unchanged ones too
+    assert sorted(header[1:-2]) == sorted(f"miou.{m}" for m in MODELS), (
+        table
+    )  # every model, unchanged ones too
     assert sum("[unet-r34]" in line or "[coco]" in line for line in lines) == 2, table
     assert widest(table) <= WIDTH, table
     assert "…" not in run_in(project, "env", f"COLUMNS={WIDTH}", *shlex.split(command), "--no-pager")
@@ -133,8 +138,12 @@ def without_npm(tmp_path: Path) -> dict[str, str]:
     tools = tmp_path / "bin"
     tools.mkdir()
     os.symlink(shutil.which("git"), tools / "git")
-    env = {**os.environ, "PATH": os.pathsep.join([str(Path(sys.executable).parent), str(tools)]),
-           "DVC_NO_ANALYTICS": "1", "GIT_TERMINAL_PROMPT": "0"}
+    env = {
+        **os.environ,
+        "PATH": os.pathsep.join([str(Path(sys.executable).parent), str(tools)]),
+        "DVC_NO_ANALYTICS": "1",
+        "GIT_TERMINAL_PROMPT": "0",
+    }
     assert shutil.which("npm", path=env["PATH"]) is None
     return env
 
@@ -165,8 +174,15 @@ def test_plots_pages_render_with_no_network_and_no_npm(project: Path, tmp_path: 
     cocoseg = [sys.executable, "-m", "cocoseg", "compare", "--plots"]
     for revisions in ([], ["HEAD", "coco"]):
         shutil.rmtree(project / "plots", ignore_errors=True)
-        result = subprocess.run([*cocoseg, *revisions], cwd=project, env=env, capture_output=True, text=True,
-                                timeout=300, check=False)
+        result = subprocess.run(
+            [*cocoseg, *revisions],
+            cwd=project,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=300,
+            check=False,
+        )
         assert result.returncode == 0, result.stdout + result.stderr
         verb = "diff" if revisions else "show"
         assert result.stdout.startswith(f"$ dvc plots {verb} {' '.join(revisions)}".replace("  ", " "))

@@ -32,8 +32,11 @@ BAD = {
 def outputs(repo: Path) -> dict[str, str]:
     """SHA-256 of every file of every stage output (DVC-cached and git-tracked alike)."""
     files = [p for top in ("data", "models", "results") for p in (repo / top).rglob("*") if p.is_file()]
-    return {str(p.relative_to(repo)): hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(files)
-            if "downloads" not in p.parts}
+    return {
+        str(p.relative_to(repo)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(files)
+        if "downloads" not in p.parts
+    }
 
 
 @pytest.fixture(scope="module")
@@ -53,15 +56,22 @@ def test_failed_experiment_deletes_no_output(repo: Path, stage: str) -> None:
     assert run_in(repo, "git", "status", "--porcelain") == ""
     before = outputs(repo)
     assert any(name.startswith("data/masks/semantic/") for name in before)
-    env = {**os.environ, "PATH": os.pathsep.join([str(Path(sys.executable).parent), os.environ["PATH"]]),
-           "DVC_NO_ANALYTICS": "1", "OMP_NUM_THREADS": "1"}
+    env = {
+        **os.environ,
+        "PATH": os.pathsep.join([str(Path(sys.executable).parent), os.environ["PATH"]]),
+        "DVC_NO_ANALYTICS": "1",
+        "OMP_NUM_THREADS": "1",
+    }
     command = ["dvc", "exp", "run", *(arg for change in changes for arg in ("-S", change))]
     if isinstance(changes, str):  # an edit of params.yaml by hand, then `dvc repro`
         text = (repo / "params.yaml").read_text()
-        (repo / "params.yaml").write_text(text[:text.index("models:")] + changes + "\n" +
-                                          text[text.index("evaluate:"):])
+        (repo / "params.yaml").write_text(
+            text[: text.index("models:")] + changes + "\n" + text[text.index("evaluate:") :]
+        )
         command = ["dvc", "repro"]
-    result = subprocess.run(command, cwd=repo, env=env, capture_output=True, text=True, timeout=300, check=False)
+    result = subprocess.run(
+        command, cwd=repo, env=env, capture_output=True, text=True, timeout=300, check=False
+    )
     output = result.stdout + result.stderr
     try:
         assert result.returncode != 0, output

@@ -23,7 +23,6 @@ MODEL_STAGES = {"train@fastscnn", "evaluate@fastscnn"}
 UP_TO_DATE = "Data and pipelines are up to date."
 
 
-
 def manifest(repo: Path) -> dict[str, tuple[str, str]]:
     """data/masks/manifest.tsv as {item: (image hash, semantic mask hash)}."""
     _, *lines = (repo / "data" / "masks" / "manifest.tsv").read_text().splitlines()
@@ -104,8 +103,10 @@ def test_an_image_edited_in_data_coco_is_put_back_by_extract(project: Path) -> N
 
 def test_an_edited_mask_is_put_back_without_retraining(project: Path) -> None:
     assert UP_TO_DATE in run_in(project, "dvc", "status")
-    first, second = [project / "data" / "masks" / "semantic" / item.replace(".jpg", ".png")
-                     for item in sorted(manifest(project))[:2]]
+    first, second = [
+        project / "data" / "masks" / "semantic" / item.replace(".jpg", ".png")
+        for item in sorted(manifest(project))[:2]
+    ]
     original, other = first.read_bytes(), second.read_bytes()
     assert other != original
     replace_file(first, other)  # another image's mask: a valid PNG, the wrong one

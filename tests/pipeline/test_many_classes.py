@@ -18,9 +18,19 @@ from cocoseg.evaluation.predict import predict_images
 from cocoseg.masks.build import SplitSource, build_from_sources
 from cocoseg.training.train import TrainPaths, train_model
 
-PARAMS = parse_params({"train": {"epochs": 1, "batch_size": 2, "image_size": [32, 32], "workers": 0,
-                                 "accelerator": "cpu", "devices": 1},
-                       "models": {"x": {"arch": "fastscnn", "lr": 0.01}}})
+PARAMS = parse_params(
+    {
+        "train": {
+            "epochs": 1,
+            "batch_size": 2,
+            "image_size": [32, 32],
+            "workers": 0,
+            "accelerator": "cpu",
+            "devices": 1,
+        },
+        "models": {"x": {"arch": "fastscnn", "lr": 0.01}},
+    }
+)
 
 
 @pytest.fixture(scope="module")
@@ -49,27 +59,39 @@ def test_masks_train_evaluate_predict_at_1203_classes(project: Path) -> None:
     masks = project / "data" / "masks"
     labels = json.loads((masks / "labels.json").read_text())
     assert labels["void"] == 65535 and len(labels["classes"]) == 1204
-    assert json.loads((masks / "split.json").read_text()) == {"train": ["a/0.jpg", "a/1.jpg"], "val": ["b/1.jpg"],
-                                                              "test": ["c/2.jpg"]}
+    assert json.loads((masks / "split.json").read_text()) == {
+        "train": ["a/0.jpg", "a/1.jpg"],
+        "val": ["b/1.jpg"],
+        "test": ["c/2.jpg"],
+    }
     mask = cv2.imread(str(masks / "semantic" / "a" / "0.png"), cv2.IMREAD_UNCHANGED)
     assert mask.dtype == np.uint16 and 65535 in mask and mask.max() == 65535
 
-    paths = TrainPaths(project / "data" / "coco", masks, project / "models" / "x", project / "live",
-                       project / "runs")
+    paths = TrainPaths(
+        project / "data" / "coco", masks, project / "models" / "x", project / "live", project / "runs"
+    )
     best = train_model(PARAMS, "x", paths)  # void 65535 must be ignored by the loss and the metrics
     assert 0 <= best["val/miou"] <= 1
     ckpt = torch.load(paths.model_dir / "model.pt", weights_only=True)
     assert len(ckpt["classes"]) == 1204 and ckpt["model"]["num_classes"] == 1204
 
-    metrics = evaluate_model(paths.model_dir / "model.pt", project / "data" / "coco", masks, project / "eval",
-                             EvaluateConfig(overlays=1, speed_batches=1, workers=0))
+    metrics = evaluate_model(
+        paths.model_dir / "model.pt",
+        project / "data" / "coco",
+        masks,
+        project / "eval",
+        EvaluateConfig(overlays=1, speed_batches=1, workers=0),
+    )
     assert metrics["val_images"] == 1 and metrics["test_images"] == 1
     for prefix in ("", "test/"):
         assert 0 <= metrics[f"{prefix}miou"] <= 1 and 0 <= metrics[f"{prefix}pixel_accuracy"] <= 1
     assert json.loads((project / "eval" / "metrics.json").read_text()) == metrics
-    assert (project / "eval" / "overlays" / "1.png").is_file() and (project / "eval" / "confusion.png").is_file()
+    assert (project / "eval" / "overlays" / "1.png").is_file() and (
+        project / "eval" / "confusion.png"
+    ).is_file()
 
-    written = predict_images(paths.model_dir / "model.pt", [project / "export" / "images" / "2.jpg"],
-                             project / "predictions")
+    written = predict_images(
+        paths.model_dir / "model.pt", [project / "export" / "images" / "2.jpg"], project / "predictions"
+    )
     pred = cv2.imread(str(written[0]), cv2.IMREAD_UNCHANGED)
     assert pred.dtype == np.uint16 and pred.shape == (160, 160) and pred.max() < 1204

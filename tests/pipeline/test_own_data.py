@@ -35,16 +35,33 @@ def test_a_local_export_reruns_exactly_what_a_changed_file_feeds(tmp_path: Path)
     export = write_roboflow(tmp_path / "export", {"train": 8, "valid": 4})
     repo = tmp_path / "repo"
     one_model_project(repo)
-    set_local_splits(repo, {s: {"annotations": str(export / s / "_annotations.coco.json"),
-                                "images": str(export / s)} for s in ("train", "valid")})
+    set_local_splits(
+        repo,
+        {
+            s: {"annotations": str(export / s / "_annotations.coco.json"), "images": str(export / s)}
+            for s in ("train", "valid")
+        },
+    )
     git_commit(repo, "own data")
     original = snapshot(export)
 
     first = run_in(repo, "dvc", "repro")
-    assert ran(first) == {"check", "download", "import@train", "import@valid", "extract", "masks", *DOWNSTREAM,
-                          "compare"}
-    assert sorted(p.name for p in (repo / "data" / "coco" / "valid").iterdir()) == ["valid_0.jpg", "valid_1.jpg",
-                                                                                   "valid_2.jpg", "valid_3.jpg"]
+    assert ran(first) == {
+        "check",
+        "download",
+        "import@train",
+        "import@valid",
+        "extract",
+        "masks",
+        *DOWNSTREAM,
+        "compare",
+    }
+    assert sorted(p.name for p in (repo / "data" / "coco" / "valid").iterdir()) == [
+        "valid_0.jpg",
+        "valid_1.jpg",
+        "valid_2.jpg",
+        "valid_3.jpg",
+    ]
     assert snapshot(export) == original  # bytes, modes and times, after DVC cached (and chmodded) its copies
 
     # One image of train changes: its import, extract and masks rerun; valid's import does not.
@@ -67,9 +84,16 @@ def test_a_local_export_reruns_exactly_what_a_changed_file_feeds(tmp_path: Path)
     # valid's annotation file becomes another file with the same bytes: only valid's import reruns, and
     # extract, whose input (data/raw) is then unchanged, does not.
     shutil.copy(ann, tmp_path / "valid-v2.json")
-    set_local_splits(repo, {"train": {"annotations": str(export / "train" / "_annotations.coco.json"),
-                                      "images": str(export / "train")},
-                            "valid": {"annotations": str(tmp_path / "valid-v2.json"), "images": str(export / "valid")}})
+    set_local_splits(
+        repo,
+        {
+            "train": {
+                "annotations": str(export / "train" / "_annotations.coco.json"),
+                "images": str(export / "train"),
+            },
+            "valid": {"annotations": str(tmp_path / "valid-v2.json"), "images": str(export / "valid")},
+        },
+    )
     assert changed_stages(repo) == {"check", "import@valid", *DOWNSTREAM}  # check: data.local changed
     assert ran(run_in(repo, "dvc", "repro", "masks")) == {"check", "import@valid"}
     assert snapshot(export) == edited

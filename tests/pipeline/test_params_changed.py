@@ -35,20 +35,27 @@ runpy.run_path(stage, run_name="__main__")
 
 
 def masks_while_edited(tmp_path: Path, old: str, new: str):
-    return watch([sys.executable, "-c", EDIT_WHILE_RUNNING, old, new, str(REPO / "stages" / "masks.py")], tmp_path)
+    return watch(
+        [sys.executable, "-c", EDIT_WHILE_RUNNING, old, new, str(REPO / "stages" / "masks.py")], tmp_path
+    )
 
 
 @pytest.fixture
 def project(tmp_path: Path) -> Path:
     write_sample(tmp_path / "coco", num_images=16)
-    (tmp_path / "params.yaml").write_text("masks:\n  overlap: void\n  workers: 1\n  preview: 1\ntrain:\n  epochs: 3\n")
+    (tmp_path / "params.yaml").write_text(
+        "masks:\n  overlap: void\n  workers: 1\n  preview: 1\ntrain:\n  epochs: 3\n"
+    )
     return tmp_path
 
 
 def test_a_stage_whose_parameters_changed_publishes_nothing(project: Path) -> None:
     result = masks_while_edited(project, "overlap: void", "overlap: smaller_on_top")
-    assert_one_error(result, "params.yaml: masks.overlap changed while this stage ran ('void' when it started, "
-                             "'smaller_on_top' now); nothing was published")
+    assert_one_error(
+        result,
+        "params.yaml: masks.overlap changed while this stage ran ('void' when it started, "
+        "'smaller_on_top' now); nothing was published",
+    )
     assert not (project / "masks").exists()
     assert sorted(p.name for p in project.iterdir()) == ["coco", "params.yaml"]  # no temporary folder left
     assert_contained(result, limit=GB)
@@ -78,19 +85,29 @@ def test_exp_run_refused_by_the_lock_does_not_leave_a_false_lock(tmp_path: Path)
     params["train"]["epochs"] = 3
     (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     dvc = str(Path(sys.executable).parent / "dvc")
-    repro = subprocess.Popen([dvc, "repro"], cwd=repo, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    repro = subprocess.Popen(
+        [dvc, "repro"], cwd=repo, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
     deadline = time.monotonic() + 300
     while not (repo / "checkpoints" / "fastscnn" / "run").exists() and repro.poll() is None:
         assert time.monotonic() < deadline
         time.sleep(0.05)
-    refused = subprocess.run([dvc, "exp", "run", "-S", "train.epochs=2"], cwd=repo, capture_output=True, text=True,
-                             timeout=120, check=False)
+    refused = subprocess.run(
+        [dvc, "exp", "run", "-S", "train.epochs=2"],
+        cwd=repo,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
     output, _ = repro.communicate(timeout=600)
     assert refused.returncode != 0
     if "epochs: 2" not in (repo / "params.yaml").read_text():
         pytest.skip("this DVC did not rewrite params.yaml before refusing the run: nothing to guard against")
     assert repro.returncode != 0, output
-    assert "params.yaml: train.epochs changed while this stage ran (3 when it started, 2 now)" in output, output
+    assert "params.yaml: train.epochs changed while this stage ran (3 when it started, 2 now)" in output, (
+        output
+    )
     assert "Traceback" not in output
     lock = yaml.safe_load((repo / "dvc.lock").read_text()) if (repo / "dvc.lock").exists() else {"stages": {}}
     assert "train@fastscnn" not in lock["stages"]  # no lock that calls a 3-epoch run a 2-epoch one

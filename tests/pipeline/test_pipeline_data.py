@@ -34,8 +34,12 @@ def test_dvc_repro_masks(tmp_path: Path) -> None:
     assert len(list((masks / "semantic" / "val2017").glob("*.png"))) == 61
     assert len(list((masks / "preview").glob("*.png"))) == params["masks"]["preview"]
     assert (repo / "dvc.lock").is_file()
-    assert set(yaml.safe_load((repo / "dvc.lock").read_text())["stages"]) == {"check", "download", "extract",
-                                                                              "masks"}
+    assert set(yaml.safe_load((repo / "dvc.lock").read_text())["stages"]) == {
+        "check",
+        "download",
+        "extract",
+        "masks",
+    }
     before = (masks / "semantic" / "val2017" / "000000000001.png").stat().st_mtime_ns
 
     second = dvc(repo, "repro", "masks")

@@ -16,8 +16,15 @@ import yaml
 from helpers import copy_project, git_commit, ran, run_in
 
 MODELS = ("unet", "deeplabv3", "fastscnn")
-STAGES = ("check", "download", "extract", "masks", *(f"train@{m}" for m in MODELS), *(f"evaluate@{m}" for m in MODELS),
-          "compare")
+STAGES = (
+    "check",
+    "download",
+    "extract",
+    "masks",
+    *(f"train@{m}" for m in MODELS),
+    *(f"evaluate@{m}" for m in MODELS),
+    "compare",
+)
 
 
 @pytest.mark.slow
@@ -47,7 +54,9 @@ def test_dvc_repro_whole_pipeline(tmp_path: Path) -> None:
     compare = json.loads((repo / "results" / "compare.json").read_text())
     assert sorted(r["model"] for r in compare["models"]) == sorted(MODELS)
     models_table, classes_table = (repo / "results" / "compare.md").read_text().split("## IoU per class")
-    rows = [line.split(" | ")[0].removeprefix("| ") for line in models_table.splitlines() if line.startswith("| ")]
+    rows = [
+        line.split(" | ")[0].removeprefix("| ") for line in models_table.splitlines() if line.startswith("| ")
+    ]
     assert sorted(rows[1:]) == sorted(MODELS)  # one row per model, after the header
     assert "| class | IoU " in classes_table and "| background | " in classes_table
     metrics = run_in(repo, "dvc", "metrics", "show")
@@ -63,39 +72,67 @@ def test_dvc_repro_whole_pipeline(tmp_path: Path) -> None:
     # (the seed's `train.py --models fastscnn --lr 0.02`). Its comparison must hold its own scores.
     git_commit(repo, "baseline")
     before = {m: (repo / "models" / m / "model.pt").read_bytes() for m in MODELS}
-    third = run_in(repo, sys.executable, "-m", "cocoseg", "train", "--models", "fastscnn", "--lr", "0.02",
-                   "--epochs", "1", "-n", "fastscnn-lr002")
-    assert ran(third) == {"check", "train@fastscnn", "evaluate@fastscnn", "compare"}, third  # check: any param
+    third = run_in(
+        repo,
+        sys.executable,
+        "-m",
+        "cocoseg",
+        "train",
+        "--models",
+        "fastscnn",
+        "--lr",
+        "0.02",
+        "--epochs",
+        "1",
+        "-n",
+        "fastscnn-lr002",
+    )
+    assert ran(third) == {"check", "train@fastscnn", "evaluate@fastscnn", "compare"}, (
+        third
+    )  # check: any param
     assert yaml.safe_load((repo / "params.yaml").read_text())["models"]["fastscnn"]["lr"] == 0.02
     for model in ("unet", "deeplabv3"):  # left out: not retrained
         assert (repo / "models" / model / "model.pt").read_bytes() == before[model]
     assert (repo / "models" / "fastscnn" / "model.pt").read_bytes() != before["fastscnn"]
-    evaluated = {m: json.loads((repo / "results" / "evaluate" / m / "metrics.json").read_text()) for m in MODELS}
+    evaluated = {
+        m: json.loads((repo / "results" / "evaluate" / m / "metrics.json").read_text()) for m in MODELS
+    }
     assert json.loads((repo / "results" / "miou.json").read_text())["miou"] == {
-        m: evaluated[m]["miou"] for m in MODELS}
+        m: evaluated[m]["miou"] for m in MODELS
+    }
     for row in json.loads((repo / "results" / "compare.json").read_text())["models"]:
         assert {k: row[k] for k in evaluated[row["model"]]} == evaluated[row["model"]]
     table = list(csv.DictReader(io.StringIO(run_in(repo, "dvc", "exp", "show", "--csv"))))
-    experiment, = (row for row in table if row["Experiment"] == "fastscnn-lr002")
+    (experiment,) = (row for row in table if row["Experiment"] == "fastscnn-lr002")
     evaluated_column = next(c for c in table[0] if c.endswith("results/evaluate/fastscnn/metrics.json:miou"))
-    assert experiment["miou.fastscnn"] == experiment[evaluated_column] != "", experiment  # the experiment's own
+    assert experiment["miou.fastscnn"] == experiment[evaluated_column] != "", (
+        experiment
+    )  # the experiment's own
     lr = next(column for column in table[0] if column.endswith("models.fastscnn.lr"))
     assert experiment[lr] == "0.02"  # the experiment is recorded ...
     assert [row[lr] for row in table if row["typ"] == "baseline" and row["rev"] != "workspace"] == ["0.01"]
 
     # A fourth model is one params.yaml entry: any segmentation-models-pytorch architecture by its name.
     params = yaml.safe_load((repo / "params.yaml").read_text())
-    params["models"]["fpn"] = {"arch": "fpn", "encoder": "resnet18", "encoder_weights": None,
-                               "options": {"decoder_pyramid_channels": 32, "decoder_segmentation_channels": 32}}
+    params["models"]["fpn"] = {
+        "arch": "fpn",
+        "encoder": "resnet18",
+        "encoder_weights": None,
+        "options": {"decoder_pyramid_channels": 32, "decoder_segmentation_channels": 32},
+    }
     (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     fourth = run_in(repo, "dvc", "repro")
     assert ran(fourth) == {"check", "train@fpn", "evaluate@fpn", "compare"}, fourth
     spec = torch.load(repo / "models" / "fpn" / "model.pt", weights_only=True)["model"]
-    assert spec["arch"] == "fpn" and spec["decoder_pyramid_channels"] == 32  # options travel in the model file
+    assert (
+        spec["arch"] == "fpn" and spec["decoder_pyramid_channels"] == 32
+    )  # options travel in the model file
     assert 0 <= json.loads((repo / "results" / "evaluate" / "fpn" / "metrics.json").read_text())["miou"] <= 1
     compare = json.loads((repo / "results" / "compare.json").read_text())
     assert sorted(r["model"] for r in compare["models"]) == sorted([*MODELS, "fpn"])
-    curves = list(csv.DictReader(io.StringIO((repo / "results" / "val_miou.tsv").read_text()), delimiter="\t"))
+    curves = list(
+        csv.DictReader(io.StringIO((repo / "results" / "val_miou.tsv").read_text()), delimiter="\t")
+    )
     assert {row["model"] for row in curves} == {*MODELS, "fpn"}  # the all-models plot follows params.yaml
 
 

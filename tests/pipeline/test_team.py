@@ -43,8 +43,11 @@ def s3_endpoint(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     moto_server = str(Path(sys.executable).parent / "moto_server")
-    server = subprocess.Popen([moto_server, "-H", "127.0.0.1", "-p", str(port)], stdout=subprocess.DEVNULL,
-                              stderr=subprocess.DEVNULL)
+    server = subprocess.Popen(
+        [moto_server, "-H", "127.0.0.1", "-p", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     url = f"http://127.0.0.1:{port}"
     try:
         for _ in range(100):
@@ -53,8 +56,13 @@ def s3_endpoint(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
                 break
             except OSError:
                 time.sleep(0.1)
-        boto3.client("s3", endpoint_url=url, region_name="us-east-1", aws_access_key_id="testing",
-                     aws_secret_access_key="testing").create_bucket(Bucket=BUCKET)
+        boto3.client(
+            "s3",
+            endpoint_url=url,
+            region_name="us-east-1",
+            aws_access_key_id="testing",
+            aws_secret_access_key="testing",
+        ).create_bucket(Bucket=BUCKET)
         yield url
     finally:
         server.terminate()
@@ -64,8 +72,11 @@ def s3_endpoint(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 @pytest.fixture
 def aws_env(monkeypatch: pytest.MonkeyPatch) -> None:
     """Credentials for the fake server only; never a real profile or endpoint."""
-    for key, value in {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
-                       "AWS_DEFAULT_REGION": "us-east-1"}.items():
+    for key, value in {
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_DEFAULT_REGION": "us-east-1",
+    }.items():
         monkeypatch.setenv(key, value)
     for key in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_ENDPOINT_URL", "AWS_CONFIG_FILE"):
         monkeypatch.delenv(key, raising=False)
@@ -77,8 +88,9 @@ def clone(origin: Path, dest: Path) -> Path:
     return dest
 
 
-def test_clone_and_pull_from_s3_reproduces_with_nothing_rerun(project: Path, s3_endpoint: str, aws_env: None,
-                                                              tmp_path: Path) -> None:
+def test_clone_and_pull_from_s3_reproduces_with_nothing_rerun(
+    project: Path, s3_endpoint: str, aws_env: None, tmp_path: Path
+) -> None:
     run_in(project, "dvc", "remote", "add", "-d", "team", f"s3://{BUCKET}/dvc")
     run_in(project, "dvc", "remote", "modify", "team", "endpointurl", s3_endpoint)
     git_commit(project, "team remote")
@@ -87,10 +99,15 @@ def test_clone_and_pull_from_s3_reproduces_with_nothing_rerun(project: Path, s3_
     # A new machine: clone + pull restores everything, download and extract included; repro reruns nothing.
     first = clone(project, tmp_path / "first")
     run_in(first, "dvc", "pull")
-    for path in ("data/raw/download/val2017.zip", "data/coco/annotations/instances_val2017.json",
-                 "models/fastscnn/model.pt"):
+    for path in (
+        "data/raw/download/val2017.zip",
+        "data/coco/annotations/instances_val2017.json",
+        "models/fastscnn/model.pt",
+    ):
         assert (first / path).read_bytes() == (project / path).read_bytes(), path
-    assert (first / "data/raw/download/val2017.zip").stat().st_nlink == 2  # linked to the cache, not a second copy
+    assert (
+        first / "data/raw/download/val2017.zip"
+    ).stat().st_nlink == 2  # linked to the cache, not a second copy
     output = run_in(first, "dvc", "repro")
     assert ran(output) == set(), output
     assert "Data and pipelines are up to date." in output
@@ -161,8 +178,12 @@ def test_two_queued_experiments_run_in_parallel_without_download_or_masks(projec
     finally:
         done.set()
         watcher.join()
-        subprocess.run([str(Path(sys.executable).parent / "dvc"), "queue", "stop"], cwd=project,
-                       capture_output=True, timeout=60)
+        subprocess.run(
+            [str(Path(sys.executable).parent / "dvc"), "queue", "stop"],
+            cwd=project,
+            capture_output=True,
+            timeout=60,
+        )
     assert {states.get(n) for n in names} == {"Success"}, states
     assert most_at_once == 2  # stages of both experiments ran at the same time, each in its own workspace
 

@@ -33,8 +33,14 @@ from cocoseg.training.data import SegmentationDataModule
 from cocoseg.training.module import SegmentationModule, build_metrics
 from cocoseg.training.train import TrainPaths, train_model
 
-TRAIN = {"epochs": 2, "batch_size": 2, "image_size": [32, 32], "workers": 0, "accelerator": "cpu",
-         "devices": 1}
+TRAIN = {
+    "epochs": 2,
+    "batch_size": 2,
+    "image_size": [32, 32],
+    "workers": 0,
+    "accelerator": "cpu",
+    "devices": 1,
+}
 PARAMS = parse_params({"train": TRAIN, "models": {"x": {"arch": "fastscnn", "lr": 0.01}}})
 
 
@@ -51,8 +57,7 @@ class Run:
 
 
 def train(root: Path, coco: Path, masks: Path) -> Run:
-    paths = TrainPaths(coco, masks, root / "models" / "x", root / "results" / "train" / "x",
-                       root / "runs")
+    paths = TrainPaths(coco, masks, root / "models" / "x", root / "results" / "train" / "x", root / "runs")
     return Run(coco, masks, paths, train_model(PARAMS, "x", paths))
 
 
@@ -73,8 +78,14 @@ def checkpoints(run: Run) -> dict[str, Path]:
     ckpt = torch.load(run.model_path, weights_only=True)
     torch.manual_seed(0)
     untrained = run.paths.model_dir.parent / "untrained" / "model.pt"
-    save_checkpoint(untrained, build_model("fastscnn", 3).state_dict(), ckpt["model"], ckpt["preprocessing"],
-                    ckpt["classes"], {})
+    save_checkpoint(
+        untrained,
+        build_model("fastscnn", 3).state_dict(),
+        ckpt["model"],
+        ckpt["preprocessing"],
+        ckpt["classes"],
+        {},
+    )
     return {"trained": run.model_path, "untrained": untrained}
 
 
@@ -91,8 +102,15 @@ def test_train_writes_outputs(run: Run) -> None:
     assert set(metrics["val"]) == set(metrics["train"]) == {"loss", "miou", "dice", "pixel_accuracy"}
     first = json.loads((live / "metrics_first_iter.json").read_text())
     assert first["step"] == 1
-    assert set(first) == {"step", "train/loss", "val/loss", "val/miou", "val/dice", "val/pixel_accuracy",
-                          "val_images"}
+    assert set(first) == {
+        "step",
+        "train/loss",
+        "val/loss",
+        "val/miou",
+        "val/dice",
+        "val/pixel_accuracy",
+        "val_images",
+    }
     assert first["val_images"] == 2  # the whole (tiny) val split: under the 512-image bound
     assert all(0 <= first[f"val/{k}"] <= 1 for k in ("miou", "dice", "pixel_accuracy"))
     history = read_tsv(live / "plots" / "metrics" / "val" / "miou.tsv")
@@ -111,10 +129,11 @@ def test_train_writes_outputs(run: Run) -> None:
 def test_train_keeps_a_run_folder_with_tensorboard_scalars_and_summaries(run: Run) -> None:
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-    folder, = run.paths.runs_dir.iterdir()  # runs/x_miou_<time>, outside the dvclive folder
+    (folder,) = run.paths.runs_dir.iterdir()  # runs/x_miou_<time>, outside the dvclive folder
     assert re.fullmatch(r"x_miou_\d{8}-\d{6}", folder.name)
     events = EventAccumulator(str(folder))
     events.Reload()
+
     def steps(tag: str) -> list[int]:
         return [e.step for e in events.Scalars(tag)]
 
@@ -122,8 +141,14 @@ def test_train_keeps_a_run_folder_with_tensorboard_scalars_and_summaries(run: Ru
     assert steps("val/miou") == steps("train/loss") == [1, 3]  # every epoch, at its last step
     assert {"val/loss", "val/dice", "train/miou"} <= set(events.Tags()["scalars"])
     first_iter = json.loads((run.paths.live_dir / "metrics_first_iter.json").read_text())
-    for key in ("train/loss", "val/loss", "val/miou", "val/dice", "val/pixel_accuracy"):  # the first step's scores
-        scalar, = events.Scalars(f"first_iter/{key}")
+    for key in (
+        "train/loss",
+        "val/loss",
+        "val/miou",
+        "val/dice",
+        "val/pixel_accuracy",
+    ):  # the first step's scores
+        (scalar,) = events.Scalars(f"first_iter/{key}")
         assert scalar.step == 0 and scalar.value == pytest.approx(first_iter[key])
     # HParams: the run's parameters (hparams.yaml too) beside its best and first-iteration mIoU
     assert events.Scalars("hparams/best_val_miou")[-1].value == pytest.approx(run.best["val/miou"])
@@ -139,8 +164,9 @@ def test_train_keeps_a_run_folder_with_tensorboard_scalars_and_summaries(run: Ru
     assert float(final["val/miou"]) == run.best["val/miou"]
 
 
-def test_train_logs_one_line_per_epoch_without_a_terminal(run: Run, caplog: pytest.LogCaptureFixture,
-                                                          recwarn: pytest.WarningsRecorder, tmp_path: Path) -> None:
+def test_train_logs_one_line_per_epoch_without_a_terminal(
+    run: Run, caplog: pytest.LogCaptureFixture, recwarn: pytest.WarningsRecorder, tmp_path: Path
+) -> None:
     with caplog.at_level(logging.INFO):
         again = train(tmp_path, run.coco, run.masks)  # pytest captures stdout: not a terminal
     messages = [r.getMessage() for r in caplog.records]
@@ -148,7 +174,9 @@ def test_train_logs_one_line_per_epoch_without_a_terminal(run: Run, caplog: pyte
     # counted from 0, as Lightning's progress bar, dvclive's "epoch" and the best epoch count them
     assert len(epochs) == 2 and epochs[0].startswith("epoch 0 of 0-1: train/loss ")
     assert epochs[1].startswith("epoch 1 of 0-1: ") and "val/miou" in epochs[1]
-    assert f"at epoch {again.best['best_epoch']} of 0-1 -> " in next(m for m in messages if m.startswith("best "))
+    assert f"at epoch {again.best['best_epoch']} of 0-1 -> " in next(
+        m for m in messages if m.startswith("best ")
+    )
     assert not [r for r in caplog.records if "litlogger" in r.getMessage()]
     assert not [w for w in recwarn if "deprecated" in str(w.message)]
 
@@ -161,7 +189,7 @@ def test_exported_weights_reproduce_best_val_metrics(run: Run) -> None:
     module.eval()
     datamodule = SegmentationDataModule(run.coco, run.masks, (32, 32), batch_size=2)
     metrics = build_metrics(3, "val/")
-    batch, = datamodule.val_dataloader()  # 2 val images: one batch
+    (batch,) = datamodule.val_dataloader()  # 2 val images: one batch
     images, target = module.prepare_batch(batch)  # uint8 -> model input, as in training
     with torch.no_grad():
         logits = module(images)
@@ -193,8 +221,13 @@ def predict_by_hand(model_path: Path, rgb: np.ndarray, upsample: str = "exact") 
     with torch.no_grad():
         logits = model.eval()(torch.from_numpy(x).permute(2, 0, 1)[None])
     if upsample == "nearest":
-        return F.interpolate(logits.argmax(1, keepdim=True).float(), size=rgb.shape[:2],
-                             mode="nearest-exact")[0, 0].long().numpy()
+        return (
+            F.interpolate(logits.argmax(1, keepdim=True).float(), size=rgb.shape[:2], mode="nearest-exact")[
+                0, 0
+            ]
+            .long()
+            .numpy()
+        )
     logits = F.interpolate(logits, size=rgb.shape[:2], mode="bilinear", align_corners=False)
     return logits.argmax(1)[0].numpy()
 
@@ -205,8 +238,14 @@ def read_rgb(path: Path) -> np.ndarray:
 
 @pytest.mark.parametrize("upsample", ["nearest", "exact"])
 @pytest.mark.parametrize("which", ["trained", "untrained"])
-def test_evaluate(run: Run, checkpoints: dict[str, Path], tmp_path: Path, which: str, upsample: str,
-                  caplog: pytest.LogCaptureFixture) -> None:
+def test_evaluate(
+    run: Run,
+    checkpoints: dict[str, Path],
+    tmp_path: Path,
+    which: str,
+    upsample: str,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
     model_path = checkpoints[which]
     out = tmp_path / "evaluate" / "x"
     cfg = EvaluateConfig(overlays=1, speed_batches=1, upsample=upsample)
@@ -215,9 +254,17 @@ def test_evaluate(run: Run, checkpoints: dict[str, Path], tmp_path: Path, which:
     stale.write_bytes(b"")
     with caplog.at_level(logging.INFO):
         metrics = evaluate_model(model_path, run.coco, run.masks, out, cfg)
-    assert any(r.getMessage().startswith("scored 2/2 val images (100%), ") for r in caplog.records)  # progress
+    assert any(
+        r.getMessage().startswith("scored 2/2 val images (100%), ") for r in caplog.records
+    )  # progress
     assert json.loads((out / "metrics.json").read_text()) == metrics
-    assert set(metrics) == {"miou", "dice", "pixel_accuracy", "params", "val_images"}  # the same for any classes
+    assert set(metrics) == {
+        "miou",
+        "dice",
+        "pixel_accuracy",
+        "params",
+        "val_images",
+    }  # the same for any classes
     assert metrics["val_images"] == 2
     assert metrics["params"] == count_parameters(build_model("fastscnn", 3))
 
@@ -316,8 +363,14 @@ def test_predict_images_nearest(checkpoints: dict[str, Path], tmp_path: Path) ->
 )
 def test_stage_errors(tmp_path: Path, stage: str, fragments: list[str]) -> None:
     (tmp_path / "params.yaml").write_text(yaml.safe_dump({"models": {"fastscnn": {"arch": "fastscnn"}}}))
-    result = subprocess.run([sys.executable, str(REPO / "stages" / f"{stage}.py"), "--model", "nope"],
-                            cwd=tmp_path, capture_output=True, text=True, timeout=120, check=False)
+    result = subprocess.run(
+        [sys.executable, str(REPO / "stages" / f"{stage}.py"), "--model", "nope"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
     line = assert_one_error(result, *fragments)
     assert line.startswith("ERROR cocoseg: ")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["params.yaml"]  # failed before writing anything
@@ -337,5 +390,14 @@ def test_evaluate_scores_a_test_split_apart(run: Run, checkpoints: dict[str, Pat
     assert metrics["test_images"] == metrics["val_images"] == 2
     for key in ("miou", "dice", "pixel_accuracy"):
         assert metrics[f"test/{key}"] == metrics[key]
-    assert set(metrics) == {"miou", "dice", "pixel_accuracy", "params", "val_images", "test_images",
-                            "test/miou", "test/dice", "test/pixel_accuracy"}
+    assert set(metrics) == {
+        "miou",
+        "dice",
+        "pixel_accuracy",
+        "params",
+        "val_images",
+        "test_images",
+        "test/miou",
+        "test/dice",
+        "test/pixel_accuracy",
+    }

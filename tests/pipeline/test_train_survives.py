@@ -17,14 +17,24 @@ import yaml
 from helpers import REPO, copy_project, run_in
 
 GIT = ("-c", "user.name=test", "-c", "user.email=test@example.com", "-c", "commit.gpgsign=false")
-OUTPUTS = ("models/fastscnn/model.pt", "results/train/fastscnn/metrics.json",
-           "results/train/fastscnn/metrics_first_iter.json", "results/evaluate/fastscnn/metrics.json")
+OUTPUTS = (
+    "models/fastscnn/model.pt",
+    "results/train/fastscnn/metrics.json",
+    "results/train/fastscnn/metrics_first_iter.json",
+    "results/evaluate/fastscnn/metrics.json",
+)
 
 
 def env() -> dict[str, str]:
     venv_bin = str(Path(sys.executable).parent)
-    return {**os.environ, "PATH": os.pathsep.join([venv_bin, os.environ.get("PATH", "")]), "DVC_NO_ANALYTICS": "1",
-            "GIT_TERMINAL_PROMPT": "0", "OMP_NUM_THREADS": "1", "CUDA_VISIBLE_DEVICES": ""}  # no GPU, anywhere
+    return {
+        **os.environ,
+        "PATH": os.pathsep.join([venv_bin, os.environ.get("PATH", "")]),
+        "DVC_NO_ANALYTICS": "1",
+        "GIT_TERMINAL_PROMPT": "0",
+        "OMP_NUM_THREADS": "1",
+        "CUDA_VISIBLE_DEVICES": "",
+    }  # no GPU, anywhere
 
 
 def set_params(repo: Path, **train: object) -> None:
@@ -54,7 +64,9 @@ def repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
     params["data"]["sample"].update(num_images=16, min_size=64, max_size=80)
     params["masks"].update(preview=0, workers=1)
     params["train"].update(epochs=4, batch_size=2, image_size=[64, 64], workers=0)
-    params["models"] = {"fastscnn": {"arch": "fastscnn", "encoder": "resnet18", "lr": 0.01}}  # encoder: for -S
+    params["models"] = {
+        "fastscnn": {"arch": "fastscnn", "encoder": "resnet18", "lr": 0.01}
+    }  # encoder: for -S
     params["evaluate"].update(speed_batches=1, workers=0)
     (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     run_in(repo, "git", "init", "-q")
@@ -74,8 +86,14 @@ def test_sigkill_mid_epoch_then_repro_resumes_to_the_same_bytes(repo: Path) -> N
     other = snapshot(repo)
     set_params(repo, epochs=4)
 
-    proc = subprocess.Popen([shutil.which("dvc", path=env()["PATH"]), "repro"], cwd=repo, env=env(),
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    proc = subprocess.Popen(
+        [shutil.which("dvc", path=env()["PATH"]), "repro"],
+        cwd=repo,
+        env=env(),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
     saved = repo / "checkpoints" / "fastscnn" / "last" / "last.ckpt"
     deadline = time.monotonic() + 300
     while not saved.is_file() and proc.poll() is None and time.monotonic() < deadline:
@@ -100,16 +118,27 @@ def status(repo: Path) -> tuple[str, dict]:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize(("changes", "error"), [
-    (["models.fastscnn.arch=unet", "models.fastscnn.encoder=resnet343"],
-     "models.fastscnn.encoder: 'resnet343' is not allowed"),
-    (["train.accelerator=gpu"], "train.accelerator: 'gpu' with train.devices 'auto' is not possible"),
-])
+@pytest.mark.parametrize(
+    ("changes", "error"),
+    [
+        (
+            ["models.fastscnn.arch=unet", "models.fastscnn.encoder=resnet343"],
+            "models.fastscnn.encoder: 'resnet343' is not allowed",
+        ),
+        (["train.accelerator=gpu"], "train.accelerator: 'gpu' with train.devices 'auto' is not possible"),
+    ],
+)
 def test_failed_experiment_changes_only_params(repo: Path, changes: list[str], error: str) -> None:
     assert status(repo) == ("", {})
     before = snapshot(repo)
-    result = subprocess.run(["dvc", "exp", "run", *(a for c in changes for a in ("-S", c))], cwd=repo, env=env(),
-                            capture_output=True, text=True, timeout=300)
+    result = subprocess.run(
+        ["dvc", "exp", "run", *(a for c in changes for a in ("-S", c))],
+        cwd=repo,
+        env=env(),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert result.returncode != 0
     assert error in result.stdout + result.stderr
     assert "Traceback" not in result.stdout + result.stderr
@@ -117,6 +146,9 @@ def test_failed_experiment_changes_only_params(repo: Path, changes: list[str], e
     assert git == " M params.yaml\n"  # what the user changed, nothing else
     assert set(dvc) <= {"check", "train@fastscnn", "evaluate@fastscnn", "compare"}, dvc
     for stage, changes_seen in dvc.items():  # only params.yaml changed; no output deleted or modified
-        assert [set(change.get("changed deps", {})) for change in changes_seen] == [{"params.yaml"}], (stage, dvc)
+        assert [set(change.get("changed deps", {})) for change in changes_seen] == [{"params.yaml"}], (
+            stage,
+            dvc,
+        )
     assert snapshot(repo) == before
     run_in(repo, "git", "checkout", "params.yaml")

@@ -19,8 +19,10 @@ def test_step_lines_every_n_steps_within_an_epoch(caplog: pytest.LogCaptureFixtu
         for batch_idx in range(5):
             progress.on_train_batch_end(trainer, None, {"loss": torch.tensor(0.25)}, None, batch_idx)
     # the second of three epochs: epoch 1 of 0-2, counted from 0 as Lightning's progress bar counts it
-    assert [r.getMessage() for r in caplog.records] == ["epoch 1 of 0-2, step 2/5: train/loss 0.2500",
-                                                        "epoch 1 of 0-2, step 4/5: train/loss 0.2500"]
+    assert [r.getMessage() for r in caplog.records] == [
+        "epoch 1 of 0-2, step 2/5: train/loss 0.2500",
+        "epoch 1 of 0-2, step 4/5: train/loss 0.2500",
+    ]
 
 
 def test_progress_bar_shows_no_v_num(tmp_path: Path) -> None:
@@ -31,8 +33,11 @@ def test_progress_bar_shows_no_v_num(tmp_path: Path) -> None:
 
     from cocoseg.training.callbacks import ProgressBar
 
-    trainer = L.Trainer(logger=TensorBoardLogger(str(tmp_path), name="x", version="run_20260101"),
-                        accelerator="cpu", enable_checkpointing=False)
+    trainer = L.Trainer(
+        logger=TensorBoardLogger(str(tmp_path), name="x", version="run_20260101"),
+        accelerator="cpu",
+        enable_checkpointing=False,
+    )
     assert TQDMProgressBar().get_metrics(trainer, None) == {"v_num": "0101"}
     assert ProgressBar().get_metrics(trainer, None) == {}
 
@@ -56,9 +61,16 @@ def test_first_iteration_metrics_score_a_bounded_sample(tmp_path) -> None:
         dm = SegmentationDataModule(coco, masks, (32, 32), batch_size=2)
         module = SegmentationModule("fastscnn", 3)
         path = tmp_path / f"first_{limit}.json"
-        trainer = L.Trainer(max_steps=1, accelerator="cpu", logger=False, enable_checkpointing=False,
-                            enable_progress_bar=False, enable_model_summary=False, limit_val_batches=0,
-                            callbacks=[FirstIterationMetrics(path, max_images=limit)])
+        trainer = L.Trainer(
+            max_steps=1,
+            accelerator="cpu",
+            logger=False,
+            enable_checkpointing=False,
+            enable_progress_bar=False,
+            enable_model_summary=False,
+            limit_val_batches=0,
+            callbacks=[FirstIterationMetrics(path, max_images=limit)],
+        )
         trainer.fit(module, datamodule=dm)
         scores[limit] = json.loads(path.read_text())
     assert scores[2]["val_images"] == 2 and scores[512]["val_images"] == 4

@@ -82,8 +82,9 @@ def test_train_batches_do_not_depend_on_the_workers(shapes: tuple[Path, Path, li
     coco, masks, _ = shapes
 
     def epoch_batches(workers: int, epoch: int, seed: int = 7) -> list[np.ndarray]:
-        loader = SegmentationDataModule(coco, masks, (32, 32), batch_size=1, workers=workers,
-                                        scale=(0.5, 1.5), seed=seed).train_dataloader()
+        loader = SegmentationDataModule(
+            coco, masks, (32, 32), batch_size=1, workers=workers, scale=(0.5, 1.5), seed=seed
+        ).train_dataloader()
         loader.sampler.set_epoch(epoch)
         return [np.concatenate([image.numpy().ravel(), mask.numpy().ravel()]) for image, mask in loader]
 
@@ -93,7 +94,9 @@ def test_train_batches_do_not_depend_on_the_workers(shapes: tuple[Path, Path, li
         for a, b in zip(first, other, strict=False):
             np.testing.assert_array_equal(a, b)
     assert any(not np.array_equal(a, b) for a, b in zip(first, epoch_batches(0, epoch=2), strict=False))
-    assert any(not np.array_equal(a, b) for a, b in zip(first, epoch_batches(0, epoch=1, seed=8), strict=False))
+    assert any(
+        not np.array_equal(a, b) for a, b in zip(first, epoch_batches(0, epoch=1, seed=8), strict=False)
+    )
 
 
 def blocks(height: int, width: int, seed: int) -> np.ndarray:
@@ -113,8 +116,13 @@ def test_train_transform_keeps_labels_aligned(tmp_path: Path) -> None:
     masks = [blocks(32, 48, seed) for seed in range(2)]
     images = [np.repeat((m == 1)[..., None] * 255, 3, axis=2).astype(np.uint8) for m in masks]
     coco, masks_root = write_dataset(tmp_path, images, masks, num_val=1)
-    ds = SegmentationDataset(["val2017/000000000001.jpg"], coco, masks_root, (32, 48),
-                             transform=train_transform((32, 48), (2.0, 2.0), hflip=True))
+    ds = SegmentationDataset(
+        ["val2017/000000000001.jpg"],
+        coco,
+        masks_root,
+        (32, 48),
+        transform=train_transform((32, 48), (2.0, 2.0), hflip=True),
+    )
     up = np.kron(masks[0], np.ones((2, 2), np.uint8))  # the 64x96 mask the crops come from
     flips, offsets = 0, set()
     for epoch in range(12):  # a fresh draw per epoch
@@ -123,8 +131,15 @@ def test_train_transform_keeps_labels_aligned(tmp_path: Path) -> None:
         keep = target != 255
         np.testing.assert_array_equal(decode(image.numpy())[keep], target[keep])
         # the crop really is a window of the x2 mask, flipped or not: find where it came from
-        found = [(y, x, f) for y in range(33) for x in range(49) for f in (0, 1)
-                 if np.array_equal(up[y:y + 32, x:x + 48][:, ::-1] if f else up[y:y + 32, x:x + 48], target)]
+        found = [
+            (y, x, f)
+            for y in range(33)
+            for x in range(49)
+            for f in (0, 1)
+            if np.array_equal(
+                up[y : y + 32, x : x + 48][:, ::-1] if f else up[y : y + 32, x : x + 48], target
+            )
+        ]
         assert found, "the target is not a crop of the rescaled mask"
         flips += found[0][2]
         offsets.add(found[0][:2])
@@ -173,10 +188,17 @@ print("done")
 """
 
 
-def test_workers_forked_after_opencv_threads_ran_do_not_hang(shapes: tuple[Path, Path, list[np.ndarray]]) -> None:
+def test_workers_forked_after_opencv_threads_ran_do_not_hang(
+    shapes: tuple[Path, Path, list[np.ndarray]],
+) -> None:
     coco, masks, _ = shapes
-    result = subprocess.run([sys.executable, "-c", FORK_AFTER_OPENCV, str(coco), str(masks)], capture_output=True,
-                            text=True, timeout=240, check=False)
+    result = subprocess.run(
+        [sys.executable, "-c", FORK_AFTER_OPENCV, str(coco), str(masks)],
+        capture_output=True,
+        text=True,
+        timeout=240,
+        check=False,
+    )
     assert result.returncode == 0 and result.stdout.strip() == "done", result.stderr
 
 
@@ -184,15 +206,20 @@ def test_auto_workers_follow_the_usable_cores(shapes: tuple[Path, Path, list[np.
     coco, masks, _ = shapes
     assert resolve_workers("auto") == usable_cores() == len(os.sched_getaffinity(0))
     assert resolve_workers(1) == 1
-    assert resolve_workers(usable_cores() + 62) == usable_cores()  # capped, with a line (tests/core/test_limits.py)
-    assert SegmentationDataModule(coco, masks, (32, 32), batch_size=2, workers="auto").workers == usable_cores()
+    assert (
+        resolve_workers(usable_cores() + 62) == usable_cores()
+    )  # capped, with a line (tests/core/test_limits.py)
+    assert (
+        SegmentationDataModule(coco, masks, (32, 32), batch_size=2, workers="auto").workers == usable_cores()
+    )
 
 
 def test_uint16_masks_pad_with_their_own_void(tmp_path: Path) -> None:
     mask = (blocks(32, 48, 0) == 1).astype(np.uint16) * 700  # class ids beyond uint8
     image = np.zeros((32, 48, 3), np.uint8)
-    _, out_mask = train_transform((32, 48), (0.5, 0.5), False, void=65535)((image, mask),
-                                                                                     np.random.default_rng(0))
+    _, out_mask = train_transform((32, 48), (0.5, 0.5), False, void=65535)(
+        (image, mask), np.random.default_rng(0)
+    )
     assert out_mask.dtype == np.uint16
     assert set(np.unique(out_mask[:16, :24]).tolist()) <= {0, 700} and (out_mask[16:] == 65535).all()
 
@@ -200,8 +227,9 @@ def test_uint16_masks_pad_with_their_own_void(tmp_path: Path) -> None:
 def test_a_datamodule_takes_its_void_from_labels_json(tmp_path: Path) -> None:
     pairs = [shapes_pair(48, 64, seed) for seed in range(3)]
     wide = [np.where(p[1] == 255, 65535, p[1].astype(np.uint16) * 300).astype(np.uint16) for p in pairs]
-    coco, masks = write_dataset(tmp_path, [p[0] for p in pairs], wide, num_val=1,
-                                classes=[f"c{k}" for k in range(601)])
+    coco, masks = write_dataset(
+        tmp_path, [p[0] for p in pairs], wide, num_val=1, classes=[f"c{k}" for k in range(601)]
+    )
     labels = json.loads((masks / "labels.json").read_text())
     (masks / "labels.json").write_text(json.dumps({**labels, "void": 65535}))
     dm = SegmentationDataModule(coco, masks, (24, 32), batch_size=2, scale=(0.5, 0.5))
@@ -217,12 +245,18 @@ def test_a_large_photo_is_decoded_reduced_and_trains_like_its_full_decode(tmp_pa
     coco, masks = write_dataset(tmp_path, [image, image], [mask, mask], num_val=1)
     ds = SegmentationDataset(["val2017/000000000001.jpg"], coco, masks, (96, 128), at_least=(120, 160))
     reduced, target = ds[0]
-    whole = SegmentationDataset(["val2017/000000000001.jpg"], coco, masks, (96, 128), at_least=(960, 1280))[0][0]
+    whole = SegmentationDataset(["val2017/000000000001.jpg"], coco, masks, (96, 128), at_least=(960, 1280))[
+        0
+    ][0]
     path = coco / "val2017" / "000000000001.jpg"
     eighth = cv2.cvtColor(cv2.imread(str(path), cv2.IMREAD_REDUCED_COLOR_8), cv2.COLOR_BGR2RGB)
-    np.testing.assert_array_equal(reduced.numpy(), cv2.resize(eighth, (128, 96), interpolation=cv2.INTER_LINEAR))
+    np.testing.assert_array_equal(
+        reduced.numpy(), cv2.resize(eighth, (128, 96), interpolation=cv2.INTER_LINEAR)
+    )
     small_mask = cv2.resize(mask, (160, 120), interpolation=cv2.INTER_NEAREST)
-    np.testing.assert_array_equal(target.numpy(), cv2.resize(small_mask, (128, 96), interpolation=cv2.INTER_NEAREST))
+    np.testing.assert_array_equal(
+        target.numpy(), cv2.resize(small_mask, (128, 96), interpolation=cv2.INTER_NEAREST)
+    )
     assert np.abs(reduced.numpy().astype(int) - whole.numpy().astype(int)).mean() < 4  # the same picture
 
 
@@ -230,7 +264,9 @@ def test_a_large_pair_is_decoded_once_and_read_back_identical(tmp_path: Path) ->
     image, mask = shapes_pair(960, 1280, 4)
     coco, masks = write_dataset(tmp_path, [image, image], [mask, mask], num_val=1)
     item = "val2017/000000000001.jpg"
-    (masks / "manifest.tsv").write_text(f"item\timage_sha256_128\tsemantic_sha256_128\n{item}\t{'a' * 32}\t{'b' * 32}\n")
+    (masks / "manifest.tsv").write_text(
+        f"item\timage_sha256_128\tsemantic_sha256_128\n{item}\t{'a' * 32}\t{'b' * 32}\n"
+    )
     decoded = DecodedPairs.beside(masks, (240, 320))
     first = SegmentationDataset([item], coco, masks, (200, 300), at_least=(240, 320), decoded=decoded)[0]
     entry = tmp_path / "data" / ".decoded" / f"{'a' * 32}{'b' * 32}-240x320.npy"
@@ -250,11 +286,14 @@ def test_photos_up_to_a_megapixel_decode_whole_as_before(shapes: tuple[Path, Pat
     coco, masks, _ = shapes
     ds = SegmentationDataset(load_split(masks)["train"], coco, masks, (24, 32), at_least=(6, 8))
     image = cv2.cvtColor(cv2.imread(str(coco / "val2017" / "000000000001.jpg")), cv2.COLOR_BGR2RGB)
-    np.testing.assert_array_equal(ds[0][0].numpy(), cv2.resize(image, (32, 24), interpolation=cv2.INTER_LINEAR))
+    np.testing.assert_array_equal(
+        ds[0][0].numpy(), cv2.resize(image, (32, 24), interpolation=cv2.INTER_LINEAR)
+    )
 
 
 def test_workers_start_even_after_this_process_ran_opencv_on_its_thread_pool(
-        shapes: tuple[Path, Path, list[np.ndarray]]) -> None:
+    shapes: tuple[Path, Path, list[np.ndarray]],
+) -> None:
     """OpenCV's pool started here (a large resize on several threads), then loader workers fork: each must
     get its batch (a worker setting its own thread count used to wait for ever on the pool)."""
     coco, masks, _ = shapes

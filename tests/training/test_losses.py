@@ -11,7 +11,9 @@ from cocoseg.training.losses import cross_entropy_dice
 VOID = 255
 
 
-def reference(logits: torch.Tensor, target: torch.Tensor, dice_weight: float, eps: float = 1e-6) -> torch.Tensor:
+def reference(
+    logits: torch.Tensor, target: torch.Tensor, dice_weight: float, eps: float = 1e-6
+) -> torch.Tensor:
     """CE + dice_weight * (1 - mean Dice over present classes), through a one-hot and autograd."""
     valid = (target != VOID).unsqueeze(1)
     probs = logits.softmax(1) * valid
@@ -46,7 +48,9 @@ def test_value_and_gradient_match_plain_autograd(seed: int, dice_weight: float) 
 
 def test_gradcheck_with_a_scaled_output() -> None:
     logits, target = batch(7, shape=(1, 3, 4, 5))
-    assert torch.autograd.gradcheck(lambda z: 3.0 * cross_entropy_dice(z, target, 0.7, VOID), (logits.requires_grad_(),))
+    assert torch.autograd.gradcheck(
+        lambda z: 3.0 * cross_entropy_dice(z, target, 0.7, VOID), (logits.requires_grad_(),)
+    )
 
 
 def test_void_pixels_get_no_gradient_and_an_all_void_batch_gives_zero() -> None:

@@ -29,12 +29,16 @@ def test_exact_counting_matches_native_counts_and_restores_deterministic_mode(mo
     finally:
         torch.use_deterministic_algorithms(False)
     assert not fallback_used  # the (pixels x classes^2) comparison fallback was never taken
-    assert {k: float(v) for k, v in metrics.compute().items()} == {k: float(v) for k, v in reference.compute().items()}
+    assert {k: float(v) for k, v in metrics.compute().items()} == {
+        k: float(v) for k, v in reference.compute().items()
+    }
 
 
 def uint8_batch(n: int = 2, h: int = 8, w: int = 12) -> tuple[torch.Tensor, torch.Tensor]:
     torch.manual_seed(0)
-    return torch.randint(0, 256, (n, h, w, 3), dtype=torch.uint8), torch.randint(0, 3, (n, h, w), dtype=torch.uint8)
+    return torch.randint(0, 256, (n, h, w, 3), dtype=torch.uint8), torch.randint(
+        0, 3, (n, h, w), dtype=torch.uint8
+    )
 
 
 def test_prepare_batch_normalises_as_inference_does() -> None:
@@ -52,8 +56,10 @@ def test_channels_last_for_input_and_weights() -> None:
     assert x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous()
     convs = [m.weight for m in module.modules() if isinstance(m, torch.nn.Conv2d) and m.weight.shape[-1] > 1]
     assert convs and all(w.is_contiguous(memory_format=torch.channels_last) for w in convs)
-    assert all(w.is_contiguous() for w in (m.weight for m in SegmentationModule("unet", 3).modules()
-                                           if isinstance(m, torch.nn.Conv2d)))
+    assert all(
+        w.is_contiguous()
+        for w in (m.weight for m in SegmentationModule("unet", 3).modules() if isinstance(m, torch.nn.Conv2d))
+    )
     # the same numbers either way: only the memory order differs
     reference = SegmentationModule("unet", 3)
     reference.load_state_dict(module.state_dict())
@@ -73,9 +79,17 @@ def test_lightning_feeds_training_step_the_prepared_batch() -> None:
     module = SegmentationModule("fastscnn", 3)
     module.training_step = lambda batch, *_: seen.append(batch) or module.loss(module(batch[0]), batch[1])
     module.configure_optimizers = lambda: torch.optim.SGD(module.parameters(), lr=0.01)
-    trainer = L.Trainer(max_steps=1, accelerator="cpu", logger=False, enable_checkpointing=False,
-                        enable_progress_bar=False, enable_model_summary=False)
-    loader = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(*uint8_batch(h=32, w=32)), batch_size=2)
+    trainer = L.Trainer(
+        max_steps=1,
+        accelerator="cpu",
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+    )
+    loader = torch.utils.data.DataLoader(
+        torch.utils.data.TensorDataset(*uint8_batch(h=32, w=32)), batch_size=2
+    )
     trainer.fit(module, train_dataloaders=loader)
-    (images, target), = seen
+    ((images, target),) = seen
     assert images.dtype == torch.float32 and images.shape == (2, 3, 32, 32) and target.dtype == torch.int64

@@ -16,7 +16,14 @@ from cocoseg.training.module import SegmentationModule
 from cocoseg.training.resume import RunState, prepare_run, run_fingerprint
 from cocoseg.training.train import TrainPaths, train_model
 
-TRAIN = {"epochs": 3, "batch_size": 2, "image_size": [32, 32], "workers": 0, "accelerator": "cpu", "devices": 1}
+TRAIN = {
+    "epochs": 3,
+    "batch_size": 2,
+    "image_size": [32, 32],
+    "workers": 0,
+    "accelerator": "cpu",
+    "devices": 1,
+}
 PARAMS = parse_params({"train": TRAIN, "models": {"x": {"arch": "fastscnn", "lr": 0.01}}})
 
 
@@ -38,8 +45,11 @@ def paths_in(root: Path, data: tuple[Path, Path]) -> TrainPaths:
 def outputs(paths: TrainPaths) -> dict[str, bytes]:
     """The model and every dvclive file, by path relative to its folder."""
     files = {"model.pt": (paths.model_dir / "model.pt").read_bytes()}
-    files |= {str(p.relative_to(paths.live_dir)): p.read_bytes() for p in sorted(paths.live_dir.rglob("*"))
-              if p.is_file()}
+    files |= {
+        str(p.relative_to(paths.live_dir)): p.read_bytes()
+        for p in sorted(paths.live_dir.rglob("*"))
+        if p.is_file()
+    }
     return files
 
 
@@ -63,16 +73,23 @@ def kill_at(monkeypatch: pytest.MonkeyPatch, epoch: int, batch: int) -> None:
 
 
 @pytest.mark.parametrize(("epoch", "batch"), [(1, 1), (2, 2)])
-def test_killed_run_resumes_to_the_same_bytes(data: tuple[Path, Path], uninterrupted: dict[str, bytes],
-                                              tmp_path: Path, monkeypatch: pytest.MonkeyPatch, epoch: int,
-                                              batch: int) -> None:
+def test_killed_run_resumes_to_the_same_bytes(
+    data: tuple[Path, Path],
+    uninterrupted: dict[str, bytes],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    epoch: int,
+    batch: int,
+) -> None:
     paths = paths_in(tmp_path, data)
     with monkeypatch.context() as m:
         kill_at(m, epoch, batch)
         with pytest.raises(Killed):
             train_model(PARAMS, "x", paths)
     assert paths.state.checkpoint.is_file()
-    assert torch.load(paths.state.checkpoint, weights_only=False)["epoch"] == epoch - 1  # the last whole epoch
+    assert (
+        torch.load(paths.state.checkpoint, weights_only=False)["epoch"] == epoch - 1
+    )  # the last whole epoch
     assert not paths.live_dir.exists() and not (paths.model_dir / "model.pt").exists()  # nothing half-done
 
     train_model(PARAMS, "x", paths)
@@ -80,12 +97,18 @@ def test_killed_run_resumes_to_the_same_bytes(data: tuple[Path, Path], uninterru
     assert not paths.state.root.exists()
 
 
-def test_failed_run_keeps_previous_outputs(data: tuple[Path, Path], uninterrupted: dict[str, bytes],
-                                           tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_failed_run_keeps_previous_outputs(
+    data: tuple[Path, Path], uninterrupted: dict[str, bytes], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     paths = paths_in(tmp_path, data)
     train_model(PARAMS, "x", paths)
+
     def run_files() -> dict[str, bytes]:
-        return {str(p.relative_to(paths.runs_dir)): p.read_bytes() for p in paths.runs_dir.rglob("*") if p.is_file()}
+        return {
+            str(p.relative_to(paths.runs_dir)): p.read_bytes()
+            for p in paths.runs_dir.rglob("*")
+            if p.is_file()
+        }
 
     first_run = run_files()
     assert any("events.out.tfevents" in name for name in first_run)
@@ -98,14 +121,17 @@ def test_failed_run_keeps_previous_outputs(data: tuple[Path, Path], uninterrupte
     assert {k: v for k, v in after.items() if k in first_run} == first_run
 
 
-def test_parameter_change_starts_fresh(data: tuple[Path, Path], tmp_path: Path,
-                                       monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+def test_parameter_change_starts_fresh(
+    data: tuple[Path, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
     paths = paths_in(tmp_path, data)
     with monkeypatch.context() as m:
         kill_at(m, 2, 0)
         with pytest.raises(Killed):
             train_model(PARAMS, "x", paths)
-    changed = parse_params({"train": {**TRAIN, "lr": 0.003}, "models": {"x": {"arch": "fastscnn", "lr": 0.01}}})
+    changed = parse_params(
+        {"train": {**TRAIN, "lr": 0.003}, "models": {"x": {"arch": "fastscnn", "lr": 0.01}}}
+    )
     state = RunState(paths.state.root)
     assert prepare_run(state, run_fingerprint(PARAMS, "x", paths.masks_root)) == state.checkpoint  # unchanged
     with caplog.at_level(logging.INFO, "cocoseg"):
@@ -114,8 +140,9 @@ def test_parameter_change_starts_fresh(data: tuple[Path, Path], tmp_path: Path,
     assert "starting fresh" in caplog.text
 
 
-def test_nan_loss_stops_with_epoch_and_step(data: tuple[Path, Path], tmp_path: Path,
-                                           monkeypatch: pytest.MonkeyPatch) -> None:
+def test_nan_loss_stops_with_epoch_and_step(
+    data: tuple[Path, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     original = SegmentationModule.loss
 
     def loss(self: SegmentationModule, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
@@ -133,11 +160,14 @@ def test_nan_loss_stops_with_epoch_and_step(data: tuple[Path, Path], tmp_path: P
     assert metrics["epoch"] == 0
 
 
-def test_resume_with_loader_workers_equals_a_run_without(data: tuple[Path, Path], uninterrupted: dict[str, bytes],
-                                                         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_resume_with_loader_workers_equals_a_run_without(
+    data: tuple[Path, Path], uninterrupted: dict[str, bytes], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """Augmentation is drawn per (seed, epoch, item): killed and resumed with 2 loader workers, the run ends
     with the same bytes as the uninterrupted run with none."""
-    params = parse_params({"train": {**TRAIN, "workers": 2}, "models": {"x": {"arch": "fastscnn", "lr": 0.01}}})
+    params = parse_params(
+        {"train": {**TRAIN, "workers": 2}, "models": {"x": {"arch": "fastscnn", "lr": 0.01}}}
+    )
     paths = paths_in(tmp_path, data)
     with monkeypatch.context() as m:
         kill_at(m, 1, 1)

@@ -16,8 +16,11 @@ from cocoseg.training.train import resolve_precision, trainer_speed_flags
 @pytest.fixture
 def restore_torch_flags() -> Iterator[None]:
     """Lightning's Trainer sets process-wide torch flags; put them back for the other tests."""
-    saved = (torch.are_deterministic_algorithms_enabled(), torch.is_deterministic_algorithms_warn_only_enabled(),
-             torch.backends.cudnn.benchmark)
+    saved = (
+        torch.are_deterministic_algorithms_enabled(),
+        torch.is_deterministic_algorithms_warn_only_enabled(),
+        torch.backends.cudnn.benchmark,
+    )
     yield
     torch.use_deterministic_algorithms(saved[0], warn_only=saved[1])
     torch.backends.cudnn.benchmark = saved[2]
@@ -25,17 +28,26 @@ def restore_torch_flags() -> Iterator[None]:
 
 def test_cpu_flags_keep_strict_determinism_and_nchw() -> None:
     assert trainer_speed_flags(TrainConfig(), cuda=False) == {
-        "deterministic": True, "benchmark": None, "channels_last": False}
+        "deterministic": True,
+        "benchmark": None,
+        "channels_last": False,
+    }
     assert trainer_speed_flags(TrainConfig(deterministic=False), cuda=False)["deterministic"] is False
 
 
 def test_cuda_flags() -> None:
     # deterministic: warn-only (kernels without a deterministic CUDA version must not raise), no autotuning
     assert trainer_speed_flags(TrainConfig(), cuda=True) == {
-        "deterministic": "warn", "benchmark": False, "channels_last": True}
+        "deterministic": "warn",
+        "benchmark": False,
+        "channels_last": True,
+    }
     # not deterministic: cuDNN autotuning on
     assert trainer_speed_flags(TrainConfig(deterministic=False), cuda=True) == {
-        "deterministic": False, "benchmark": True, "channels_last": True}
+        "deterministic": False,
+        "benchmark": True,
+        "channels_last": True,
+    }
     assert resolve_precision("auto", "cuda") == "bf16-mixed" and resolve_precision("auto", "cpu") == "32-true"
 
 
@@ -47,7 +59,9 @@ def test_cuda_determinism_warns_where_no_deterministic_kernel_exists(restore_tor
     flags = trainer_speed_flags(TrainConfig(), cuda=True)
     flags.pop("channels_last")
     L.Trainer(accelerator="cpu", logger=False, **flags)
-    assert torch.are_deterministic_algorithms_enabled() and torch.is_deterministic_algorithms_warn_only_enabled()
+    assert (
+        torch.are_deterministic_algorithms_enabled() and torch.is_deterministic_algorithms_warn_only_enabled()
+    )
     with pytest.warns(UserWarning, match="does not have a deterministic implementation"):
         torch.zeros(4).put_(torch.tensor([0, 0]), torch.tensor([1.0, 2.0]))
     flags = trainer_speed_flags(TrainConfig(), cuda=False)

@@ -46,8 +46,12 @@ def fetch_archive(cfg: ArchiveConfig, store: Path) -> str:
     name = store_name(cfg)
     sha256 = cfg.sha256 if cfg.verify_checksum else None
     if sha256 is None:
-        log.warning("data.archive.verify_checksum is false: %s is NOT checked against a SHA-256, and a copy "
-                    "downloaded earlier is used as it is (delete %s to fetch it again)", cfg.url, store / name)
+        log.warning(
+            "data.archive.verify_checksum is false: %s is NOT checked against a SHA-256, and a copy "
+            "downloaded earlier is used as it is (delete %s to fetch it again)",
+            cfg.url,
+            store / name,
+        )
     download_file(archive_url(cfg.url), store / name, expected_sha256=sha256)
     write_manifest(store, SOURCE, [name], [])
     return name

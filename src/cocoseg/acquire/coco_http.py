@@ -7,9 +7,11 @@ Layout: ``<base>/zips/<split>.zip`` (images), ``<base>/annotations/annotations_t
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import urllib.parse
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,7 +26,6 @@ from cocoseg.core.files import write_json
 from cocoseg.core.layout import ANNOTATIONS_ARCHIVE, annotation_file, image_archive
 
 log = logging.getLogger(__name__)
-
 
 
 @dataclass(frozen=True)
@@ -61,21 +62,31 @@ def download_archives(
     if missing:
         raise ValueError(f"no MD5 given for {missing}; pass None for an archive to skip its check")
     return [
-        download_file(url, Path(raw_dir) / name, expected_md5=md5s[name], expected_size=sizes.get(name),
-                      stall_seconds=stall_seconds)
+        download_file(
+            url,
+            Path(raw_dir) / name,
+            expected_md5=md5s[name],
+            expected_size=sizes.get(name),
+            stall_seconds=stall_seconds,
+        )
         for name, url in urls.items()
     ]
 
 
-def select_images(annotations_json: dict[str, Any], max_images: int, seed: int,
-                  category_ids: set[int] | None) -> list[dict[str, Any]]:
+def select_images(
+    annotations_json: dict[str, Any], max_images: int, seed: int, category_ids: set[int] | None
+) -> list[dict[str, Any]]:
     """Pick up to ``max_images`` image entries with a seeded RNG; returned in id order."""
     images = sorted(annotations_json["images"], key=lambda image: image["id"])
     if category_ids is not None:
         # a record may lack category_id or hold an unhashable one: it simply does not select its image
-        wanted = {a.get("image_id") for a in annotations_json["annotations"]  # ids of any JSON type: ints only
-                  if type(a.get("category_id")) is int and a["category_id"] in category_ids
-                  and type(a.get("image_id")) is int}
+        wanted = {
+            a.get("image_id")
+            for a in annotations_json["annotations"]  # ids of any JSON type: ints only
+            if type(a.get("category_id")) is int
+            and a["category_id"] in category_ids
+            and type(a.get("image_id")) is int
+        }
         images = [image for image in images if image["id"] in wanted]
     if max_images > len(images):
         log.warning("asked for %d images but only %d qualify; taking all of them", max_images, len(images))
@@ -105,13 +116,40 @@ def download_subset(
     image_dir = Path(raw_dir) / split
     image_dir.mkdir(parents=True, exist_ok=True)
     outcomes = _unusable_records(chosen)  # image id -> "fetched" | "reused" | failure reason
+    fetch = functools.partial(_fetch_image, retries=retries, backoff=backoff, limits=(timeout, stall_seconds))
+    wanted = [image for image in chosen if image["id"] not in outcomes]
+    outcomes |= _fetch_all(wanted, base_url, split, image_dir, fetch, workers, progress)
+    ok_ids = {i for i, outcome in outcomes.items() if outcome in ("fetched", "reused")}
+    result = _summarise(chosen, outcomes, ok_ids)
+    if not ok_ids:
+        first = f"; the first failure: {': '.join(result.failures[0])}" if result.failures else ""
+        raise DownloadError(
+            f"{split}: no image of the subset could be fetched ({result.requested} selected{first})"
+        )
+    write_json(annotation_file(Path(raw_dir), split), _filter_annotations(annotations_json, ok_ids))
+    return result  # the download stage logs its counts in words
+
+
+def _fetch_all(
+    images: list[dict[str, Any]],
+    base_url: str,
+    split: str,
+    image_dir: Path,
+    fetch: Callable[[str, Path], str],
+    workers: int,
+    progress: bool,
+) -> dict[int, str]:
+    """Fetch images on a thread pool: image id -> "fetched" | "reused" | the failure's reason.
+    A full disk cancels what is queued and stops the download."""
+    outcomes = {}
     with ThreadPoolExecutor(max_workers=workers) as pool:
         futures = {
             pool.submit(
-                _fetch_image, rewrite_url(image.get("coco_url"), base_url, split, image["file_name"]),
-                image_dir / image["file_name"], retries, backoff, (timeout, stall_seconds),
+                fetch,
+                rewrite_url(image.get("coco_url"), base_url, split, image["file_name"]),
+                image_dir / image["file_name"],
             ): image
-            for image in chosen if image["id"] not in outcomes
+            for image in images
         }
         done = tqdm(as_completed(futures), total=len(futures), unit="img", desc=split, disable=not progress)
         for future in done:
@@ -124,13 +162,7 @@ def download_subset(
             except (DownloadError, _UndecodableImage) as err:
                 outcomes[image["id"]] = str(err)
                 log.warning("could not fetch %s: %s", image["file_name"], err)
-    ok_ids = {i for i, outcome in outcomes.items() if outcome in ("fetched", "reused")}
-    result = _summarise(chosen, outcomes, ok_ids)
-    if not ok_ids:
-        first = f"; the first failure: {': '.join(result.failures[0])}" if result.failures else ""
-        raise DownloadError(f"{split}: no image of the subset could be fetched ({result.requested} selected{first})")
-    write_json(annotation_file(Path(raw_dir), split), _filter_annotations(annotations_json, ok_ids))
-    return result  # the download stage logs its counts in words
+    return outcomes
 
 
 def _unusable_records(chosen: list[dict[str, Any]]) -> dict[int, str]:
@@ -149,11 +181,16 @@ def _unusable_records(chosen: list[dict[str, Any]]) -> dict[int, str]:
 
 
 def _summarise(chosen: list[dict[str, Any]], outcomes: dict[int, str], ok_ids: set[int]) -> SubsetResult:
-    failures = tuple((str(image.get("file_name")), outcomes[image["id"]]) for image in chosen
-                     if image["id"] not in ok_ids)
-    return SubsetResult(requested=len(chosen), fetched=sum(o == "fetched" for o in outcomes.values()),
-                        reused=sum(o == "reused" for o in outcomes.values()), failed=len(failures),
-                        failures=failures)
+    failures = tuple(
+        (str(image.get("file_name")), outcomes[image["id"]]) for image in chosen if image["id"] not in ok_ids
+    )
+    return SubsetResult(
+        requested=len(chosen),
+        fetched=sum(o == "fetched" for o in outcomes.values()),
+        reused=sum(o == "reused" for o in outcomes.values()),
+        failed=len(failures),
+        failures=failures,
+    )
 
 
 class _UndecodableImage(Exception):
@@ -161,8 +198,13 @@ class _UndecodableImage(Exception):
 
 
 def _is_safe_name(file_name: object) -> bool:
-    return (isinstance(file_name, str) and file_name not in ("", ".", "..") and "/" not in file_name
-            and "\\" not in file_name and "\0" not in file_name)
+    return (
+        isinstance(file_name, str)
+        and file_name not in ("", ".", "..")
+        and "/" not in file_name
+        and "\\" not in file_name
+        and "\0" not in file_name
+    )
 
 
 def _decodes(path: Path) -> bool:
@@ -181,8 +223,16 @@ def _fetch_image(url: str, path: Path, retries: int, backoff: float, limits: tup
         return "reused"
     for attempt in (1, 2):
         try:
-            download_file(url, path, retries=retries, backoff=backoff, timeout=limits[0], progress=False,
-                          sidecar=False, stall_seconds=limits[1])
+            download_file(
+                url,
+                path,
+                retries=retries,
+                backoff=backoff,
+                timeout=limits[0],
+                progress=False,
+                sidecar=False,
+                stall_seconds=limits[1],
+            )
         except DownloadError:
             path.with_name(path.name + ".part").unlink(missing_ok=True)  # an image is too small to resume
             raise
@@ -198,6 +248,9 @@ def _filter_annotations(annotations_json: dict[str, Any], image_ids: set[int]) -
     return {
         **annotations_json,
         "images": [image for image in annotations_json["images"] if image["id"] in image_ids],
-        "annotations": [a for a in annotations_json["annotations"]
-                        if type(a.get("image_id")) is int and a["image_id"] in image_ids],
+        "annotations": [
+            a
+            for a in annotations_json["annotations"]
+            if type(a.get("image_id")) is int and a["image_id"] in image_ids
+        ],
     }

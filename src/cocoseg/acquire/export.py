@@ -49,8 +49,9 @@ def read_image_names(annotations: Path) -> tuple[list[str], int]:
     return list(dict.fromkeys(usable)), len(names) - len(usable)
 
 
-def place_split(split: str, annotations: Path, images: Path, target: Path,
-                bring: Callable[[Path, Path], object]) -> Placed:
+def place_split(
+    split: str, annotations: Path, images: Path, target: Path, bring: Callable[[Path, Path], object]
+) -> Placed:
     """Put one split under ``target`` with ``bring(source, destination)`` (a link or a copy)."""
     names, unusable = read_image_names(annotations)
     placed = Placed(unusable=unusable)
@@ -61,12 +62,21 @@ def place_split(split: str, annotations: Path, images: Path, target: Path,
         else:
             placed.missing.append(name)
     if names and not placed.files:
-        raise ExportError(f"{images}: none of the {len(names)} images {annotations} lists is there (the first: "
-                          f"{names[0]!r}); is this the split's images folder?")
+        raise ExportError(
+            f"{images}: none of the {len(names)} images {annotations} lists is there (the first: "
+            f"{names[0]!r}); is this the split's images folder?"
+        )
     placed.files.insert(0, (annotations, annotation_member(split)))
     for source, relative in placed.files:
         bring(source, target / relative)
     if placed.missing:
-        log.warning("%s: %d of the %d images %s lists are not in %s (the first: %r); left out", split,
-                    len(placed.missing), len(names), annotations.name, images, placed.missing[0])
+        log.warning(
+            "%s: %d of the %d images %s lists are not in %s (the first: %r); left out",
+            split,
+            len(placed.missing),
+            len(names),
+            annotations.name,
+            images,
+            placed.missing[0],
+        )
     return placed

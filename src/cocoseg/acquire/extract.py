@@ -28,8 +28,14 @@ from cocoseg.core.layout import COCO_CONTENTS, MANIFEST, annotation_member, arch
 
 log = logging.getLogger(__name__)
 
-__all__ = ["ExtractError", "extract_archive", "extract_coco", "safe_member_path", "verify_extracted",
-           "write_manifest"]
+__all__ = [
+    "ExtractError",
+    "extract_archive",
+    "extract_coco",
+    "safe_member_path",
+    "verify_extracted",
+    "write_manifest",
+]
 
 UNPACKED = ".export"  # where an export is unpacked inside the temporary data/coco, removed before it is done
 
@@ -46,8 +52,9 @@ def verify_extracted(root: Path, splits: tuple[str, ...], shown_root: Path | Non
             raise ExtractError(f"{shown / split}: expected image folder is missing or empty after extraction")
 
 
-def extract_coco(raw_dir: Path, out_dir: Path, splits: tuple[str, ...],
-                 local_dir: Path | None = None) -> dict[str, int]:
+def extract_coco(
+    raw_dir: Path, out_dir: Path, splits: tuple[str, ...], local_dir: Path | None = None
+) -> dict[str, int]:
     """Fill ``out_dir`` (replaced whole, atomically) from ``raw_dir`` (the download stage's folder) as its
     manifest says, or from ``local_dir`` (data/raw/local) when the manifest's source is ``local``; without
     a manifest, the official archives of ``splits`` are expected. Returns files written per archive,
@@ -77,7 +84,9 @@ def extract_coco(raw_dir: Path, out_dir: Path, splits: tuple[str, ...],
     return counts
 
 
-def _extract_export(archive: Path, splits: tuple[str, ...], tmp: Path, digests: dict[str, str]) -> dict[str, int]:
+def _extract_export(
+    archive: Path, splits: tuple[str, ...], tmp: Path, digests: dict[str, str]
+) -> dict[str, int]:
     """Unpack the user's export, find its layout, and put ``splits`` in place under ``tmp``."""
     scratch = tmp / UNPACKED
     unpacked: dict[str, str] = {}
@@ -89,8 +98,10 @@ def _extract_export(archive: Path, splits: tuple[str, ...], tmp: Path, digests: 
     log.info("extract: %s: %s", archive.name, layout.describe())
     lacking = [s for s in splits if s not in layout.splits]
     if lacking:
-        raise ExtractError(f"{archive}: data.splits: the export has no split {lacking[0]!r}; its splits: "
-                           f"{list(layout.splits)} ({layout.style} layout)")
+        raise ExtractError(
+            f"{archive}: data.splits: the export has no split {lacking[0]!r}; its splits: "
+            f"{list(layout.splits)} ({layout.style} layout)"
+        )
     counts = {}
     for split in splits:
         source = layout.splits[split]
@@ -102,14 +113,18 @@ def _extract_export(archive: Path, splits: tuple[str, ...], tmp: Path, digests: 
     return counts
 
 
-def _link_local(local_dir: Path, splits: tuple[str, ...], tmp: Path, digests: dict[str, str]) -> dict[str, int]:
+def _link_local(
+    local_dir: Path, splits: tuple[str, ...], tmp: Path, digests: dict[str, str]
+) -> dict[str, int]:
     """Hard-link each split the import stage wrote (data/raw/local/<split>, already in data/coco's layout)."""
     counts = {}
     for split in splits:
         folder = local_dir / split
         if not (folder / annotation_member(split)).is_file():
-            raise ExtractError(f"{folder}: split {split!r} was not imported; data.local.splits needs an entry "
-                               f"for each split of data.splits (dvc repro runs its import stage)")
+            raise ExtractError(
+                f"{folder}: split {split!r} was not imported; data.local.splits needs an entry "
+                f"for each split of data.splits (dvc repro runs its import stage)"
+            )
         files = sorted(p for p in folder.rglob("*") if p.is_file())
         for path in files:
             relative = path.relative_to(folder).as_posix()
@@ -152,7 +167,14 @@ def _read_manifest(raw_dir: Path, splits: tuple[str, ...]) -> dict:
     for key, names in entries.items():
         for name in names:
             # a name must stay inside the raw folder: never an absolute path, '..' or a drive
-            if not isinstance(name, str) or not name or PurePosixPath(name).name != name or name in (".", ".."):
-                raise ExtractError(f"{path}: {key} entry {name!r} is not a plain name inside {raw_dir}; "
-                                   f"rerun the download stage")
+            if (
+                not isinstance(name, str)
+                or not name
+                or PurePosixPath(name).name != name
+                or name in (".", "..")
+            ):
+                raise ExtractError(
+                    f"{path}: {key} entry {name!r} is not a plain name inside {raw_dir}; "
+                    f"rerun the download stage"
+                )
     return {"source": source, **entries}

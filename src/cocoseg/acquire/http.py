@@ -108,8 +108,11 @@ def download_file(
     without progress end it, whatever retries are left. ``sidecar`` false writes no ``.verified`` file (for
     folders of images that other tools glob). A full disk ends it at once, the part deleted."""
     dest = Path(dest)
-    expected = {name: value.lower() for name, value in zip(DIGEST_NAMES, (expected_md5, expected_sha256), strict=False)
-                if value is not None}
+    expected = {
+        name: value.lower()
+        for name, value in zip(DIGEST_NAMES, (expected_md5, expected_sha256), strict=False)
+        if value is not None
+    }
     algorithms = list(expected) or (["md5"] if sidecar else [])  # a sidecar records an MD5 at least
     if _accept_existing(dest, expected_size, expected, algorithms, sidecar):
         return dest
@@ -120,11 +123,15 @@ def download_file(
 
     def fetch() -> None:
         with _removed_when_disk_full(part, f"{url} to {dest}"):
-            _fetch_with_retries(url, part, expected_size, retries, backoff, (timeout, stall_seconds), progress)
+            _fetch_with_retries(
+                url, part, expected_size, retries, backoff, (timeout, stall_seconds), progress
+            )
 
     if expected_size is not None:
         check_free_space(dest.parent, expected_size - _size(part))
-    digests = _fetch_verified(fetch, resumed, lambda: _verify(part, dest, expected_size, expected, algorithms))
+    digests = _fetch_verified(
+        fetch, resumed, lambda: _verify(part, dest, expected_size, expected, algorithms)
+    )
     os.replace(part, dest)
     if sidecar:
         _write_sidecar(dest, digests)
@@ -132,8 +139,9 @@ def download_file(
     return dest
 
 
-def _fetch_verified(fetch: Callable[[], None], resumed: bool,
-                    verify: Callable[[], dict[str, str]]) -> dict[str, str]:
+def _fetch_verified(
+    fetch: Callable[[], None], resumed: bool, verify: Callable[[], dict[str, str]]
+) -> dict[str, str]:
     """Fetch, then verify; a part left by an earlier run that fails verification may hold stale bytes
     (the file changed on the server): it gets one clean restart."""
     fetch()
@@ -157,8 +165,9 @@ def _removed_when_disk_full(part: Path, what: str) -> Iterator[None]:
         if err.errno not in (errno.ENOSPC, errno.EDQUOT):
             raise
         part.unlink(missing_ok=True)
-        raise InsufficientSpaceError(f"disk full while downloading {what} ({err.strerror}); the partial "
-                                     "download was removed") from None
+        raise InsufficientSpaceError(
+            f"disk full while downloading {what} ({err.strerror}); the partial download was removed"
+        ) from None
 
 
 def _write_sidecar(dest: Path, digests: dict[str, str]) -> None:
@@ -178,8 +187,9 @@ def _size(path: Path) -> int:
     return path.stat().st_size if path.exists() else 0
 
 
-def _accept_existing(dest: Path, expected_size: int | None, expected: dict[str, str], algorithms: list[str],
-                     sidecar: bool) -> bool:
+def _accept_existing(
+    dest: Path, expected_size: int | None, expected: dict[str, str], algorithms: list[str], sidecar: bool
+) -> bool:
     """True when ``dest`` is already verified; a known-bad ``dest`` is deleted. ``expected``: checksums by
     algorithm; ``algorithms``: those to compute (and, with ``sidecar``, record)."""
     if not dest.exists():
@@ -228,7 +238,9 @@ def _verify(
     for name, value in expected.items():
         if digests[name] != value:
             part.unlink(missing_ok=True)
-            raise ChecksumError(f"{DIGEST_NAMES[name]} mismatch for {dest}: expected {value}, got {digests[name]}")
+            raise ChecksumError(
+                f"{DIGEST_NAMES[name]} mismatch for {dest}: expected {value}, got {digests[name]}"
+            )
     return digests
 
 
@@ -247,20 +259,28 @@ def _fetch_with_retries(
     while True:
         before, started = _size(part), time.monotonic()
         try:
-            _fetch_once(url, part, expected_size, min(timeout, stall / 2), progress, min(STALL_WINDOW, stall / 2))
+            _fetch_once(
+                url, part, expected_size, min(timeout, stall / 2), progress, min(STALL_WINDOW, stall / 2)
+            )
             return
         except _TransientError as err:
             # progress: the part grew at MIN_RATE at least (a server that sends a little, then hangs, every
             # time it is asked, makes none)
             grew = _size(part) - before
-            if grew > 0 and grew >= MIN_RATE * (time.monotonic() - started) and not isinstance(err, _StalledError):
+            if (
+                grew > 0
+                and grew >= MIN_RATE * (time.monotonic() - started)
+                and not isinstance(err, _StalledError)
+            ):
                 progressed = time.monotonic()
                 log.warning("%s: %s; resuming at byte %d", url, err, _size(part))
                 continue
             failures += 1
             if time.monotonic() - progressed >= stall:
-                raise DownloadError(f"failed to download {url}: no progress for {stall:.0f} s over {failures} "
-                                    f"attempts ({err})") from None
+                raise DownloadError(
+                    f"failed to download {url}: no progress for {stall:.0f} s over {failures} "
+                    f"attempts ({err})"
+                ) from None
             if failures > retries:
                 raise DownloadError(f"failed to download {url} after {failures} attempts: {err}") from None
             delay = backoff * 2 ** (failures - 1)
@@ -268,8 +288,9 @@ def _fetch_with_retries(
             time.sleep(delay)
 
 
-def _fetch_once(url: str, part: Path, expected_size: int | None, timeout: float, progress: bool,
-                window: float) -> None:
+def _fetch_once(
+    url: str, part: Path, expected_size: int | None, timeout: float, progress: bool, window: float
+) -> None:
     """One request: append to the part (206) or rewrite it (200) until the body ends."""
     offset = _size(part)
     response = _open(url, offset, timeout)
@@ -340,8 +361,15 @@ def _stream(
     A read that fails is a lost connection (retried); a write that fails (disk full) is raised as it is."""
     length, offset, total = sizes
     received = 0
-    with tqdm(total=total, initial=offset, unit="B", unit_scale=True, unit_divisor=1024, desc=label,
-              disable=not progress) as bar:
+    with tqdm(
+        total=total,
+        initial=offset,
+        unit="B",
+        unit_scale=True,
+        unit_divisor=1024,
+        desc=label,
+        disable=not progress,
+    ) as bar:
         # read1 returns what has arrived, so a stalled server still leaves its bytes in the part
         window_start, window_bytes = time.monotonic(), 0
         while chunk := _read(response, offset + received):
@@ -353,8 +381,10 @@ def _stream(
             elapsed = time.monotonic() - window_start
             if elapsed >= window:
                 if window_bytes < MIN_RATE * elapsed:
-                    raise _StalledError(f"transfer stalled: {window_bytes} bytes in {elapsed:.0f} s, under "
-                                        f"the minimum of {MIN_RATE} bytes/s")
+                    raise _StalledError(
+                        f"transfer stalled: {window_bytes} bytes in {elapsed:.0f} s, under "
+                        f"the minimum of {MIN_RATE} bytes/s"
+                    )
                 window_start, window_bytes = time.monotonic(), 0
     if length is not None and received < length:
         raise _TransientError(f"connection closed after {received} of {length} bytes")

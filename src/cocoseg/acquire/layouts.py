@@ -54,7 +54,9 @@ class Layout:
 
     def describe(self) -> str:
         return f"{self.style} layout, splits " + ", ".join(
-            f"{name} ({source.annotations}, images in {source.images or '.'}/)" for name, source in self.splits.items())
+            f"{name} ({source.annotations}, images in {source.images or '.'}/)"
+            for name, source in self.splits.items()
+        )
 
 
 def is_ignored(path: str) -> bool:
@@ -95,8 +97,11 @@ def _candidates(path: str) -> tuple[str, str, list[str]]:
     match = re.fullmatch(r"instances_(.+)\.json", pure.name)
     if match and pure.parent.name == "annotations":
         split, root = match[1], _folder(pure.parent.parent)
-        return "coco", split, _unique_list([_join(root, split), _join(root, "images", split),
-                                            _join(root, "images"), root])
+        return (
+            "coco",
+            split,
+            _unique_list([_join(root, split), _join(root, "images", split), _join(root, "images"), root]),
+        )
     split = pure.stem.removeprefix("instances_")
     around = [here, _join(here, "images")]
     if up is not None:
@@ -104,7 +109,9 @@ def _candidates(path: str) -> tuple[str, str, list[str]]:
     return "single json", split, _unique_list(around)
 
 
-def _pick_images(candidates: list[str], names: Sequence[str], listing: set[str], folders: set[str]) -> str | None:
+def _pick_images(
+    candidates: list[str], names: Sequence[str], listing: set[str], folders: set[str]
+) -> str | None:
     """The candidate folder under which most of ``names`` exist (the first on a tie), else any folder of the
     export (LVIS files name COCO's val2017/); without names, the first candidate that holds images. None
     when nothing fits."""
@@ -115,15 +122,19 @@ def _pick_images(candidates: list[str], names: Sequence[str], listing: set[str],
             if max(hits, default=0) > 0:
                 return group[hits.index(max(hits))]
         return None
-    with_images = [c for c in existing if any(_is_image(f) and f.startswith(c + "/" if c else "") for f in listing)]
+    with_images = [
+        c for c in existing if any(_is_image(f) and f.startswith(c + "/" if c else "") for f in listing)
+    ]
     return with_images[0] if with_images else None
 
 
 def _unique(splits: dict[str, list[SplitSource]]) -> dict[str, SplitSource]:
     for name, sources in splits.items():
         if len(sources) > 1:
-            raise LayoutError(f"two annotation files make a split named {name!r}: {sources[0].annotations} and "
-                              f"{sources[1].annotations}; keep one, or give the splits in data.local.splits by hand")
+            raise LayoutError(
+                f"two annotation files make a split named {name!r}: {sources[0].annotations} and "
+                f"{sources[1].annotations}; keep one, or give the splits in data.local.splits by hand"
+            )
     return {name: sources[0] for name, sources in sorted(splits.items())}
 
 
@@ -135,9 +146,11 @@ def _nothing_found(listing: set[str], names: Mapping[str, Sequence[str]], notes:
     images = [f for f in listing if _is_image(f)]
     where = sorted({(_folder(PurePosixPath(f).parent) or ".") + "/" for f in images})
     found += f", {len(images)} image(s)" + (f" in {_first(where)}" if images else "")
-    return (f"no COCO export layout recognised: found {found}; expected <split>/{ROBOFLOW_JSON} beside its "
-            "images, annotations/instances_<split>.json with <split>/ or images/<split>/, or a COCO JSON beside "
-            "an images folder")
+    return (
+        f"no COCO export layout recognised: found {found}; expected <split>/{ROBOFLOW_JSON} beside its "
+        "images, annotations/instances_<split>.json with <split>/ or images/<split>/, or a COCO JSON beside "
+        "an images folder"
+    )
 
 
 def _first(items: Sequence[str], count: int = 5) -> str:
@@ -205,7 +218,9 @@ def _names_of(data: object) -> tuple[str, ...] | None:
     if not isinstance(data, dict) or not isinstance(data.get("images"), list):
         return None
     annotations = data.get("annotations")
-    if not isinstance(annotations, list) or any(isinstance(a, dict) and "segments_info" in a for a in annotations[:5]):
+    if not isinstance(annotations, list) or any(
+        isinstance(a, dict) and "segments_info" in a for a in annotations[:5]
+    ):
         return None  # no annotations list, or a panoptic file
     names = (image_file_name(im) for im in data["images"][:SAMPLE_NAMES] if isinstance(im, dict))
     return tuple(n for n in names if n is not None)
@@ -214,7 +229,9 @@ def _names_of(data: object) -> tuple[str, ...] | None:
 def scan_folder(root: Path) -> tuple[list[str], dict[str, tuple[str, ...]]]:
     """What ``find_layout`` needs of a folder: its files, and the image names of each COCO JSON among them."""
     files = list_files(root)
-    return files, {f: found for f in files if f.endswith(".json") and (found := scan_json(root / f)) is not None}
+    return files, {
+        f: found for f in files if f.endswith(".json") and (found := scan_json(root / f)) is not None
+    }
 
 
 def find_folder_layout(root: Path) -> Layout:

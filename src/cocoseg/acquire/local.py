@@ -41,7 +41,15 @@ def import_split(split: str, annotations: Path, images: Path, out: Path) -> int:
     with atomic_dir(out) as tmp:
         placed = place_split(split, annotations, images, tmp, lambda s, d: links.append(bring_file(s, d)))
     count = len(placed.files) - 1  # the JSON
-    log.info("import %s: %s and %d images from %s -> %s (%d hard links, %d copies)%s", split, annotations,
-             count, images, out, sum(links), len(links) - sum(links),
-             f"; {placed.unusable} image records without a usable file name" if placed.unusable else "")
+    log.info(
+        "import %s: %s and %d images from %s -> %s (%d hard links, %d copies)%s",
+        split,
+        annotations,
+        count,
+        images,
+        out,
+        sum(links),
+        len(links) - sum(links),
+        f"; {placed.unusable} image records without a usable file name" if placed.unusable else "",
+    )
     return count

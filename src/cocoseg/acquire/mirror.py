@@ -45,7 +45,9 @@ def build_mirror(src: Path, dest: Path) -> dict[str, str]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("src", type=Path, help="folder with annotations/instances_<split>.json and <split>/")
     parser.add_argument("dest", type=Path)
     args = parser.parse_args()

@@ -59,21 +59,35 @@ def build_sample(cfg: SampleConfig, seed: int) -> tuple[dict, dict[str, bytes]]:
     images, annotations, files = [], [], {}
     for image_id in range(1, cfg.num_images + 1):
         h, w = (int(v) for v in rng.integers(cfg.min_size, cfg.max_size + 1, size=2))
-        shapes = _edge_case_shapes(image_id, h, w, rng) if image_id in EDGE_CASES else _random_shapes(h, w, rng)
+        shapes = (
+            _edge_case_shapes(image_id, h, w, rng) if image_id in EDGE_CASES else _random_shapes(h, w, rng)
+        )
         pixels = _render(h, w, shapes, rng)
         file_name = f"{image_id:012d}.jpg"
         json_h, json_w = (h, w + 8) if image_id == 10 else (h, w)
-        images.append({"id": image_id, "file_name": file_name, "height": json_h, "width": json_w,
-                       "license": 0, "coco_url": f"http://images.cocodataset.org/{ARCHIVE_SPLIT}/{file_name}"})
+        images.append(
+            {
+                "id": image_id,
+                "file_name": file_name,
+                "height": json_h,
+                "width": json_w,
+                "license": 0,
+                "coco_url": f"http://images.cocodataset.org/{ARCHIVE_SPLIT}/{file_name}",
+            }
+        )
         annotations.extend(_annotate(image_id, h, w, shapes, len(annotations) + 1, rng))
         jpeg = _encode_jpeg(pixels)
         if image_id == 8:
             jpeg = jpeg[: len(jpeg) // 2]
         if image_id != 7:
             files[file_name] = jpeg
-    coco = {"info": {"description": "cocoseg offline sample", "version": "1.0"},
-            "licenses": [{"id": 0, "name": "generated", "url": ""}],
-            "images": images, "annotations": annotations, "categories": CATEGORIES}
+    coco = {
+        "info": {"description": "cocoseg offline sample", "version": "1.0"},
+        "licenses": [{"id": 0, "name": "generated", "url": ""}],
+        "images": images,
+        "annotations": annotations,
+        "categories": CATEGORIES,
+    }
     return coco, files
 
 
@@ -83,12 +97,20 @@ def write_sample_archives(raw_dir: Path, cfg: SampleConfig, seed: int) -> list[P
     ann_bytes = json.dumps(coco, separators=(",", ":")).encode()
     images_zip = raw_dir / image_archive(ARCHIVE_SPLIT)
     ann_zip = raw_dir / ANNOTATIONS_ARCHIVE
-    _write_zip(images_zip, {f"{ARCHIVE_SPLIT}/{name}": data for name, data in sorted(files.items())},
-               folder=f"{ARCHIVE_SPLIT}/")
+    _write_zip(
+        images_zip,
+        {f"{ARCHIVE_SPLIT}/{name}": data for name, data in sorted(files.items())},
+        folder=f"{ARCHIVE_SPLIT}/",
+    )
     _write_zip(ann_zip, {annotation_member(ARCHIVE_SPLIT): ann_bytes}, folder="annotations/")
     write_manifest(raw_dir, "sample", [ann_zip.name, images_zip.name], [])
-    log.info("sample: %d images, %d annotations -> %s, %s", len(coco["images"]),
-             len(coco["annotations"]), images_zip, ann_zip)
+    log.info(
+        "sample: %d images, %d annotations -> %s, %s",
+        len(coco["images"]),
+        len(coco["annotations"]),
+        images_zip,
+        ann_zip,
+    )
     return [images_zip, ann_zip]
 
 
@@ -135,16 +157,27 @@ def _edge_case_shapes(image_id: int, h: int, w: int, rng: np.random.Generator) -
     r = min(h, w) / 5
     cx, cy = w / 2, h / 2
     if image_id == 1:
-        return [_Shape(1, [_shape_polygon(1, cx - 0.6 * r, cy, r, 0)]),
-                _Shape(1, [_shape_polygon(1, cx + 0.6 * r, cy, r * 0.8, 0)])]
+        return [
+            _Shape(1, [_shape_polygon(1, cx - 0.6 * r, cy, r, 0)]),
+            _Shape(1, [_shape_polygon(1, cx + 0.6 * r, cy, r * 0.8, 0)]),
+        ]
     if image_id == 2:  # drawn in list order: the larger disk last, as priority_area's tie rule paints it
-        return [_Shape(3, [_shape_polygon(3, cx - 0.5 * r, cy, r * 0.9, 0.3)]),
-                _Shape(1, [_shape_polygon(1, cx + 0.4 * r, cy, r * 1.2, 0)])]
+        return [
+            _Shape(3, [_shape_polygon(3, cx - 0.5 * r, cy, r * 0.9, 0.3)]),
+            _Shape(1, [_shape_polygon(1, cx + 0.4 * r, cy, r * 1.2, 0)]),
+        ]
     if image_id == 3:
         return []
     if image_id == 9:
-        return [_Shape(7, [_shape_polygon(7, cx - 1.3 * r, cy, r * 0.8, 0.2),
-                           _shape_polygon(7, cx + 1.3 * r, cy, r * 0.8, 1.1)])]
+        return [
+            _Shape(
+                7,
+                [
+                    _shape_polygon(7, cx - 1.3 * r, cy, r * 0.8, 0.2),
+                    _shape_polygon(7, cx + 1.3 * r, cy, r * 0.8, 1.1),
+                ],
+            )
+        ]
     if image_id == 6:  # a crowd of small disks on the left, one square on the right
         crowd = [_shape_polygon(1, w * 0.12 + 9 * (i % 3), h * 0.3 + 11 * (i // 3), 5, 0) for i in range(6)]
         return [_Shape(-1, crowd), _Shape(3, [_shape_polygon(3, w * 0.7, cy, r, 0.5)])]
@@ -173,14 +206,22 @@ def _encode_jpeg(pixels: np.ndarray) -> bytes:
 # --- annotations ----------------------------------------------------------------------------------
 
 
-def _annotate(image_id: int, h: int, w: int, shapes: list[_Shape], next_id: int,
-              rng: np.random.Generator) -> list[dict]:
+def _annotate(
+    image_id: int, h: int, w: int, shapes: list[_Shape], next_id: int, rng: np.random.Generator
+) -> list[dict]:
     anns = []
     for shape in shapes:
         polys = [p.ravel().round(2).tolist() for p in shape.polygons]
         mask = _rasterise(polys, h, w)
-        ann = {"id": next_id + len(anns), "image_id": image_id, "category_id": abs(shape.category_id),
-               "iscrowd": 0, "area": float(mask.sum()), "bbox": _bbox(mask), "segmentation": polys}
+        ann = {
+            "id": next_id + len(anns),
+            "image_id": image_id,
+            "category_id": abs(shape.category_id),
+            "iscrowd": 0,
+            "area": float(mask.sum()),
+            "bbox": _bbox(mask),
+            "segmentation": polys,
+        }
         if shape.category_id < 0:  # crowd regions come as uncompressed RLE, as in real COCO
             ann.update(iscrowd=1, segmentation=encode_uncompressed_rle(mask))
         elif ann["id"] % 5 == 3:
@@ -188,22 +229,57 @@ def _annotate(image_id: int, h: int, w: int, shapes: list[_Shape], next_id: int,
         elif ann["id"] % 7 == 5:
             ann["segmentation"] = encode_uncompressed_rle(mask)
         anns.append(ann)
-    extra_id = next_id + len(anns)
+    return anns + _odd_records(image_id, h, w, next_id + len(anns))
+
+
+def _odd_records(image_id: int, h: int, w: int, extra_id: int) -> list[dict]:
+    """The records real files hold and masks must survive: an empty RLE (image 4); a degenerate polygon,
+    an empty segmentation and an unknown category (image 5)."""
     if image_id == 4:
         empty = np.zeros((h, w), np.uint8)
-        anns.append({"id": extra_id, "image_id": image_id, "category_id": 1, "iscrowd": 0, "area": 0.0,
-                     "bbox": [0, 0, 0, 0], "segmentation": encode_uncompressed_rle(empty)})
+        return [
+            {
+                "id": extra_id,
+                "image_id": image_id,
+                "category_id": 1,
+                "iscrowd": 0,
+                "area": 0.0,
+                "bbox": [0, 0, 0, 0],
+                "segmentation": encode_uncompressed_rle(empty),
+            }
+        ]
     if image_id == 5:
         good = [_shape_polygon(7, w * 0.3, h * 0.3, 10, 0).ravel().round(2).tolist()]
-        anns += [
-            {"id": extra_id, "image_id": 5, "category_id": 3, "iscrowd": 0, "area": 0.0,
-             "bbox": [10, 10, 10, 10], "segmentation": [[10.0, 10.0, 20.0, 20.0]]},
-            {"id": extra_id + 1, "image_id": 5, "category_id": 3, "iscrowd": 0, "area": 0.0,
-             "bbox": [0, 0, 0, 0], "segmentation": []},
-            {"id": extra_id + 2, "image_id": 5, "category_id": UNKNOWN_CATEGORY_ID, "iscrowd": 0,
-             "area": 100.0, "bbox": [0, 0, 10, 10], "segmentation": good},
+        return [
+            {
+                "id": extra_id,
+                "image_id": 5,
+                "category_id": 3,
+                "iscrowd": 0,
+                "area": 0.0,
+                "bbox": [10, 10, 10, 10],
+                "segmentation": [[10.0, 10.0, 20.0, 20.0]],
+            },
+            {
+                "id": extra_id + 1,
+                "image_id": 5,
+                "category_id": 3,
+                "iscrowd": 0,
+                "area": 0.0,
+                "bbox": [0, 0, 0, 0],
+                "segmentation": [],
+            },
+            {
+                "id": extra_id + 2,
+                "image_id": 5,
+                "category_id": UNKNOWN_CATEGORY_ID,
+                "iscrowd": 0,
+                "area": 100.0,
+                "bbox": [0, 0, 10, 10],
+                "segmentation": good,
+            },
         ]
-    return anns
+    return []
 
 
 def _rasterise(polys: list[list[float]], h: int, w: int) -> np.ndarray:

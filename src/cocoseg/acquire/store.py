@@ -63,8 +63,14 @@ def publish_downloads(store: Path, out: Path) -> int:
     with atomic_dir(out) as tmp:
         for path in files:
             links += link_or_copy(path, tmp / path.relative_to(store))
-    log.info("download store %s -> %s: %d files (%d hard links, %d copies)", store, out, len(files), links,
-             len(files) - links)
+    log.info(
+        "download store %s -> %s: %d files (%d hard links, %d copies)",
+        store,
+        out,
+        len(files),
+        links,
+        len(files) - links,
+    )
     return len(files)
 
 

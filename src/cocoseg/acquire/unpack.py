@@ -84,24 +84,35 @@ def extract_archive(archive: Path, target: Path, digests: dict[str, str] | None 
         infos = zf.infolist()
         for info in infos:
             _check_zip_member(archive, info)
-        check_members(archive, target, [Member(i.filename, i.is_dir(), i.file_size, i.compress_size)
-                                        for i in infos])
+        check_members(
+            archive, target, [Member(i.filename, i.is_dir(), i.file_size, i.compress_size) for i in infos]
+        )
         for info in infos:
             try:
                 with zf.open(info) as src:
                     _write_member(archive, target, info.filename, info.is_dir(), src, digests)
-            except (zipfile.BadZipFile, OSError, EOFError, ValueError, RuntimeError,
-                    NotImplementedError) as err:
+            except (
+                zipfile.BadZipFile,
+                OSError,
+                EOFError,
+                ValueError,
+                RuntimeError,
+                NotImplementedError,
+            ) as err:
                 raise _member_error(archive, info.filename, err) from None
     return sum(not info.is_dir() for info in infos)
 
 
 def _check_zip_member(archive: Path, info: zipfile.ZipInfo) -> None:
     if info.flag_bits & 0x1:
-        raise ExtractError(f"{archive}: member {info.filename!r} is encrypted; unpack it by hand with its password")
+        raise ExtractError(
+            f"{archive}: member {info.filename!r} is encrypted; unpack it by hand with its password"
+        )
     if info.compress_type not in _SUPPORTED:
-        raise ExtractError(f"{archive}: member {info.filename!r} uses compression method {info.compress_type}, "
-                           f"which cannot be unpacked here (supported: stored, deflate, bzip2, lzma)")
+        raise ExtractError(
+            f"{archive}: member {info.filename!r} uses compression method {info.compress_type}, "
+            f"which cannot be unpacked here (supported: stored, deflate, bzip2, lzma)"
+        )
 
 
 def extract_tar(archive: Path, target: Path, digests: dict[str, str] | None = None) -> int:
@@ -117,8 +128,9 @@ def extract_tar(archive: Path, target: Path, digests: dict[str, str] | None = No
             by_name = {posixpath.normpath(m.name): m for m in members}
             for info in members:
                 _check_tar_member(archive, target, by_name, info)
-            check_members(archive, target, [Member(i.name, i.isdir(), _tar_member(by_name, i).size)
-                                            for i in members])
+            check_members(
+                archive, target, [Member(i.name, i.isdir(), _tar_member(by_name, i).size) for i in members]
+            )
             for info in members:
                 src = None if info.isdir() else tf.extractfile(_tar_member(by_name, info))
                 _write_member(archive, target, info.name, info.isdir(), src, digests)
@@ -140,16 +152,19 @@ def _member_error(archive: Path, name: str, err: BaseException) -> ExtractError:
     return ExtractError(f"{archive}: member {name!r} is corrupt ({err})")
 
 
-def _check_tar_member(archive: Path, target: Path, by_name: dict[str, tarfile.TarInfo],
-                      info: tarfile.TarInfo) -> None:
+def _check_tar_member(
+    archive: Path, target: Path, by_name: dict[str, tarfile.TarInfo], info: tarfile.TarInfo
+) -> None:
     """Regular files, folders, and links to files inside; nothing else (devices, fifos, links out)."""
     if not (info.isfile() or info.isdir() or info.issym() or info.islnk()):
         raise ExtractError(f"{archive}: member {info.name!r} is a device or another special file; refusing")
     safe_member_path(target, info.name, archive)
     linked = _link_target(by_name, info)
     if (info.issym() or info.islnk()) and (linked is None or not linked.isfile()):
-        raise ExtractError(f"{archive}: member {info.name!r} links to {info.linkname!r}, which is not a "
-                           f"file in the archive; refusing")
+        raise ExtractError(
+            f"{archive}: member {info.name!r} links to {info.linkname!r}, which is not a "
+            f"file in the archive; refusing"
+        )
 
 
 def _link_target(by_name: dict[str, tarfile.TarInfo], info: tarfile.TarInfo) -> tarfile.TarInfo | None:
@@ -181,30 +196,42 @@ def check_members(archive: Path, target: Path, members: list[Member]) -> None:
         parents = [p.as_posix() for p in PurePosixPath(key).parents if p.as_posix() != "."]
         clash = [p for p in parents if kinds.get(p) == "file"]
         if kinds.get(key, kind) != kind or (kind == "file" and key in kinds) or clash:
-            raise ExtractError(f"{archive}: member {name!r} clashes with another member of the same name "
-                               f"{'(' + clash[0] + ' is a file)' if clash else '(a file and a folder, or twice)'}")
+            raise ExtractError(
+                f"{archive}: member {name!r} clashes with another member of the same name "
+                f"{'(' + clash[0] + ' is a file)' if clash else '(a file and a folder, or twice)'}"
+            )
         kinds[key] = kind
         kinds.update({p: kinds.get(p, "folder") for p in parents})
-        if member.packed is not None and member.size > (1 << 20) and member.size > MAX_RATIO * max(member.packed, 1):
-            raise ExtractError(f"{archive}: member {name!r} claims {member.size} bytes from "
-                               f"{member.packed} (over {MAX_RATIO}:1); refusing a likely zip bomb")
+        if (
+            member.packed is not None
+            and member.size > (1 << 20)
+            and member.size > MAX_RATIO * max(member.packed, 1)
+        ):
+            raise ExtractError(
+                f"{archive}: member {name!r} claims {member.size} bytes from "
+                f"{member.packed} (over {MAX_RATIO}:1); refusing a likely zip bomb"
+            )
         total += member.size
         packed += member.packed if member.packed is not None else 0
     is_zip = any(m.packed is not None for m in members)
     if not is_zip:
         packed = archive.stat().st_size  # a tar's members carry no packed size: the whole file's
     if total > (1 << 20) and total > MAX_RATIO * max(packed, 1):
-        raise ExtractError(f"{archive}: members claim {total} bytes from {packed} (over {MAX_RATIO}:1); "
-                           f"refusing a likely {'zip' if is_zip else 'tar'} bomb")
+        raise ExtractError(
+            f"{archive}: members claim {total} bytes from {packed} (over {MAX_RATIO}:1); "
+            f"refusing a likely {'zip' if is_zip else 'tar'} bomb"
+        )
     target.mkdir(parents=True, exist_ok=True)
     free = shutil.disk_usage(target).free
     if total > free:
-        raise ExtractError(f"{archive}: unpacking needs {total / 1e9:.2f} GB, only {free / 1e9:.2f} GB free "
-                           f"under {target}")
+        raise ExtractError(
+            f"{archive}: unpacking needs {total / 1e9:.2f} GB, only {free / 1e9:.2f} GB free under {target}"
+        )
 
 
-def _write_member(archive: Path, target: Path, name: str, is_dir: bool, src: IO[bytes] | None,
-                  digests: dict[str, str]) -> None:
+def _write_member(
+    archive: Path, target: Path, name: str, is_dir: bool, src: IO[bytes] | None, digests: dict[str, str]
+) -> None:
     dest = safe_member_path(target, name, archive)
     if is_dir:
         dest.mkdir(parents=True, exist_ok=True)

@@ -60,8 +60,10 @@ def pin_arithmetic(deterministic: bool, threads: int) -> dict[str, str]:
     pins = pinned_environment(threads)
     overridden = {key: os.environ[key] for key in pins if os.environ.get(key, pins[key]) != pins[key]}
     if overridden:
-        log.info("deterministic: overriding %s from the environment",
-                 ", ".join(f"{k}={v}" for k, v in sorted(overridden.items())))
+        log.info(
+            "deterministic: overriding %s from the environment",
+            ", ".join(f"{k}={v}" for k, v in sorted(overridden.items())),
+        )
     os.environ.update(pins)
     _pinned_before_torch = _pinned_before_torch or "torch" not in sys.modules
     return pins
@@ -74,19 +76,33 @@ def settle_arithmetic(deterministic: bool, threads: int) -> dict[str, Any]:
 
     if deterministic:
         torch.set_num_threads(threads)
-    record = {"deterministic": deterministic, "threads": torch.get_num_threads(),
-              "kernels": torch.backends.cpu.get_cpu_capability(), "torch": torch.__version__,
-              "machine": platform.machine(), "cpu": cpu_model(), "cores": usable_cores(),
-              "pinned": pinned_environment(threads) if deterministic else {}}
+    record = {
+        "deterministic": deterministic,
+        "threads": torch.get_num_threads(),
+        "kernels": torch.backends.cpu.get_cpu_capability(),
+        "torch": torch.__version__,
+        "machine": platform.machine(),
+        "cpu": cpu_model(),
+        "cores": usable_cores(),
+        "pinned": pinned_environment(threads) if deterministic else {},
+    }
     problem = _pin_problem(record) if deterministic else None
     if problem:
         log.warning("deterministic: %s; the bytes will match this machine's reruns only", problem)
     elif deterministic:
-        log.info("arithmetic pinned for the same bytes on any x86-64 CPU with %s: %s kernels, %d threads",
-                 ISA, ISA, record["threads"])
+        log.info(
+            "arithmetic pinned for the same bytes on any x86-64 CPU with %s: %s kernels, %d threads",
+            ISA,
+            ISA,
+            record["threads"],
+        )
     else:
-        log.info("arithmetic not pinned (deterministic: false): %s kernels, %d threads; another machine "
-                 "may give other bytes", record["kernels"], record["threads"])
+        log.info(
+            "arithmetic not pinned (deterministic: false): %s kernels, %d threads; another machine "
+            "may give other bytes",
+            record["kernels"],
+            record["threads"],
+        )
     return record
 
 
@@ -117,11 +133,19 @@ def add_arithmetic_flags(parser: argparse.ArgumentParser) -> None:
     """``--threads`` and ``--[no-]deterministic`` of a command that runs a model outside DVC (predict),
     with evaluate's defaults: its outputs follow the same rule as evaluate's metrics."""
     defaults = EvaluateConfig()
-    parser.add_argument("--threads", type=_threads, default=defaults.threads,
-                        help=f"CPU threads when deterministic (default {defaults.threads}): they change the bits")
-    parser.add_argument("--deterministic", action=argparse.BooleanOptionalAction, default=defaults.deterministic,
-                        help=f"the same bytes on any x86-64 CPU with {ISA} (default); --no-deterministic: "
-                             "every kernel and core of this machine")
+    parser.add_argument(
+        "--threads",
+        type=_threads,
+        default=defaults.threads,
+        help=f"CPU threads when deterministic (default {defaults.threads}): they change the bits",
+    )
+    parser.add_argument(
+        "--deterministic",
+        action=argparse.BooleanOptionalAction,
+        default=defaults.deterministic,
+        help=f"the same bytes on any x86-64 CPU with {ISA} (default); --no-deterministic: "
+        "every kernel and core of this machine",
+    )
 
 
 def _threads(text: str) -> int:

@@ -66,7 +66,7 @@ def read_contents(folder: Path) -> Contents | None:
     if not text.startswith(COCO_CONTENTS_HEADER):
         return None
     digests = {}
-    for line in text[len(COCO_CONTENTS_HEADER):].splitlines():
+    for line in text[len(COCO_CONTENTS_HEADER) :].splitlines():
         name, tab, digest = line.rpartition("\t")
         if tab and len(digest) == DIGEST_CHARS:
             digests[name] = digest

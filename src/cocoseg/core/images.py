@@ -29,15 +29,21 @@ VOID_COLOUR = (255, 255, 255)  # BGR: void pixels are drawn white
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 EXIF_ORIENTATION = 0x0112
 TURNING_ORIENTATIONS = (5, 6, 7, 8)  # the EXIF orientations that swap width and height
+Size = tuple[int, int]  # (height, width)
 # Photos up to this many pixels are always decoded whole (every COCO image, at most 640x640, and the
 # sample), so their pixels, and CPU training on them, do not depend on the size asked for.
 REDUCE_ABOVE_PIXELS = 1_000_000
-_REDUCED = {1: cv2.IMREAD_COLOR, 2: cv2.IMREAD_REDUCED_COLOR_2, 4: cv2.IMREAD_REDUCED_COLOR_4,
-            8: cv2.IMREAD_REDUCED_COLOR_8}
+_REDUCED = {
+    1: cv2.IMREAD_COLOR,
+    2: cv2.IMREAD_REDUCED_COLOR_2,
+    4: cv2.IMREAD_REDUCED_COLOR_4,
+    8: cv2.IMREAD_REDUCED_COLOR_8,
+}
 
 
-def read_image(path: Path, size: tuple[int, int] | None = None, upright: bool = False,
-               at_least: tuple[int, int] | None = None) -> np.ndarray:
+def read_image(
+    path: Path, size: Size | None = None, upright: bool = False, at_least: Size | None = None
+) -> np.ndarray:
     """(H, W, 3) uint8 BGR, as stored.
 
     ``size``: the (height, width) the caller's mask has; an image stored turned against it (its width
@@ -66,8 +72,9 @@ def read_image(path: Path, size: tuple[int, int] | None = None, upright: bool = 
     return image
 
 
-def read_rgb(path: Path, size: tuple[int, int] | None = None, upright: bool = False,
-             at_least: tuple[int, int] | None = None) -> np.ndarray:
+def read_rgb(
+    path: Path, size: Size | None = None, upright: bool = False, at_least: Size | None = None
+) -> np.ndarray:
     """(H, W, 3) uint8 RGB; the arguments are ``read_image``'s."""
     return cv2.cvtColor(read_image(path, size, upright, at_least), cv2.COLOR_BGR2RGB)
 
@@ -92,17 +99,21 @@ def _unfiltered_grey_png(data: bytes) -> np.ndarray | None:
     any other PNG (or a damaged one: OpenCV then decides)."""
     pos, idat, header = 8, [], None
     while pos + 12 <= len(data):
-        length, kind = int.from_bytes(data[pos:pos + 4], "big"), data[pos + 4:pos + 8]
+        length, kind = int.from_bytes(data[pos : pos + 4], "big"), data[pos + 4 : pos + 8]
         if kind == b"IHDR" and length == 13:
-            header = data[pos + 8:pos + 21]
+            header = data[pos + 8 : pos + 21]
         elif kind == b"IDAT":
-            idat.append(data[pos + 8:pos + 8 + length])
+            idat.append(data[pos + 8 : pos + 8 + length])
         elif kind == b"IEND":
             break
         pos += 12 + length
     if header is None or header[8] not in (8, 16) or header[9:13] != b"\x00\x00\x00\x00":
         return None  # not greyscale, or interlaced
-    width, height, itemsize = int.from_bytes(header[:4], "big"), int.from_bytes(header[4:8], "big"), header[8] // 8
+    width, height, itemsize = (
+        int.from_bytes(header[:4], "big"),
+        int.from_bytes(header[4:8], "big"),
+        header[8] // 8,
+    )
     try:
         raw = isal_zlib.decompress(b"".join(idat))
     except isal_zlib.error:  # type: ignore[misc]  # isal has no stubs: error is an exception class
@@ -112,7 +123,11 @@ def _unfiltered_grey_png(data: bytes) -> np.ndarray | None:
     rows = np.frombuffer(raw, np.uint8).reshape(height, 1 + width * itemsize)
     if rows[:, 0].any():
         return None  # filtered rows: OpenCV undoes the filters
-    return rows[:, 1:].view(">u2" if itemsize == 2 else np.uint8).astype(np.uint16 if itemsize == 2 else np.uint8)
+    return (
+        rows[:, 1:]
+        .view(">u2" if itemsize == 2 else np.uint8)
+        .astype(np.uint16 if itemsize == 2 else np.uint8)
+    )
 
 
 def reduction(size: tuple[int, int], at_least: tuple[int, int]) -> int:
@@ -121,7 +136,9 @@ def reduction(size: tuple[int, int], at_least: tuple[int, int]) -> int:
     REDUCE_ABOVE_PIXELS."""
     if size[0] * size[1] <= REDUCE_ABOVE_PIXELS:
         return 1
-    fits = [s for s in (8, 4, 2) if all(-(-side // s) >= need for side, need in zip(size, at_least, strict=False))]
+    fits = [
+        s for s in (8, 4, 2) if all(-(-side // s) >= need for side, need in zip(size, at_least, strict=False))
+    ]
     return fits[0] if fits else 1
 
 
@@ -235,7 +252,9 @@ def captioned(panel: np.ndarray, text: str) -> np.ndarray:
 
 def legend(names: list[str], ids: list[int], num_classes: int, width: int, void: int = VOID) -> np.ndarray:
     """Rows of colour swatch + class name for ``ids`` (``void``: white swatch), wrapped at ``width``."""
-    colours = colourise(np.array([ids], label_dtype(num_classes) if void == VOID else np.uint16), num_classes)[0]
+    colours = colourise(
+        np.array([ids], label_dtype(num_classes) if void == VOID else np.uint16), num_classes
+    )[0]
     rows = [np.full((TEXT_HEIGHT, width, 3), 255, np.uint8)]
     x = 2
     for k, colour in zip(ids, colours, strict=False):
@@ -252,8 +271,9 @@ def legend(names: list[str], ids: list[int], num_classes: int, width: int, void:
     return np.concatenate(rows, axis=0)
 
 
-def explained_panel(panels: list[tuple[str, np.ndarray]], masks: list[np.ndarray],
-                    names: list[str]) -> np.ndarray:
+def explained_panel(
+    panels: list[tuple[str, np.ndarray]], masks: list[np.ndarray], names: list[str]
+) -> np.ndarray:
     """Captioned panels side by side, above a legend of every class that ``masks`` hold (void last)."""
     joined = side_by_side([captioned(panel, title) for title, panel in panels])
     void = void_of(masks[0])

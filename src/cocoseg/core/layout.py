@@ -202,7 +202,24 @@ def model_file(model: str, models_root: Path | str = MODELS_DIR) -> Path:
 # The 20 PASCAL VOC classes under their COCO names, in VOC order (as torchvision's segmentation
 # reference maps COCO), so results can be set beside published VOC-on-COCO figures.
 VOC_CATEGORIES = (
-    "airplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "cat", "chair", "cow",
-    "dining table", "dog", "horse", "motorcycle", "person", "potted plant", "sheep", "couch",
-    "train", "tv",
+    "airplane",
+    "bicycle",
+    "bird",
+    "boat",
+    "bottle",
+    "bus",
+    "car",
+    "cat",
+    "chair",
+    "cow",
+    "dining table",
+    "dog",
+    "horse",
+    "motorcycle",
+    "person",
+    "potted plant",
+    "sheep",
+    "couch",
+    "train",
+    "tv",
 )

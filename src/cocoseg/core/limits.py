@@ -18,7 +18,9 @@ MAX_PARAMS_BYTES = 1 << 20  # params.yaml is a few kB; a MB is no parameter file
 MAX_PARAMS_NODES = 100_000  # YAML values after aliases are expanded (params.yaml has about 150)
 MAX_IMAGE_SIDE = 4096  # train.image_size, and the input size a model file records
 MAX_CLASSES = 65535  # class ids go into uint16 masks beyond 254 classes, where 65535 is void: ids 0..65534
-MAX_LOGITS = 1 << 28  # classes x input pixels of one image's logits: 1 GiB of float32 (1,204 classes at 472 px)
+MAX_LOGITS = (
+    1 << 28
+)  # classes x input pixels of one image's logits: 1 GiB of float32 (1,204 classes at 472 px)
 MAX_SAMPLE_IMAGES = 10_000  # the offline sample is a toy (about 30 MB of memory per 1000 images)
 MAX_SAMPLE_SIDE = 1024  # every COCO image is at most 640 pixels a side
 MAX_DOWNLOAD_WORKERS = 64  # parallel connections to one server
@@ -44,8 +46,14 @@ def cap_processes(key: str, asked: int) -> int:
     cores = usable_cores()
     if asked <= cores:
         return asked
-    log.warning("%s: %d processes asked, %d used: this process may use %d CPU cores, and more processes "
-                "than cores only compete for them", key, asked, cores, cores)
+    log.warning(
+        "%s: %d processes asked, %d used: this process may use %d CPU cores, and more processes "
+        "than cores only compete for them",
+        key,
+        asked,
+        cores,
+        cores,
+    )
     return cores
 
 
@@ -60,7 +68,10 @@ def check_pixels(path: Path, max_pixels: int, key: str) -> None:
     is caught here, before OpenCV would allocate for it)."""
     from PIL import Image
 
-    saved, Image.MAX_IMAGE_PIXELS = Image.MAX_IMAGE_PIXELS, None  # the budget here replaces Pillow's bomb check
+    saved, Image.MAX_IMAGE_PIXELS = (
+        Image.MAX_IMAGE_PIXELS,
+        None,
+    )  # the budget here replaces Pillow's bomb check
     try:
         with Image.open(path) as image:
             width, height = image.size
@@ -69,5 +80,7 @@ def check_pixels(path: Path, max_pixels: int, key: str) -> None:
     finally:
         Image.MAX_IMAGE_PIXELS = saved
     if width * height > max_pixels:
-        raise ImageOverBudget(f"image too large ({width}x{height} is {width * height / 1e6:.1f} megapixels, over "
-                              f"the budget of {max_pixels / 1e6:.1f} ({key}))")
+        raise ImageOverBudget(
+            f"image too large ({width}x{height} is {width * height / 1e6:.1f} megapixels, over "
+            f"the budget of {max_pixels / 1e6:.1f} ({key}))"
+        )

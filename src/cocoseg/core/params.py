@@ -53,13 +53,25 @@ class SampleConfig:
     max_size: int = 160
 
     def __post_init__(self) -> None:
-        _check(16 <= self.num_images <= limits.MAX_SAMPLE_IMAGES, "data.sample.num_images", self.num_images,
-               f"an integer from 16 to {limits.MAX_SAMPLE_IMAGES} (more: data.source coco2017)")
+        _check(
+            16 <= self.num_images <= limits.MAX_SAMPLE_IMAGES,
+            "data.sample.num_images",
+            self.num_images,
+            f"an integer from 16 to {limits.MAX_SAMPLE_IMAGES} (more: data.source coco2017)",
+        )
         # random shapes have radius >= 12 and fit in a quarter of the shorter side: 48 px at least
-        _check(48 <= self.min_size <= self.max_size, "data.sample.min_size", self.min_size,
-               "48 <= min_size <= max_size")
-        _check(self.max_size <= limits.MAX_SAMPLE_SIDE, "data.sample.max_size", self.max_size,
-               f"an integer up to {limits.MAX_SAMPLE_SIDE} (pixels a side)")
+        _check(
+            48 <= self.min_size <= self.max_size,
+            "data.sample.min_size",
+            self.min_size,
+            "48 <= min_size <= max_size",
+        )
+        _check(
+            self.max_size <= limits.MAX_SAMPLE_SIDE,
+            "data.sample.max_size",
+            self.max_size,
+            f"an integer up to {limits.MAX_SAMPLE_SIDE} (pixels a side)",
+        )
 
 
 @dataclass(frozen=True)
@@ -73,14 +85,30 @@ class CocoConfig:
     md5: Mapping[str, str] = field(default_factory=lambda: dict(COCO_MD5))
 
     def __post_init__(self) -> None:
-        _check(self.base_url.startswith(("http://", "https://", "file://")), "data.coco.base_url",
-               self.base_url, "an http(s):// or file:// URL")
-        _check(self.max_images is None or self.max_images > 0, "data.coco.max_images",
-               self.max_images, "null (whole archives) or a positive integer")
-        _check(1 <= self.workers <= limits.MAX_DOWNLOAD_WORKERS, "data.coco.workers", self.workers,
-               f"an integer from 1 to {limits.MAX_DOWNLOAD_WORKERS}")
-        _check(1 <= self.stall_seconds <= 3600, "data.coco.stall_seconds", self.stall_seconds,
-               "a number of seconds from 1 to 3600")
+        _check(
+            self.base_url.startswith(("http://", "https://", "file://")),
+            "data.coco.base_url",
+            self.base_url,
+            "an http(s):// or file:// URL",
+        )
+        _check(
+            self.max_images is None or self.max_images > 0,
+            "data.coco.max_images",
+            self.max_images,
+            "null (whole archives) or a positive integer",
+        )
+        _check(
+            1 <= self.workers <= limits.MAX_DOWNLOAD_WORKERS,
+            "data.coco.workers",
+            self.workers,
+            f"an integer from 1 to {limits.MAX_DOWNLOAD_WORKERS}",
+        )
+        _check(
+            1 <= self.stall_seconds <= 3600,
+            "data.coco.stall_seconds",
+            self.stall_seconds,
+            "a number of seconds from 1 to 3600",
+        )
 
 
 @dataclass(frozen=True)
@@ -102,15 +130,28 @@ class LocalConfig:
 @dataclass(frozen=True)
 class ArchiveConfig:
     url: str | None = None  # http(s)://, file:// or a local path of a zip or tar(.gz) export
-    sha256: str | None = None  # the archive's SHA-256 (sha256sum FILE); required unless verify_checksum is false
+    sha256: str | None = (
+        None  # the archive's SHA-256 (sha256sum FILE); required unless verify_checksum is false
+    )
     verify_checksum: bool = True  # turning the check off must be explicit
 
     def __post_init__(self) -> None:
-        _check(self.url is None or (bool(self.url) and ("://" not in self.url or self.url.startswith(
-            ("http://", "https://", "file://")))), "data.archive.url", self.url,
-            "null, an http(s):// or file:// URL, or a local path")
-        _check(self.sha256 is None or re.fullmatch(r"[0-9a-fA-F]{64}", self.sha256) is not None,
-               "data.archive.sha256", self.sha256, "null or 64 hexadecimal digits (sha256sum FILE)")
+        _check(
+            self.url is None
+            or (
+                bool(self.url)
+                and ("://" not in self.url or self.url.startswith(("http://", "https://", "file://")))
+            ),
+            "data.archive.url",
+            self.url,
+            "null, an http(s):// or file:// URL, or a local path",
+        )
+        _check(
+            self.sha256 is None or re.fullmatch(r"[0-9a-fA-F]{64}", self.sha256) is not None,
+            "data.archive.sha256",
+            self.sha256,
+            "null or 64 hexadecimal digits (sha256sum FILE)",
+        )
 
 
 SOURCES = ("sample", "coco2017", "local", "archive")
@@ -127,18 +168,31 @@ class DataConfig:
 
     def __post_init__(self) -> None:
         _check(len(self.splits) > 0, "data.splits", self.splits, "a non-empty list")
-        _check(len(set(self.splits)) == len(self.splits), "data.splits", list(self.splits), "a list without repeats")
+        _check(
+            len(set(self.splits)) == len(self.splits),
+            "data.splits",
+            list(self.splits),
+            "a list without repeats",
+        )
         for split in self.splits:
             problem = split_name_problem(split)
             _check(problem is None, "data.splits", split, f"a split name (this one {problem})")
         self._check_local_splits()
         if self.source == "sample":
-            _check(self.splits == ("val2017",), "data.splits", list(self.splits),
-                   "['val2017'] with data.source: sample (the sample has one split)")
+            _check(
+                self.splits == ("val2017",),
+                "data.splits",
+                list(self.splits),
+                "['val2017'] with data.source: sample (the sample has one split)",
+            )
         elif self.source == "coco2017":
             for split in self.splits:
-                _check(split in SPLITS, "data.splits", split, f"a list drawn from {list(SPLITS)} with data.source: "
-                       f"coco2017")
+                _check(
+                    split in SPLITS,
+                    "data.splits",
+                    split,
+                    f"a list drawn from {list(SPLITS)} with data.source: coco2017",
+                )
         elif self.source == "local":
             self._check_local_source()
         elif self.source == "archive":
@@ -152,24 +206,45 @@ class DataConfig:
             _check(problem is None, key, name, f"a split name (this one {problem})")
             for part in ("annotations", "images"):
                 value = getattr(split, part)
-                _check(bool(value), f"{key}.{part}", value,
-                       "a path, relative to the repository or absolute" + (
-                           " (required: dvc.yaml's import stage depends on it, and DVC has no default; for a "
-                           "JSON beside its images write the JSON's own folder)" if part == "images" else ""))
+                _check(
+                    bool(value),
+                    f"{key}.{part}",
+                    value,
+                    "a path, relative to the repository or absolute"
+                    + (
+                        " (required: dvc.yaml's import stage depends on it, and DVC has no default; for a "
+                        "JSON beside its images write the JSON's own folder)"
+                        if part == "images"
+                        else ""
+                    ),
+                )
 
     def _check_local_source(self) -> None:
         have = sorted(self.local.splits)
-        _check(bool(have), "data.local.splits", {}, "one entry per split with data.source: local, "
-               "such as train: {annotations: path/to/train.json, images: path/to/train}")
+        _check(
+            bool(have),
+            "data.local.splits",
+            {},
+            "one entry per split with data.source: local, "
+            "such as train: {annotations: path/to/train.json, images: path/to/train}",
+        )
         for split in self.splits:
             _check(split in self.local.splits, "data.splits", split, f"a split of data.local.splits: {have}")
 
     def _check_archive_source(self) -> None:
-        _check(self.archive.url is not None, "data.archive.url", None,
-               "the URL or path of the export's zip or tar.gz with data.source: archive")
-        _check(self.archive.sha256 is not None or not self.archive.verify_checksum, "data.archive.sha256", None,
-               "the archive's SHA-256 (64 hex digits: sha256sum FILE), or data.archive.verify_checksum: false "
-               "explicitly")
+        _check(
+            self.archive.url is not None,
+            "data.archive.url",
+            None,
+            "the URL or path of the export's zip or tar.gz with data.source: archive",
+        )
+        _check(
+            self.archive.sha256 is not None or not self.archive.verify_checksum,
+            "data.archive.sha256",
+            None,
+            "the archive's SHA-256 (64 hex digits: sha256sum FILE), or data.archive.verify_checksum: false "
+            "explicitly",
+        )
 
 
 @dataclass(frozen=True)
@@ -193,18 +268,33 @@ class MasksConfig:
 
     def __post_init__(self) -> None:
         if isinstance(self.categories, str):
-            _check(self.categories in ("all", "voc"), "masks.categories", self.categories,
-                   "'all', 'voc' or a list of COCO category names")
+            _check(
+                self.categories in ("all", "voc"),
+                "masks.categories",
+                self.categories,
+                "'all', 'voc' or a list of COCO category names",
+            )
         else:
-            _check(len(self.categories) > 0, "masks.categories", list(self.categories),
-                   "'all', 'voc' or a non-empty list of COCO category names")
-        _check(0.0 < self.val_fraction < 1.0, "masks.val_fraction", self.val_fraction,
-               "a number strictly between 0 and 1")
+            _check(
+                len(self.categories) > 0,
+                "masks.categories",
+                list(self.categories),
+                "'all', 'voc' or a non-empty list of COCO category names",
+            )
+        _check(
+            0.0 < self.val_fraction < 1.0,
+            "masks.val_fraction",
+            self.val_fraction,
+            "a number strictly between 0 and 1",
+        )
         _check(self.preview >= 0, "masks.preview", self.preview, "an integer >= 0")
         _check(self.workers >= 0, "masks.workers", self.workers, "an integer >= 0 (0 = all cores)")
         _check(self.max_pixels >= 1, "masks.max_pixels", self.max_pixels, "a positive integer")
         if isinstance(self.split, Mapping):  # a single name stands for a list of one
-            split = {part: (names,) if isinstance(names, str) else tuple(names) for part, names in self.split.items()}
+            split = {
+                part: (names,) if isinstance(names, str) else tuple(names)
+                for part, names in self.split.items()
+            }
             object.__setattr__(self, "split", split)
             _check_split_mapping(split)
 
@@ -215,12 +305,21 @@ def _check_split_mapping(split: Mapping[str, tuple[str, ...]]) -> None:
         _check(part in PARTS, "masks.split", part, f"a mapping with keys from {list(PARTS)}")
         _check(len(names) > 0, f"masks.split.{part}", list(names), "a non-empty list of split names")
     for part in ("train", "val"):
-        _check(part in split, "masks.split", {k: list(v) for k, v in split.items()}, f"a mapping with a {part!r} key")
+        _check(
+            part in split,
+            "masks.split",
+            {k: list(v) for k, v in split.items()},
+            f"a mapping with a {part!r} key",
+        )
     seen: dict[str, str] = {}
     for part, names in split.items():
         for name in names:
-            _check(seen.setdefault(name, part) == part, f"masks.split.{part}", name,
-                   f"a split of no other part (it is in {seen[name]!r} too)")
+            _check(
+                seen.setdefault(name, part) == part,
+                f"masks.split.{part}",
+                name,
+                f"a split of no other part (it is in {seen[name]!r} too)",
+            )
 
 
 @dataclass(frozen=True)
@@ -250,13 +349,27 @@ class TrainConfig:
             _check(getattr(self, key) >= 1, f"train.{key}", getattr(self, key), "an integer >= 1")
         _check(0 < self.lr < math.inf, "train.lr", self.lr, "a positive number")
         _check(0 <= self.weight_decay < math.inf, "train.weight_decay", self.weight_decay, "a number >= 0")
-        _check(len(self.image_size) == 2 and 32 <= min(self.image_size) <= max(self.image_size) <= limits.MAX_IMAGE_SIDE,
-               "train.image_size", list(self.image_size), f"[height, width], each from 32 to {limits.MAX_IMAGE_SIDE}")
-        _check(len(self.scale) == 2 and 0 < self.scale[0] <= self.scale[1], "train.scale", list(self.scale),
-               "[min, max] with 0 < min <= max")
+        _check(
+            len(self.image_size) == 2
+            and 32 <= min(self.image_size) <= max(self.image_size) <= limits.MAX_IMAGE_SIDE,
+            "train.image_size",
+            list(self.image_size),
+            f"[height, width], each from 32 to {limits.MAX_IMAGE_SIDE}",
+        )
+        _check(
+            len(self.scale) == 2 and 0 < self.scale[0] <= self.scale[1],
+            "train.scale",
+            list(self.scale),
+            "[min, max] with 0 < min <= max",
+        )
         _check(self.dice_weight >= 0, "train.dice_weight", self.dice_weight, "a number >= 0")
         _check(self.threads >= 1, "train.threads", self.threads, "an integer >= 1")
-        _check(self.workers == "auto" or self.workers >= 0, "train.workers", self.workers, '"auto" or an integer >= 0')
+        _check(
+            self.workers == "auto" or self.workers >= 0,
+            "train.workers",
+            self.workers,
+            '"auto" or an integer >= 0',
+        )
 
 
 @dataclass(frozen=True)
@@ -286,8 +399,12 @@ class EvaluateConfig:
     def __post_init__(self) -> None:
         _check(self.upsample in ("exact", "nearest"), "evaluate.upsample", self.upsample, "exact or nearest")
         _check(self.overlays >= 0, "evaluate.overlays", self.overlays, "an integer >= 0")
-        _check(1 <= self.speed_batches <= limits.MAX_SPEED_BATCHES, "evaluate.speed_batches", self.speed_batches,
-               f"an integer from 1 to {limits.MAX_SPEED_BATCHES}")
+        _check(
+            1 <= self.speed_batches <= limits.MAX_SPEED_BATCHES,
+            "evaluate.speed_batches",
+            self.speed_batches,
+            f"an integer from 1 to {limits.MAX_SPEED_BATCHES}",
+        )
         _check(self.batch_size >= 1, "evaluate.batch_size", self.batch_size, "an integer >= 1")
         _check(self.workers >= 0, "evaluate.workers", self.workers, "an integer >= 0")
         _check(self.threads >= 1, "evaluate.threads", self.threads, "an integer >= 1")
@@ -306,21 +423,38 @@ class Params:
     evaluate: EvaluateConfig = EvaluateConfig()
 
     def __post_init__(self) -> None:
-        _check(self.masks.split != "coco" or set(self.data.splits) == {"train2017", "val2017"}, "masks.split",
-               self.masks.split, "auto or pooled unless data.splits holds train2017 and val2017")
+        _check(
+            self.masks.split != "coco" or set(self.data.splits) == {"train2017", "val2017"},
+            "masks.split",
+            self.masks.split,
+            "auto or pooled unless data.splits holds train2017 and val2017",
+        )
         if isinstance(self.masks.split, Mapping):  # it names exactly the splits data.splits builds
             named = [name for names in self.masks.split.values() for name in names]
             for name in named:
-                _check(name in self.data.splits, "masks.split", name, f"a split of data.splits {list(self.data.splits)}")
+                _check(
+                    name in self.data.splits,
+                    "masks.split",
+                    name,
+                    f"a split of data.splits {list(self.data.splits)}",
+                )
             for name in self.data.splits:
-                _check(name in named, "masks.split", {k: list(v) for k, v in self.masks.split.items()},
-                       f"a mapping that names every split of data.splits; {name!r} is in no part")
+                _check(
+                    name in named,
+                    "masks.split",
+                    {k: list(v) for k, v in self.masks.split.items()},
+                    f"a mapping that names every split of data.splits; {name!r} is in no part",
+                )
         for name, model in self.models.items():
             _check(name.isidentifier(), f"models.{name}", name, "a model name made of letters, digits and _")
             for key in ("lr", "epochs", "batch_size"):
                 value = getattr(model, key)
-                _check(value is None or 0 < value < math.inf, f"models.{name}.{key}", value,
-                       f"null (inherit train.{key}) or a positive number")
+                _check(
+                    value is None or 0 < value < math.inf,
+                    f"models.{name}.{key}",
+                    value,
+                    f"null (inherit train.{key}) or a positive number",
+                )
 
     def model(self, name: str) -> ModelConfig:
         if name not in self.models:
@@ -330,11 +464,15 @@ class Params:
     def model_settings(self, name: str) -> tuple[float, int, int]:
         """(lr, epochs, batch_size) of one model: its own value where set, else the train section's."""
         model = self.model(name)
+
         def pick(own: Any, shared: Any) -> Any:
             return shared if own is None else own
 
-        return (pick(model.lr, self.train.lr), pick(model.epochs, self.train.epochs),
-                pick(model.batch_size, self.train.batch_size))
+        return (
+            pick(model.lr, self.train.lr),
+            pick(model.epochs, self.train.epochs),
+            pick(model.batch_size, self.train.batch_size),
+        )
 
     def model_compile(self, name: str) -> bool:
         """Whether one model's network runs through torch.compile: its own setting, else train.compile."""
@@ -342,8 +480,14 @@ class Params:
         return self.train.compile if own is None else own
 
 
-_SECTIONS = {"base": BaseConfig, "data": DataConfig, "masks": MasksConfig, "train": TrainConfig,
-             "models": Mapping[str, ModelConfig], "evaluate": EvaluateConfig}
+_SECTIONS = {
+    "base": BaseConfig,
+    "data": DataConfig,
+    "masks": MasksConfig,
+    "train": TrainConfig,
+    "models": Mapping[str, ModelConfig],
+    "evaluate": EvaluateConfig,
+}
 
 
 def load_params(path: str | Path = "params.yaml", *checks: Callable[[Params], object]) -> Params:
@@ -378,8 +522,12 @@ def parse_params(raw: Mapping[str, Any]) -> Params:
         raise ConfigError(f"unknown section {unknown[0]!r}; allowed sections: {sorted(_SECTIONS)}")
     # An absent or empty section (``train:``) takes the defaults; anything else must be a mapping:
     # ``train: []`` or ``train: 0`` is an error, never all defaults in disguise.
-    return Params(**{name: convert(tp, {} if raw.get(name) is None else raw[name], name)
-                     for name, tp in _SECTIONS.items()})
+    return Params(
+        **{
+            name: convert(tp, {} if raw.get(name) is None else raw[name], name)
+            for name, tp in _SECTIONS.items()
+        }
+    )
 
 
 def convert(tp: Any, value: Any, key: str) -> Any:
@@ -455,4 +603,3 @@ def _describe(tp: Any) -> str:
     if origin in (Mapping, dict):
         return "a mapping"
     return {bool: "true/false", int: "integer", float: "number", str: "string"}.get(tp, str(tp))
-

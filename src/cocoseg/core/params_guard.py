@@ -22,7 +22,15 @@ from cocoseg.core.yaml_file import load_yaml
 # Each stage's params in dvc.yaml ({model}: the model of a train@ or evaluate@ stage); a test keeps them equal.
 STAGE_PARAMS = {
     "check": ("base", "data", "masks", "train", "models", "evaluate"),
-    "download": ("base", "data.source", "data.splits", "data.sample", "data.coco", "data.archive", "masks.categories"),
+    "download": (
+        "base",
+        "data.source",
+        "data.splits",
+        "data.sample",
+        "data.coco",
+        "data.archive",
+        "masks.categories",
+    ),
     "import": (),  # no params: its deps are the split's own paths (data.local.splits.<split>)
     "extract": ("data.splits",),
     "masks": ("base", "data.splits", "masks"),
@@ -51,14 +59,18 @@ def guard_params(path: str | Path, stage: str, model: str | None = None) -> None
                 return
             now = _values(load_yaml(path), keys)
         except Exception as err:  # noqa: BLE001 - removed, unreadable, broken: not what the stage read
-            raise ParamsChanged(f"{path} can no longer be read as the stage read it ({type(err).__name__}); "
-                                "nothing was published; run the stage again") from None
+            raise ParamsChanged(
+                f"{path} can no longer be read as the stage read it ({type(err).__name__}); "
+                "nothing was published; run the stage again"
+            ) from None
         for key in keys:
             if now[key] != values[key]:
                 where, before, after = _difference(key, values[key], now[key])
-                raise ParamsChanged(f"{path}: {where} changed while this stage ran ({_show(before)} when it "
-                                    f"started, {_show(after)} now); nothing was published, so DVC cannot record "
-                                    "parameters these outputs were not made with; run the stage again")
+                raise ParamsChanged(
+                    f"{path}: {where} changed while this stage ran ({_show(before)} when it "
+                    f"started, {_show(after)} now); nothing was published, so DVC cannot record "
+                    "parameters these outputs were not made with; run the stage again"
+                )
         read["text"] = text  # an unrelated edit: compare against it from now on
 
     before_publish(check)

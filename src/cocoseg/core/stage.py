@@ -13,8 +13,12 @@ from cocoseg.core.errors import UserError
 USER_ERRORS: tuple[type[BaseException], ...] = (UserError, FileNotFoundError)
 # What the machine refuses, whichever file it was: one line that says so, not a traceback.
 USER_ERRNOS = {
-    errno.ENOSPC: "disk full", errno.EDQUOT: "disk quota exceeded", errno.EACCES: "permission denied",
-    errno.EPERM: "permission denied", errno.EROFS: "read-only file system", errno.ENAMETOOLONG: "name too long",
+    errno.ENOSPC: "disk full",
+    errno.EDQUOT: "disk quota exceeded",
+    errno.EACCES: "permission denied",
+    errno.EPERM: "permission denied",
+    errno.EROFS: "read-only file system",
+    errno.ENAMETOOLONG: "name too long",
 }
 
 

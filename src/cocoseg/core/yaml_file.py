@@ -62,8 +62,10 @@ def expanded_size(root: yaml.Node, limit: int) -> int:
             on_path.discard(key)
             sizes[key] = 1 + sum(sizes[id(child)] for child in _children(node))
             if sizes[key] > limit:
-                raise YamlRefused(f"its aliases expand to more than {limit} values (a YAML alias bomb?); "
-                                  "write the values out, or use fewer aliases")
+                raise YamlRefused(
+                    f"its aliases expand to more than {limit} values (a YAML alias bomb?); "
+                    "write the values out, or use fewer aliases"
+                )
             continue
         if key in sizes:
             continue

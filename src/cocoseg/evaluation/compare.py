@@ -16,8 +16,11 @@ from cocoseg.core.scores import SCORES
 VAL_MIOU_HISTORY = "plots/metrics/val/miou.tsv"  # under results/train/<model>/, written by dvclive
 
 # (key, header, format): scores to 4 decimals, counts with thousands separators, speed to 0.1
-COLUMNS = [*((name, header, "{:.4f}") for name, header in SCORES.items()),
-           ("params", "params", "{:,}"), ("images_per_second", "images/s", "{:.1f}")]
+COLUMNS = [
+    *((name, header, "{:.4f}") for name, header in SCORES.items()),
+    ("params", "params", "{:,}"),
+    ("images_per_second", "images/s", "{:.1f}"),
+]
 
 
 def collect(evaluate_dir: Path, models: list[str]) -> list[dict[str, Any]]:
@@ -30,12 +33,17 @@ def collect(evaluate_dir: Path, models: list[str]) -> list[dict[str, Any]]:
         if not metrics_path.is_file():
             raise UserError(f"{metrics_path}: missing (did the evaluate@{model} stage run?)")
         row = {"model": model, **json.loads(metrics_path.read_text())}
-        speed_path, per_class_path = metrics_path.parent / "speed.json", metrics_path.parent / "per_class.json"
+        speed_path, per_class_path = (
+            metrics_path.parent / "speed.json",
+            metrics_path.parent / "per_class.json",
+        )
         if speed_path.is_file():
             row.update(json.loads(speed_path.read_text()))
         if per_class_path.is_file():  # [{"class", "iou", "dice"}] -> {class: {"iou", "dice"}}
-            row["per_class"] = {r["class"]: {"iou": r["iou"], "dice": r["dice"]}
-                                for r in json.loads(per_class_path.read_text())}
+            row["per_class"] = {
+                r["class"]: {"iou": r["iou"], "dice": r["dice"]}
+                for r in json.loads(per_class_path.read_text())
+            }
         rows.append(row)
     return sorted(rows, key=lambda r: (-(r.get("miou") or 0.0), r["model"]))
 
@@ -48,8 +56,10 @@ def collect_curves(train_dir: Path, models: list[str]) -> list[dict[str, Any]]:
         if not path.is_file():
             raise UserError(f"{path}: missing (did the train@{model} stage run?)")
         with open(path, newline="") as f:
-            rows += [{"step": int(r["step"]), "model": model, "miou": float(r["miou"])}
-                     for r in csv.DictReader(f, delimiter="\t")]
+            rows += [
+                {"step": int(r["step"]), "model": model, "miou": float(r["miou"])}
+                for r in csv.DictReader(f, delimiter="\t")
+            ]
     return rows
 
 
@@ -66,7 +76,9 @@ def render_models(rows: list[dict[str, Any]]) -> str:
     header = ["model", *(label for _, label, _ in COLUMNS)]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for r in rows:
-        lines.append("| " + " | ".join([r["model"], *(_fmt(r.get(key), fmt) for key, _, fmt in COLUMNS)]) + " |")
+        lines.append(
+            "| " + " | ".join([r["model"], *(_fmt(r.get(key), fmt) for key, _, fmt in COLUMNS)]) + " |"
+        )
     return "\n".join(lines) + "\n"
 
 
@@ -74,10 +86,15 @@ def render_classes(rows: list[dict[str, Any]]) -> str:
     """IoU per class (rows) and model (columns, best model first), worst class first: by the mean of its IoU
     over the models that scored it. Every class any model scored has a row, whatever their number; ``-``
     where a model has no score (the class is in neither its truth nor its prediction)."""
-    scored = {c: [r["per_class"][c]["iou"] for r in rows if c in r.get("per_class", {})]
-              for r in rows for c in r.get("per_class", {})}
-    mean = {c: sum(v for v in ious if v is not None) / max(sum(v is not None for v in ious), 1)
-            for c, ious in scored.items()}
+    scored = {
+        c: [r["per_class"][c]["iou"] for r in rows if c in r.get("per_class", {})]
+        for r in rows
+        for c in r.get("per_class", {})
+    }
+    mean = {
+        c: sum(v for v in ious if v is not None) / max(sum(v is not None for v in ious), 1)
+        for c, ious in scored.items()
+    }
     header = ["class", *(f"IoU {r['model']}" for r in rows)]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for c in sorted(scored, key=lambda c: (mean[c], c)):
@@ -86,8 +103,9 @@ def render_classes(rows: list[dict[str, Any]]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def write_comparison(evaluate_dir: Path, models: list[str], out_md: Path,
-                     out_json: Path) -> list[dict[str, Any]]:
+def write_comparison(
+    evaluate_dir: Path, models: list[str], out_md: Path, out_json: Path
+) -> list[dict[str, Any]]:
     rows = collect(evaluate_dir, models)
     write_text(out_md, f"# Models on the val split (best first)\n\n{render_markdown(rows)}")
     write_json(out_json, {"best": rows[0]["model"], "models": rows})

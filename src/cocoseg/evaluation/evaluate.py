@@ -64,13 +64,24 @@ class Progress:
         now = time.perf_counter()
         if now - self.shown >= self.every or done == self.total:
             self.shown = now
-            log.info("scored %d/%d val images (%d%%), %.1f images/s", done, self.total,
-                     100 * done // max(self.total, 1), done / max(now - self.started, 1e-9))
+            log.info(
+                "scored %d/%d val images (%d%%), %.1f images/s",
+                done,
+                self.total,
+                100 * done // max(self.total, 1),
+                done / max(now - self.started, 1e-9),
+            )
 
 
-def confusion_over(model: torch.nn.Module, dataset: ValImages, num_classes: int, cfg: EvaluateConfig,
-                   device: str, on_image: Callable[[int, np.ndarray, np.ndarray], None] | None = None,
-                   void: int = VOID) -> np.ndarray:
+def confusion_over(
+    model: torch.nn.Module,
+    dataset: ValImages,
+    num_classes: int,
+    cfg: EvaluateConfig,
+    device: str,
+    on_image: Callable[[int, np.ndarray, np.ndarray], None] | None = None,
+    void: int = VOID,
+) -> np.ndarray:
     """(K, K) confusion matrix of ``model`` over ``dataset`` at the masks' resolution, in batches; pixels
     labelled ``void`` left out.
 
@@ -94,8 +105,14 @@ def confusion_over(model: torch.nn.Module, dataset: ValImages, num_classes: int,
     return cm
 
 
-def evaluate_model(model_path: Path, coco_root: Path, masks_root: Path, out_dir: Path, cfg: EvaluateConfig,
-                   device: str = "cpu") -> dict[str, Any]:
+def evaluate_model(
+    model_path: Path,
+    coco_root: Path,
+    masks_root: Path,
+    out_dir: Path,
+    cfg: EvaluateConfig,
+    device: str = "cpu",
+) -> dict[str, Any]:
     """Write metrics.json (the scores ``dvc metrics`` and the experiment table show), per_class.json (each
     class's IoU and Dice, worst first: a plot, so class names never become experiment-table columns),
     speed.json, confusion.png and overlays/ (replaced whole: no overlay of an earlier run or dataset stays)."""
@@ -106,14 +123,7 @@ def evaluate_model(model_path: Path, coco_root: Path, masks_root: Path, out_dir:
     split, void = load_split(masks_root), load_void(masks_root)
     dataset = ValImages(split["val"], coco_root, masks_root, prep)
     log.info("scoring %s on %d val images, %d classes", model_path, len(dataset), len(classes))
-    with atomic_dir(out_dir / "overlays") as overlays:
-        def overlay_first(index: int, target: np.ndarray, pred: np.ndarray) -> None:
-            if index < cfg.overlays:
-                item = dataset.items[index]
-                _write_overlay(overlays / mask_name(split_item(item)[1]), image_path(coco_root, item),
-                               target, pred, classes)
-
-        cm = confusion_over(model, dataset, len(classes), cfg, device, overlay_first, void)
+    cm = _confusion_with_overlays(model, dataset, classes, cfg, device, out_dir / "overlays", void)
     metrics = {**summarise(cm), "params": count_parameters(model), "val_images": len(dataset)}
     if split.get("test"):  # scored apart: the val split picked the best epoch, the test split did not
         test = ValImages(split["test"], coco_root, masks_root, prep)
@@ -122,13 +132,51 @@ def evaluate_model(model_path: Path, coco_root: Path, masks_root: Path, out_dir:
         log.info("test split: mIoU %.4f over %d images", metrics["test/miou"], len(test))
     write_json(out_dir / "metrics.json", metrics)
     write_json(out_dir / "per_class.json", per_class_scores(cm, classes))
-    speed = measure_speed(model, prep.image_size, cfg, device)
-    write_json(out_dir / "speed.json", {"images_per_second": round(speed, 2), "device": device,
-                                        "kernels": arithmetic["kernels"], "threads": arithmetic["threads"]})
+    _write_speed(out_dir / "speed.json", model, prep.image_size, cfg, device, arithmetic)
     write_confusion_plot(out_dir / "confusion.png", cm, classes)
-    log.info("mIoU %.4f, Dice %.4f, pixel accuracy %.4f over %d val images", metrics["miou"], metrics["dice"],
-             metrics["pixel_accuracy"], len(dataset))
+    log.info(
+        "mIoU %.4f, Dice %.4f, pixel accuracy %.4f over %d val images",
+        metrics["miou"],
+        metrics["dice"],
+        metrics["pixel_accuracy"],
+        len(dataset),
+    )
     return metrics
+
+
+def _confusion_with_overlays(
+    model: torch.nn.Module,
+    dataset: ValImages,
+    classes: list[str],
+    cfg: EvaluateConfig,
+    device: str,
+    overlays_dir: Path,
+    void: int,
+) -> np.ndarray:
+    """The val confusion matrix, drawing the first ``cfg.overlays`` images' overlays into ``overlays_dir``
+    (replaced whole)."""
+    with atomic_dir(overlays_dir) as overlays:
+
+        def overlay_first(index: int, target: np.ndarray, pred: np.ndarray) -> None:
+            if index < cfg.overlays:
+                item = dataset.items[index]
+                path = image_path(dataset.coco_root, item)
+                _write_overlay(overlays / mask_name(split_item(item)[1]), path, target, pred, classes)
+
+        return confusion_over(model, dataset, len(classes), cfg, device, overlay_first, void)
+
+
+def _write_speed(
+    path: Path,
+    model: torch.nn.Module,
+    size: tuple[int, int],
+    cfg: EvaluateConfig,
+    device: str,
+    arithmetic: dict[str, Any],
+) -> None:
+    speed = measure_speed(model, size, cfg, device)
+    record = {"images_per_second": round(speed, 2), "device": device}
+    write_json(path, record | {"kernels": arithmetic["kernels"], "threads": arithmetic["threads"]})
 
 
 def measure_speed(model: torch.nn.Module, size: tuple[int, int], cfg: EvaluateConfig, device: str) -> float:
@@ -148,8 +196,12 @@ def measure_speed(model: torch.nn.Module, size: tuple[int, int], cfg: EvaluateCo
             _sync(device)
             times.append(time.perf_counter() - start)
     if len(times) < cfg.speed_batches:
-        log.warning("evaluate.speed_batches: %d passes asked, %d timed: they took the %.0f s the timing may take",
-                    cfg.speed_batches, len(times), SPEED_SECONDS)
+        log.warning(
+            "evaluate.speed_batches: %d passes asked, %d timed: they took the %.0f s the timing may take",
+            cfg.speed_batches,
+            len(times),
+            SPEED_SECONDS,
+        )
     return 1.0 / float(np.median(times))
 
 
@@ -162,6 +214,9 @@ def _write_overlay(path: Path, source: Path, target: np.ndarray, pred: np.ndarra
     """Panel: image | ground truth | prediction, captioned, over a legend (void pixels white)."""
     image, k = read_image(source, size=target.shape), len(names)
     pred = pred.astype(target.dtype)  # uint8, or uint16 beyond 255 classes
-    panels = [(source.name, image), ("ground truth", overlay(image, target, k)),
-              ("prediction", overlay(image, pred, k))]
+    panels = [
+        (source.name, image),
+        ("ground truth", overlay(image, target, k)),
+        ("prediction", overlay(image, pred, k)),
+    ]
     write_png(path, explained_panel(panels, [target, pred], names))

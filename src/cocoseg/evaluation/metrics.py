@@ -15,7 +15,9 @@ import numpy as np
 from cocoseg.core.scores import SCORES
 
 
-def confusion_matrix(target: np.ndarray, pred: np.ndarray, num_classes: int, ignore_index: int = 255) -> np.ndarray:
+def confusion_matrix(
+    target: np.ndarray, pred: np.ndarray, num_classes: int, ignore_index: int = 255
+) -> np.ndarray:
     """(K, K) int64 counts, rows = ground truth, columns = prediction."""
     keep = target != ignore_index
     t = target[keep].astype(np.int64)
@@ -56,8 +58,11 @@ def per_class_scores(cm: np.ndarray, classes: list[str]) -> list[dict[str, Any]]
     """per_class.json: one record per class that occurs in the truth or the prediction (absent classes
     have no score), worst IoU first; DVC plots it as one bar per class."""
     result = scores(cm)
-    rows = [{"class": name, "iou": _round(result["iou"][k]), "dice": _round(result["dice_per_class"][k])}
-            for k, name in enumerate(classes) if not math.isnan(result["iou"][k])]
+    rows = [
+        {"class": name, "iou": _round(result["iou"][k]), "dice": _round(result["dice_per_class"][k])}
+        for k, name in enumerate(classes)
+        if not math.isnan(result["iou"][k])
+    ]
     return sorted(rows, key=lambda row: (row["iou"], row["class"]))
 
 

@@ -46,8 +46,10 @@ def write_plots_template(path: Path = TEMPLATE) -> Path:
     """Write the template unless ``path`` already holds the one this vl-convert version makes."""
     import vl_convert
 
-    stamp = f"cocoseg offline plots: vega {vl_convert.get_vega_version()}, vega-lite {VEGA_LITE}, " \
-            f"vega-embed {vl_convert.get_vega_embed_version()}, inlined by vl-convert-python"
+    stamp = (
+        f"cocoseg offline plots: vega {vl_convert.get_vega_version()}, vega-lite {VEGA_LITE}, "
+        f"vega-embed {vl_convert.get_vega_embed_version()}, inlined by vl-convert-python"
+    )
     path = Path(path)
     if path.is_file() and stamp in path.read_text(encoding="utf-8")[:500]:
         return path

@@ -44,16 +44,24 @@ def write_confusion_plot(path: Path, cm: np.ndarray, classes: list[str]) -> None
     fig, ax = plt.subplots(figsize=(3.6 + cell * n, 2.0 + cell * n), dpi=100)
     image = ax.imshow(np.nan_to_num(norm), cmap="Blues", vmin=0, vmax=1)
     fig.colorbar(image, ax=ax, fraction=0.046, pad=0.04, label="share of the true class")
-    ax.set_xticks(range(n), names, rotation=90 if small else 45, ha="center" if small else "right",
-                  fontsize=font)
+    ax.set_xticks(
+        range(n), names, rotation=90 if small else 45, ha="center" if small else "right", fontsize=font
+    )
     ax.set_yticks(range(n), names, fontsize=font)
     ax.set_xlabel("predicted")
     ax.set_ylabel("ground truth")
     ax.set_title(f"rows normalised; {title}", fontsize=9)
     if not small:
         for i, j in zip(*np.nonzero(cm), strict=False):
-            ax.text(j, i, f"{norm[i, j]:.2f}", ha="center", va="center", fontsize=7,
-                    color="white" if norm[i, j] > 0.5 else "black")
+            ax.text(
+                j,
+                i,
+                f"{norm[i, j]:.2f}",
+                ha="center",
+                va="center",
+                fontsize=7,
+                color="white" if norm[i, j] > 0.5 else "black",
+            )
     fig.tight_layout()
     buf = io.BytesIO()
     fig.savefig(buf, format="png", metadata={"Software": None})  # no version string: stable bytes

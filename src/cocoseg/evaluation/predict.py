@@ -67,7 +67,7 @@ def overlay_in_bands(rgb: np.ndarray, pred: np.ndarray, num_classes: int, rows: 
     6000x4000 photo would take 1.7 GB; the bytes are the same."""
     out = cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR)
     for top in range(0, out.shape[0], rows):
-        out[top:top + rows] = overlay(out[top:top + rows], pred[top:top + rows], num_classes)
+        out[top : top + rows] = overlay(out[top : top + rows], pred[top : top + rows], num_classes)
     return out
 
 
@@ -77,7 +77,9 @@ def with_legend(image: np.ndarray, ids: list[int], names: list[str]) -> np.ndarr
     width = image.shape[1]
     scale = max(1, round(width / 640))
     strip = legend(names, ids, len(names), -(-width // scale))
-    strip = cv2.resize(strip, (strip.shape[1] * scale, strip.shape[0] * scale), interpolation=cv2.INTER_NEAREST)
+    strip = cv2.resize(
+        strip, (strip.shape[1] * scale, strip.shape[0] * scale), interpolation=cv2.INTER_NEAREST
+    )
     return np.concatenate([image, strip[:, :width]], axis=0)
 
 
@@ -99,8 +101,14 @@ def output_stems(images: list[Path]) -> dict[Path, str]:
     return names
 
 
-def predict_images(model_path: Path, inputs: list[Path], out_dir: Path, device: str = "cpu",
-                   upsample: str = "exact", max_pixels: int = MAX_PREDICT_PIXELS) -> list[Path]:
+def predict_images(
+    model_path: Path,
+    inputs: list[Path],
+    out_dir: Path,
+    device: str = "cpu",
+    upsample: str = "exact",
+    max_pixels: int = MAX_PREDICT_PIXELS,
+) -> list[Path]:
     """Each readable image's class-id mask and overlay in ``out_dir``; images over ``max_pixels`` (by their
     header, before decoding) or unreadable are skipped with a line."""
     check_out(out_dir)
@@ -124,8 +132,10 @@ def predict_images(model_path: Path, inputs: list[Path], out_dir: Path, device: 
         stem = names[path]
         write_png(out_dir / f"{stem}_mask.png", pred)
         ids = np.flatnonzero(np.bincount(pred.ravel(), minlength=num_classes)).tolist()  # classes shown
-        write_png(out_dir / f"{stem}_overlay.png",
-                  with_legend(overlay_in_bands(rgb, pred, num_classes), ids, ckpt["classes"]))
+        write_png(
+            out_dir / f"{stem}_overlay.png",
+            with_legend(overlay_in_bands(rgb, pred, num_classes), ids, ckpt["classes"]),
+        )
         written.append(out_dir / f"{stem}_mask.png")
         present = [ckpt["classes"][k] for k in ids if k > 0]
         log.info("%s -> %s (classes: %s)", path, written[-1], ", ".join(present) or "none")
@@ -133,16 +143,24 @@ def predict_images(model_path: Path, inputs: list[Path], out_dir: Path, device: 
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="cocoseg predict", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="cocoseg predict", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--model", type=Path, required=True, help="a models/<name>/model.pt file")
     parser.add_argument("--out", type=Path, default=Path("predictions"))
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    parser.add_argument("--upsample", choices=sorted(UPSAMPLING), default="exact",
-                        help="exact: argmax of the bilinearly upsampled logits; "
-                             "nearest: faster, boundaries approximate")
-    parser.add_argument("--max-pixels", type=int, default=MAX_PREDICT_PIXELS,
-                        help="skip images with more pixels (read from the header, before decoding)")
+    parser.add_argument(
+        "--upsample",
+        choices=sorted(UPSAMPLING),
+        default="exact",
+        help="exact: argmax of the bilinearly upsampled logits; nearest: faster, boundaries approximate",
+    )
+    parser.add_argument(
+        "--max-pixels",
+        type=int,
+        default=MAX_PREDICT_PIXELS,
+        help="skip images with more pixels (read from the header, before decoding)",
+    )
     add_arithmetic_flags(parser)
     parser.add_argument("inputs", type=Path, nargs="+", help="image files or folders of images")
     args = parser.parse_args(argv)

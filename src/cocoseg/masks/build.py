@@ -54,7 +54,7 @@ from cocoseg.masks.workers import WorkerPool
 log = logging.getLogger(__name__)
 
 Task = tuple[MaskSettings, dict[str, Any], list[dict[str, Any]], Listed | None]  # an image, its annotations
-                                                                                # and its listed digest
+# and its listed digest
 RunImages = Callable[[list[Task]], Iterator[ImageResult]]
 
 
@@ -86,31 +86,46 @@ class Output:
         return self.instance(split) / INSTANCE_TABLE if self.by_split else self.root / INSTANCE_TABLE
 
 
-def build_masks(coco_root: Path, out_root: Path, splits: tuple[str, ...], cfg: MasksConfig,
-                seed: int) -> dict[str, Any]:
+def build_masks(
+    coco_root: Path, out_root: Path, splits: tuple[str, ...], cfg: MasksConfig, seed: int
+) -> dict[str, Any]:
     """The masks stage: every split of ``coco_root`` (data/coco's layout) -> ``out_root``; return the report
     (also written as report.json)."""
     sources = [SplitSource(split, annotation_file(coco_root, split), coco_root / split) for split in splits]
     return build_from_sources(sources, out_root, cfg, seed, read_contents(coco_root))
 
 
-def build_from_file(annotations: Path, image_dir: Path, out_root: Path, cfg: MasksConfig,
-                    seed: int) -> dict[str, Any]:
+def build_from_file(
+    annotations: Path, image_dir: Path, out_root: Path, cfg: MasksConfig, seed: int
+) -> dict[str, Any]:
     """``cocoseg prepare --ann``: one annotation file and its image folder -> ``out_root``, flat."""
     source = SplitSource(annotations.name.split(".")[0] or "images", annotations, image_dir)
     return build_from_sources([source], out_root, cfg, seed, None, by_split=False)
 
 
-def build_from_sources(sources: list[SplitSource], out_root: Path, cfg: MasksConfig, seed: int,
-                       contents: Contents | None, by_split: bool = True) -> dict[str, Any]:
+def build_from_sources(
+    sources: list[SplitSource],
+    out_root: Path,
+    cfg: MasksConfig,
+    seed: int,
+    contents: Contents | None,
+    by_split: bool = True,
+) -> dict[str, Any]:
     """Build all outputs under ``out_root``; return the report. ``contents``: the image digests extract
     took (keyed by item), else the workers hash every image."""
     with _image_runner(cfg.workers) as run_images:
         return _build(sources, out_root, cfg, seed, run_images, contents, by_split)
 
 
-def _build(sources: list[SplitSource], out_root: Path, cfg: MasksConfig, seed: int, run_images: RunImages,
-           contents: Contents | None, by_split: bool) -> dict[str, Any]:
+def _build(
+    sources: list[SplitSource],
+    out_root: Path,
+    cfg: MasksConfig,
+    seed: int,
+    run_images: RunImages,
+    contents: Contents | None,
+    by_split: bool,
+) -> dict[str, Any]:
     indexes = {source.name: load_split(source) for source in sources}
     check_splits(indexes)
     labels = _label_map(indexes, cfg)
@@ -130,8 +145,10 @@ def _build(sources: list[SplitSource], out_root: Path, cfg: MasksConfig, seed: i
                     manifest.append(f"{written[-1]}\t{result.image_digest}\t{result.semantic_digest}\n")
         if not written:
             # a user error (wrong category selection, images not extracted), not a bug: no traceback
-            raise CocoFormatError(f"{sources[0].images.parent if by_split else sources[0].annotations}: no image "
-                                  f"produced a mask; see the skipped images: {report.skipped_images[:3]}")
+            raise CocoFormatError(
+                f"{sources[0].images.parent if by_split else sources[0].annotations}: no image "
+                f"produced a mask; see the skipped images: {report.skipped_images[:3]}"
+            )
         write_json(tmp / LABELS_FILE, labels.to_json())
         if by_split:
             report.extra["split"] = _write_split(tmp, written, [s.name for s in sources], cfg, seed)
@@ -149,7 +166,8 @@ def load_split(source: SplitSource) -> CocoIndex:
         raise CocoFormatError(
             f"{source.annotations}: split {source.name!r} lists {len(index.images)} images and no annotations; "
             f"masks need annotated images (leave this split out of data.splits; `cocoseg predict` segments "
-            f"images without annotations)")
+            f"images without annotations)"
+        )
     return index
 
 
@@ -161,23 +179,41 @@ def _label_map(indexes: dict[str, CocoIndex], cfg: MasksConfig) -> LabelMap:
             use[category] = use.get(category, 0) + count
     labels = build_label_map(next(iter(indexes.values())).categories, cfg.categories, cfg.priority, use)
     if labels.unused:
-        log.info("%d categories no kept annotation uses get no class id: %s", len(labels.unused),
-                 ", ".join(f"{c['name']!r} (id {c['id']})" for c in labels.unused[:10]))
+        log.info(
+            "%d categories no kept annotation uses get no class id: %s",
+            len(labels.unused),
+            ", ".join(f"{c['name']!r} (id {c['id']})" for c in labels.unused[:10]),
+        )
     return labels
 
 
-def _tasks(source: SplitSource, index: CocoIndex, out: Output, labels: LabelMap, cfg: MasksConfig,
-           contents: Contents | None) -> list[Task]:
+def _tasks(
+    source: SplitSource,
+    index: CocoIndex,
+    out: Output,
+    labels: LabelMap,
+    cfg: MasksConfig,
+    contents: Contents | None,
+) -> list[Task]:
     settings = MaskSettings(
-        split=source.name, image_dir=source.images, semantic_dir=out.semantic(source.name),
-        instance_dir=out.instance(source.name), labels=labels,
-        known_category_ids=frozenset(c["id"] for c in index.categories), overlap=cfg.overlap,
-        crowd_mode=cfg.crowd, keep_empty_images=cfg.keep_empty_images, max_pixels=cfg.max_pixels)
+        split=source.name,
+        image_dir=source.images,
+        semantic_dir=out.semantic(source.name),
+        instance_dir=out.instance(source.name),
+        labels=labels,
+        known_category_ids=frozenset(c["id"] for c in index.categories),
+        overlap=cfg.overlap,
+        crowd_mode=cfg.crowd,
+        keep_empty_images=cfg.keep_empty_images,
+        max_pixels=cfg.max_pixels,
+    )
     settings.semantic_dir.mkdir(parents=True, exist_ok=True)
     settings.instance_dir.mkdir(parents=True, exist_ok=True)
     by_image = index.annotations_by_image
-    return [(settings, image, by_image.get(image["id"], []), _listed(contents, source.name, image))
-            for image in index.images]
+    return [
+        (settings, image, by_image.get(image["id"], []), _listed(contents, source.name, image))
+        for image in index.images
+    ]
 
 
 def _run_split(split: str, tasks: list[Task], table: Path, run_images: RunImages) -> Iterator[ImageResult]:
@@ -190,8 +226,9 @@ def _run_split(split: str, tasks: list[Task], table: Path, run_images: RunImages
             yield result
 
 
-def _write_split(tmp: Path, written: list[str], splits: list[str], cfg: MasksConfig,
-                 seed: int) -> dict[str, list[str]]:
+def _write_split(
+    tmp: Path, written: list[str], splits: list[str], cfg: MasksConfig, seed: int
+) -> dict[str, list[str]]:
     """split.json; returns the plan it followed (for the report), after logging it."""
     counts = {split: sum(item.startswith(f"{split}/") for item in written) for split in splits}
     plan = plan_parts(cfg.split, splits, counts)
@@ -206,19 +243,24 @@ def check_splits(indexes: dict[str, CocoIndex]) -> None:
     file on a case-insensitive disk), where one mask would overwrite the other."""
     first = next(iter(indexes.values()))
     for index in indexes.values():
-        if [(c["id"], c["name"]) for c in index.categories] != [(c["id"], c["name"]) for c in first.categories]:
+        if [(c["id"], c["name"]) for c in index.categories] != [
+            (c["id"], c["name"]) for c in first.categories
+        ]:
             raise CocoFormatError(f"{index.path}: categories differ from {first.path}")
         owners: dict[str, dict[str, Any]] = {}
         for image in index.images:
             if image["file_name"].split("/")[0].casefold() == INSTANCE_TABLE:
-                raise CocoFormatError(f"{index.path}: image {image['file_name']!r} (id {image['id']}) lies in a "
-                                      f"folder named {INSTANCE_TABLE}, the instance table's own name; rename the folder")
+                raise CocoFormatError(
+                    f"{index.path}: image {image['file_name']!r} (id {image['id']}) lies in a "
+                    f"folder named {INSTANCE_TABLE}, the instance table's own name; rename the folder"
+                )
             other = owners.setdefault(mask_name(image["file_name"]).casefold(), image)
             if other is not image:
                 raise CocoFormatError(
                     f"{index.path}: images {other['file_name']!r} (id {other['id']}) and {image['file_name']!r} "
                     f"(id {image['id']}) would both have masks named {mask_name(image['file_name'])!r}; "
-                    f"masks are named by the image's stem, so give one of them another name")
+                    f"masks are named by the image's stem, so give one of them another name"
+                )
 
 
 @contextlib.contextmanager

@@ -55,11 +55,11 @@ class Annotations(Sequence[dict[str, Any]]):
         if not -len(self) <= i < len(self):
             raise IndexError(f"annotation {i} of {len(self)}")
         i %= len(self)
-        return json.loads(self._text[self._spans[2 * i]:self._spans[2 * i + 1]])
+        return json.loads(self._text[self._spans[2 * i] : self._spans[2 * i + 1]])
 
     def to_json(self) -> str:
         text, spans = self._text, self._spans
-        return "[" + ",".join(text[spans[k]:spans[k + 1]] for k in range(0, len(spans), 2)) + "]"
+        return "[" + ",".join(text[spans[k] : spans[k + 1]] for k in range(0, len(spans), 2)) + "]"
 
     def __reduce__(self) -> tuple[Any, tuple[str]]:
         return json.loads, (self.to_json(),)
@@ -71,8 +71,12 @@ class CocoIndex:
     images: list[dict[str, Any]]  # sorted by id; each "file_name" set (from "coco_url" where missing)
     categories: list[dict[str, Any]]  # sorted by id; a name shared across supercategories disambiguated
     annotations_by_image: dict[int, Annotations]  # each sorted by annotation id
-    orphan_annotations: list[dict[str, Any]]  # annotations whose image_id is not in images (the first MAX_LISTED)
-    duplicate_annotations: list[dict[str, Any]] = field(default_factory=list)  # ids seen before (first MAX_LISTED)
+    orphan_annotations: list[
+        dict[str, Any]
+    ]  # annotations whose image_id is not in images (the first MAX_LISTED)
+    duplicate_annotations: list[dict[str, Any]] = field(
+        default_factory=list
+    )  # ids seen before (first MAX_LISTED)
     orphan_count: int = 0  # all of them: a million orphans are counted, not held
     duplicate_count: int = 0
     annotation_count: int = 0  # records in the file's annotations list (0: a file of images only)
@@ -100,12 +104,13 @@ class _Records:
             # kept as a masks worker decides (image_job.py): an integer category, iscrowd 0, 1 or missing (a
             # crowd region is kept too: as void, which needs its category selected)
             category, crowd = record.get("category_id"), record.get("iscrowd", 0)
-            self.kept_categories.append(category if type(category) is int and type(crowd) is int
-                                        and crowd in (0, 1) else None)
+            self.kept_categories.append(
+                category if type(category) is int and type(crowd) is int and crowd in (0, 1) else None
+            )
         self.count += 1
 
     def record(self, k: int) -> dict[str, Any]:
-        return json.loads(self.text[self.spans[2 * k]:self.spans[2 * k + 1]])
+        return json.loads(self.text[self.spans[2 * k] : self.spans[2 * k + 1]])
 
     def index(self, known: set[int]) -> tuple[dict[int, Annotations], list[int], list[int], Counter[int]]:
         """Records grouped by image (the first record of an id is used; later ones are reported, not
@@ -124,9 +129,12 @@ class _Records:
             else:
                 orphans.append(k)
         spans = self.spans
-        grouped = {image_id: Annotations(self.text, array("q", [v for _, k in sorted(refs)
-                                                                for v in (spans[2 * k], spans[2 * k + 1])]))
-                   for image_id, refs in by_image.items()}
+        grouped = {
+            image_id: Annotations(
+                self.text, array("q", [v for _, k in sorted(refs) for v in (spans[2 * k], spans[2 * k + 1])])
+            )
+            for image_id, refs in by_image.items()
+        }
         use.pop(None, None)
         return grouped, orphans, duplicates, use
 
@@ -156,10 +164,18 @@ def load_coco(path: Path) -> CocoIndex:
         raise CocoFormatError(f"{path}: annotations[{records.bad}] is not an object with an integer 'id'")
     by_image, orphans, duplicates, use = records.index({img["id"] for img in images})
     # Only the first MAX_LISTED of each are parsed again, for the report: their count covers the rest.
-    return CocoIndex(path, sorted(images, key=lambda im: im["id"]), sorted(categories, key=lambda c: c["id"]),
-                     by_image, [records.record(k) for k in orphans[:MAX_LISTED]],
-                     [records.record(k) for k in duplicates[:MAX_LISTED]], len(orphans), len(duplicates),
-                     records.count, dict(use))
+    return CocoIndex(
+        path,
+        sorted(images, key=lambda im: im["id"]),
+        sorted(categories, key=lambda c: c["id"]),
+        by_image,
+        [records.record(k) for k in orphans[:MAX_LISTED]],
+        [records.record(k) for k in duplicates[:MAX_LISTED]],
+        len(orphans),
+        len(duplicates),
+        records.count,
+        dict(use),
+    )
 
 
 def _disambiguate_names(path: Path, categories: list[dict[str, Any]]) -> None:
@@ -178,7 +194,8 @@ def _disambiguate_names(path: Path, categories: list[dict[str, Any]]) -> None:
                 raise CocoFormatError(
                     f"{path}: categories[{i}] (id {cat['id']}) repeats the name {cat['name']!r} of categories[{j}] "
                     f"(id {other['id']}), and their supercategories ({groups[0]!r}, {groups[1]!r}) do not tell them "
-                    f"apart; each name must be unique")
+                    f"apart; each name must be unique"
+                )
             repeated.add(cat["name"])
     for cat in categories:
         if cat["name"] in repeated:
@@ -213,29 +230,29 @@ def _read_json(path: Path) -> tuple[dict[str, Any], _Records]:
 def _parse_top(text: str) -> Any:
     """The top-level value; in an object, the "annotations" array is scanned record by record."""
     pos = _SPACE.match(text).end()
-    if text[pos:pos + 1] != "{":
+    if text[pos : pos + 1] != "{":
         return json.loads(text)  # not an object (or not JSON): small, or an error either way
     data: dict[str, Any] = {}
     pos = _SPACE.match(text, pos + 1).end()
-    if text[pos:pos + 1] == "}":
+    if text[pos : pos + 1] == "}":
         return _end(text, pos + 1, data)
     while True:
-        if text[pos:pos + 1] != '"':
+        if text[pos : pos + 1] != '"':
             raise json.JSONDecodeError("Expecting property name enclosed in double quotes", text, pos)
         key, pos = _DECODER.raw_decode(text, pos)
         pos = _SPACE.match(text, pos).end()
-        if text[pos:pos + 1] != ":":
+        if text[pos : pos + 1] != ":":
             raise json.JSONDecodeError("Expecting ':' delimiter", text, pos)
         pos = _SPACE.match(text, pos + 1).end()
-        if key == "annotations" and text[pos:pos + 1] == "[":  # the last one wins, as in json.load
+        if key == "annotations" and text[pos : pos + 1] == "[":  # the last one wins, as in json.load
             data[key] = _Records(text)
             pos = _scan_array(text, pos, data[key].add)
         else:
             data[key], pos = _DECODER.raw_decode(text, pos)
         pos = _SPACE.match(text, pos).end()
-        if text[pos:pos + 1] == "}":
+        if text[pos : pos + 1] == "}":
             return _end(text, pos + 1, data)
-        if text[pos:pos + 1] != ",":
+        if text[pos : pos + 1] != ",":
             raise json.JSONDecodeError("Expecting ',' delimiter", text, pos)
         pos = _SPACE.match(text, pos + 1).end()
 
@@ -244,15 +261,15 @@ def _scan_array(text: str, pos: int, add: Callable[[Any, int, int], None]) -> in
     """``add(value, start, end)`` for each item of the array opening at ``pos``; returns the position
     after its closing bracket."""
     pos = _SPACE.match(text, pos + 1).end()
-    if text[pos:pos + 1] == "]":
+    if text[pos : pos + 1] == "]":
         return pos + 1
     while True:
         value, end = _DECODER.raw_decode(text, pos)
         add(value, pos, end)
         pos = _SPACE.match(text, end).end()
-        if text[pos:pos + 1] == "]":
+        if text[pos : pos + 1] == "]":
             return pos + 1
-        if text[pos:pos + 1] != ",":
+        if text[pos : pos + 1] != ",":
             raise json.JSONDecodeError("Expecting ',' delimiter", text, pos)
         pos = _SPACE.match(text, pos + 1).end()
 
@@ -268,8 +285,10 @@ def _refuse_repeats(path: Path, key: str, values: list[Any], what: str = "id") -
     first: dict[Any, int] = {}
     for i, value in enumerate(values):
         if value in first:
-            raise CocoFormatError(f"{path}: {key}[{i}] repeats the {what} {value!r} of {key}[{first[value]}]; "
-                                  f"each {what} must be unique")
+            raise CocoFormatError(
+                f"{path}: {key}[{i}] repeats the {what} {value!r} of {key}[{first[value]}]; "
+                f"each {what} must be unique"
+            )
         first[value] = i
 
 

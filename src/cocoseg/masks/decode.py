@@ -49,7 +49,6 @@ class Region:
         return full
 
 
-
 def to_rle(segmentation: Any, height: int, width: int) -> dict:
     """The single RLE that pycocotools' ``annToRLE`` would build for this segmentation."""
     if isinstance(segmentation, list):
@@ -59,7 +58,9 @@ def to_rle(segmentation: Any, height: int, width: int) -> dict:
             if not _is_number_list(poly):
                 raise MalformedAnnotation(f"polygon {i} is not a list of numbers")
             if len(poly) < 6 or len(poly) % 2:
-                raise MalformedAnnotation(f"polygon {i} has {len(poly)} coordinates (need an even number >= 6)")
+                raise MalformedAnnotation(
+                    f"polygon {i} has {len(poly)} coordinates (need an even number >= 6)"
+                )
             if max(map(abs, poly)) > MAX_COORDINATE:
                 raise MalformedAnnotation(f"polygon {i} has a coordinate beyond +-{MAX_COORDINATE:.0e}")
         _check_polygon_cost(segmentation, height, width)
@@ -75,24 +76,31 @@ def to_rle(segmentation: Any, height: int, width: int) -> dict:
             if not all(isinstance(c, int) and c >= 0 for c in counts):
                 raise MalformedAnnotation("uncompressed RLE 'counts' must be non-negative integers")
             if sum(counts) != height * width:
-                raise MalformedAnnotation(f"uncompressed RLE covers {sum(counts)} pixels, image has {height * width}")
+                raise MalformedAnnotation(
+                    f"uncompressed RLE covers {sum(counts)} pixels, image has {height * width}"
+                )
             return mask_utils.frPyObjects(segmentation, height, width)
         if isinstance(counts, (str, bytes)) and len(counts) > MAX_RLE_CHARS:
-            raise MalformedAnnotation(f"RLE counts string of {len(counts)} characters, over the limit of "
-                                      f"{MAX_RLE_CHARS}")
+            raise MalformedAnnotation(
+                f"RLE counts string of {len(counts)} characters, over the limit of {MAX_RLE_CHARS}"
+            )
         if isinstance(counts, str):
             return {"size": size, "counts": counts.encode("ascii", "replace")}
         if isinstance(counts, bytes):
             return {"size": size, "counts": counts}
         raise MalformedAnnotation(f"RLE 'counts' must be a string or a list, got {type(counts).__name__}")
-    raise MalformedAnnotation(f"segmentation must be a polygon list or an RLE object, got {type(segmentation).__name__}")
+    raise MalformedAnnotation(
+        f"segmentation must be a polygon list or an RLE object, got {type(segmentation).__name__}"
+    )
 
 
 def _is_near(poly: list[float], height: int, width: int) -> bool:
     """Whether the polygon stays within one image size of the image (pycocotools rasterises it)."""
     margin = max(height, width)
     xs, ys = poly[0::2], poly[1::2]
-    return min(xs) >= -margin and max(xs) <= width + margin and min(ys) >= -margin and max(ys) <= height + margin
+    return (
+        min(xs) >= -margin and max(xs) <= width + margin and min(ys) >= -margin and max(ys) <= height + margin
+    )
 
 
 def _check_polygon_cost(polygons: list[list[float]], height: int, width: int) -> None:
@@ -101,7 +109,9 @@ def _check_polygon_cost(polygons: list[list[float]], height: int, width: int) ->
     columns its edges cross count)."""
     coordinates = sum(len(poly) for poly in polygons)
     if coordinates > MAX_POLYGON_COORDINATES:
-        raise MalformedAnnotation(f"polygons of {coordinates} coordinates, over the limit of {MAX_POLYGON_COORDINATES}")
+        raise MalformedAnnotation(
+            f"polygons of {coordinates} coordinates, over the limit of {MAX_POLYGON_COORDINATES}"
+        )
     steps = 0
     for poly in polygons:
         near = _is_near(poly, height, width)
@@ -132,8 +142,9 @@ def _polygon_rles(polygons: list[list[float]], height: int, width: int) -> list[
     return rles + [mask_utils.frPyObjects(rle, height, width) for rle in far]
 
 
-def decode_regions(segmentations: Sequence[Any], height: int,
-                   width: int) -> list[Region | MalformedAnnotation]:
+def decode_regions(
+    segmentations: Sequence[Any], height: int, width: int
+) -> list[Region | MalformedAnnotation]:
     """Decode the segmentations of one image: a Region each, or the error that says why not.
 
     Batched because the RLE strings of one image are parsed together (see ``cocoseg.masks.rle``).
@@ -155,10 +166,15 @@ def decode_regions(segmentations: Sequence[Any], height: int,
         if not isinstance(one, str):
             held += one[0].size
             if held > MAX_REGION_PIXELS:
-                raise RegionsOverBudget(f"its annotations' boxes hold over {MAX_REGION_PIXELS} pixels together "
-                                        f"({len(rles)} annotations of a {width}x{height} image)")
-        results.append(MalformedAnnotation(f"RLE cannot be decoded ({one})") if isinstance(one, str)
-                       else Region(*one, shape=(height, width)))
+                raise RegionsOverBudget(
+                    f"its annotations' boxes hold over {MAX_REGION_PIXELS} pixels together "
+                    f"({len(rles)} annotations of a {width}x{height} image)"
+                )
+        results.append(
+            MalformedAnnotation(f"RLE cannot be decoded ({one})")
+            if isinstance(one, str)
+            else Region(*one, shape=(height, width))
+        )
     return results
 
 

@@ -72,8 +72,9 @@ def check_image(path: Path, max_pixels: int, listed: Listed | None = None) -> Ch
         # No image within the budget takes more than 8 bytes a pixel (16-bit RGBA, stored raw): a
         # bigger file is refused before it is read into memory.
         if size > 8 * max_pixels + (1 << 20):
-            raise ImageOverBudget(f"the file is larger than any image of {max_pixels / 1e6:.1f} megapixels "
-                                  f"(masks.max_pixels)")
+            raise ImageOverBudget(
+                f"the file is larger than any image of {max_pixels / 1e6:.1f} megapixels (masks.max_pixels)"
+            )
         if listed is not None and stat.st_mtime_ns <= listed.listed_ns:
             digest, data = listed.digest, f.read(_HEAD)
             if size > len(data) >= 2:
@@ -122,8 +123,10 @@ def _jpeg_frame(data: bytes, size: int, tail: bytes) -> tuple[int, int, bool] | 
 
 def _check_budget(height: int, width: int, max_pixels: int) -> None:
     if height * width > max_pixels:
-        raise ImageOverBudget(f"{width}x{height} is {height * width / 1e6:.1f} megapixels, over the budget of "
-                            f"{max_pixels / 1e6:.1f} (masks.max_pixels)")
+        raise ImageOverBudget(
+            f"{width}x{height} is {height * width / 1e6:.1f} megapixels, over the budget of "
+            f"{max_pixels / 1e6:.1f} (masks.max_pixels)"
+        )
     if height == 0 or width == 0:
         raise ImageRejected(f"header gives an empty image ({width}x{height})")
 
@@ -155,16 +158,20 @@ def _walk_jpeg(data: bytes, size: int, first_scan_only: bool) -> tuple[int, int,
             break
         if marker in _STANDALONE:
             continue
-        if pos + 2 > len(data) or int.from_bytes(data[pos:pos + 2], "big") < 2:
+        if pos + 2 > len(data) or int.from_bytes(data[pos : pos + 2], "big") < 2:
             raise ImageRejected("truncated: the file ends before the JPEG end-of-image marker")
-        end = pos + int.from_bytes(data[pos:pos + 2], "big")
+        end = pos + int.from_bytes(data[pos : pos + 2], "big")
         if end > size:
             raise ImageRejected("truncated: the file ends inside a JPEG segment")
         if end > len(data):
             return None
         if marker in _SOF_ANY and end - pos >= 8:
-            frame = (marker, int.from_bytes(data[pos + 3:pos + 5], "big"),
-                     int.from_bytes(data[pos + 5:pos + 7], "big"), data[pos + 7])
+            frame = (
+                marker,
+                int.from_bytes(data[pos + 3 : pos + 5], "big"),
+                int.from_bytes(data[pos + 5 : pos + 7], "big"),
+                data[pos + 7],
+            )
         pos = end
         if marker == 0xDA:  # a scan: entropy-coded data runs to the next marker
             if first_scan_only:

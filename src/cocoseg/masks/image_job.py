@@ -55,8 +55,9 @@ class ImageResult:
     turned: bool = False  # an EXIF-rotated photo painted upright (see _image_size)
 
 
-def process_image(settings: MaskSettings, image: dict[str, Any], anns: list[dict[str, Any]],
-                  listed: Listed | None = None) -> ImageResult:
+def process_image(
+    settings: MaskSettings, image: dict[str, Any], anns: list[dict[str, Any]], listed: Listed | None = None
+) -> ImageResult:
     """The masks of one image; ``listed``: the image's digest in data/coco/contents.tsv, if any."""
     result = ImageResult(image["id"], image["file_name"], not_processed=len(anns))
     size = _image_size(settings, image, listed, result)
@@ -77,11 +78,27 @@ def process_image(settings: MaskSettings, image: dict[str, Any], anns: list[dict
         result.not_processed, result.skipped_annotations = len(anns), []
         return result
 
-    semantic, instance = paint_masks(objects, crowd, height, width, settings.overlap, settings.crowd_mode,
-                                     settings.labels.void)
+    semantic, instance = paint_masks(
+        objects, crowd, height, width, settings.overlap, settings.crowd_mode, settings.labels.void
+    )
     for i, (row, obj) in enumerate(zip(table, objects, strict=False)):
         y0, y1, x0, x1 = obj.region.box
         row["pixels"] = int(np.count_nonzero(instance[y0:y1, x0:x1] == i + 1))  # visible after overlaps
+    _write_masks(settings, image, semantic, instance, table, result)
+    result.written = True
+    result.painted = len(objects)
+    return result
+
+
+def _write_masks(
+    settings: MaskSettings,
+    image: dict[str, Any],
+    semantic: np.ndarray,
+    instance: np.ndarray,
+    table: list[dict[str, Any]],
+    result: ImageResult,
+) -> None:
+    """Write the image's two PNGs and put its semantic digest and instances.jsonl line in ``result``."""
     name = mask_name(image["file_name"])
     if "/" in name:  # a file name with subfolders (CVAT's JPEGImages/x.jpg) keeps them
         (settings.semantic_dir / name).parent.mkdir(parents=True, exist_ok=True)
@@ -93,15 +110,22 @@ def process_image(settings: MaskSettings, image: dict[str, Any], anns: list[dict
     (settings.instance_dir / name).write_bytes(encode_label_png(instance))
     result.semantic_digest = digest_bytes(semantic_png)
     # the parent streams these lines into one instances.jsonl per split; the instance map is <name>.png
-    result.table_line = json.dumps({"image": str(PurePosixPath(image["file_name"]).with_suffix("")),
-                                    "image_id": image["id"], "instances": table}, separators=(",", ":")) + "\n"
-    result.written = True
-    result.painted = len(objects)
-    return result
+    result.table_line = (
+        json.dumps(
+            {
+                "image": str(PurePosixPath(image["file_name"]).with_suffix("")),
+                "image_id": image["id"],
+                "instances": table,
+            },
+            separators=(",", ":"),
+        )
+        + "\n"
+    )
 
 
-def _image_size(settings: MaskSettings, image: dict[str, Any], listed: Listed | None,
-                result: ImageResult) -> tuple[int, int] | None:
+def _image_size(
+    settings: MaskSettings, image: dict[str, Any], listed: Listed | None, result: ImageResult
+) -> tuple[int, int] | None:
     """The (height, width) to paint at: the file's, or the JSON's when the file is a phone photo stored
     turned by 90 degrees with an EXIF orientation that says so (the JSON's size is then the upright
     picture's, and so are its coordinates). None, with the reason in ``result``, when the file is unusable."""
@@ -122,13 +146,16 @@ def _image_size(settings: MaskSettings, image: dict[str, Any], listed: Listed | 
         result.turned = True
         return width, height
     if expected != (height, width):
-        result.notices.append(f"JSON size {image.get('height')}x{image.get('width')} differs from the file's "
-                              f"{height}x{width}; masks use the file's size")
+        result.notices.append(
+            f"JSON size {image.get('height')}x{image.get('width')} differs from the file's "
+            f"{height}x{width}; masks use the file's size"
+        )
     return height, width
 
 
-def _decode_annotations(settings: MaskSettings, anns: list[dict[str, Any]], height: int, width: int,
-                        result: ImageResult) -> tuple[list[PaintObject], list[Region], list[dict]]:
+def _decode_annotations(
+    settings: MaskSettings, anns: list[dict[str, Any]], height: int, width: int, result: ImageResult
+) -> tuple[list[PaintObject], list[Region], list[dict]]:
     kept: list[dict[str, Any]] = []  # annotations with a selected category and a valid iscrowd
     for ann in anns:
         cat = ann.get("category_id")
@@ -144,7 +171,9 @@ def _decode_annotations(settings: MaskSettings, anns: list[dict[str, Any]], heig
     objects: list[PaintObject] = []
     crowd: list[Region] = []
     table: list[dict] = []
-    for ann, region in zip(kept, decode_regions([a.get("segmentation") for a in kept], height, width), strict=False):
+    for ann, region in zip(
+        kept, decode_regions([a.get("segmentation") for a in kept], height, width), strict=False
+    ):
         if isinstance(region, MalformedAnnotation):
             result.skipped_annotations.append((ann["id"], f"malformed segmentation: {region}"))
         elif region.area == 0:
@@ -156,7 +185,14 @@ def _decode_annotations(settings: MaskSettings, anns: list[dict[str, Any]], heig
             cat = ann["category_id"]
             class_id = settings.labels.class_of(cat)
             objects.append(PaintObject(region, class_id, settings.labels.priorities.get(cat, 0)))
-            table.append({"instance": len(objects), "annotation_id": ann["id"], "category_id": cat,
-                          "class_id": class_id, "area": region.area})
+            table.append(
+                {
+                    "instance": len(objects),
+                    "annotation_id": ann["id"],
+                    "category_id": cat,
+                    "class_id": class_id,
+                    "area": region.area,
+                }
+            )
     result.skipped_annotations.sort(key=lambda skipped: skipped[0])  # in id order, as the annotations
     return objects, crowd, table

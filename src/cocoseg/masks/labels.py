@@ -54,14 +54,23 @@ class LabelMap:
         return {
             "void": self.void,
             "classes": [
-                {"id": k, "coco_id": self.coco_ids[k] if k else None, "name": self.names[k], "color": colours[k]}
+                {
+                    "id": k,
+                    "coco_id": self.coco_ids[k] if k else None,
+                    "name": self.names[k],
+                    "color": colours[k],
+                }
                 for k in range(self.num_classes)
             ],
         }
 
 
-def build_label_map(categories: list[dict], selection: str | tuple[str, ...], priority: tuple[str, ...],
-                    use: Mapping[int, int] | None = None) -> LabelMap:
+def build_label_map(
+    categories: list[dict],
+    selection: str | tuple[str, ...],
+    priority: tuple[str, ...],
+    use: Mapping[int, int] | None = None,
+) -> LabelMap:
     """Map the selected categories to 1..K: ``all`` = every category that ``use`` (category id -> kept
     annotations) counts, by id; ``voc`` and lists in the order given, a ``supercategory:<name>`` entry
     standing for the used categories of that supercategory, by id. ``use`` None: every category is used."""
@@ -69,40 +78,54 @@ def build_label_map(categories: list[dict], selection: str | tuple[str, ...], pr
     if selection == "all":
         chosen = used
     else:
-        chosen = _chosen_by_name(categories, used, VOC_CATEGORIES if selection == "voc" else selection,
-                                 selection == "voc")
+        chosen = _chosen_by_name(
+            categories, used, VOC_CATEGORIES if selection == "voc" else selection, selection == "voc"
+        )
     if len(chosen) >= VOID_WIDE:
-        raise ConfigError(f"masks.categories: {len(chosen)} classes do not fit a uint16 mask with {VOID_WIDE} "
-                          f"as void")
+        raise ConfigError(
+            f"masks.categories: {len(chosen)} classes do not fit a uint16 mask with {VOID_WIDE} as void"
+        )
     unknown = [n for n in priority if n not in {c["name"] for c in chosen}]
     if unknown:
-        raise ConfigError(f"masks.priority: {unknown[0]!r} is not a selected category; selected: "
-                          f"{[c['name'] for c in chosen]}")
+        raise ConfigError(
+            f"masks.priority: {unknown[0]!r} is not a selected category; selected: "
+            f"{[c['name'] for c in chosen]}"
+        )
     by_name = {c["name"]: c for c in categories}
     # The first name listed gets the highest priority; unlisted categories share 0, the lowest.
     priorities = {by_name[n]["id"]: len(priority) - i for i, n in enumerate(priority)}
     kept = {c["id"] for c in chosen} | {c["id"] for c in used}
-    unused = tuple({"id": c["id"], "name": c["name"]} for c in sorted(categories, key=lambda c: c["id"])
-                   if c["id"] not in kept)
-    return LabelMap(("background", *(c["name"] for c in chosen)), (0, *(c["id"] for c in chosen)), priorities,
-                    unused)
+    unused = tuple(
+        {"id": c["id"], "name": c["name"]}
+        for c in sorted(categories, key=lambda c: c["id"])
+        if c["id"] not in kept
+    )
+    return LabelMap(
+        ("background", *(c["name"] for c in chosen)), (0, *(c["id"] for c in chosen)), priorities, unused
+    )
 
 
-def _chosen_by_name(categories: list[dict], used: list[dict], names: tuple[str, ...], voc: bool) -> list[dict]:
+def _chosen_by_name(
+    categories: list[dict], used: list[dict], names: tuple[str, ...], voc: bool
+) -> list[dict]:
     """The categories a list of names and ``supercategory:<name>`` entries selects, in its order."""
     by_name = {c["name"]: c for c in categories}
     if voc and any(n not in by_name for n in names):
         missing = [n for n in names if n not in by_name]
-        raise ConfigError(f"masks.categories: voc selects the 20 PASCAL VOC classes by their COCO names, and this "
-                          f"data is not COCO (no category {missing[0]!r}); list your own category names instead")
+        raise ConfigError(
+            f"masks.categories: voc selects the 20 PASCAL VOC classes by their COCO names, and this "
+            f"data is not COCO (no category {missing[0]!r}); list your own category names instead"
+        )
     supers = sorted({c["supercategory"] for c in categories if isinstance(c.get("supercategory"), str)})
     chosen = []
     for name in names:
         if name.startswith(SUPERCATEGORY):
-            group = name[len(SUPERCATEGORY):]
+            group = name[len(SUPERCATEGORY) :]
             if group not in supers:
-                raise ConfigError(f"masks.categories: unknown supercategory {group!r} in {name!r}; "
-                                  f"valid supercategories: {supers}")
+                raise ConfigError(
+                    f"masks.categories: unknown supercategory {group!r} in {name!r}; "
+                    f"valid supercategories: {supers}"
+                )
             chosen += [c for c in used if c.get("supercategory") == group]
         elif name not in by_name:
             raise ConfigError(f"masks.categories: unknown category {name!r}; valid names: {sorted(by_name)}")

@@ -35,13 +35,17 @@ class OverlapPolicy:
 OVERLAP_POLICIES = {
     "priority_area": OverlapPolicy(
         "the class with the higher masks.priority wins; ties go to the object with more pixels",
-        lambda o, i: (o.priority, o.region.area, i)),
+        lambda o, i: (o.priority, o.region.area, i),
+    ),
     "smaller_on_top": OverlapPolicy(
         "objects are painted by decreasing area, so the smallest one stays visible",
-        lambda o, i: (-o.region.area, i)),
+        lambda o, i: (-o.region.area, i),
+    ),
     "void": OverlapPolicy(
         "a pixel claimed by two or more classes becomes VOID (255, ignored) and instance 0",
-        lambda o, i: (-o.region.area, i), void_contested=True),
+        lambda o, i: (-o.region.area, i),
+        void_contested=True,
+    ),
 }
 
 

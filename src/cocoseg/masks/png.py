@@ -31,8 +31,14 @@ def encode_label_png(labels: np.ndarray) -> bytes:
     rows[:, 0] = 0
     rows[:, 1:].view(labels.dtype.newbyteorder(">"))[...] = labels
     header = struct.pack(">IIBBBBB", width, height, 8 * labels.itemsize, _GREYSCALE, 0, 0, 0)
-    return b"".join((_SIGNATURE, _chunk(b"IHDR", header), _chunk(b"IDAT", isal_zlib.compress(rows, 1)),
-                     _chunk(b"IEND", b"")))
+    return b"".join(
+        (
+            _SIGNATURE,
+            _chunk(b"IHDR", header),
+            _chunk(b"IDAT", isal_zlib.compress(rows, 1)),
+            _chunk(b"IEND", b""),
+        )
+    )
 
 
 def _chunk(kind: bytes, data: bytes) -> bytes:

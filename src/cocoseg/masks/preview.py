@@ -16,15 +16,22 @@ from cocoseg.masks.labels import LabelMap
 PREVIEW_SIDE = 1024  # a panel's image and mask are shrunk to this longest side: a preview, not the data
 
 
-def fit_preview(image: np.ndarray, semantic: np.ndarray, side: int = PREVIEW_SIDE) -> tuple[np.ndarray, np.ndarray]:
+def fit_preview(
+    image: np.ndarray, semantic: np.ndarray, side: int = PREVIEW_SIDE
+) -> tuple[np.ndarray, np.ndarray]:
     """Image and mask shrunk to ``side`` pixels on the longest side (area for the image, nearest for the
     class ids); smaller ones as they are, so a very large image's panel does not take gigabytes."""
     height, width = semantic.shape[:2]
     if max(height, width) <= side:
         return image, semantic
-    size = (max(1, round(width * side / max(height, width))), max(1, round(height * side / max(height, width))))
-    return (cv2.resize(image, size, interpolation=cv2.INTER_AREA),
-            cv2.resize(semantic, size, interpolation=cv2.INTER_NEAREST))
+    size = (
+        max(1, round(width * side / max(height, width))),
+        max(1, round(height * side / max(height, width))),
+    )
+    return (
+        cv2.resize(image, size, interpolation=cv2.INTER_AREA),
+        cv2.resize(semantic, size, interpolation=cv2.INTER_NEAREST),
+    )
 
 
 class MaskFolders(Protocol):
@@ -40,8 +47,14 @@ def render_panel(image: np.ndarray, semantic: np.ndarray, names: list[str], titl
     return explained_panel(panels, [semantic], names)
 
 
-def write_previews(image_dirs: Mapping[str, Path], out: MaskFolders, written: list[str], labels: LabelMap,
-                   count: int, seed: int) -> list[Path]:
+def write_previews(
+    image_dirs: Mapping[str, Path],
+    out: MaskFolders,
+    written: list[str],
+    labels: LabelMap,
+    count: int,
+    seed: int,
+) -> list[Path]:
     """Panels of ``count`` seeded random items of ``written`` under ``out.root``/preview; ``image_dirs``:
     each split's image folder."""
     (out.root / PREVIEW).mkdir(parents=True, exist_ok=True)  # a DVC output: must exist even when empty

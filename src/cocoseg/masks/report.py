@@ -12,9 +12,19 @@ from cocoseg.masks.image_job import ImageResult
 
 log = logging.getLogger(__name__)
 
-COUNTS = ["images", "images_written", "images_skipped", "annotations", "annotations_painted",
-          "annotations_crowd", "annotations_unselected", "annotations_skipped",
-          "annotations_in_skipped_images", "size_mismatches", "images_turned_upright"]
+COUNTS = [
+    "images",
+    "images_written",
+    "images_skipped",
+    "annotations",
+    "annotations_painted",
+    "annotations_crowd",
+    "annotations_unselected",
+    "annotations_skipped",
+    "annotations_in_skipped_images",
+    "size_mismatches",
+    "images_turned_upright",
+]
 
 
 class Report:
@@ -40,16 +50,29 @@ class Report:
 
     def add_orphans(self, split: str, index: CocoIndex) -> None:
         """Annotations skipped while loading: those of no listed image, and repeats of an id."""
-        skipped = [(ann, f"image_id {ann.get('image_id')!r} is not in images") for ann in index.orphan_annotations]
-        skipped += [(ann, f"annotation id {ann['id']} was used by an earlier record, which is the one painted")
-                    for ann in index.duplicate_annotations]
-        total = max(index.orphan_count, len(index.orphan_annotations)) + max(index.duplicate_count,
-                                                                              len(index.duplicate_annotations))
+        skipped = [
+            (ann, f"image_id {ann.get('image_id')!r} is not in images") for ann in index.orphan_annotations
+        ]
+        skipped += [
+            (ann, f"annotation id {ann['id']} was used by an earlier record, which is the one painted")
+            for ann in index.duplicate_annotations
+        ]
+        total = max(index.orphan_count, len(index.orphan_annotations)) + max(
+            index.duplicate_count, len(index.duplicate_annotations)
+        )
         self.counts["annotations"] += total
         self.counts["annotations_skipped"] += total
         for ann, reason in skipped:
-            self._list("skipped_annotations", {"split": split, "annotation_id": ann["id"],
-                                               "image_id": ann.get("image_id"), "reason": reason}, "load")
+            self._list(
+                "skipped_annotations",
+                {
+                    "split": split,
+                    "annotation_id": ann["id"],
+                    "image_id": ann.get("image_id"),
+                    "reason": reason,
+                },
+                "load",
+            )
         self.omitted["skipped_annotations"] += total - len(skipped)
 
     def add(self, split: str, r: ImageResult) -> None:
@@ -64,19 +87,30 @@ class Report:
         c["annotations_skipped"] += len(r.skipped_annotations)
         c["images_turned_upright"] += r.turned
         if r.reason:
-            self._list("skipped_images", {"split": split, "image_id": r.image_id, "file_name": r.file_name,
-                                          "reason": r.reason})
+            self._list(
+                "skipped_images",
+                {"split": split, "image_id": r.image_id, "file_name": r.file_name, "reason": r.reason},
+            )
             log.info("skipped image %s/%s (id %d): %s", split, r.file_name, r.image_id, r.reason)
         for ann_id, reason in r.skipped_annotations:
-            self._list("skipped_annotations", {"split": split, "annotation_id": ann_id, "image_id": r.image_id,
-                                               "reason": reason})
+            self._list(
+                "skipped_annotations",
+                {"split": split, "annotation_id": ann_id, "image_id": r.image_id, "reason": reason},
+            )
         for notice in r.notices:
             c["size_mismatches"] += 1
-            self._list("notices", {"split": split, "image_id": r.image_id, "file_name": r.file_name,
-                                   "notice": notice})
+            self._list(
+                "notices",
+                {"split": split, "image_id": r.image_id, "file_name": r.file_name, "notice": notice},
+            )
 
     def to_json(self) -> dict[str, Any]:
         omitted = {kind: n for kind, n in sorted(self.omitted.items()) if n}  # only when a list was cut
-        return {"counts": {k: self.counts[k] for k in COUNTS}, "skipped_images": self.skipped_images,
-                "skipped_annotations": self.skipped_annotations, "notices": self.notices, **self.extra,
-                **({"omitted": omitted} if omitted else {})}
+        return {
+            "counts": {k: self.counts[k] for k in COUNTS},
+            "skipped_images": self.skipped_images,
+            "skipped_annotations": self.skipped_annotations,
+            "notices": self.notices,
+            **self.extra,
+            **({"omitted": omitted} if omitted else {}),
+        }

@@ -37,7 +37,9 @@ def decode_boxes(counts: Sequence[bytes], height: int, width: int) -> list[tuple
             keep = [i for i, p in zip(good, problems, strict=False) if p is None]
             for i, p in zip(good, problems, strict=False):
                 results[i] = p
-            for i, r in zip(keep, decode_boxes([counts[i] for i in keep], height, width) if keep else [], strict=False):
+            for i, r in zip(
+                keep, decode_boxes([counts[i] for i in keep], height, width) if keep else [], strict=False
+            ):
                 results[i] = r
             return results
         for i, r in zip(good, _expand(runs, height), strict=False):
@@ -92,7 +94,9 @@ def _parse(strings: list[bytes]) -> _Runs:
     # where alternating weighs the values by sign = (-1)**position: two running sums for both chains.
     sign = 1 - 2 * (index & 1)
     chained = np.where(index > 0, values, 0)
-    lengths = (_segment_cumsum(chained, start, owner) + sign * _segment_cumsum(sign * chained, start, owner)) // 2
+    lengths = (
+        _segment_cumsum(chained, start, owner) + sign * _segment_cumsum(sign * chained, start, owner)
+    ) // 2
     lengths[start] = values[start]
     end = _segment_cumsum(lengths, start, owner)
     return _Runs(lengths, start, stop, owner, index, end, np.maximum.reduceat(chars, start) > _MAX_CHARS)
@@ -146,9 +150,10 @@ def _expand(runs: _Runs, height: int) -> list[tuple[np.ndarray, Box, int]]:
     bits = np.repeat(ones.view(np.uint8), clipped)
     offsets = np.concatenate([[0], np.cumsum((x1 - x0) * height)]).tolist()
     results = []
-    for j, (top, bottom, left, right, count) in enumerate(zip(y0.tolist(), y1.tolist(), x0.tolist(), x1.tolist(),
-                                                              area.tolist(), strict=False)):
-        columns = bits[offsets[j]:offsets[j + 1]].reshape(right - left, height)[:, top:bottom]
+    for j, (top, bottom, left, right, count) in enumerate(
+        zip(y0.tolist(), y1.tolist(), x0.tolist(), x1.tolist(), area.tolist(), strict=False)
+    ):
+        columns = bits[offsets[j] : offsets[j + 1]].reshape(right - left, height)[:, top:bottom]
         # rows of the box, from its columns: OpenCV's transpose is about 5x numpy's strided copy here
         pixels = cv2.transpose(columns) if columns.size else np.zeros((bottom - top, right - left), np.uint8)
         results.append((pixels, (top, bottom, left, right), count))

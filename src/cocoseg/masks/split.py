@@ -54,8 +54,9 @@ def recognise_parts(splits: Iterable[str], written: Mapping[str, int]) -> dict[s
     return {part: names for part, names in parts.items() if names or part != "test"}
 
 
-def plan_parts(mode: str | Mapping[str, Sequence[str]], splits: Sequence[str],
-               written: Mapping[str, int]) -> dict[str, list[str]]:
+def plan_parts(
+    mode: str | Mapping[str, Sequence[str]], splits: Sequence[str], written: Mapping[str, int]
+) -> dict[str, list[str]]:
     """The splits of each part: {"train": [...], "val": [...]} (and "test") or {"pooled": [...]} (and
     "test"); ``written``: images written per split."""
     if isinstance(mode, Mapping):
@@ -76,14 +77,20 @@ def describe_plan(mode: object, plan: Mapping[str, list[str]], val_fraction: flo
     """One line for the log: what ``masks.split`` chose."""
     parts = "; ".join(f"{part} = {', '.join(names)}" for part, names in plan.items() if part != POOL)
     if POOL in plan:
-        pooled = f"{val_fraction:.0%} of the images of {', '.join(plan[POOL])} validate (seeded), the rest train"
+        pooled = (
+            f"{val_fraction:.0%} of the images of {', '.join(plan[POOL])} validate (seeded), the rest train"
+        )
         parts = f"{pooled}; {parts}" if parts else pooled
     return f"masks.split {mode if isinstance(mode, str) else 'mapping'}: {parts}"
 
 
-def split_images(written: list[str], val_fraction: float, seed: int,
-                 mode: str | Mapping[str, Sequence[str]] = "pooled",
-                 splits: Sequence[str] | None = None) -> dict[str, list[str]]:
+def split_images(
+    written: list[str],
+    val_fraction: float,
+    seed: int,
+    mode: str | Mapping[str, Sequence[str]] = "pooled",
+    splits: Sequence[str] | None = None,
+) -> dict[str, list[str]]:
     """split.json's parts of the written items (``"<split>/<file_name>"``), sorted; ``splits``: the splits
     built (default: those of the items)."""
     items = sorted(written)
@@ -97,8 +104,10 @@ def split_images(written: list[str], val_fraction: float, seed: int,
             by_part[part].append(item)
     empty = [part for part, found in by_part.items() if part != POOL and not found]
     if empty:
-        raise CocoFormatError(f"masks.split: the {empty[0]} part ({', '.join(plan[empty[0]])}) has no written "
-                              f"images; written per split: {dict(sorted(counts.items()))}")
+        raise CocoFormatError(
+            f"masks.split: the {empty[0]} part ({', '.join(plan[empty[0]])}) has no written "
+            f"images; written per split: {dict(sorted(counts.items()))}"
+        )
     result = _pooled(by_part.pop(POOL), val_fraction, seed) if POOL in by_part else {}
     return {**result, **by_part}
 

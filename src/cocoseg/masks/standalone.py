@@ -36,10 +36,12 @@ def parse_settings(settings: list[str], values: dict[str, Any] | None = None) ->
     values = dict(values or {})
     for setting in settings:
         key, eq, text = setting.partition("=")
-        if not eq or not key.startswith("masks.") or "." in key[len("masks."):]:
-            raise ConfigError(f"-S {setting!r}: expected masks.<key>=<value> (the masks options of params.yaml)")
+        if not eq or not key.startswith("masks.") or "." in key[len("masks.") :]:
+            raise ConfigError(
+                f"-S {setting!r}: expected masks.<key>=<value> (the masks options of params.yaml)"
+            )
         try:
-            values[key[len("masks."):]] = yaml.safe_load(text)
+            values[key[len("masks.") :]] = yaml.safe_load(text)
         except yaml.YAMLError as err:
             raise ConfigError(f"-S {setting!r}: the value is not valid YAML ({err})") from None
     for key in PIPELINE_ONLY:
@@ -56,25 +58,40 @@ def check_out_dir(out_dir: Path, inputs: list[Path]) -> None:
     out = out_dir.resolve()
     for path in inputs:
         if path.resolve() == out or out in path.resolve().parents:
-            raise PrepareError(f"--out_dir {out_dir}: holds the input {path}; it is replaced whole, so "
-                                    f"choose a folder of its own")
-    if out_dir.is_dir() and any(out_dir.iterdir()) and not (out_dir / REPORT_FILE).is_file() \
-            and not (out_dir / LABELS_FILE).is_file():
-        raise PrepareError(f"--out_dir {out_dir}: exists and holds files that no earlier `cocoseg prepare "
-                                f"--ann` wrote; it would be replaced whole, so choose a new or empty folder")
+            raise PrepareError(
+                f"--out_dir {out_dir}: holds the input {path}; it is replaced whole, so "
+                f"choose a folder of its own"
+            )
+    if (
+        out_dir.is_dir()
+        and any(out_dir.iterdir())
+        and not (out_dir / REPORT_FILE).is_file()
+        and not (out_dir / LABELS_FILE).is_file()
+    ):
+        raise PrepareError(
+            f"--out_dir {out_dir}: exists and holds files that no earlier `cocoseg prepare "
+            f"--ann` wrote; it would be replaced whole, so choose a new or empty folder"
+        )
     if out_dir.exists() and not out_dir.is_dir():
         raise PrepareError(f"--out_dir {out_dir}: is a file, not a folder")
 
 
-def prepare_from_file(annotations: Path, image_dir: Path, out_dir: Path, cfg: MasksConfig,
-                      seed: int) -> dict[str, Any]:
+def prepare_from_file(
+    annotations: Path, image_dir: Path, out_dir: Path, cfg: MasksConfig, seed: int
+) -> dict[str, Any]:
     """Masks of ``annotations`` (images under ``image_dir``) into ``out_dir``; returns the report."""
     if not image_dir.is_dir():
         raise PrepareError(f"--img_dir {image_dir}: no such folder")
     check_out_dir(out_dir, [annotations, image_dir])
     report = build_from_file(annotations, image_dir, out_dir, cfg, seed)
     counts = report["counts"]
-    log.info("wrote masks for %d of %d images (%d skipped); %d annotations painted, %d skipped; see %s",
-             counts["images_written"], counts["images"], counts["images_skipped"],
-             counts["annotations_painted"], counts["annotations_skipped"], out_dir / REPORT_FILE)
+    log.info(
+        "wrote masks for %d of %d images (%d skipped); %d annotations painted, %d skipped; see %s",
+        counts["images_written"],
+        counts["images"],
+        counts["images_skipped"],
+        counts["annotations_painted"],
+        counts["annotations_skipped"],
+        out_dir / REPORT_FILE,
+    )
     return report

@@ -99,7 +99,9 @@ class WorkerPool:
         self.sender = threading.Thread(target=self._send_all, daemon=True)
         for slot in range(workers):
             parent, child = ctx.Pipe()
-            proc = ctx.Process(target=_serve, args=(child, slot, self.current, function, os.getpid()), daemon=True)
+            proc = ctx.Process(
+                target=_serve, args=(child, slot, self.current, function, os.getpid()), daemon=True
+            )
             proc.start()
             child.close()
             self.conns.append(parent)
@@ -133,10 +135,13 @@ class WorkerPool:
                 proc.kill()
                 proc.join()
 
-    def run(self, tasks: Sequence[Any], chunksize: int, describe: Callable[[int], str],
-            in_flight: int = 2) -> Iterator[Any]:
+    def run(
+        self, tasks: Sequence[Any], chunksize: int, describe: Callable[[int], str], in_flight: int = 2
+    ) -> Iterator[Any]:
         """Results of ``tasks`` in order; WorkerDied names ``describe(index)`` of the task being run."""
-        chunks = [(start, list(tasks[start:start + chunksize])) for start in range(0, len(tasks), chunksize)]
+        chunks = [
+            (start, list(tasks[start : start + chunksize])) for start in range(0, len(tasks), chunksize)
+        ]
         pending = iter(range(len(chunks)))
         busy: dict[int, deque[int]] = {w: deque() for w in range(len(self.conns))}  # worker -> its chunks
         done: dict[int, list[Any]] = {}
@@ -156,8 +161,14 @@ class WorkerPool:
             busy[worker].append(chunk)
             self.outbox.put((self.conns[worker], chunks[chunk]))
 
-    def _collect(self, busy: dict[int, deque[int]], done: dict[int, list[Any]], pending: Iterator[int],
-                 chunks: list, describe: Callable[[int], str]) -> None:
+    def _collect(
+        self,
+        busy: dict[int, deque[int]],
+        done: dict[int, list[Any]],
+        pending: Iterator[int],
+        chunks: list,
+        describe: Callable[[int], str],
+    ) -> None:
         working = [w for w, held in busy.items() if held]
         by_handle = {self.conns[w]: w for w in working} | {self.procs[w].sentinel: w for w in working}
         for handle in wait(list(by_handle)):
@@ -192,5 +203,7 @@ class WorkerPool:
         self.kill()  # the others stop writing before the caller removes the temporary output folder
         if code == -signal.SIGKILL:
             how += " (the out-of-memory killer sends this signal too)"
-        raise WorkerDied(f"a worker process {how} while making the masks of {describe(self.current[worker])}; "
-                         f"nothing was written to the output folder")
+        raise WorkerDied(
+            f"a worker process {how} while making the masks of {describe(self.current[worker])}; "
+            f"nothing was written to the output folder"
+        )

@@ -21,8 +21,20 @@ if TYPE_CHECKING:
     from torch import nn
 
 # smp's own names (segmentation_models_pytorch.MODEL_ARCHITECTURES_MAPPING; a test keeps them in step)
-SMP_ARCHITECTURES = ("unet", "unetplusplus", "manet", "linknet", "fpn", "pspnet", "deeplabv3",
-                     "deeplabv3plus", "pan", "upernet", "segformer", "dpt")
+SMP_ARCHITECTURES = (
+    "unet",
+    "unetplusplus",
+    "manet",
+    "linknet",
+    "fpn",
+    "pspnet",
+    "deeplabv3",
+    "deeplabv3plus",
+    "pan",
+    "upernet",
+    "segformer",
+    "dpt",
+)
 
 
 # Arguments cocoseg gives every network itself: an option that sets one would break the contract the loss,
@@ -53,8 +65,9 @@ def _smp_builder(arch: str) -> Callable[..., nn.Module]:
         unknown = sorted(set(options) - {n for n, p in known.items() if p.kind is not p.VAR_KEYWORD})
         if unknown:
             raise TypeError(f"unknown option {unknown[0]!r}; {arch} takes {sorted(set(known) - {'kwargs'})}")
-        return smp.create_model(arch, encoder_name=encoder, encoder_weights=encoder_weights,
-                                classes=num_classes, **options)
+        return smp.create_model(
+            arch, encoder_name=encoder, encoder_weights=encoder_weights, classes=num_classes, **options
+        )
 
     return build
 
@@ -114,21 +127,27 @@ def check_forward(model: nn.Module, num_classes: int, image_size: tuple[int, ...
         with torch.no_grad():
             out = model(torch.zeros(1, 3, height, width))
     except (RuntimeError, ValueError, TypeError, IndexError) as err:
-        raise ConfigError(f"{key}: the network fails on a {height}x{width} RGB image "
-                          f"({str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__})") from None
+        raise ConfigError(
+            f"{key}: the network fails on a {height}x{width} RGB image "
+            f"({str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__})"
+        ) from None
     finally:
         model.train(was_training)
     shape = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
     if shape != (1, num_classes, height, width):
-        raise ConfigError(f"{key}: the network gives {shape} for a {height}x{width} RGB image; expected "
-                          f"logits of shape {(1, num_classes, height, width)}")
+        raise ConfigError(
+            f"{key}: the network gives {shape} for a {height}x{width} RGB image; expected "
+            f"logits of shape {(1, num_classes, height, width)}"
+        )
 
 
 def check_model_name(name: str) -> None:
     """A model name becomes paths (models/<name>, results/train/<name>): '../../data' must never get that far."""
     if not name.isidentifier():
-        raise ConfigError(f"--model {name!r}: not allowed; expected a plain model name (letters, digits, _), "
-                          "a key of the models section")
+        raise ConfigError(
+            f"--model {name!r}: not allowed; expected a plain model name (letters, digits, _), "
+            "a key of the models section"
+        )
 
 
 def check_encoder(encoder: str, weights: str | None, key: str) -> None:
@@ -138,13 +157,17 @@ def check_encoder(encoder: str, weights: str | None, key: str) -> None:
     if encoder.startswith("tu-"):  # any timm model; timm itself checks the name when the model is built
         allowed: tuple[str, ...] = ("imagenet",)
     elif encoder not in SMP_ENCODERS:
-        raise ConfigError(f"{key}.encoder: {encoder!r} is not allowed; expected a segmentation-models-pytorch "
-                          f"encoder ({_closest(encoder, SMP_ENCODERS)}all: {sorted(SMP_ENCODERS)}) or tu-<timm name>")
+        raise ConfigError(
+            f"{key}.encoder: {encoder!r} is not allowed; expected a segmentation-models-pytorch "
+            f"encoder ({_closest(encoder, SMP_ENCODERS)}all: {sorted(SMP_ENCODERS)}) or tu-<timm name>"
+        )
     else:
         allowed = SMP_ENCODERS[encoder]
     if weights is not None and weights not in allowed:
-        raise ConfigError(f"{key}.encoder_weights: {weights!r} is not allowed for encoder {encoder!r}; "
-                          f"expected null (from scratch) or one of {list(allowed)}")
+        raise ConfigError(
+            f"{key}.encoder_weights: {weights!r} is not allowed for encoder {encoder!r}; "
+            f"expected null (from scratch) or one of {list(allowed)}"
+        )
 
 
 def _closest(name: str, names: Iterable[str]) -> str:
@@ -154,8 +177,9 @@ def _closest(name: str, names: Iterable[str]) -> str:
     return f"did you mean {' or '.join(close)}? " if close else ""
 
 
-def build_model(arch: str, num_classes: int, encoder: str = "resnet18", encoder_weights: str | None = None,
-                **options: Any) -> nn.Module:
+def build_model(
+    arch: str, num_classes: int, encoder: str = "resnet18", encoder_weights: str | None = None, **options: Any
+) -> nn.Module:
     builder = check_arch(arch).build
     try:
         return builder(num_classes, encoder, encoder_weights, **options)

@@ -30,8 +30,14 @@ FORMAT_VERSION = 2
 READABLE_VERSIONS = (1, 2)  # format 1: the same file without weights_sha256
 
 
-def save_checkpoint(path: Path, state_dict: dict[str, torch.Tensor], model_spec: dict[str, Any],
-                    preprocessing: dict[str, Any], classes: list[str], metrics: dict[str, float]) -> None:
+def save_checkpoint(
+    path: Path,
+    state_dict: dict[str, torch.Tensor],
+    model_spec: dict[str, Any],
+    preprocessing: dict[str, Any],
+    classes: list[str],
+    metrics: dict[str, float],
+) -> None:
     weights = {k: v.detach().cpu().clone() for k, v in state_dict.items()}
     payload = {
         "format_version": FORMAT_VERSION,
@@ -62,10 +68,14 @@ def load_checkpoint(path: Path, map_location: str | torch.device = "cpu") -> tup
     ckpt = _read(path, map_location)
     if not isinstance(ckpt, dict) or ckpt.get("format_version") not in READABLE_VERSIONS:
         if isinstance(ckpt, dict) and ckpt and all(isinstance(v, torch.Tensor) for v in ckpt.values()):
-            raise CheckpointError(f"{path}: a bare state_dict (weights without the model spec); expected a "
-                                  "model.pt written by the train stage")
-        raise CheckpointError(f"{path}: not a cocoseg model file of format {' or '.join(map(str, READABLE_VERSIONS))}; "
-                              "expected a model.pt written by the train stage")
+            raise CheckpointError(
+                f"{path}: a bare state_dict (weights without the model spec); expected a "
+                "model.pt written by the train stage"
+            )
+        raise CheckpointError(
+            f"{path}: not a cocoseg model file of format {' or '.join(map(str, READABLE_VERSIONS))}; "
+            "expected a model.pt written by the train stage"
+        )
     missing = [key for key in REQUIRED if key not in ckpt]
     if missing:
         raise CheckpointError(f"{path}: incomplete cocoseg model file: no {', '.join(missing)}")
@@ -79,7 +89,9 @@ def load_checkpoint(path: Path, map_location: str | torch.device = "cpu") -> tup
     except ModelFileLies as err:
         raise CheckpointError(f"{path}: {err}") from None
     except (TypeError, ValueError, KeyError, UserError) as err:  # the meta build of an unbuildable spec
-        raise CheckpointError(f"{path}: its model spec {ckpt['model']} cannot be built ({_first_line(err)})") from None
+        raise CheckpointError(
+            f"{path}: its model spec {ckpt['model']} cannot be built ({_first_line(err)})"
+        ) from None
     # load_state_dict copies into the new model's CPU weights: move the model where its inputs will be
     return _build(path, ckpt).to(map_location).eval(), ckpt
 
@@ -95,9 +107,13 @@ def _read(path: Path, map_location: str | torch.device) -> Any:
         return torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as err:  # weights_only refuses classes, and bytes that are no pickle
         if "Weights only load failed" in str(err) and (is_zip or is_pickle):
-            raise CheckpointError(f"{path}: holds pickled Python objects (a whole model?), which are not loaded "
-                                  "for safety; expected a model.pt written by the train stage") from None
-        raise CheckpointError(f"{path}: not a PyTorch file; expected a model.pt written by the train stage") from None
+            raise CheckpointError(
+                f"{path}: holds pickled Python objects (a whole model?), which are not loaded "
+                "for safety; expected a model.pt written by the train stage"
+            ) from None
+        raise CheckpointError(
+            f"{path}: not a PyTorch file; expected a model.pt written by the train stage"
+        ) from None
     except Exception as err:  # torch raises RuntimeError, EOFError, ... for a cut-off or damaged zip
         what = "truncated or damaged" if is_zip else "not a PyTorch file"
         raise CheckpointError(f"{path}: {what} ({_first_line(err)})") from None
@@ -113,11 +129,16 @@ def _build(path: Path, ckpt: dict[str, Any]) -> nn.Module:
     missing, unexpected = sorted(set(expected) - set(found)), sorted(set(found) - set(expected))
     reshaped = [k for k in sorted(set(expected) & set(found)) if expected[k].shape != found[k].shape]
     if missing or unexpected or reshaped:
-        example = (f"{reshaped[0]}: {tuple(found[reshaped[0]].shape)} in the file, "
-                   f"{tuple(expected[reshaped[0]].shape)} in the model" if reshaped
-                   else (missing or unexpected)[0])
-        raise CheckpointError(f"{path}: the weights do not match the model spec {spec}: {len(missing)} missing, "
-                              f"{len(unexpected)} unexpected, {len(reshaped)} of another shape (e.g. {example})")
+        example = (
+            f"{reshaped[0]}: {tuple(found[reshaped[0]].shape)} in the file, "
+            f"{tuple(expected[reshaped[0]].shape)} in the model"
+            if reshaped
+            else (missing or unexpected)[0]
+        )
+        raise CheckpointError(
+            f"{path}: the weights do not match the model spec {spec}: {len(missing)} missing, "
+            f"{len(unexpected)} unexpected, {len(reshaped)} of another shape (e.g. {example})"
+        )
     model.load_state_dict(found)
     return model
 

@@ -37,19 +37,27 @@ def weights_digest(state_dict: dict[str, torch.Tensor]) -> str:
 
 def check_spec(spec: Any) -> None:
     """The model spec: a known architecture, a class count a mask holds, no option that cocoseg sets."""
-    if not isinstance(spec, dict) or not isinstance(spec.get("arch"), str) or spec["arch"] not in ARCHITECTURES:
-        raise ModelFileLies(f"its model spec {_short(spec)} names no known architecture "
-                            f"({sorted(ARCHITECTURES)})")
+    if (
+        not isinstance(spec, dict)
+        or not isinstance(spec.get("arch"), str)
+        or spec["arch"] not in ARCHITECTURES
+    ):
+        raise ModelFileLies(
+            f"its model spec {_short(spec)} names no known architecture ({sorted(ARCHITECTURES)})"
+        )
     classes = spec.get("num_classes")
     if type(classes) is not int or not 1 <= classes <= MAX_CLASSES:
-        raise ModelFileLies(f"its model spec gives num_classes {_short(classes)}; expected an integer from 1 to "
-                            f"{MAX_CLASSES}")
+        raise ModelFileLies(
+            f"its model spec gives num_classes {_short(classes)}; expected an integer from 1 to {MAX_CLASSES}"
+        )
     if not isinstance(spec.get("encoder", ""), str):
         raise ModelFileLies(f"its model spec gives encoder {_short(spec['encoder'])}; expected a string")
     reserved = sorted((set(spec) - {"arch", "num_classes", "encoder"}) & set(RESERVED_OPTIONS))
     if reserved:
-        raise ModelFileLies(f"its model spec sets {reserved[0]!r}, which cocoseg sets itself "
-                            f"({RESERVED_OPTIONS[reserved[0]]})")
+        raise ModelFileLies(
+            f"its model spec sets {reserved[0]!r}, which cocoseg sets itself "
+            f"({RESERVED_OPTIONS[reserved[0]]})"
+        )
 
 
 def check_classes(classes: Any, spec: dict[str, Any]) -> None:
@@ -64,16 +72,26 @@ def check_preprocessing(prep: Any) -> None:
     if not isinstance(prep, dict):
         raise ModelFileLies(f"its preprocessing {_short(prep)} is not a mapping")
     size = prep.get("image_size")
-    if not (isinstance(size, list) and len(size) == 2
-            and all(type(v) is int and 32 <= v <= MAX_IMAGE_SIDE for v in size)):
-        raise ModelFileLies(f"its preprocessing gives image_size {_short(size)}; expected [height, width], "
-                            f"each from 32 to {MAX_IMAGE_SIDE}")
+    if not (
+        isinstance(size, list)
+        and len(size) == 2
+        and all(type(v) is int and 32 <= v <= MAX_IMAGE_SIDE for v in size)
+    ):
+        raise ModelFileLies(
+            f"its preprocessing gives image_size {_short(size)}; expected [height, width], "
+            f"each from 32 to {MAX_IMAGE_SIDE}"
+        )
     for key, low in (("mean", -math.inf), ("std", 0.0)):
         values = prep.get(key)
-        if not (isinstance(values, list) and len(values) == 3
-                and all(type(v) in (int, float) and low < v < math.inf for v in values)):
-            raise ModelFileLies(f"its preprocessing gives {key} {_short(values)}; expected 3 finite numbers"
-                                f"{', each > 0' if key == 'std' else ''}")
+        if not (
+            isinstance(values, list)
+            and len(values) == 3
+            and all(type(v) in (int, float) and low < v < math.inf for v in values)
+        ):
+            raise ModelFileLies(
+                f"its preprocessing gives {key} {_short(values)}; expected 3 finite numbers"
+                f"{', each > 0' if key == 'std' else ''}"
+            )
     if prep.get("channels", "RGB") != "RGB":
         raise ModelFileLies(f"its preprocessing gives channels {_short(prep.get('channels'))}; expected RGB")
 
@@ -82,9 +100,11 @@ def check_logits(spec: dict[str, Any], prep: dict[str, Any]) -> None:
     """Classes times input pixels: one image's logits, allocated by every forward pass."""
     height, width = prep["image_size"]
     if spec["num_classes"] * height * width > MAX_LOGITS:
-        raise ModelFileLies(f"its {spec['num_classes']} classes at an input of {height}x{width} make logits of "
-                            f"{spec['num_classes'] * height * width * 4 / 2**30:.1f} GiB an image; at most "
-                            f"{MAX_LOGITS * 4 / 2**30:.0f} GiB")
+        raise ModelFileLies(
+            f"its {spec['num_classes']} classes at an input of {height}x{width} make logits of "
+            f"{spec['num_classes'] * height * width * 4 / 2**30:.1f} GiB an image; at most "
+            f"{MAX_LOGITS * 4 / 2**30:.0f} GiB"
+        )
 
 
 def check_digest(ckpt: dict[str, Any]) -> None:
@@ -93,8 +113,10 @@ def check_digest(ckpt: dict[str, Any]) -> None:
     if ckpt.get("format_version") == 1 and recorded is None:
         return
     if not isinstance(recorded, str) or recorded != weights_digest(ckpt["state_dict"]):
-        raise ModelFileLies("its weights are not the ones it recorded (the SHA-256 differs): the file was "
-                            "damaged or edited; train it again or restore it (dvc checkout)")
+        raise ModelFileLies(
+            "its weights are not the ones it recorded (the SHA-256 differs): the file was "
+            "damaged or edited; train it again or restore it (dvc checkout)"
+        )
 
 
 def check_weight_shapes(spec: dict[str, Any], found: dict[str, Any], build: Any) -> None:
@@ -108,10 +130,15 @@ def check_weight_shapes(spec: dict[str, Any], found: dict[str, Any], build: Any)
     missing, unexpected = sorted(set(expected) - set(shapes)), sorted(set(shapes) - set(expected))
     reshaped = [k for k in sorted(set(expected) & set(shapes)) if expected[k] != shapes[k]]
     if missing or unexpected or reshaped:
-        example = (f"{reshaped[0]}: {shapes[reshaped[0]]} in the file, {expected[reshaped[0]]} in the model"
-                   if reshaped else (missing or unexpected)[0])
-        raise ModelFileLies(f"the weights do not match the model spec {_short(spec)}: {len(missing)} missing, "
-                            f"{len(unexpected)} unexpected, {len(reshaped)} of another shape (e.g. {example})")
+        example = (
+            f"{reshaped[0]}: {shapes[reshaped[0]]} in the file, {expected[reshaped[0]]} in the model"
+            if reshaped
+            else (missing or unexpected)[0]
+        )
+        raise ModelFileLies(
+            f"the weights do not match the model spec {_short(spec)}: {len(missing)} missing, "
+            f"{len(unexpected)} unexpected, {len(reshaped)} of another shape (e.g. {example})"
+        )
 
 
 def _short(value: Any, limit: int = 120) -> str:

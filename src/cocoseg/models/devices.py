@@ -22,8 +22,10 @@ def check_device(name: str, flag: str = "--device") -> torch.device:
     if device.type == "cuda":
         count = torch.cuda.device_count() if torch.cuda.is_available() else 0
         if count == 0 or (device.index or 0) >= count:
-            raise DeviceError(f"{flag} {name!r}: this machine has {count} CUDA device{'s' if count != 1 else ''}; "
-                              f"expected {'cpu' if count == 0 else f'cpu or cuda:0..{count - 1}'}")
+            raise DeviceError(
+                f"{flag} {name!r}: this machine has {count} CUDA device{'s' if count != 1 else ''}; "
+                f"expected {'cpu' if count == 0 else f'cpu or cuda:0..{count - 1}'}"
+            )
     elif device.type == "mps":
         if not torch.backends.mps.is_available():
             raise DeviceError(f"{flag} {name!r}: MPS is not available on this machine; expected cpu")

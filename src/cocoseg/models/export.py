@@ -63,12 +63,20 @@ def export_model(model_path: Path, fmt: str, out: Path) -> dict[str, Any]:
         difference = float(np.abs(run_exported(tmp, fmt, example.numpy()) - expected).max())
         allowed = TOLERANCE * max(1.0, float(np.abs(expected).max()))
         if not difference <= allowed:
-            raise ExportError(f"{out}: the exported {fmt} logits differ from PyTorch's by {difference:.3g} "
-                              f"(allowed: {allowed:.3g}); nothing was written")
+            raise ExportError(
+                f"{out}: the exported {fmt} logits differ from PyTorch's by {difference:.3g} "
+                f"(allowed: {allowed:.3g}); nothing was written"
+            )
     sidecar = describe(model_path, ckpt, prep, fmt, out, difference, allowed)
     write_json(sidecar_path(out), sidecar)
-    log.info("%s -> %s (%s; logits within %.2g of PyTorch's), usage in %s", model_path, out, fmt, difference,
-             sidecar_path(out))
+    log.info(
+        "%s -> %s (%s; logits within %.2g of PyTorch's), usage in %s",
+        model_path,
+        out,
+        fmt,
+        difference,
+        sidecar_path(out),
+    )
     return sidecar
 
 
@@ -99,8 +107,16 @@ def _write_onnx(model: torch.nn.Module, example: torch.Tensor, path: Path) -> No
         logging.getLogger(name).setLevel(logging.WARNING)
     with torch.no_grad(), warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        program = torch.onnx.export(model, (example,), dynamo=True, input_names=[INPUT], output_names=[OUTPUT],
-                                    dynamic_shapes=({0: batch},), external_data=False, verbose=False)
+        program = torch.onnx.export(
+            model,
+            (example,),
+            dynamo=True,
+            input_names=[INPUT],
+            output_names=[OUTPUT],
+            dynamic_shapes=({0: batch},),
+            external_data=False,
+            verbose=False,
+        )
         program.save(str(path), external_data=False)
 
 
@@ -115,24 +131,50 @@ def _write_torchscript(model: torch.nn.Module, example: torch.Tensor, path: Path
         torch.jit.save(torch.jit.trace(model, example), str(path))
 
 
-def describe(model_path: Path, ckpt: dict[str, Any], prep: Preprocessing, fmt: str, out: Path,
-             difference: float, allowed: float) -> dict[str, Any]:
+def describe(
+    model_path: Path,
+    ckpt: dict[str, Any],
+    prep: Preprocessing,
+    fmt: str,
+    out: Path,
+    difference: float,
+    allowed: float,
+) -> dict[str, Any]:
     """The sidecar: everything needed to feed the exported file and read its output, and where it came from."""
     h, w = prep.image_size
     classes = list(ckpt["classes"])
     return {
-        "format": fmt, "file": out.name, "model": ckpt["model"], "classes": classes,
+        "format": fmt,
+        "file": out.name,
+        "model": ckpt["model"],
+        "classes": classes,
         "input": {"name": INPUT, "shape": ["batch", 3, h, w], "dtype": "float32", "layout": "NCHW"},
-        "preprocessing": {"channels": prep.channels, "resize": {"height": h, "width": w, "interpolation": "bilinear"},
-                          "scale": "1/255", "mean": list(prep.mean), "std": list(prep.std),
-                          "formula": "(pixel / 255 - mean[c]) / std[c], channel c in RGB order"},
-        "output": {"name": OUTPUT, "shape": ["batch", len(classes), h, w], "dtype": "float32",
-                   "meaning": "class logits: argmax over axis 1 is the class id, an index into classes; for a "
-                              "map at the image's own size, resize the logits bilinearly (align_corners false) "
-                              "before the argmax, as cocoseg predict does"},
-        "source": {"checkpoint": str(model_path), "sha256": _sha256(model_path), "metrics": ckpt.get("metrics", {})},
-        "check": {"max_abs_logit_difference": difference, "tolerance": allowed,
-                  "against": "PyTorch on the CPU, one seeded input of the shape above"},
+        "preprocessing": {
+            "channels": prep.channels,
+            "resize": {"height": h, "width": w, "interpolation": "bilinear"},
+            "scale": "1/255",
+            "mean": list(prep.mean),
+            "std": list(prep.std),
+            "formula": "(pixel / 255 - mean[c]) / std[c], channel c in RGB order",
+        },
+        "output": {
+            "name": OUTPUT,
+            "shape": ["batch", len(classes), h, w],
+            "dtype": "float32",
+            "meaning": "class logits: argmax over axis 1 is the class id, an index into classes; for a "
+            "map at the image's own size, resize the logits bilinearly (align_corners false) "
+            "before the argmax, as cocoseg predict does",
+        },
+        "source": {
+            "checkpoint": str(model_path),
+            "sha256": _sha256(model_path),
+            "metrics": ckpt.get("metrics", {}),
+        },
+        "check": {
+            "max_abs_logit_difference": difference,
+            "tolerance": allowed,
+            "against": "PyTorch on the CPU, one seeded input of the shape above",
+        },
     }
 
 

@@ -28,8 +28,16 @@ _FUSION_CHANNELS = 128
 class ConvBNReLU(nn.Sequential):
     """k x k conv (optionally depthwise) -> BatchNorm -> optional ReLU; padding keeps size at stride 1."""
 
-    def __init__(self, in_channels: int, out_channels: int, kernel_size: int = 3, stride: int = 1,
-                 groups: int = 1, dilation: int = 1, relu: bool = True) -> None:
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        kernel_size: int = 3,
+        stride: int = 1,
+        groups: int = 1,
+        dilation: int = 1,
+        relu: bool = True,
+    ) -> None:
         padding = dilation * (kernel_size - 1) // 2
         layers: list[nn.Module] = [
             # No conv bias: the BatchNorm right after has its own shift.

@@ -21,9 +21,12 @@ def to_chw(image: np.ndarray) -> torch.Tensor:
 
 
 @torch.no_grad()
-def predict_batch(model: torch.nn.Module, inputs: torch.Tensor,
-                  out_sizes: Sequence[tuple[int, int]] | None = None,
-                  upsample: str = "exact") -> tuple[torch.Tensor, list[torch.Tensor]]:
+def predict_batch(
+    model: torch.nn.Module,
+    inputs: torch.Tensor,
+    out_sizes: Sequence[tuple[int, int]] | None = None,
+    upsample: str = "exact",
+) -> tuple[torch.Tensor, list[torch.Tensor]]:
     """(N, 3, h, w) normalised input -> ((N, K, h, w) logits, N class-id maps).
 
     Each map has the size ``out_sizes[i]`` (see ``UPSAMPLING`` for how), or the model's size.
@@ -63,9 +66,9 @@ def _first_maximum_torch(logits: torch.Tensor, rows: int) -> torch.Tensor:
     weights = torch.arange(k, 0, -1, dtype=weight_type, device=logits.device).view(k, 1, 1)
     first = torch.empty(logits.shape[1:], dtype=weight_type, device=logits.device)
     for top in range(0, logits.shape[1], rows):
-        band = logits[:, top:top + rows]
+        band = logits[:, top : top + rows]
         reached = band == torch.amax(band, 0)  # (K, rows, w)
-        torch.amax(reached.to(weight_type).mul_(weights), 0, out=first[top:top + rows])
+        torch.amax(reached.to(weight_type).mul_(weights), 0, out=first[top : top + rows])
     return first
 
 
@@ -78,12 +81,12 @@ def _first_maximum_numpy(logits: np.ndarray, rows: int) -> np.ndarray:
     maximum = np.empty((rows, w), logits.dtype)
     reached, weighted = np.empty((k, rows, w), bool), np.empty((k, rows, w), weight_type)
     for top in range(0, h, rows):
-        band = logits[:, top:top + rows]
+        band = logits[:, top : top + rows]
         n = band.shape[1]
         np.max(band, axis=0, out=maximum[:n])
         np.equal(band, maximum[:n], out=reached[:, :n])
         np.multiply(reached[:, :n], weights, out=weighted[:, :n])
-        np.max(weighted[:, :n], axis=0, out=first[top:top + n])
+        np.max(weighted[:, :n], axis=0, out=first[top : top + n])
     return first
 
 
@@ -91,6 +94,7 @@ def _on_one_thread(function: Callable[..., torch.Tensor]) -> Callable[..., torch
     """Run ``function`` with one torch thread. Class maps are many small operations: on a busy CPU (the
     evaluate stage's own loader workers suffice) each one split over threads waits for a descheduled
     thread, which made it much slower than one thread."""
+
     @functools.wraps(function)
     def wrapper(*args: object, **kwargs: object) -> torch.Tensor:
         threads = torch.get_num_threads()
@@ -99,12 +103,14 @@ def _on_one_thread(function: Callable[..., torch.Tensor]) -> Callable[..., torch
             return function(*args, **kwargs)
         finally:
             torch.set_num_threads(threads)
+
     return wrapper
 
 
 @_on_one_thread
-def upsampled_argmax(logits: torch.Tensor, size: tuple[int, int], rows: int = 256,
-                     chunk: int = 2048) -> torch.Tensor:
+def upsampled_argmax(
+    logits: torch.Tensor, size: tuple[int, int], rows: int = 256, chunk: int = 2048
+) -> torch.Tensor:
     """(K, h, w) logits -> (H, W) int64 argmax of their bilinear upsampling to ``size`` (align_corners=False),
     without upsampling K maps.
 
@@ -163,8 +169,9 @@ def _mixed_cells(low: torch.Tensor) -> torch.Tensor:
     return (low != right) | (low != down) | (low != diagonal)
 
 
-def _blend(flat: torch.Tensor, width: int, ys: tuple[torch.Tensor, ...],
-           xs: tuple[torch.Tensor, ...]) -> torch.Tensor:
+def _blend(
+    flat: torch.Tensor, width: int, ys: tuple[torch.Tensor, ...], xs: tuple[torch.Tensor, ...]
+) -> torch.Tensor:
     """(K, n) bilinear blend of (K, h*w) logits at n points, given each point's two rows, two columns and
     the second row's and column's weights (the same float operations as torch's bilinear kernel)."""
     (ya, yb, ly), (xa, xb, lx) = ys, xs
@@ -176,7 +183,7 @@ def _blend(flat: torch.Tensor, width: int, ys: tuple[torch.Tensor, ...],
 
 def _source_pixels(size_in: int, size_out: int, device: torch.device) -> tuple[torch.Tensor, ...]:
     """For each output index: the two input indices it is blended from, and the second one's weight."""
-    src = ((torch.arange(size_out, device=device, dtype=torch.float32) + 0.5) * (size_in / size_out) - 0.5)
+    src = (torch.arange(size_out, device=device, dtype=torch.float32) + 0.5) * (size_in / size_out) - 0.5
     src = src.clamp(min=0)
     first = src.floor().long().clamp(max=size_in - 1)
     return first, (first + 1).clamp(max=size_in - 1), src - first

@@ -29,8 +29,12 @@ class Preprocessing:
         return cls(tuple(p["image_size"]), tuple(p["mean"]), tuple(p["std"]), p.get("channels", "RGB"))
 
     def to_json(self) -> dict[str, Any]:
-        return {"image_size": list(self.image_size), "mean": list(self.mean), "std": list(self.std),
-                "channels": self.channels}
+        return {
+            "image_size": list(self.image_size),
+            "mean": list(self.mean),
+            "std": list(self.std),
+            "channels": self.channels,
+        }
 
     def resize(self, image: np.ndarray) -> np.ndarray:
         """(H, W, 3) uint8 -> the model's input size, bilinear."""

@@ -53,19 +53,21 @@ def _plain_op(x: torch.Tensor) -> bool:
     return exporting or not (torch.is_grad_enabled() and x.requires_grad)
 
 
-def bilinear_weights(n_in: int, n_out: int, dtype: torch.dtype = torch.float64,
-                     device: torch.device | str | None = None) -> torch.Tensor:
+def bilinear_weights(
+    n_in: int, n_out: int, dtype: torch.dtype = torch.float64, device: torch.device | str | None = None
+) -> torch.Tensor:
     """(n_out, n_in): output i = sum_j w[i, j] * input j, as bilinear resizing with
     ``align_corners=False`` samples one axis (source position (i + 0.5) * n_in / n_out - 0.5, clamped
     to the first and last input; each output mixes the two inputs around it)."""
-    src = ((torch.arange(n_out, dtype=torch.float64, device=device) + 0.5) * (n_in / n_out) - 0.5)
+    src = (torch.arange(n_out, dtype=torch.float64, device=device) + 0.5) * (n_in / n_out) - 0.5
     src = src.clamp(0, n_in - 1)
     distance = (src[:, None] - torch.arange(n_in, dtype=torch.float64, device=device)[None, :]).abs()
     return (1 - distance).clamp_(min=0).to(dtype)
 
 
-def pool_weights(n_in: int, n_out: int, dtype: torch.dtype = torch.float64,
-                 device: torch.device | str | None = None) -> torch.Tensor:
+def pool_weights(
+    n_in: int, n_out: int, dtype: torch.dtype = torch.float64, device: torch.device | str | None = None
+) -> torch.Tensor:
     """(n_out, n_in): adaptive average pooling of one axis; bin i averages the inputs
     floor(i * n_in / n_out) to ceil((i + 1) * n_in / n_out) - 1, as PyTorch's bins do."""
     i = torch.arange(n_out, device=device)

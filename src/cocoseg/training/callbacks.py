@@ -46,12 +46,20 @@ class BestWeights(L.Callback):
         score = float(trainer.callback_metrics[self.monitor])
         if score > self.best_score:
             self.best_score, self.best_epoch = score, trainer.current_epoch
-            self.best_state = copy.deepcopy({k: v.detach().cpu() for k, v in pl_module.model.state_dict().items()})
-            self.best_metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("val/")}
+            self.best_state = copy.deepcopy(
+                {k: v.detach().cpu() for k, v in pl_module.model.state_dict().items()}
+            )
+            self.best_metrics = {
+                k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("val/")
+            }
 
     def state_dict(self) -> dict[str, Any]:  # saved in the resume checkpoint, so a resumed run knows the best
-        return {"best_score": self.best_score, "best_epoch": self.best_epoch, "best_state": self.best_state,
-                "best_metrics": self.best_metrics}
+        return {
+            "best_score": self.best_score,
+            "best_epoch": self.best_epoch,
+            "best_state": self.best_state,
+            "best_metrics": self.best_metrics,
+        }
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         self.best_score, self.best_epoch = state_dict["best_score"], state_dict["best_epoch"]
@@ -68,12 +76,15 @@ class FiniteLoss(L.Callback):
     def __init__(self, name: str) -> None:
         self.name = name
 
-    def on_before_backward(self, trainer: L.Trainer, pl_module: L.LightningModule, loss: torch.Tensor) -> None:
+    def on_before_backward(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, loss: torch.Tensor
+    ) -> None:
         if not torch.isfinite(loss).all():
             raise TrainingDiverged(
                 f"train@{self.name}: the loss is {loss.item()} at epoch {trainer.current_epoch}, step "
                 f"{trainer.global_step}; lower models.{self.name}.lr (or train.lr), or set "
-                f"train.precision: 32-true")
+                f"train.precision: 32-true"
+            )
 
 
 class FirstIterationMetrics(L.Callback):
@@ -87,12 +98,14 @@ class FirstIterationMetrics(L.Callback):
     def __init__(self, path: Path, max_images: int = 512) -> None:
         self.path, self.max_images = Path(path), max_images
 
-    def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any,
-                           batch_idx: int) -> None:
+    def on_train_batch_end(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any, batch_idx: int
+    ) -> None:
         if trainer.global_step != 1 or not trainer.is_global_zero:
             return
-        metrics = build_metrics(pl_module.hparams.num_classes, "val/", sync=False,
-                                ignore_index=pl_module.hparams.ignore_index).to(pl_module.device)
+        metrics = build_metrics(
+            pl_module.hparams.num_classes, "val/", sync=False, ignore_index=pl_module.hparams.ignore_index
+        ).to(pl_module.device)
         loss_sum, seen = 0.0, 0
         was_training = pl_module.training
         pl_module.eval()
@@ -108,8 +121,13 @@ class FirstIterationMetrics(L.Callback):
                 with exact_counting():
                     metrics.update(torch.stack(classes), target)
         pl_module.train(was_training)
-        result = {"step": 1, "train/loss": float(outputs["loss"]), "val/loss": loss_sum / seen, "val_images": seen,
-                  **{k: float(v) for k, v in metrics.compute().items()}}
+        result = {
+            "step": 1,
+            "train/loss": float(outputs["loss"]),
+            "val/loss": loss_sum / seen,
+            "val_images": seen,
+            **{k: float(v) for k, v in metrics.compute().items()},
+        }
         write_text(self.path, json.dumps(result, indent=2, sort_keys=True) + "\n")
         scalars = {f"first_iter/{k}": v for k, v in result.items() if "/" in k}  # beside the epochs' curves
         for logger in trainer.loggers:
@@ -120,10 +138,13 @@ class FirstIterationMetrics(L.Callback):
 class StepScalars(L.Callback):
     """Per-step train loss and learning rate for TensorBoard only (dvclive keeps its per-epoch history)."""
 
-    def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any,
-                           batch_idx: int) -> None:
-        scalars = {"train/loss_step": float(outputs["loss"]),
-                   "train/lr": float(trainer.optimizers[0].param_groups[0]["lr"])}
+    def on_train_batch_end(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any, batch_idx: int
+    ) -> None:
+        scalars = {
+            "train/loss_step": float(outputs["loss"]),
+            "train/lr": float(trainer.optimizers[0].param_groups[0]["lr"]),
+        }
         for logger in trainer.loggers:
             if isinstance(logger, TensorBoardLogger):
                 # zero-based like Lightning's own steps, so the epoch scalars fall on the same axis
@@ -144,12 +165,18 @@ class ProgressLines(L.Callback):
     def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self.started = time.perf_counter()
 
-    def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any,
-                           batch_idx: int) -> None:
+    def on_train_batch_end(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any, batch_idx: int
+    ) -> None:
         total = trainer.num_training_batches
         if (batch_idx + 1) % self.every_n_steps == 0 and batch_idx + 1 < total and trainer.is_global_zero:
-            log.info("%s, step %d/%d: train/loss %.4f", epoch_label(trainer.current_epoch, trainer.max_epochs),
-                     batch_idx + 1, total, float(outputs["loss"]))
+            log.info(
+                "%s, step %d/%d: train/loss %.4f",
+                epoch_label(trainer.current_epoch, trainer.max_epochs),
+                batch_idx + 1,
+                total,
+                float(outputs["loss"]),
+            )
 
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         # Every process reads callback_metrics: with several processes reading them is a collective
@@ -159,8 +186,12 @@ class ProgressLines(L.Callback):
             return
         shown = ("train/loss", "val/loss", *(f"val/{name}" for name in SCORES))
         values = ", ".join(f"{k} {float(metrics[k]):.4f}" for k in shown if k in metrics)
-        log.info("%s: %s (%.1f s)", epoch_label(trainer.current_epoch, trainer.max_epochs), values,
-                 time.perf_counter() - self.started)
+        log.info(
+            "%s: %s (%.1f s)",
+            epoch_label(trainer.current_epoch, trainer.max_epochs),
+            values,
+            time.perf_counter() - self.started,
+        )
 
 
 class ProgressBar(TQDMProgressBar):

@@ -51,12 +51,15 @@ def resolve_workers(workers: int | str) -> int:
 
 def resize_pair(image: np.ndarray, mask: np.ndarray, size: tuple[int, int]) -> Pair:
     h, w = size
-    return (cv2.resize(image, (w, h), interpolation=cv2.INTER_LINEAR),
-            cv2.resize(mask, (w, h), interpolation=cv2.INTER_NEAREST))
+    return (
+        cv2.resize(image, (w, h), interpolation=cv2.INTER_LINEAR),
+        cv2.resize(mask, (w, h), interpolation=cv2.INTER_NEAREST),
+    )
 
 
-def train_transform(size: tuple[int, int], scale: tuple[float, float], hflip: bool,
-                    void: int = VOID) -> Callable[[Pair, np.random.Generator], Pair]:
+def train_transform(
+    size: tuple[int, int], scale: tuple[float, float], hflip: bool, void: int = VOID
+) -> Callable[[Pair, np.random.Generator], Pair]:
     """Random rescale of the target size, then a random crop (padded with ``void``) back to ``size``."""
     h, w = size
 
@@ -69,7 +72,7 @@ def train_transform(size: tuple[int, int], scale: tuple[float, float], hflip: bo
             mask = cv2.copyMakeBorder(mask, 0, pad_h, 0, pad_w, cv2.BORDER_CONSTANT, value=void)
         y = int(rng.integers(0, image.shape[0] - h + 1))
         x = int(rng.integers(0, image.shape[1] - w + 1))
-        image, mask = image[y:y + h, x:x + w], mask[y:y + h, x:x + w]
+        image, mask = image[y : y + h, x : x + w], mask[y : y + h, x : x + w]
         if hflip and rng.random() < 0.5:
             image, mask = cv2.flip(image, 1), cv2.flip(mask, 1)  # copies with positive strides, for torch
         return image, mask
@@ -107,9 +110,17 @@ class SegmentationDataset(Dataset):
     are decoded at a reduced scale that keeps that many pixels, and kept in ``decoded`` when given.
     """
 
-    def __init__(self, items: list[str], coco_root: Path, masks_root: Path, size: tuple[int, int],
-                 transform: Callable[[Pair, np.random.Generator], Pair] | None = None, seed: int = 0,
-                 at_least: tuple[int, int] | None = None, decoded: DecodedPairs | None = None) -> None:
+    def __init__(
+        self,
+        items: list[str],
+        coco_root: Path,
+        masks_root: Path,
+        size: tuple[int, int],
+        transform: Callable[[Pair, np.random.Generator], Pair] | None = None,
+        seed: int = 0,
+        at_least: tuple[int, int] | None = None,
+        decoded: DecodedPairs | None = None,
+    ) -> None:
         self.items, self.coco_root, self.masks_root = items, Path(coco_root), Path(masks_root)
         self.size, self.transform, self.seed = size, transform, seed
         self.at_least, self.decoded = tuple(at_least or size), decoded
@@ -155,9 +166,17 @@ class SegmentationDataset(Dataset):
 
 
 class SegmentationDataModule(L.LightningDataModule):
-    def __init__(self, coco_root: Path, masks_root: Path, image_size: tuple[int, int], batch_size: int,
-                 workers: int | str = 0, hflip: bool = True, scale: tuple[float, float] = (1.0, 1.0),
-                 seed: int = 0) -> None:
+    def __init__(
+        self,
+        coco_root: Path,
+        masks_root: Path,
+        image_size: tuple[int, int],
+        batch_size: int,
+        workers: int | str = 0,
+        hflip: bool = True,
+        scale: tuple[float, float] = (1.0, 1.0),
+        seed: int = 0,
+    ) -> None:
         super().__init__()
         self.seed = seed  # of the train shuffle and augmentation
         self.start_epoch = 0  # a resumed run sets the epoch it starts at
@@ -174,18 +193,26 @@ class SegmentationDataModule(L.LightningDataModule):
         return len(self.classes)
 
     def dataset(self, part: str, **kwargs: Any) -> SegmentationDataset:
-        return SegmentationDataset(self.split[part], self.coco_root, self.masks_root, self.image_size, **kwargs)
+        return SegmentationDataset(
+            self.split[part], self.coco_root, self.masks_root, self.image_size, **kwargs
+        )
 
     def train_dataloader(self) -> DataLoader:
         largest = tuple(max(1, round(side * self.scale[1])) for side in self.image_size)  # the transform's
         transform = train_transform(self.image_size, self.scale, self.hflip, self.void)
-        ds = self.dataset("train", transform=transform, seed=self.seed, at_least=largest,
-                          decoded=DecodedPairs.beside(self.masks_root, largest))
+        ds = self.dataset(
+            "train",
+            transform=transform,
+            seed=self.seed,
+            at_least=largest,
+            decoded=DecodedPairs.beside(self.masks_root, largest),
+        )
         # drop_last avoids a final batch of one image, which BatchNorm cannot train on
         # Persistent workers draw their first indices when Lightning first iterates the loader, before a
         # resumed run's set_epoch: so the sampler starts at the epoch the run starts at.
-        return self._loader(ds, EpochShuffle(len(ds), self.seed, self.start_epoch),
-                            drop_last=len(ds) > self.batch_size)
+        return self._loader(
+            ds, EpochShuffle(len(ds), self.seed, self.start_epoch), drop_last=len(ds) > self.batch_size
+        )
 
     def val_dataloader(self) -> DataLoader:
         decoded = DecodedPairs.beside(self.masks_root, self.image_size)
@@ -200,7 +227,13 @@ class SegmentationDataModule(L.LightningDataModule):
             cv2.setNumThreads(1)
         # Its own generator: each new iterator draws a seed from it, which would otherwise come from the
         # global RNG (dropout's) once per epoch without workers but once per run with persistent ones.
-        return DataLoader(ds, batch_size=self.batch_size, sampler=sampler, drop_last=drop_last,
-                          generator=torch.Generator().manual_seed(self.seed),
-                          num_workers=self.workers, persistent_workers=self.workers > 0,
-                          pin_memory=torch.cuda.is_available())
+        return DataLoader(
+            ds,
+            batch_size=self.batch_size,
+            sampler=sampler,
+            drop_last=drop_last,
+            generator=torch.Generator().manual_seed(self.seed),
+            num_workers=self.workers,
+            persistent_workers=self.workers > 0,
+            pin_memory=torch.cuda.is_available(),
+        )

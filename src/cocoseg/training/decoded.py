@@ -77,7 +77,7 @@ def read_pair_digests(manifest: Path) -> dict[str, str]:
     if not text.startswith(MASKS_MANIFEST_HEADER):
         return {}
     digests = {}
-    for line in text[len(MASKS_MANIFEST_HEADER):].splitlines():
+    for line in text[len(MASKS_MANIFEST_HEADER) :].splitlines():
         parts = line.split("\t")
         if len(parts) == 3:
             digests[parts[0]] = parts[1] + parts[2]

@@ -31,8 +31,9 @@ def _per_class(values: torch.Tensor, labels: torch.Tensor, num_classes: int) -> 
     return bins.view(rows, num_classes).sum(0)
 
 
-def _class_sums(probs: torch.Tensor, p_true: torch.Tensor, labels: torch.Tensor, valid: torch.Tensor,
-                dim: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def _class_sums(
+    probs: torch.Tensor, p_true: torch.Tensor, labels: torch.Tensor, valid: torch.Tensor, dim: int
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Per class ``dim`` over valid pixels: intersection, cardinality and pixel count.
 
     ``probs`` is already zero at void pixels; ``labels`` holds 0 there, ``valid`` 0.0.
@@ -54,8 +55,15 @@ def _class_dot(probs: torch.Tensor, b: torch.Tensor, dim: int) -> torch.Tensor:
 
 class _CrossEntropyDice(torch.autograd.Function):
     @staticmethod
-    def forward(ctx: Any, logits: torch.Tensor, target: torch.Tensor, dim: int, dice_weight: float,
-                ignore_index: int, eps: float) -> torch.Tensor:
+    def forward(
+        ctx: Any,
+        logits: torch.Tensor,
+        target: torch.Tensor,
+        dim: int,
+        dice_weight: float,
+        ignore_index: int,
+        eps: float,
+    ) -> torch.Tensor:
         dtype = torch.promote_types(logits.dtype, torch.float32)
         with torch.autocast(logits.device.type, enabled=False):
             valid_mask = (target != ignore_index).unsqueeze(dim)
@@ -96,19 +104,31 @@ class _CrossEntropyDice(torch.autograd.Function):
             grad = probs * (valid * scale * (1 / n_valid - a_true - _class_dot(probs, b, dim)))
             grad.scatter_add_(dim, labels, valid * scale * (a_true - 1 / n_valid))  # cancels in float32
             # the last term writes the logits' dtype directly (computed in float32, rounded once)
-            out = torch.addcmul(grad, probs, (b * scale).view(shape),
-                                out=torch.empty_like(grad, dtype=ctx.logits_dtype))
+            out = torch.addcmul(
+                grad, probs, (b * scale).view(shape), out=torch.empty_like(grad, dtype=ctx.logits_dtype)
+            )
         return out, None, None, None, None, None
 
 
-def cross_entropy_dice(logits: torch.Tensor, target: torch.Tensor, dice_weight: float = 0.5,
-                       ignore_index: int = 255, eps: float = 1e-6) -> torch.Tensor:
+def cross_entropy_dice(
+    logits: torch.Tensor,
+    target: torch.Tensor,
+    dice_weight: float = 0.5,
+    ignore_index: int = 255,
+    eps: float = 1e-6,
+) -> torch.Tensor:
     """CE + dice_weight * (1 - mean Dice of present classes); (N, K, H, W) logits, (N, H, W) int labels.
 
     Void pixels (``ignore_index``) count in neither term; a batch with no valid pixel gives 0.
     Channels-last logits (CUDA's layout here) are worked on as (N, H, W, K), so that every pass over
     them reads memory in order and the softmax runs over the innermost dimension.
     """
-    if logits.dim() == 4 and not logits.is_contiguous() and logits.is_contiguous(memory_format=torch.channels_last):
-        return _CrossEntropyDice.apply(logits.permute(0, 2, 3, 1), target, 3, float(dice_weight), ignore_index, eps)
+    if (
+        logits.dim() == 4
+        and not logits.is_contiguous()
+        and logits.is_contiguous(memory_format=torch.channels_last)
+    ):
+        return _CrossEntropyDice.apply(
+            logits.permute(0, 2, 3, 1), target, 3, float(dice_weight), ignore_index, eps
+        )
     return _CrossEntropyDice.apply(logits, target, 1, float(dice_weight), ignore_index, eps)

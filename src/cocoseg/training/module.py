@@ -50,7 +50,9 @@ def exact_counting() -> Iterator[None]:
         torch.use_deterministic_algorithms(enabled, warn_only=warn_only)
 
 
-def build_metrics(num_classes: int, prefix: str, sync: bool = True, ignore_index: int = VOID) -> MetricCollection:
+def build_metrics(
+    num_classes: int, prefix: str, sync: bool = True, ignore_index: int = VOID
+) -> MetricCollection:
     """Dataset-level metrics; absent classes are left out of the macro means (torchmetrics >= 1.4).
 
     ``sync``: under several processes, ``compute`` sums every process's counts (a collective call, so
@@ -58,14 +60,26 @@ def build_metrics(num_classes: int, prefix: str, sync: bool = True, ignore_index
     masks' void label (labels.json).
     """
     kwargs = {"ignore_index": ignore_index, "sync_on_compute": sync}
-    return MetricCollection({name: TORCHMETRICS[name](num_classes, **kwargs) for name in SCORES}, prefix=prefix)
+    return MetricCollection(
+        {name: TORCHMETRICS[name](num_classes, **kwargs) for name in SCORES}, prefix=prefix
+    )
 
 
 class SegmentationModule(L.LightningModule):
-    def __init__(self, arch: str, num_classes: int, encoder: str = "resnet18", encoder_weights: str | None = None,
-                 lr: float = 1e-3, weight_decay: float = 1e-4, dice_weight: float = 0.5,
-                 options: dict[str, Any] | None = None, channels_last: bool = False, compile: bool = False,
-                 ignore_index: int = VOID) -> None:
+    def __init__(
+        self,
+        arch: str,
+        num_classes: int,
+        encoder: str = "resnet18",
+        encoder_weights: str | None = None,
+        lr: float = 1e-3,
+        weight_decay: float = 1e-4,
+        dice_weight: float = 0.5,
+        options: dict[str, Any] | None = None,
+        channels_last: bool = False,
+        compile: bool = False,
+        ignore_index: int = VOID,
+    ) -> None:
         super().__init__()
         self.save_hyperparameters(logger=False)  # params live in params.yaml; DVC tracks them
         self.model = build_model(arch, num_classes, encoder, encoder_weights, **(options or {}))
@@ -94,7 +108,9 @@ class SegmentationModule(L.LightningModule):
         return self.prepare_batch(batch)  # on the device, after the (pinned) uint8 copy
 
     def loss(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        return cross_entropy_dice(logits, target, self.hparams.dice_weight, ignore_index=self.hparams.ignore_index)
+        return cross_entropy_dice(
+            logits, target, self.hparams.dice_weight, ignore_index=self.hparams.ignore_index
+        )
 
     def _step(self, batch: tuple[torch.Tensor, torch.Tensor], stage: str) -> torch.Tensor:
         images, target = batch  # (N, 3, H, W) float, (N, H, W) long: after prepare_batch
@@ -103,8 +119,15 @@ class SegmentationModule(L.LightningModule):
         metrics = self.train_metrics if stage == "train" else self.val_metrics
         with exact_counting():
             metrics.update(logits.argmax(dim=1), target)
-        self.log(f"{stage}/loss", loss, on_step=False, on_epoch=True, batch_size=images.shape[0],
-                 prog_bar=stage == "val", sync_dist=True)
+        self.log(
+            f"{stage}/loss",
+            loss,
+            on_step=False,
+            on_epoch=True,
+            batch_size=images.shape[0],
+            prog_bar=stage == "val",
+            sync_dist=True,
+        )
         self.log_dict(metrics, on_step=False, on_epoch=True, prog_bar=stage == "val")
         return loss
 
@@ -116,9 +139,17 @@ class SegmentationModule(L.LightningModule):
 
     def configure_optimizers(self) -> Any:
         # fused: one CUDA kernel for the whole update instead of several per parameter group
-        optimizer = torch.optim.AdamW(self.parameters(), lr=self.hparams.lr, weight_decay=self.hparams.weight_decay,
-                                      fused=self.device.type == "cuda" or None)
+        optimizer = torch.optim.AdamW(
+            self.parameters(),
+            lr=self.hparams.lr,
+            weight_decay=self.hparams.weight_decay,
+            fused=self.device.type == "cuda" or None,
+        )
         # One cycle: warm up, then anneal; gets far on a few epochs, which is what a CPU run has.
         scheduler = torch.optim.lr_scheduler.OneCycleLR(
-            optimizer, max_lr=self.hparams.lr, total_steps=self.trainer.estimated_stepping_batches, pct_start=0.15)
+            optimizer,
+            max_lr=self.hparams.lr,
+            total_steps=self.trainer.estimated_stepping_batches,
+            pct_start=0.15,
+        )
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}

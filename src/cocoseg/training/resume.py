@@ -71,9 +71,12 @@ class RunState:
 
 def run_fingerprint(params: Params, name: str, masks_root: Path) -> str:
     """A digest of what decides the run: base, train, models.<name>, and the masks stage's split and labels."""
-    content = {"base": dataclasses.asdict(params.base), "train": dataclasses.asdict(params.train),
-               "model": dataclasses.asdict(params.model(name)),
-               **{f: (Path(masks_root) / f).read_text() for f in (SPLIT_FILE, LABELS_FILE)}}
+    content = {
+        "base": dataclasses.asdict(params.base),
+        "train": dataclasses.asdict(params.train),
+        "model": dataclasses.asdict(params.model(name)),
+        **{f: (Path(masks_root) / f).read_text() for f in (SPLIT_FILE, LABELS_FILE)},
+    }
     return hashlib.sha256(json.dumps(content, sort_keys=True, default=str).encode()).hexdigest()
 
 
@@ -113,8 +116,11 @@ def publish_run(state: RunState, live_dir: Path) -> None:
 
 
 def capture_rng() -> dict[str, Any]:
-    states: dict[str, Any] = {"torch": torch.get_rng_state(), "numpy": np.random.get_state(),
-                              "python": random.getstate()}
+    states: dict[str, Any] = {
+        "torch": torch.get_rng_state(),
+        "numpy": np.random.get_state(),
+        "python": random.getstate(),
+    }
     if torch.cuda.is_available():
         states["cuda"] = torch.cuda.get_rng_state_all()
     return states

@@ -47,8 +47,13 @@ def run_name(model: str, runs_dir: Path, now: float | None = None) -> str:
     return name if taken == 1 else f"{name}-{taken}"
 
 
-def write_run_summary(run_dir: Path, first_iter: Path, best: dict[str, Any], settings: dict[str, Any],
-                      arithmetic: dict[str, Any] | None = None) -> dict[str, Any]:
+def write_run_summary(
+    run_dir: Path,
+    first_iter: Path,
+    best: dict[str, Any],
+    settings: dict[str, Any],
+    arithmetic: dict[str, Any] | None = None,
+) -> dict[str, Any]:
     """The seed's two text files, values as in the dvclive metrics, one ``key: value`` a line, and
     ``arithmetic.json``, the record of ``core.arithmetic.settle_arithmetic``. Returns the first-iteration
     metrics ({} when the run never scored them)."""

@@ -58,7 +58,9 @@ class TrainPaths:
 
     @property
     def state(self) -> RunState:
-        return RunState(self.resume_dir or self.model_dir.parent.parent / CHECKPOINTS_DIR / self.model_dir.name)
+        return RunState(
+            self.resume_dir or self.model_dir.parent.parent / CHECKPOINTS_DIR / self.model_dir.name
+        )
 
 
 class _NoAdverts(logging.Filter):
@@ -76,7 +78,9 @@ def quiet_third_party() -> None:
     logging.getLogger("lightning.pytorch.utilities.rank_zero").addFilter(_NO_ADVERTS)
     warnings.filterwarnings("ignore", message=r"`isinstance\(treespec, LeafSpec\)` is deprecated")
     # prepare_batch lives on the LightningModule on purpose (the device side); Lightning notes it each run
-    warnings.filterwarnings("ignore", message=r"You have overridden `on_after_batch_transfer` in `LightningModule`")
+    warnings.filterwarnings(
+        "ignore", message=r"You have overridden `on_after_batch_transfer` in `LightningModule`"
+    )
 
 
 def resolve_precision(precision: str, accelerator: str) -> str:
@@ -101,8 +105,11 @@ def trainer_speed_flags(cfg: TrainConfig, cuda: bool) -> dict[str, Any]:
     """
     if not cuda:
         return {"deterministic": cfg.deterministic, "benchmark": None, "channels_last": False}
-    return {"deterministic": "warn" if cfg.deterministic else False, "benchmark": not cfg.deterministic,
-            "channels_last": True}
+    return {
+        "deterministic": "warn" if cfg.deterministic else False,
+        "benchmark": not cfg.deterministic,
+        "channels_last": True,
+    }
 
 
 def train_model(params: Params, name: str, paths: TrainPaths) -> dict[str, Any]:
@@ -120,32 +127,31 @@ def train_model(params: Params, name: str, paths: TrainPaths) -> dict[str, Any]:
     L.seed_everything(params.base.seed, workers=True, verbose=False)
     speed = trainer_speed_flags(cfg, on_cuda(cfg.accelerator))
 
-    datamodule = SegmentationDataModule(paths.coco_root, paths.masks_root, cfg.image_size, batch_size,
-                                        cfg.workers, cfg.hflip, cfg.scale, params.base.seed)
-    module = SegmentationModule(model_cfg.arch, datamodule.num_classes, model_cfg.encoder,
-                                model_cfg.encoder_weights, lr, cfg.weight_decay, cfg.dice_weight,
-                                dict(model_cfg.options), speed.pop("channels_last"), params.model_compile(name),
-                                datamodule.void)
-    check_forward(module.model, datamodule.num_classes, cfg.image_size, f"models.{name}")  # before any step
-
+    datamodule, module = _data_and_module(params, paths, name, lr, batch_size, speed.pop("channels_last"))
     state, fingerprint = paths.state, run_fingerprint(params, name, paths.masks_root)
     resume_from = prepare_run(state, fingerprint)
     datamodule.start_epoch = start_epoch(resume_from)
     best = BestWeights("val/miou")
     # Every run its own TensorBoard folder, so runs (queued experiments too) sit side by side; a resumed
     # run goes on writing into the folder it started.
-    board = TensorBoardLogger(str(paths.runs_dir), name=state.run_name(lambda: run_name(name, paths.runs_dir)),
-                              version="",
-                              default_hp_metric=False)
-    progress = [ProgressBar()] if sys.stdout.isatty() else [ProgressLines()]  # lines in files and dvc queue logs
-    trainer = _trainer(params, epochs, resume_from is not None, state, speed, board, [
-        best, FirstIterationMetrics(state.live / "metrics_first_iter.json"), StepScalars(), *progress,
-        FiniteLoss(name), EpochCheckpoint(state, fingerprint)])  # EpochCheckpoint last: it saves the others
-    log.info("training %s (%s) for %d epochs (0-%d), lr %g, batch %d, %d train / %d val images, "
-             "%d loader workers", name, model_cfg.arch, epochs, epochs - 1, lr, batch_size,
-             len(datamodule.split["train"]), len(datamodule.split["val"]), datamodule.workers)
-    settings = {"model": name, "arch": model_cfg.arch, "lr": lr, "epochs": epochs, "batch_size": batch_size,
-                "deterministic": cfg.deterministic, "threads": arithmetic["threads"]}
+    board = TensorBoardLogger(
+        str(paths.runs_dir),
+        name=state.run_name(lambda: run_name(name, paths.runs_dir)),
+        version="",
+        default_hp_metric=False,
+    )
+    callbacks = _callbacks(name, best, state, fingerprint)
+    trainer = _trainer(params, epochs, resume_from is not None, state, speed, board, callbacks)
+    settings = {
+        "model": name,
+        "arch": model_cfg.arch,
+        "lr": lr,
+        "epochs": epochs,
+        "batch_size": batch_size,
+        "deterministic": cfg.deterministic,
+        "threads": arithmetic["threads"],
+    }
+    _log_start(settings, datamodule)
     board.log_hyperparams(run_hparams(params, name, settings))  # before Lightning first writes hparams.yaml
     trainer.fit(module, datamodule=datamodule, ckpt_path=resume_from, weights_only=False)  # our own file
 
@@ -154,11 +160,76 @@ def train_model(params: Params, name: str, paths: TrainPaths) -> dict[str, Any]:
     return {"best_epoch": best.best_epoch, **best.best_metrics}
 
 
+def _data_and_module(
+    params: Params, paths: TrainPaths, name: str, lr: float, batch_size: int, channels_last: bool
+) -> tuple[SegmentationDataModule, SegmentationModule]:
+    """The DataModule and the LightningModule of ``models.<name>``, the model's forward pass checked before
+    any step."""
+    cfg, model_cfg = params.train, params.model(name)
+    datamodule = SegmentationDataModule(
+        paths.coco_root,
+        paths.masks_root,
+        cfg.image_size,
+        batch_size,
+        cfg.workers,
+        cfg.hflip,
+        cfg.scale,
+        params.base.seed,
+    )
+    module = SegmentationModule(
+        model_cfg.arch,
+        datamodule.num_classes,
+        model_cfg.encoder,
+        model_cfg.encoder_weights,
+        lr,
+        cfg.weight_decay,
+        cfg.dice_weight,
+        dict(model_cfg.options),
+        channels_last,
+        params.model_compile(name),
+        datamodule.void,
+    )
+    check_forward(module.model, datamodule.num_classes, cfg.image_size, f"models.{name}")  # before any step
+    return datamodule, module
+
+
+def _callbacks(name: str, best: BestWeights, state: RunState, fingerprint: str) -> list[L.Callback]:
+    """EpochCheckpoint comes last: it saves the others' state."""
+    progress = ProgressBar() if sys.stdout.isatty() else ProgressLines()  # lines in files and dvc queue logs
+    return [
+        best,
+        FirstIterationMetrics(state.live / "metrics_first_iter.json"),
+        StepScalars(),
+        progress,
+        FiniteLoss(name),
+        EpochCheckpoint(state, fingerprint),
+    ]
+
+
+def _log_start(settings: dict[str, Any], datamodule: SegmentationDataModule) -> None:
+    epochs = settings["epochs"]
+    log.info(
+        "training %s (%s) for %d epochs (0-%d), lr %g, batch %d, %d train / %d val images, %d loader workers",
+        settings["model"],
+        settings["arch"],
+        epochs,
+        epochs - 1,
+        settings["lr"],
+        settings["batch_size"],
+        len(datamodule.split["train"]),
+        len(datamodule.split["val"]),
+        datamodule.workers,
+    )
+
+
 def run_hparams(params: Params, name: str, settings: dict[str, Any]) -> dict[str, Any]:
     """What decides this run, for TensorBoard's HParams tab and the run's hparams.yaml: the settings it used
     (lr, epochs, batch size after a model's own overrides) and the base, train and models.<name> sections."""
-    sections = {"base": dataclasses.asdict(params.base), "train": dataclasses.asdict(params.train),
-                f"models.{name}": dataclasses.asdict(params.model(name))}
+    sections = {
+        "base": dataclasses.asdict(params.base),
+        "train": dataclasses.asdict(params.train),
+        f"models.{name}": dataclasses.asdict(params.model(name)),
+    }
     return {**settings, **{key: _plain(value) for key, value in sections.items()}}
 
 
@@ -169,42 +240,80 @@ def _plain(value: Any) -> Any:
     return [_plain(v) for v in value] if isinstance(value, (tuple, list)) else value
 
 
-def _export_best(best: BestWeights, model_cfg: Any, datamodule: SegmentationDataModule, image_size: tuple[int, ...],
-                 paths: TrainPaths, board: TensorBoardLogger, settings: dict[str, Any],
-                 arithmetic: dict[str, Any]) -> None:
+def _export_best(
+    best: BestWeights,
+    model_cfg: Any,
+    datamodule: SegmentationDataModule,
+    image_size: tuple[int, ...],
+    paths: TrainPaths,
+    board: TensorBoardLogger,
+    settings: dict[str, Any],
+    arithmetic: dict[str, Any],
+) -> None:
     """The best epoch's weights -> models/<name>/model.pt; the run's summary, what its arithmetic ran on and
     TensorBoard hparams; the new history swapped in."""
     if best.best_state is None:
         raise RuntimeError("training finished without a validation score; no model to export")
     save_checkpoint(
-        paths.model_dir / MODEL_FILE, best.best_state,
+        paths.model_dir / MODEL_FILE,
+        best.best_state,
         model_spec(model_cfg.arch, datamodule.num_classes, model_cfg.encoder, **model_cfg.options),
-        Preprocessing(tuple(image_size)).to_json(), datamodule.classes,
-        {"best_epoch": best.best_epoch, **best.best_metrics})
+        Preprocessing(tuple(image_size)).to_json(),
+        datamodule.classes,
+        {"best_epoch": best.best_epoch, **best.best_metrics},
+    )
     run_dir = Path(board.log_dir)
-    first_iter = write_run_summary(run_dir, paths.state.live / "metrics_first_iter.json",
-                                   {"best_epoch": best.best_epoch, **best.best_metrics}, settings, arithmetic)
-    hp_metrics = {"hparams/best_val_miou": best.best_score, "hparams/best_epoch": best.best_epoch,
-                  **({"hparams/first_iter_val_miou": first_iter["val/miou"]} if "val/miou" in first_iter else {})}
+    first_iter = write_run_summary(
+        run_dir,
+        paths.state.live / "metrics_first_iter.json",
+        {"best_epoch": best.best_epoch, **best.best_metrics},
+        settings,
+        arithmetic,
+    )
+    hp_metrics = {
+        "hparams/best_val_miou": best.best_score,
+        "hparams/best_epoch": best.best_epoch,
+        **({"hparams/first_iter_val_miou": first_iter["val/miou"]} if "val/miou" in first_iter else {}),
+    }
     board.log_hyperparams(board.hparams, hp_metrics)  # the HParams tab: this run's settings and scores
     publish_run(paths.state, paths.live_dir)
-    log.info("best val/miou %.4f at %s -> %s", best.best_score, epoch_label(best.best_epoch, settings["epochs"]),
-             paths.model_dir / MODEL_FILE)
+    log.info(
+        "best val/miou %.4f at %s -> %s",
+        best.best_score,
+        epoch_label(best.best_epoch, settings["epochs"]),
+        paths.model_dir / MODEL_FILE,
+    )
     log.info("run history (TensorBoard, summaries): %s", run_dir)
 
 
-def _trainer(params: Params, epochs: int, resume: bool, state: RunState, speed: dict[str, Any],
-             board: TensorBoardLogger, callbacks: list[L.Callback]) -> L.Trainer:
+def _trainer(
+    params: Params,
+    epochs: int,
+    resume: bool,
+    state: RunState,
+    speed: dict[str, Any],
+    board: TensorBoardLogger,
+    callbacks: list[L.Callback],
+) -> L.Trainer:
     """Lightning's Trainer, logging to dvclive in the run folder (resumed: its history continues).
 
     ``speed`` holds the per-device determinism and cuDNN flags of ``trainer_speed_flags``."""
     cfg = params.train
     live = DVCLiveLogger(dir=str(state.live), save_dvc_exp=False, dvcyaml=False, report=None, resume=resume)
     return L.Trainer(
-        max_epochs=epochs, accelerator=cfg.accelerator, devices=_devices(cfg.devices), strategy=cfg.strategy,
-        num_nodes=cfg.num_nodes, precision=resolve_precision(cfg.precision, cfg.accelerator),
-        **speed, logger=[live, board], enable_checkpointing=False, callbacks=callbacks,
-        num_sanity_val_steps=0, log_every_n_steps=1, enable_model_summary=False,
+        max_epochs=epochs,
+        accelerator=cfg.accelerator,
+        devices=_devices(cfg.devices),
+        strategy=cfg.strategy,
+        num_nodes=cfg.num_nodes,
+        precision=resolve_precision(cfg.precision, cfg.accelerator),
+        **speed,
+        logger=[live, board],
+        enable_checkpointing=False,
+        callbacks=callbacks,
+        num_sanity_val_steps=0,
+        log_every_n_steps=1,
+        enable_model_summary=False,
         enable_progress_bar=sys.stdout.isatty(),
     )
 
