@@ -21,7 +21,12 @@ def main() -> None:
     args = parser.parse_args()
     params = load_params(args.params, check_masks_overlap)
     guard_params(args.params, "masks")
-    report = build_masks(args.coco, args.out, params.data.splits, params.masks, params.base.seed)
+    # COCO 2017's classes are its 80 categories whichever images a subset drew (the sample's likewise);
+    # a user's export drops the categories nothing uses (Roboflow's placeholder id 0)
+    every_category = params.data.source in ("coco2017", "sample")
+    report = build_masks(
+        args.coco, args.out, params.data.splits, params.masks, params.base.seed, every_category
+    )
     counts = report["counts"]
     log.info(
         "wrote masks for %d of %d images (%d skipped); %d annotations painted, %d skipped; see %s",

@@ -129,6 +129,26 @@ def files_of(root: Path) -> dict[str, bytes]:
 # --- the default run: every edge case -------------------------------------------------------------
 
 
+def test_every_category_keeps_the_unused_ones_with_their_class_ids(
+    make_coco: Callable[..., Path], tmp_path: Path
+) -> None:
+    """COCO 2017's subsets keep the 80 classes (every_category, as the stage sets for coco2017 and the
+    sample); a user's export drops what nothing uses. Here only the dog is annotated."""
+    root = make_coco([image(1)], [ann(101, 1, DOG, [box_poly(1, 4, 1, 4)])])
+    used = run(root, tmp_path / "used")
+    cfg = MasksConfig(workers=1, preview=0)
+    every = build_masks(root, tmp_path / "every", (SPLIT,), cfg, 0, every_category=True)
+    names = {
+        name: [c["name"] for c in json.loads((tmp_path / name / "labels.json").read_text())["classes"]]
+        for name in ("used", "every")
+    }
+    assert names == {"used": ["background", "dog"], "every": ["background", "cat", "dog", "car"]}
+    assert used["categories_unused"] == [{"id": 1, "name": "cat"}, {"id": 7, "name": "car"}]
+    assert every["categories_unused"] == []
+    assert semantic(tmp_path / "used", 1)[2, 2] == 1
+    assert semantic(tmp_path / "every", 1)[2, 2] == 2  # the dog's class id in COCO's full list
+
+
 def test_report_counts_and_reasons(coco_root: Path, tmp_path: Path) -> None:
     report = run(coco_root, tmp_path / "masks")
     assert report["counts"] == {

@@ -87,12 +87,19 @@ class Output:
 
 
 def build_masks(
-    coco_root: Path, out_root: Path, splits: tuple[str, ...], cfg: MasksConfig, seed: int
+    coco_root: Path,
+    out_root: Path,
+    splits: tuple[str, ...],
+    cfg: MasksConfig,
+    seed: int,
+    every_category: bool = False,
 ) -> dict[str, Any]:
     """The masks stage: every split of ``coco_root`` (data/coco's layout) -> ``out_root``; return the report
-    (also written as report.json)."""
+    (also written as report.json). ``every_category``: ``masks.categories: all`` is every category the file
+    lists, used or not (COCO 2017's fixed 80, whichever subset was downloaded), not only the used ones."""
     sources = [SplitSource(split, annotation_file(coco_root, split), coco_root / split) for split in splits]
-    return build_from_sources(sources, out_root, cfg, seed, read_contents(coco_root))
+    contents = read_contents(coco_root)
+    return build_from_sources(sources, out_root, cfg, seed, contents, every_category=every_category)
 
 
 def build_from_file(
@@ -110,11 +117,12 @@ def build_from_sources(
     seed: int,
     contents: Contents | None,
     by_split: bool = True,
+    every_category: bool = False,
 ) -> dict[str, Any]:
     """Build all outputs under ``out_root``; return the report. ``contents``: the image digests extract
     took (keyed by item), else the workers hash every image."""
     with _image_runner(cfg.workers) as run_images:
-        return _build(sources, out_root, cfg, seed, run_images, contents, by_split)
+        return _build(sources, out_root, cfg, seed, run_images, contents, by_split, every_category)
 
 
 def _build(
@@ -125,10 +133,11 @@ def _build(
     run_images: RunImages,
     contents: Contents | None,
     by_split: bool,
+    every_category: bool,
 ) -> dict[str, Any]:
     indexes = {source.name: load_split(source) for source in sources}
     check_splits(indexes)
-    labels = _label_map(indexes, cfg)
+    labels = _label_map(indexes, cfg, every_category)
     report = Report()
     report.extra["categories_unused"] = list(labels.unused)
     written: list[str] = []  # "<split>/<file_name>" of every image that got masks
@@ -171,13 +180,15 @@ def load_split(source: SplitSource) -> CocoIndex:
     return index
 
 
-def _label_map(indexes: dict[str, CocoIndex], cfg: MasksConfig) -> LabelMap:
-    """The classes, from the categories (equal in every split) and their use over all splits built."""
+def _label_map(indexes: dict[str, CocoIndex], cfg: MasksConfig, every_category: bool) -> LabelMap:
+    """The classes, from the categories (equal in every split) and, unless ``every_category``, their use
+    over all splits built."""
     use: dict[int, int] = {}
     for index in indexes.values():
         for category, count in index.category_use.items():
             use[category] = use.get(category, 0) + count
-    labels = build_label_map(next(iter(indexes.values())).categories, cfg.categories, cfg.priority, use)
+    categories = next(iter(indexes.values())).categories
+    labels = build_label_map(categories, cfg.categories, cfg.priority, None if every_category else use)
     if labels.unused:
         log.info(
             "%d categories no kept annotation uses get no class id: %s",
