@@ -15,12 +15,13 @@ from cocoseg.core.scores import SCORES
 
 VAL_MIOU_HISTORY = "plots/metrics/val/miou.tsv"  # under results/train/<model>/, written by dvclive
 
-# (key, header, format): scores to 4 decimals, counts with thousands separators, speed to 0.1
-COLUMNS = [
-    *((name, header, "{:.4f}") for name, header in SCORES.items()),
-    ("params", "params", "{:,}"),
-    ("images_per_second", "images/s", "{:.1f}"),
-]
+# (key, header, format) after the scores' (to 4 decimals): counts with thousands separators, speed to 0.1
+OTHER_COLUMNS = [("params", "params", "{:,}"), ("images_per_second", "images/s", "{:.1f}")]
+
+
+def columns() -> list[tuple[str, str, str]]:
+    """compare.md's columns: every score of SCORES as it stands when compare runs, then the others."""
+    return [*((name, score.header, "{:.4f}") for name, score in SCORES.items()), *OTHER_COLUMNS]
 
 
 def collect(evaluate_dir: Path, models: list[str]) -> list[dict[str, Any]]:
@@ -73,11 +74,12 @@ def render_markdown(rows: list[dict[str, Any]]) -> str:
 
 
 def render_models(rows: list[dict[str, Any]]) -> str:
-    header = ["model", *(label for _, label, _ in COLUMNS)]
+    shown = columns()
+    header = ["model", *(label for _, label, _ in shown)]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for r in rows:
         lines.append(
-            "| " + " | ".join([r["model"], *(_fmt(r.get(key), fmt) for key, _, fmt in COLUMNS)]) + " |"
+            "| " + " | ".join([r["model"], *(_fmt(r.get(key), fmt) for key, _, fmt in shown)]) + " |"
         )
     return "\n".join(lines) + "\n"
 

@@ -1,8 +1,8 @@
-"""Segmentation metrics from one dataset-level confusion matrix (numpy; no torch needed).
+"""Evaluate's scores: one dataset-level confusion matrix (numpy), scored by core/scores.py's functions.
 
 Classes absent from both the prediction and the ground truth have no defined IoU or Dice: they are
-left out of the means (NaN per class, ``nanmean`` over classes), never counted as 0. Pixels labelled
-``ignore_index`` (255, void) are left out of everything.
+left out of the means and of per_class.json, never counted as 0. Pixels labelled ``ignore_index`` (void)
+are left out of everything.
 """
 
 from __future__ import annotations
@@ -11,8 +11,9 @@ import math
 from typing import Any
 
 import numpy as np
+import torch
 
-from cocoseg.core.scores import SCORES
+from cocoseg.core.scores import SCORES, Counts, class_dice, class_iou
 
 
 def confusion_matrix(
@@ -28,23 +29,15 @@ def confusion_matrix(
 
 
 def scores(cm: np.ndarray) -> dict[str, Any]:
-    """mIoU, mean Dice, pixel accuracy and per-class IoU/Dice (NaN where a class is absent)."""
-    cm = cm.astype(np.float64)
-    tp = np.diag(cm)
-    fp = cm.sum(axis=0) - tp
-    fn = cm.sum(axis=1) - tp
-    with np.errstate(invalid="ignore", divide="ignore"):
-        iou = tp / (tp + fp + fn)
-        dice = 2 * tp / (2 * tp + fp + fn)
-    total = cm.sum()
-    present = ~np.isnan(iou)
-    return {
-        "miou": float(np.nanmean(iou)) if present.any() else float("nan"),
-        "dice": float(np.nanmean(dice)) if present.any() else float("nan"),
-        "pixel_accuracy": float(tp.sum() / total) if total else float("nan"),
-        "iou": iou,
-        "dice_per_class": dice,
+    """Every score of core/scores.py's SCORES, and per-class IoU and Dice (NaN where a class is absent):
+    in float64, through the functions training logs with."""
+    counts = Counts(torch.from_numpy(np.asarray(cm, np.int64)), torch.float64)
+    absent = ~counts.present.numpy()
+    per_class = {
+        "iou": np.where(absent, np.nan, class_iou(counts).numpy()),
+        "dice_per_class": np.where(absent, np.nan, class_dice(counts).numpy()),
     }
+    return {name: float(score.compute(counts)) for name, score in SCORES.items()} | per_class
 
 
 def summarise(cm: np.ndarray) -> dict[str, Any]:

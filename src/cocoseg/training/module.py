@@ -10,37 +10,25 @@ of NCHW bit for bit. ``compile`` runs the network through ``torch.compile``.
 from __future__ import annotations
 
 import contextlib
-import functools
 from collections.abc import Iterator
 from typing import Any
 
 import lightning as L
 import torch
-from torchmetrics import MetricCollection
-from torchmetrics.classification import MulticlassAccuracy, MulticlassF1Score, MulticlassJaccardIndex
+from torchmetrics import Metric, MetricCollection
 
 from cocoseg.core.layout import VOID
-from cocoseg.core.scores import SCORES
+from cocoseg.core.scores import SCORES, Counts, Score
 from cocoseg.models import build_model
 from cocoseg.models.preprocessing import Preprocessing
 from cocoseg.training.losses import cross_entropy_dice
 
-# core/scores.py's names -> their torchmetrics; evaluation/metrics.py computes the same in numpy.
-TORCHMETRICS = {
-    "miou": functools.partial(MulticlassJaccardIndex, average="macro"),
-    "dice": functools.partial(MulticlassF1Score, average="macro"),  # Dice == F1
-    "pixel_accuracy": functools.partial(MulticlassAccuracy, average="micro"),
-}
-
 
 @contextlib.contextmanager
 def exact_counting() -> Iterator[None]:
-    """Let torchmetrics use ``torch.bincount`` even when deterministic algorithms are on.
-
-    In deterministic mode torchmetrics counts through a (pixels x classes^2) int64 comparison instead,
-    far too large at COCO's 81 classes. Integer counts are exact in any order,
-    so the native kernel gives the same result, bit for bit.
-    """
+    """Let ``torch.bincount`` run while deterministic algorithms are on (CUDA has no deterministic version
+    and would raise or warn at every batch). Integer counts are exact in any order, so the result is
+    the same, bit for bit."""
     enabled = torch.are_deterministic_algorithms_enabled()
     warn_only = torch.is_deterministic_algorithms_warn_only_enabled()
     torch.use_deterministic_algorithms(False)
@@ -50,18 +38,45 @@ def exact_counting() -> Iterator[None]:
         torch.use_deterministic_algorithms(enabled, warn_only=warn_only)
 
 
+class ConfusionScore(Metric):
+    """One score of core/scores.py over the epoch's (K, K) confusion matrix, summed over every process
+    when computed. The scores of one MetricCollection share one matrix (torchmetrics' compute groups:
+    one count per batch)."""
+
+    full_state_update = False
+
+    def __init__(self, score: Score, num_classes: int, ignore_index: int = VOID, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.score, self.num_classes, self.ignore_index = score, num_classes, ignore_index
+        zeros = torch.zeros(num_classes, num_classes, dtype=torch.long)
+        self.add_state("confusion", default=zeros, dist_reduce_fx="sum")
+
+    def update(self, preds: torch.Tensor, target: torch.Tensor) -> None:
+        keep = target != self.ignore_index
+        cells = target[keep].long() * self.num_classes + preds[keep].long()
+        with exact_counting():
+            counts = torch.bincount(cells, minlength=self.num_classes**2)
+        self.confusion += counts.reshape(self.num_classes, self.num_classes)
+
+    def compute(self) -> torch.Tensor:
+        return self.score.compute(Counts(self.confusion, torch.float32))
+
+
 def build_metrics(
     num_classes: int, prefix: str, sync: bool = True, ignore_index: int = VOID
 ) -> MetricCollection:
-    """Dataset-level metrics; absent classes are left out of the macro means (torchmetrics >= 1.4).
+    """Every score of core/scores.py at the dataset level (not a mean of per-batch scores).
 
     ``sync``: under several processes, ``compute`` sums every process's counts (a collective call, so
     every process must make it); off for metrics that one process computes alone. ``ignore_index``: the
     masks' void label (labels.json).
     """
-    kwargs = {"ignore_index": ignore_index, "sync_on_compute": sync}
     return MetricCollection(
-        {name: TORCHMETRICS[name](num_classes, **kwargs) for name in SCORES}, prefix=prefix
+        {
+            name: ConfusionScore(score, num_classes, ignore_index, sync_on_compute=sync)
+            for name, score in SCORES.items()
+        },
+        prefix=prefix,
     )
 
 
@@ -117,8 +132,7 @@ class SegmentationModule(L.LightningModule):
         logits = self(images)
         loss = self.loss(logits, target)
         metrics = self.train_metrics if stage == "train" else self.val_metrics
-        with exact_counting():
-            metrics.update(logits.argmax(dim=1), target)
+        metrics.update(logits.argmax(dim=1), target)
         self.log(
             f"{stage}/loss",
             loss,
