@@ -33,7 +33,7 @@ STAGE_PARAMS = {
     ),
     "import": (),  # no params: its deps are the split's own paths (data.local.splits.<split>)
     "extract": ("data.splits",),
-    "masks": ("base", "data.splits", "masks"),
+    "masks": ("base", "data.source", "data.splits", "masks"),
     "train": ("base", "train", "models.{model}"),
     "evaluate": ("evaluate",),
     "compare": ("models",),
