@@ -54,6 +54,7 @@ def to_rle(segmentation: Any, height: int, width: int) -> dict:
     if isinstance(segmentation, list):
         if not segmentation:
             raise MalformedAnnotation("empty segmentation list")
+        boxes = []  # per polygon: (x0, x1, y0, y1), its coordinates' extremes
         for i, poly in enumerate(segmentation):
             if not _is_number_list(poly):
                 raise MalformedAnnotation(f"polygon {i} is not a list of numbers")
@@ -61,10 +62,12 @@ def to_rle(segmentation: Any, height: int, width: int) -> dict:
                 raise MalformedAnnotation(
                     f"polygon {i} has {len(poly)} coordinates (need an even number >= 6)"
                 )
-            if max(map(abs, poly)) > MAX_COORDINATE:
+            x0, x1, y0, y1 = min(poly[0::2]), max(poly[0::2]), min(poly[1::2]), max(poly[1::2])
+            if max(-x0, x1, -y0, y1) > MAX_COORDINATE:
                 raise MalformedAnnotation(f"polygon {i} has a coordinate beyond +-{MAX_COORDINATE:.0e}")
-        _check_polygon_cost(segmentation, height, width)
-        parts = _polygon_rles(segmentation, height, width)
+            boxes.append((x0, x1, y0, y1))
+        _check_polygon_cost(segmentation, boxes, height, width)
+        parts = _polygon_rles(segmentation, boxes, height, width)
         return parts[0] if len(parts) == 1 else mask_utils.merge(parts)  # merging one part copies it
     if isinstance(segmentation, dict):
         size, counts = segmentation.get("size"), segmentation.get("counts")
@@ -94,16 +97,17 @@ def to_rle(segmentation: Any, height: int, width: int) -> dict:
     )
 
 
-def _is_near(poly: list[float], height: int, width: int) -> bool:
+Box = tuple[float, float, float, float]  # a polygon's x0, x1, y0, y1
+
+
+def _is_near(box: Box, height: int, width: int) -> bool:
     """Whether the polygon stays within one image size of the image (pycocotools rasterises it)."""
+    x0, x1, y0, y1 = box
     margin = max(height, width)
-    xs, ys = poly[0::2], poly[1::2]
-    return (
-        min(xs) >= -margin and max(xs) <= width + margin and min(ys) >= -margin and max(ys) <= height + margin
-    )
+    return x0 >= -margin and x1 <= width + margin and y0 >= -margin and y1 <= height + margin
 
 
-def _check_polygon_cost(polygons: list[list[float]], height: int, width: int) -> None:
+def _check_polygon_cost(polygons: list[list[float]], boxes: list[Box], height: int, width: int) -> None:
     """Refuse polygons whose rasterising would take memory without bound: too many coordinates, or edges
     that walk too many pixels (a near polygon is walked step by step; of a far one, only the image's
     columns its edges cross count)."""
@@ -113,28 +117,28 @@ def _check_polygon_cost(polygons: list[list[float]], height: int, width: int) ->
             f"polygons of {coordinates} coordinates, over the limit of {MAX_POLYGON_COORDINATES}"
         )
     steps = 0
-    for poly in polygons:
-        near = _is_near(poly, height, width)
-        extent = max(max(poly[0::2]) - min(poly[0::2]), max(poly[1::2]) - min(poly[1::2])) if near else width
+    for poly, (x0, x1, y0, y1) in zip(polygons, boxes, strict=True):
+        is_near = _is_near((x0, x1, y0, y1), height, width)
+        extent = max(x1 - x0, y1 - y0) if is_near else width
         bound = (len(poly) // 2) * (extent + 2)  # no edge walks further than the polygon's extent
         if bound <= MAX_POLYGON_STEPS // len(polygons):
             steps += bound
             continue
         xy = np.asarray(poly, np.float64).reshape(-1, 2)
         d = np.abs(np.roll(xy, -1, axis=0) - xy)
-        walked = d.max(axis=1) if near else np.minimum(d[:, 0], width)
+        walked = d.max(axis=1) if is_near else np.minimum(d[:, 0], width)
         steps += int(np.ceil(walked).sum()) + len(xy)
     if steps > MAX_POLYGON_STEPS:
         raise MalformedAnnotation(f"polygon edges {steps} pixels long, over the limit of {MAX_POLYGON_STEPS}")
 
 
-def _polygon_rles(polygons: list[list[float]], height: int, width: int) -> list[dict]:
+def _polygon_rles(polygons: list[list[float]], boxes: list[Box], height: int, width: int) -> list[dict]:
     """pycocotools' RLE of each polygon; those reaching far outside the image are rasterised by
     ``polygon_counts``, whose cost does not grow with the coordinates (pycocotools' does, without
     bound), with the same pixels."""
     near, far = [], []
-    for poly in polygons:
-        if _is_near(poly, height, width):
+    for poly, box in zip(polygons, boxes, strict=True):
+        if _is_near(box, height, width):
             near.append(poly)
         else:
             far.append({"size": [height, width], "counts": polygon_counts(poly, height, width)})
