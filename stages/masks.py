@@ -4,11 +4,13 @@ import argparse
 import logging
 from pathlib import Path
 
+from cocoseg.core.layout import REPORT_FILE
 from cocoseg.core.params import load_params
 from cocoseg.core.params_guard import guard_params
 from cocoseg.core.stage import run_stage
 from cocoseg.masks.build import build_masks
 from cocoseg.masks.paint import check_masks_overlap
+from cocoseg.masks.report import summary
 
 log = logging.getLogger("cocoseg.stages.masks")
 
@@ -27,16 +29,7 @@ def main() -> None:
     report = build_masks(
         args.coco, args.out, params.data.splits, params.masks, params.base.seed, every_category
     )
-    counts = report["counts"]
-    log.info(
-        "wrote masks for %d of %d images (%d skipped); %d annotations painted, %d skipped; see %s",
-        counts["images_written"],
-        counts["images"],
-        counts["images_skipped"],
-        counts["annotations_painted"],
-        counts["annotations_skipped"],
-        args.out / "report.json",
-    )
+    log.info("%s; see %s", summary(report), args.out / REPORT_FILE)
 
 
 if __name__ == "__main__":

@@ -114,3 +114,13 @@ class Report:
             **self.extra,
             **({"omitted": omitted} if omitted else {}),
         }
+
+
+def summary(report: dict[str, Any]) -> str:
+    """The report's counts in one line, as the masks stage and ``cocoseg prepare --ann`` log them."""
+    counts = report["counts"]
+    return (
+        f"wrote masks for {counts['images_written']} of {counts['images']} images "
+        f"({counts['images_skipped']} skipped); {counts['annotations_painted']} annotations painted, "
+        f"{counts['annotations_skipped']} skipped"
+    )

@@ -19,6 +19,7 @@ from cocoseg.core.layout import LABELS_FILE, REPORT_FILE
 from cocoseg.core.params import ConfigError, MasksConfig, convert
 from cocoseg.masks.build import build_from_file
 from cocoseg.masks.paint import check_overlap
+from cocoseg.masks.report import summary
 
 log = logging.getLogger(__name__)
 
@@ -84,14 +85,5 @@ def prepare_from_file(
         raise PrepareError(f"--img_dir {image_dir}: no such folder")
     check_out_dir(out_dir, [annotations, image_dir])
     report = build_from_file(annotations, image_dir, out_dir, cfg, seed)
-    counts = report["counts"]
-    log.info(
-        "wrote masks for %d of %d images (%d skipped); %d annotations painted, %d skipped; see %s",
-        counts["images_written"],
-        counts["images"],
-        counts["images_skipped"],
-        counts["annotations_painted"],
-        counts["annotations_skipped"],
-        out_dir / REPORT_FILE,
-    )
+    log.info("%s; see %s", summary(report), out_dir / REPORT_FILE)
     return report
